@@ -1,0 +1,151 @@
+//! `OrgMembership`: a subject with roles in one Organization or SubOrganization.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    CommonStatus, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DeletionPolicy, EMAIL_PATTERN,
+    OrganizationRef, SLUG_PATTERN,
+};
+
+/// The built-in organization roles.
+pub const BUILTIN_ROLES: [&str; 3] = ["admin", "member", "no-access"];
+
+/// A subject's roles in one organization. A user joins a sub-organization only after a
+/// membership in its root; removing the root membership revokes every sub-organization
+/// membership of that user.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "suborg.io",
+    version = "v1alpha1",
+    kind = "OrgMembership",
+    plural = "orgmemberships",
+    shortname = "orgm",
+    category = "suborg",
+    namespaced,
+    status = "OrgMembershipStatus",
+    cel,
+    doc = "A user (by email), group or machine identity with roles in one Organization or SubOrganization.",
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.organizationRef.kind"}"#,
+    printcolumn = r#"{"name":"Organization","type":"string","jsonPath":".spec.organizationRef.name"}"#,
+    printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.kind"}"#,
+    printcolumn = r#"{"name":"Email","type":"string","jsonPath":".spec.subject.email"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgMembershipSpec {
+    /// The Organization or SubOrganization the subject joins. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new OrgMembership for another organization"))]
+    pub organization_ref: OrganizationRef,
+    /// Who joins. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new OrgMembership for another subject"))]
+    pub subject: Subject,
+    /// Roles granted in the organization: `admin`, `member`, `no-access` or the slug of a custom
+    /// role, each optionally temporary. `no-access` cannot be combined with other roles.
+    #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["role"]))]
+    #[x_kube(validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"))]
+    pub roles: Vec<RoleBinding>,
+    /// `Delete` (default) removes the membership from the store when this object is deleted;
+    /// `Orphan` keeps it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What kind of subject a membership names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum SubjectKind {
+    /// A person, identified by email. Users exist at the root organization.
+    User,
+    /// A group of users.
+    Group,
+    /// A machine identity (a service, CI/CD pipeline or automated process).
+    MachineIdentity,
+}
+
+impl SubjectKind {
+    /// The kind's name as it appears in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Group => "Group",
+            Self::MachineIdentity => "MachineIdentity",
+        }
+    }
+}
+
+/// The subject of a membership: a User by `email`, a Group or MachineIdentity by `name`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name)) : (has(self.name) && !has(self.email))").message("a subject of kind User is named by email, a Group or MachineIdentity by name (set exactly that one field)"))]
+pub struct Subject {
+    /// `User`, `Group` or `MachineIdentity`.
+    pub kind: SubjectKind,
+    /// Email of the user (kind `User`). Compared case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 320), regex(pattern = EMAIL_PATTERN))]
+    pub email: Option<String>,
+    /// Name of the group or machine identity (kind `Group` or `MachineIdentity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: Option<String>,
+}
+
+/// One role of a membership.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleBinding {
+    /// `admin`, `member`, `no-access`, or the slug of a custom role (1–64 lowercase letters,
+    /// digits and hyphens).
+    #[schemars(length(min = 1, max = 64), regex(pattern = SLUG_PATTERN))]
+    pub role: String,
+    /// Makes the role temporary: it is granted from `start` and expires at `end`, or `duration`
+    /// after it is first granted. Omit for a permanent role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary: Option<TemporaryAccess>,
+}
+
+/// The window of a temporary role: `end`, or `duration` counted from `start`. `start`
+/// defaults to the moment the role is first granted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.end) != has(self.duration)").message("temporary needs exactly one of end or duration"),
+    validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("temporary.end must be after temporary.start"),
+    validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero")
+)]
+pub struct TemporaryAccess {
+    /// When the role starts (RFC 3339, e.g. `2026-01-01T09:00:00Z`). Defaults to the moment the
+    /// role is first granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub start: Option<String>,
+    /// When the role expires (RFC 3339). Exclusive with `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub end: Option<String>,
+    /// How long the role lasts from `start`, as a Kubernetes duration (`90m`, `8h`, `168h`).
+    /// Exclusive with `end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 64), regex(pattern = DURATION_PATTERN), extend("format" = "duration"))]
+    pub duration: Option<String>,
+}
+
+/// Observed state of an OrgMembership.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgMembershipStatus {
+    /// Generation, conditions and store id.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Store id of the organization the subject belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    /// Roles currently in effect (temporary roles disappear when they expire).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_roles: Vec<String>,
+    /// When the next temporary role expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_expiry: Option<String>,
+}

@@ -1,0 +1,81 @@
+//! Slugs and display names (DESIGN rule 6).
+
+/// Longest slug and display name, in characters.
+pub const MAX_LEN: usize = 64;
+
+/// The slug an organization has: `spec.slug` when set, else `metadata.name`.
+pub fn effective_slug<'a>(name: &'a str, spec_slug: Option<&'a str>) -> &'a str {
+    spec_slug.unwrap_or(name)
+}
+
+/// Whether `s` is 1–64 lowercase ASCII letters, digits and hyphens.
+pub fn is_valid_slug(s: &str) -> bool {
+    (1..=MAX_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Whether `s` is 1–64 characters of letters, digits, space, `-` and `_`.
+pub fn is_valid_display_name(s: &str) -> bool {
+    let n = s.chars().count();
+    (1..=MAX_LEN).contains(&n)
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_')
+}
+
+/// The display name an organization has: `spec.displayName` when set, else its slug.
+pub fn effective_display_name<'a>(slug: &'a str, display_name: Option<&'a str>) -> &'a str {
+    display_name.unwrap_or(slug)
+}
+
+/// Users are identified by email, compared case-insensitively.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["a", "eng", "sales-emea", "team-42", &"a".repeat(64), "-"] {
+            assert!(is_valid_slug(ok), "{ok:?} should be a valid slug");
+        }
+        for bad in [
+            "",
+            "Eng",
+            "eng_team",
+            "eng.team",
+            "eng team",
+            "ä",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_valid_slug(bad), "{bad:?} should not be a valid slug");
+        }
+    }
+
+    #[test]
+    fn display_names() {
+        for ok in [
+            "Engineering",
+            "Sales EMEA",
+            "R_and-D 2",
+            "Ingeniería",
+            &"x".repeat(64),
+        ] {
+            assert!(is_valid_display_name(ok), "{ok:?} should be valid");
+        }
+        for bad in ["", "R&D", "Eng/Ops", "tab\there", &"x".repeat(65)] {
+            assert!(!is_valid_display_name(bad), "{bad:?} should not be valid");
+        }
+    }
+
+    #[test]
+    fn effective_values() {
+        assert_eq!(effective_slug("eng", None), "eng");
+        assert_eq!(effective_slug("eng", Some("engineering")), "engineering");
+        assert_eq!(effective_display_name("eng", None), "eng");
+        assert_eq!(normalize_email(" Alice@Example.COM "), "alice@example.com");
+    }
+}

@@ -1,0 +1,298 @@
+//! Temporary roles (DESIGN rule 7): a role granted for a window, which expires on time.
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::{RoleBinding, TemporaryAccess};
+
+/// Where a role stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleState {
+    /// Not yet in effect; it starts at the given time.
+    Pending {
+        /// When the role starts.
+        starts: Timestamp,
+        /// When it will end.
+        ends: Timestamp,
+    },
+    /// In effect, until `until` (never, when `None`).
+    Active {
+        /// When the role expires, for a temporary role.
+        until: Option<Timestamp>,
+    },
+    /// No longer in effect since the given time.
+    Expired {
+        /// When the role expired.
+        at: Timestamp,
+    },
+}
+
+impl RoleState {
+    /// Whether the role grants access now.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Active { .. })
+    }
+
+    /// The next moment the state changes, to requeue at.
+    pub fn next_change(self) -> Option<Timestamp> {
+        match self {
+            Self::Pending { starts, .. } => Some(starts),
+            Self::Active { until } => until,
+            Self::Expired { .. } => None,
+        }
+    }
+}
+
+/// A temporary window that cannot be evaluated, with the field at fault (below `temporary`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowError {
+    /// `start`, `end` or `duration`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses a Kubernetes (Go) duration such as `90m`, `1h30m`, `1.5h` or `300ms`.
+pub fn parse_duration(s: &str) -> Option<SignedDuration> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut rest = s;
+    let mut total_nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, tail) = rest.split_at(num_len);
+        if num.is_empty()
+            || num.starts_with('.')
+            || num.ends_with('.')
+            || num.matches('.').count() > 1
+        {
+            return None;
+        }
+        let value: f64 = num.parse().ok()?;
+        let (unit_nanos, unit_len) = [
+            ("ns", 1.0, 2),
+            ("us", 1e3, 2),
+            ("µs", 1e3, "µs".len()),
+            ("ms", 1e6, 2),
+            ("s", 1e9, 1),
+            ("m", 60e9, 1),
+            ("h", 3600e9, 1),
+        ]
+        .into_iter()
+        .find(|(u, _, _)| tail.starts_with(u) && !(*u == "m" && tail.starts_with("ms")))
+        .map(|(_, n, l)| (n, l))?;
+        total_nanos += value * unit_nanos;
+        rest = &tail[unit_len..];
+    }
+    // Go caps durations at about 290 years; so do we, which also keeps the arithmetic exact.
+    if !total_nanos.is_finite() || total_nanos > i64::MAX as f64 {
+        return None;
+    }
+    Some(SignedDuration::from_nanos(total_nanos as i64))
+}
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// The `[start, end)` window of a temporary role first granted at `granted_at`.
+pub fn window(
+    t: &TemporaryAccess,
+    granted_at: Timestamp,
+) -> Result<(Timestamp, Timestamp), WindowError> {
+    let start = match &t.start {
+        Some(s) => parse_time(s).ok_or_else(|| WindowError {
+            field: "start",
+            message: format!("{s:?} is not an RFC 3339 time such as 2026-01-01T09:00:00Z"),
+        })?,
+        None => granted_at,
+    };
+    let end = match (&t.end, &t.duration) {
+        (Some(e), None) => parse_time(e).ok_or_else(|| WindowError {
+            field: "end",
+            message: format!("{e:?} is not an RFC 3339 time such as 2026-01-31T18:00:00Z"),
+        })?,
+        (None, Some(d)) => {
+            let d = parse_duration(d).filter(|d| d.is_positive()).ok_or_else(|| WindowError {
+                field: "duration",
+                message: format!(
+                    "{d:?} is not a positive duration such as 90m, 8h or 1h30m (units: h, m, s, ms)"
+                ),
+            })?;
+            start.checked_add(d).map_err(|_| WindowError {
+                field: "duration",
+                message: "start plus duration is past the year 9999".to_owned(),
+            })?
+        }
+        _ => {
+            return Err(WindowError {
+                field: "end",
+                message: "temporary needs exactly one of end or duration".to_owned(),
+            });
+        }
+    };
+    if end <= start {
+        return Err(WindowError {
+            field: "end",
+            message: format!("temporary.end ({end}) must be after temporary.start ({start})"),
+        });
+    }
+    Ok((start, end))
+}
+
+/// Where `role`, first granted at `granted_at`, stands at `now`.
+pub fn state(
+    role: &RoleBinding,
+    granted_at: Timestamp,
+    now: Timestamp,
+) -> Result<RoleState, WindowError> {
+    let Some(t) = &role.temporary else {
+        return Ok(RoleState::Active { until: None });
+    };
+    let (start, end) = window(t, granted_at)?;
+    Ok(if now < start {
+        RoleState::Pending {
+            starts: start,
+            ends: end,
+        }
+    } else if now < end {
+        RoleState::Active { until: Some(end) }
+    } else {
+        RoleState::Expired { at: end }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn temp(start: Option<&str>, end: Option<&str>, duration: Option<&str>) -> RoleBinding {
+        RoleBinding {
+            role: "admin".into(),
+            temporary: Some(TemporaryAccess {
+                start: start.map(Into::into),
+                end: end.map(Into::into),
+                duration: duration.map(Into::into),
+            }),
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        let s = |secs: i64| Some(SignedDuration::from_secs(secs));
+        assert_eq!(parse_duration("90m"), s(5400));
+        assert_eq!(parse_duration("1h30m"), s(5400));
+        assert_eq!(parse_duration("1.5h"), s(5400));
+        assert_eq!(parse_duration("168h"), s(604800));
+        assert_eq!(
+            parse_duration("300ms"),
+            Some(SignedDuration::from_millis(300))
+        );
+        assert_eq!(parse_duration("2µs"), Some(SignedDuration::from_micros(2)));
+        for bad in [
+            "", "h", "1", "1d", "1w", ".5h", "5.h", "1.2.3h", "-1h", "1h 30m", "1H",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("99999999999999h"), None);
+    }
+
+    #[test]
+    fn permanent_roles_are_always_active() {
+        let r = RoleBinding {
+            role: "member".into(),
+            temporary: None,
+        };
+        let now = ts("2030-01-01T00:00:00Z");
+        assert_eq!(state(&r, now, now), Ok(RoleState::Active { until: None }));
+    }
+
+    #[test]
+    fn end_window_moves_through_states() {
+        let r = temp(
+            Some("2026-01-01T09:00:00Z"),
+            Some("2026-01-01T17:00:00Z"),
+            None,
+        );
+        let g = ts("2025-12-01T00:00:00Z");
+        let before = state(&r, g, ts("2026-01-01T08:59:59Z")).unwrap();
+        assert_eq!(
+            before,
+            RoleState::Pending {
+                starts: ts("2026-01-01T09:00:00Z"),
+                ends: ts("2026-01-01T17:00:00Z")
+            }
+        );
+        assert_eq!(before.next_change(), Some(ts("2026-01-01T09:00:00Z")));
+        let during = state(&r, g, ts("2026-01-01T12:00:00Z")).unwrap();
+        assert!(during.is_active());
+        assert_eq!(during.next_change(), Some(ts("2026-01-01T17:00:00Z")));
+        // The end is exclusive: at 17:00 sharp the role is gone.
+        let after = state(&r, g, ts("2026-01-01T17:00:00Z")).unwrap();
+        assert_eq!(
+            after,
+            RoleState::Expired {
+                at: ts("2026-01-01T17:00:00Z")
+            }
+        );
+        assert!(!after.is_active());
+    }
+
+    #[test]
+    fn duration_counts_from_start_or_grant() {
+        let granted = ts("2026-03-01T10:00:00Z");
+        let r = temp(None, None, Some("8h"));
+        assert_eq!(
+            state(&r, granted, ts("2026-03-01T17:59:59Z")).unwrap(),
+            RoleState::Active {
+                until: Some(ts("2026-03-01T18:00:00Z"))
+            }
+        );
+        let r = temp(Some("2026-03-02T00:00:00Z"), None, Some("1h"));
+        assert_eq!(
+            window(r.temporary.as_ref().unwrap(), granted).unwrap(),
+            (ts("2026-03-02T00:00:00Z"), ts("2026-03-02T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn impossible_windows_are_errors() {
+        let g = ts("2026-01-01T00:00:00Z");
+        let cases = [
+            (
+                temp(
+                    Some("2026-01-02T00:00:00Z"),
+                    Some("2026-01-01T00:00:00Z"),
+                    None,
+                ),
+                "end",
+            ),
+            (
+                temp(
+                    Some("2026-01-01T00:00:00Z"),
+                    Some("2026-01-01T00:00:00Z"),
+                    None,
+                ),
+                "end",
+            ),
+            (temp(None, None, None), "end"),
+            (temp(None, Some("2026-01-02T00:00:00Z"), Some("1h")), "end"),
+            (
+                temp(Some("yesterday"), Some("2026-01-02T00:00:00Z"), None),
+                "start",
+            ),
+            (temp(None, Some("soon"), None), "end"),
+            (temp(None, None, Some("0s")), "duration"),
+            (temp(None, None, Some("3d")), "duration"),
+        ];
+        for (r, field) in cases {
+            let err = state(&r, g, g).unwrap_err();
+            assert_eq!(err.field, field, "{r:?}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! The rules that need more than one object: the organization tree, who belongs where, and
+//! which namespaces may speak for which organization.
+//!
+//! [`check`] takes a whole set of objects and returns every problem plus which objects are
+//! accepted. It runs in time linear in the number of objects: every lookup goes through an
+//! index built once. Problems are reported on the object that breaks a rule, never again on the
+//! objects that depend on it (a membership in a rejected sub-organization is held back quietly:
+//! the sub-organization's own problem says what to fix).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::delegation;
+use super::problem::{ObjectKey, Problem, Reason};
+use super::slug::{effective_slug, normalize_email};
+use super::temporary::{self, RoleState};
+use crate::api::{
+    MemberNamespaces, OrgMembership, Organization, OrganizationKind, SubOrganization, SubjectKind,
+};
+
+/// The objects to check, as plain data.
+#[derive(Debug, Default, Clone)]
+pub struct ObjectSet {
+    /// Root organizations.
+    pub organizations: Vec<Organization>,
+    /// Sub-organizations.
+    pub sub_organizations: Vec<SubOrganization>,
+    /// Memberships. Each must have `metadata.namespace` set.
+    pub memberships: Vec<OrgMembership>,
+    /// Labels of the namespaces whose labels are known. A membership in a namespace missing
+    /// here cannot be checked against `memberNamespaces` and gets a warning.
+    pub namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Objects that exist but were already rejected on their own (by the schema). References to
+    /// them are neither "not found" nor accepted.
+    pub rejected: HashSet<ObjectKey>,
+}
+
+/// Indexes into the [`ObjectSet`] of the objects every rule accepted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Indexes into `organizations`.
+    pub organizations: Vec<usize>,
+    /// Indexes into `sub_organizations`.
+    pub sub_organizations: Vec<usize>,
+    /// Indexes into `memberships`.
+    pub memberships: Vec<usize>,
+}
+
+/// What [`check`] found.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Every problem, errors and warnings.
+    pub problems: Vec<Problem>,
+    /// The objects with no error.
+    pub accepted: Accepted,
+}
+
+/// Key of an Organization object.
+pub fn organization_key(o: &Organization) -> ObjectKey {
+    ObjectKey::cluster("Organization", &o.name_any())
+}
+
+/// Key of a SubOrganization object.
+pub fn sub_organization_key(o: &SubOrganization) -> ObjectKey {
+    ObjectKey::cluster("SubOrganization", &o.name_any())
+}
+
+/// Key of an OrgMembership object.
+pub fn membership_key(m: &OrgMembership) -> ObjectKey {
+    ObjectKey::namespaced(
+        "OrgMembership",
+        m.metadata.namespace.as_deref().unwrap_or_default(),
+        &m.name_any(),
+    )
+}
+
+/// How a subject is identified within one organization: kind plus normalized email or name.
+fn subject_id(m: &OrgMembership) -> (SubjectKind, String) {
+    let s = &m.spec.subject;
+    let id = match s.kind {
+        SubjectKind::User => normalize_email(s.email.as_deref().unwrap_or_default()),
+        _ => s.name.clone().unwrap_or_default(),
+    };
+    (s.kind, id)
+}
+
+fn describe_subject(m: &OrgMembership) -> String {
+    let (kind, id) = subject_id(m);
+    format!("{} {id:?}", kind.as_str())
+}
+
+/// Among objects competing for one unique value, the one that keeps it: the oldest by
+/// `creationTimestamp`, then by name, so the answer is the same in a cluster and offline.
+fn precedence<K: kube::Resource>(o: &K) -> (Option<Timestamp>, String) {
+    (
+        o.meta().creation_timestamp.as_ref().map(|t| t.0),
+        o.name_any(),
+    )
+}
+
+/// Whether an organization is in the set: accepted, rejected, or absent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Accepted,
+    Rejected,
+    Absent,
+}
+
+/// Runs every cross-object rule over `set`. `now` decides which temporary roles have expired.
+pub fn check(set: &ObjectSet, now: Timestamp) -> Outcome {
+    let mut out = Outcome::default();
+    let roots = check_organizations(set, &mut out);
+    let subs = check_sub_organizations(set, &roots, &mut out);
+    check_memberships(set, &roots, &subs, now, &mut out);
+    out
+}
+
+/// Accepted and rejected root organizations by name.
+struct Roots<'a> {
+    by_name: HashMap<&'a str, (Presence, &'a Organization)>,
+}
+
+impl<'a> Roots<'a> {
+    fn presence(&self, set: &ObjectSet, name: &str) -> Presence {
+        match self.by_name.get(name) {
+            Some((p, _)) => *p,
+            None if set
+                .rejected
+                .contains(&ObjectKey::cluster("Organization", name)) =>
+            {
+                Presence::Rejected
+            }
+            None => Presence::Absent,
+        }
+    }
+}
+
+fn check_organizations<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
+    let mut by_name = HashMap::with_capacity(set.organizations.len());
+    let mut order: Vec<usize> = (0..set.organizations.len()).collect();
+    order.sort_by_cached_key(|&i| precedence(&set.organizations[i]));
+    let mut slugs: HashMap<&str, &Organization> = HashMap::new();
+    for i in order {
+        let o = &set.organizations[i];
+        let key = organization_key(o);
+        let name = o.metadata.name.as_deref().unwrap_or_default();
+        let slug = effective_slug(name, o.spec.slug.as_deref());
+        let mut ok = true;
+        if let Some(selector) = o
+            .spec
+            .member_namespaces
+            .as_ref()
+            .and_then(|m| m.selector.as_ref())
+            && let Err(e) = delegation::check_selector(selector)
+        {
+            out.problems.push(Problem::error(
+                Reason::InvalidSelector,
+                &key,
+                format!("spec.memberNamespaces.selector.{}", e.field),
+                e.message,
+            ));
+            ok = false;
+        }
+        if let Some(first) = slugs.get(slug) {
+            out.problems.push(Problem::error(
+                Reason::SlugConflict,
+                &key,
+                if o.spec.slug.is_some() { "spec.slug" } else { "metadata.name" },
+                format!(
+                    "slug {slug:?} is already taken by Organization {:?}: root organization slugs must be unique",
+                    first.name_any()
+                ),
+            ));
+            ok = false;
+        } else {
+            slugs.insert(slug, o);
+        }
+        let presence = if ok {
+            Presence::Accepted
+        } else {
+            Presence::Rejected
+        };
+        if ok {
+            out.accepted.organizations.push(i);
+        }
+        by_name.insert(name, (presence, o));
+    }
+    out.accepted.organizations.sort_unstable();
+    Roots { by_name }
+}
+
+/// Accepted sub-organizations by name, with the name of their root.
+struct Subs<'a> {
+    by_name: HashMap<&'a str, (Presence, &'a SubOrganization)>,
+}
+
+/// Root memberships: for each root, the users who are members (accepted or not: a rejected
+/// root membership is reported on its own, its dependants stay quiet).
+type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
+
+fn root_members(set: &ObjectSet) -> RootMembers<'_> {
+    let mut members = HashMap::new();
+    for m in &set.memberships {
+        if m.spec.organization_ref.kind == OrganizationKind::Organization
+            && m.spec.subject.kind == SubjectKind::User
+        {
+            let (_, email) = subject_id(m);
+            members.insert(
+                (m.spec.organization_ref.name.as_str(), email),
+                Presence::Accepted,
+            );
+        }
+    }
+    members
+}
+
+fn check_sub_organizations<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    out: &mut Outcome,
+) -> Subs<'a> {
+    let members = root_members(set);
+    let sub_names: HashSet<&str> = set
+        .sub_organizations
+        .iter()
+        .filter_map(|o| o.metadata.name.as_deref())
+        .collect();
+    let mut by_name = HashMap::with_capacity(set.sub_organizations.len());
+    let mut order: Vec<usize> = (0..set.sub_organizations.len()).collect();
+    order.sort_by_cached_key(|&i| precedence(&set.sub_organizations[i]));
+    let mut slugs: HashMap<(&str, &str), &SubOrganization> = HashMap::new();
+    for i in order {
+        let s = &set.sub_organizations[i];
+        let key = sub_organization_key(s);
+        let name = s.metadata.name.as_deref().unwrap_or_default();
+        let parent = s.spec.organization_ref.name.as_str();
+        let mut ok = true;
+        let mut report = |p: Problem, ok: &mut bool| {
+            *ok = false;
+            out.problems.push(p);
+        };
+        match roots.presence(set, parent) {
+            Presence::Accepted => {}
+            Presence::Rejected => ok = false,
+            Presence::Absent => {
+                let is_sub = sub_names.contains(parent);
+                let message = if is_sub {
+                    format!(
+                        "SubOrganization {name:?} names parent {parent:?}, which is a SubOrganization: sub-organizations cannot have children (one level of nesting)"
+                    )
+                } else {
+                    format!(
+                        "SubOrganization {name:?} names parent Organization {parent:?}, which does not exist: create it or fix spec.organizationRef.name"
+                    )
+                };
+                let reason = if is_sub {
+                    Reason::NestingViolation
+                } else {
+                    Reason::ParentNotFound
+                };
+                report(
+                    Problem::error(reason, &key, "spec.organizationRef.name", message),
+                    &mut ok,
+                );
+            }
+        }
+        if let Some(selector) = s
+            .spec
+            .member_namespaces
+            .as_ref()
+            .and_then(|m| m.selector.as_ref())
+            && let Err(e) = delegation::check_selector(selector)
+        {
+            report(
+                Problem::error(
+                    Reason::InvalidSelector,
+                    &key,
+                    format!("spec.memberNamespaces.selector.{}", e.field),
+                    e.message,
+                ),
+                &mut ok,
+            );
+        }
+        let slug = effective_slug(name, s.spec.slug.as_deref());
+        if let Some(first) = slugs.get(&(parent, slug)) {
+            report(
+                Problem::error(
+                    Reason::SlugConflict,
+                    &key,
+                    if s.spec.slug.is_some() {
+                        "spec.slug"
+                    } else {
+                        "metadata.name"
+                    },
+                    format!(
+                        "slug {slug:?} is already taken under Organization {parent:?} by SubOrganization {:?}: slugs must be unique among the children of a root",
+                        first.name_any()
+                    ),
+                ),
+                &mut ok,
+            );
+        } else {
+            slugs.insert((parent, slug), s);
+        }
+        let mut seen_admins: HashMap<String, usize> = HashMap::new();
+        for (j, admin) in s.spec.admins.iter().enumerate() {
+            let email = normalize_email(admin);
+            if let Some(prev) = seen_admins.insert(email.clone(), j) {
+                report(
+                    Problem::error(
+                        Reason::DuplicateAdmin,
+                        &key,
+                        format!("spec.admins[{j}]"),
+                        format!(
+                            "{admin:?} is already listed as spec.admins[{prev}] (emails are compared case-insensitively)"
+                        ),
+                    ),
+                    &mut ok,
+                );
+                continue;
+            }
+            if roots.presence(set, parent) == Presence::Accepted
+                && !members.contains_key(&(parent, email))
+            {
+                report(
+                    Problem::error(
+                        Reason::AdminNotInRoot,
+                        &key,
+                        format!("spec.admins[{j}]"),
+                        format!(
+                            "admin {admin:?} is not a member of root Organization {parent:?}: users exist at the root, so add an OrgMembership for them in {parent:?} first"
+                        ),
+                    ),
+                    &mut ok,
+                );
+            }
+        }
+        if ok {
+            out.accepted.sub_organizations.push(i);
+        }
+        by_name.insert(
+            name,
+            (
+                if ok {
+                    Presence::Accepted
+                } else {
+                    Presence::Rejected
+                },
+                s,
+            ),
+        );
+    }
+    out.accepted.sub_organizations.sort_unstable();
+    Subs { by_name }
+}
+
+/// The organization a membership targets, once resolved.
+struct Target<'a> {
+    kind: OrganizationKind,
+    name: &'a str,
+    /// Name of the root organization (itself, for a root).
+    root: &'a str,
+    policy: Option<&'a MemberNamespaces>,
+    allowed_domains: &'a [String],
+}
+
+fn check_memberships(
+    set: &ObjectSet,
+    roots: &Roots<'_>,
+    subs: &Subs<'_>,
+    now: Timestamp,
+    out: &mut Outcome,
+) {
+    // Root memberships first, so sub-organization memberships can ask who is in the root.
+    let mut order: Vec<usize> = (0..set.memberships.len()).collect();
+    order.sort_by_cached_key(|&i| {
+        let m = &set.memberships[i];
+        (
+            m.spec.organization_ref.kind == OrganizationKind::SubOrganization,
+            precedence(m),
+        )
+    });
+    let mut root_members: RootMembers<'_> = HashMap::new();
+    let mut holders: HashMap<(OrganizationKind, &str, SubjectKind, String), ObjectKey> =
+        HashMap::new();
+    for i in order {
+        let m = &set.memberships[i];
+        let key = membership_key(m);
+        let r = &m.spec.organization_ref;
+        let mut errors = Vec::new();
+        let target = match resolve_target(set, roots, subs, m, &key) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                // The target is rejected on its own; keep quiet but remember the subject
+                // as (rejected) root member so its sub-organization memberships stay quiet too.
+                if r.kind == OrganizationKind::Organization
+                    && m.spec.subject.kind == SubjectKind::User
+                {
+                    root_members.insert((r.name.as_str(), subject_id(m).1), Presence::Rejected);
+                }
+                continue;
+            }
+            Err(p) => {
+                out.problems.push(p);
+                continue;
+            }
+        };
+
+        // Delegation: the namespace must be one the target admits.
+        let namespace = key.namespace.as_deref().unwrap_or_default();
+        match set.namespaces.get(namespace) {
+            Some(labels) => match delegation::admits(target.policy, target.name, labels) {
+                Ok(true) => {}
+                Ok(false) => errors.push(Problem::error(
+                    Reason::NamespaceNotAllowed,
+                    &key,
+                    "metadata.namespace",
+                    format!(
+                        "namespace {namespace:?} may not hold memberships of {} {:?}: its spec.memberNamespaces admits {}",
+                        target.kind,
+                        target.name,
+                        delegation::describe(target.policy, target.name)
+                    ),
+                )),
+                // The target's selector is broken: reported on the target.
+                Err(_) => continue,
+            },
+            None if target.policy.map(|p| p.from) == Some(crate::api::NamespacesFrom::All) => {}
+            None => out.problems.push(Problem::warning(
+                Reason::NamespaceUnknown,
+                &key,
+                "metadata.namespace",
+                format!(
+                    "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set), so delegation cannot be checked: {} {:?} admits {}",
+                    target.kind,
+                    target.name,
+                    delegation::describe(target.policy, target.name)
+                ),
+            )),
+        }
+
+        let (subject_kind, subject) = subject_id(m);
+        match (subject_kind, target.kind) {
+            (SubjectKind::User, OrganizationKind::Organization) => {
+                if !target.allowed_domains.is_empty() {
+                    let domain = subject.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                    if !target.allowed_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+                        errors.push(Problem::error(
+                            Reason::EmailDomainNotAllowed,
+                            &key,
+                            "spec.subject.email",
+                            format!(
+                                "{subject:?} is not in a domain Organization {:?} allows (spec.authentication.allowedEmailDomains: {})",
+                                target.root,
+                                target.allowed_domains.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            (SubjectKind::User, OrganizationKind::SubOrganization) => {
+                match root_members.get(&(target.root, subject.clone())) {
+                    Some(Presence::Accepted) => {}
+                    Some(_) => continue, // the root membership is rejected; it says why
+                    None => errors.push(Problem::error(
+                        Reason::SubjectNotInRoot,
+                        &key,
+                        "spec.subject.email",
+                        format!(
+                            "user {subject:?} is not a member of root Organization {:?}: users exist at the root and must join it before SubOrganization {:?}; add an OrgMembership in {:?} first",
+                            target.root, target.name, target.root
+                        ),
+                    )),
+                }
+            }
+            (kind, OrganizationKind::Organization) => errors.push(Problem::error(
+                Reason::SubjectOwnedByTarget,
+                &key,
+                "spec.organizationRef",
+                format!(
+                    "{} {subject:?} cannot be given a membership in root Organization {:?}: groups and machine identities belong to the organization that created them, so a root one is already there; add it to sub-organizations only",
+                    kind.as_str(),
+                    target.name
+                ),
+            )),
+            (kind, OrganizationKind::SubOrganization) => errors.push(Problem::error(
+                Reason::SubjectNotFound,
+                &key,
+                "spec.subject.name",
+                format!(
+                    "{} {subject:?} is not declared: only groups and machine identities of root Organization {:?} can be added to SubOrganization {:?}, and none by that name exists",
+                    kind.as_str(),
+                    target.root,
+                    target.name
+                ),
+            )),
+        }
+
+        check_roles(m, &key, now, &mut errors, &mut out.problems);
+
+        let holder = (target.kind, target.name, subject_kind, subject.clone());
+        if let Some(first) = holders.get(&holder) {
+            errors.push(Problem::error(
+                Reason::DuplicateMembership,
+                &key,
+                "spec.subject",
+                format!(
+                    "{} already has a membership in {} {:?} through OrgMembership {}: give one membership all the roles",
+                    describe_subject(m),
+                    target.kind,
+                    target.name,
+                    first.namespace.as_deref().map(|ns| format!("{ns}/{}", first.name)).unwrap_or_default()
+                ),
+            ));
+        } else {
+            holders.insert(holder, key.clone());
+        }
+
+        let ok = errors.is_empty();
+        out.problems.extend(errors);
+        if target.kind == OrganizationKind::Organization && subject_kind == SubjectKind::User {
+            let presence = if ok {
+                Presence::Accepted
+            } else {
+                Presence::Rejected
+            };
+            root_members
+                .entry((target.name, subject))
+                .or_insert(presence);
+        }
+        if ok {
+            out.accepted.memberships.push(i);
+        }
+    }
+    out.accepted.memberships.sort_unstable();
+}
+
+/// Finds the membership's target. `Ok(None)`: it exists but is rejected (stay quiet).
+fn resolve_target<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    subs: &Subs<'a>,
+    m: &'a OrgMembership,
+    key: &ObjectKey,
+) -> Result<Option<Target<'a>>, Problem> {
+    let r = &m.spec.organization_ref;
+    let not_found = |hint: &str| {
+        Problem::error(
+            Reason::TargetNotFound,
+            key,
+            "spec.organizationRef.name",
+            format!("{} {:?} does not exist{hint}", r.kind, r.name),
+        )
+    };
+    match r.kind {
+        OrganizationKind::Organization => match roots.by_name.get(r.name.as_str()) {
+            Some((Presence::Accepted, o)) => Ok(Some(Target {
+                kind: r.kind,
+                name: &r.name,
+                root: &r.name,
+                policy: o.spec.member_namespaces.as_ref(),
+                allowed_domains: o
+                    .spec
+                    .authentication
+                    .as_ref()
+                    .map(|a| a.allowed_email_domains.as_slice())
+                    .unwrap_or_default(),
+            })),
+            Some(_) => Ok(None),
+            None if roots.presence(set, &r.name) == Presence::Rejected => Ok(None),
+            None if subs.by_name.contains_key(r.name.as_str()) => Err(not_found(&format!(
+                ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
+                r.name
+            ))),
+            None => Err(not_found(": create it or fix spec.organizationRef.name")),
+        },
+        OrganizationKind::SubOrganization => match subs.by_name.get(r.name.as_str()) {
+            Some((Presence::Accepted, s)) => {
+                let root = s.spec.organization_ref.name.as_str();
+                let allowed_domains = roots
+                    .by_name
+                    .get(root)
+                    .and_then(|(_, o)| o.spec.authentication.as_ref())
+                    .map(|a| a.allowed_email_domains.as_slice())
+                    .unwrap_or_default();
+                Ok(Some(Target {
+                    kind: r.kind,
+                    name: &r.name,
+                    root,
+                    policy: s.spec.member_namespaces.as_ref(),
+                    allowed_domains,
+                }))
+            }
+            Some(_) => Ok(None),
+            None if set
+                .rejected
+                .contains(&ObjectKey::cluster("SubOrganization", &r.name)) =>
+            {
+                Ok(None)
+            }
+            None if roots.by_name.contains_key(r.name.as_str()) => Err(not_found(&format!(
+                ", but Organization {:?} does: set spec.organizationRef.kind: Organization",
+                r.name
+            ))),
+            None => Err(not_found(": create it or fix spec.organizationRef.name")),
+        },
+    }
+}
+
+/// Temporary roles: the window must make sense; a role that has already expired grants nothing
+/// and is worth a warning. Offline, a `duration` without `start` counts from now.
+fn check_roles(
+    m: &OrgMembership,
+    key: &ObjectKey,
+    now: Timestamp,
+    errors: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) {
+    let granted_at = m
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    for (j, role) in m.spec.roles.iter().enumerate() {
+        match temporary::state(role, granted_at, now) {
+            Ok(RoleState::Expired { at }) => warnings.push(Problem::warning(
+                Reason::RoleExpired,
+                key,
+                format!("spec.roles[{j}].temporary"),
+                format!("role {:?} expired at {at} and grants nothing", role.role),
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(Problem::error(
+                Reason::InvalidTemporaryAccess,
+                key,
+                format!("spec.roles[{j}].temporary.{}", e.field),
+                e.message,
+            )),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! suborg: organizations and sub-organizations, declared as Kubernetes objects and synced into
+//! a store.
+//!
+//! - [`api`]: the custom resources (types, schema, CEL rules).
+//! - [`domain`]: the rules, as pure functions.
+//! - [`manifest`]: reading manifests and applying the schema and the rules offline.
+//! - [`cli`]: the `suborg` command line.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod manifest;
