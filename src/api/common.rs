@@ -6,9 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The pattern of an organization slug: lowercase letters, digits and hyphens, 1–64 characters.
-pub const SLUG_PATTERN: &str = "^[a-z0-9-]{1,64}$";
+pub const SLUG_PATTERN: &str = "^[a-z0-9-]+$";
 /// The pattern of a display name: 1–64 letters, digits, spaces, `-` and `_`.
-pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N} _-]{1,64}$";
+pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N} _-]+$";
 /// The pattern of an email address. Deliberately loose (one `@`, a dot in the domain, no
 /// whitespace): the identity provider is the authority on addresses, this only catches typos.
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";

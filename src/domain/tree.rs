@@ -92,12 +92,9 @@ fn describe_subject(m: &OrgMembership) -> String {
 }
 
 /// Among objects competing for one unique value, the one that keeps it: the oldest by
-/// `creationTimestamp`, then by name, so the answer is the same in a cluster and offline.
-fn precedence<K: kube::Resource>(o: &K) -> (Option<Timestamp>, String) {
-    (
-        o.meta().creation_timestamp.as_ref().map(|t| t.0),
-        o.name_any(),
-    )
+/// `creationTimestamp` (in a cluster), then the first in the set (offline, the first declared).
+fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
+    (o.meta().creation_timestamp.as_ref().map(|t| t.0), index)
 }
 
 /// Whether an organization is in the set: accepted, rejected, or absent.
@@ -140,7 +137,7 @@ impl<'a> Roots<'a> {
 fn check_organizations<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
     let mut by_name = HashMap::with_capacity(set.organizations.len());
     let mut order: Vec<usize> = (0..set.organizations.len()).collect();
-    order.sort_by_cached_key(|&i| precedence(&set.organizations[i]));
+    order.sort_by_cached_key(|&i| precedence(&set.organizations[i], i));
     let mut slugs: HashMap<&str, &Organization> = HashMap::new();
     for i in order {
         let o = &set.organizations[i];
@@ -229,7 +226,7 @@ fn check_sub_organizations<'a>(
         .collect();
     let mut by_name = HashMap::with_capacity(set.sub_organizations.len());
     let mut order: Vec<usize> = (0..set.sub_organizations.len()).collect();
-    order.sort_by_cached_key(|&i| precedence(&set.sub_organizations[i]));
+    order.sort_by_cached_key(|&i| precedence(&set.sub_organizations[i], i));
     let mut slugs: HashMap<(&str, &str), &SubOrganization> = HashMap::new();
     for i in order {
         let s = &set.sub_organizations[i];
@@ -379,7 +376,7 @@ fn check_memberships(
         let m = &set.memberships[i];
         (
             m.spec.organization_ref.kind == OrganizationKind::SubOrganization,
-            precedence(m),
+            precedence(m, i),
         )
     });
     let mut root_members: RootMembers<'_> = HashMap::new();

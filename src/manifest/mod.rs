@@ -439,7 +439,12 @@ impl Loader {
                         ErrorKind::ValidationFailure => e.message.clone(),
                         _ => format!("rule {:?} could not be evaluated: {}", e.rule, e.message),
                     };
-                    problems.push(Problem::error(reason, &key, e.field_path.clone(), message));
+                    // Root-level rules have no field path; the slug rule is about the name.
+                    let field = match (reason, e.field_path.as_str()) {
+                        (Reason::InvalidSlug, "") => "metadata.name".to_owned(),
+                        (_, f) => f.to_owned(),
+                    };
+                    problems.push(Problem::error(reason, &key, field, message));
                 }
             }
         }

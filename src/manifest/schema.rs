@@ -206,7 +206,8 @@ impl Node {
         if let Some((p, re)) = &self.pattern
             && !re.is_match(s)
         {
-            err(format!("{} does not match the pattern {p}", render_str(s)));
+            // One message per field: a value that misses the pattern is not checked for format.
+            return err(format!("{} does not match the pattern {p}", render_str(s)));
         }
         match self.format.as_deref() {
             Some("date-time") if s.parse::<k8s_openapi::jiff::Timestamp>().is_err() => {
