@@ -132,6 +132,10 @@ pub fn window(
             });
         }
     };
+    if t.start.is_none() && end <= start {
+        // Granted after it was due to end: not a contradiction in the spec, just expired.
+        return Ok((end, end));
+    }
     if end <= start {
         return Err(WindowError {
             field: "end",
@@ -257,6 +261,18 @@ mod tests {
         assert_eq!(
             window(r.temporary.as_ref().unwrap(), granted).unwrap(),
             (ts("2026-03-02T00:00:00Z"), ts("2026-03-02T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn an_end_before_the_grant_is_expired_not_invalid() {
+        let r = temp(None, Some("2026-01-01T00:00:00Z"), None);
+        let g = ts("2026-02-01T00:00:00Z");
+        assert_eq!(
+            state(&r, g, g),
+            Ok(RoleState::Expired {
+                at: ts("2026-01-01T00:00:00Z")
+            })
         );
     }
 

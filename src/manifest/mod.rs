@@ -6,6 +6,7 @@
 //! whole path from bytes to problems pure, so it is fuzzed and benchmarked as one piece.
 
 pub mod schema;
+mod strict;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -173,9 +174,9 @@ impl Loader {
                 file: file.to_owned(),
                 document: i + 1,
             };
-            match Value::deserialize(doc) {
-                Ok(Value::Null) => {}
-                Ok(value) => {
+            match strict::StrictValue::deserialize(doc) {
+                Ok(strict::StrictValue(Value::Null)) => {}
+                Ok(strict::StrictValue(value)) => {
                     documents += 1;
                     self.add_value(source, value);
                 }

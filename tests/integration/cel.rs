@@ -1,0 +1,282 @@
+//! The CEL rules of the CRDs, evaluated without a cluster (kube's `cel` feature).
+
+use serde_json::json;
+use suborg::api::*;
+
+use crate::fixtures::*;
+
+fn messages(r: Result<(), kube::core::cel::ValidationErrors>) -> Vec<String> {
+    match r {
+        Ok(()) => vec![],
+        Err(e) => e
+            .iter()
+            .map(|e| format!("{}: {}", e.field_path, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_valid_tree_passes() {
+    assert_eq!(messages(org("acme").validate_cel()), Vec::<String>::new());
+    assert_eq!(
+        messages(suborg("eng", "acme", &["a@x.io"]).validate_cel()),
+        Vec::<String>::new()
+    );
+    let m = root_member("platform", "acme", "a@x.io");
+    assert_eq!(messages(m.validate_cel()), Vec::<String>::new());
+}
+
+#[test]
+fn sub_organization_parent_must_be_a_root() {
+    let mut s = suborg("platform-team", "eng", &["a@x.io"]);
+    s.spec.organization_ref.kind = OrganizationKind::SubOrganization;
+    let m = messages(s.validate_cel());
+    assert_eq!(
+        m,
+        vec![format!("spec.organizationRef.kind: {NESTING_MESSAGE}")]
+    );
+    assert!(m[0].contains("sub-organizations cannot have children (one level of nesting)"));
+}
+
+#[test]
+fn organization_ref_is_immutable() {
+    let old = suborg("eng", "acme", &["a@x.io"]);
+    let mut new = old.clone();
+    assert!(
+        new.validate_cel_update(&old).is_ok(),
+        "an unchanged parent is fine"
+    );
+    new.spec.organization_ref.name = "globex".into();
+    let m = messages(new.validate_cel_update(&old));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("spec.organizationRef: is immutable"),
+        "{m:?}"
+    );
+
+    let old = root_member("platform", "acme", "a@x.io");
+    let mut new = old.clone();
+    new.spec.organization_ref.name = "globex".into();
+    assert!(messages(new.validate_cel_update(&old))[0].contains("is immutable"));
+    let mut new = old.clone();
+    new.spec.subject.email = Some("b@x.io".into());
+    assert!(messages(new.validate_cel_update(&old))[0].starts_with("spec.subject: is immutable"));
+    // Roles may change.
+    let mut new = old.clone();
+    new.spec.roles = vec![role("admin")];
+    assert!(new.validate_cel_update(&old).is_ok());
+}
+
+#[test]
+fn slug_is_immutable_once_set() {
+    let mut old = suborg("eng", "acme", &["a@x.io"]);
+    old.spec.slug = Some("eng".into());
+    let mut new = old.clone();
+    new.spec.slug = Some("engineering".into());
+    assert!(messages(new.validate_cel_update(&old))[0].starts_with("spec.slug: is immutable"));
+    let mut old = org("acme");
+    old.spec.slug = Some("acme".into());
+    let mut new = old.clone();
+    new.spec.slug = Some("acme-corp".into());
+    assert!(messages(new.validate_cel_update(&old))[0].starts_with("spec.slug: is immutable"));
+}
+
+#[test]
+fn sub_organization_cannot_configure_authentication() {
+    let mut s = suborg("eng", "acme", &["a@x.io"]);
+    s.spec.authentication = Some(json!({"sso": {"saml": {"metadataUrl": "https://idp/x"}}}));
+    let m = messages(s.validate_cel());
+    assert_eq!(
+        m,
+        vec![format!("spec.authentication: {AUTHENTICATION_MESSAGE}")]
+    );
+    assert!(m[0].contains("root organization only"));
+}
+
+#[test]
+fn name_must_be_a_slug_unless_slug_is_set() {
+    let o = org("acme.corp");
+    assert!(messages(o.validate_cel())[0].contains("set spec.slug"));
+    let mut o = org("acme.corp");
+    o.spec.slug = Some("acme".into());
+    assert!(o.validate_cel().is_ok());
+    assert!(
+        messages(suborg("eng.team", "acme", &["a@x.io"]).validate_cel())[0]
+            .contains("set spec.slug")
+    );
+}
+
+#[test]
+fn temporary_roles() {
+    let cases = [
+        (
+            temporary(
+                "admin",
+                Some("2026-01-02T00:00:00Z"),
+                Some("2026-01-01T00:00:00Z"),
+                None,
+            ),
+            Some("temporary.end must be after temporary.start"),
+        ),
+        (
+            temporary(
+                "admin",
+                Some("2026-01-01T00:00:00Z"),
+                Some("2026-01-01T00:00:00Z"),
+                None,
+            ),
+            Some("temporary.end must be after temporary.start"),
+        ),
+        (
+            temporary("admin", None, Some("2026-01-01T00:00:00Z"), Some("1h")),
+            Some("exactly one of end or duration"),
+        ),
+        (
+            temporary("admin", None, None, None),
+            Some("exactly one of end or duration"),
+        ),
+        (
+            temporary("admin", None, None, Some("0s")),
+            Some("greater than zero"),
+        ),
+        (
+            temporary(
+                "admin",
+                Some("2026-01-01T00:00:00Z"),
+                Some("2026-01-01T00:00:01Z"),
+                None,
+            ),
+            None,
+        ),
+        (temporary("admin", None, None, Some("8h")), None),
+        (
+            temporary(
+                "admin",
+                Some("2026-01-01T00:00:00+02:00"),
+                None,
+                Some("90m"),
+            ),
+            None,
+        ),
+    ];
+    for (r, expected) in cases {
+        let m = user_in(
+            "ns",
+            "m",
+            OrganizationKind::Organization,
+            "acme",
+            "a@x.io",
+            vec![r.clone()],
+        );
+        let got = messages(m.validate_cel());
+        match expected {
+            Some(needle) => {
+                assert_eq!(got.len(), 1, "{r:?}: {got:?}");
+                assert!(
+                    got[0].starts_with("spec.roles[0].temporary: ") && got[0].contains(needle),
+                    "{r:?}: {got:?}"
+                );
+            }
+            None => assert!(got.is_empty(), "{r:?}: {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn no_access_stands_alone() {
+    let m = user_in(
+        "ns",
+        "m",
+        OrganizationKind::Organization,
+        "acme",
+        "a@x.io",
+        vec![role("no-access"), role("member")],
+    );
+    assert_eq!(
+        messages(m.validate_cel()),
+        vec!["spec.roles: no-access cannot be combined with other roles"]
+    );
+    let m = user_in(
+        "ns",
+        "m",
+        OrganizationKind::Organization,
+        "acme",
+        "a@x.io",
+        vec![role("admin"), role("release-manager")],
+    );
+    assert!(m.validate_cel().is_ok());
+}
+
+#[test]
+fn subjects_are_named_by_their_kind() {
+    let mut m = root_member("ns", "acme", "a@x.io");
+    m.spec.subject.name = Some("alice".into());
+    assert!(messages(m.validate_cel())[0].starts_with("spec.subject: a subject of kind User"));
+    m.spec.subject.email = None;
+    assert!(m.validate_cel().is_err(), "a User needs an email");
+    m.spec.subject.kind = SubjectKind::Group;
+    assert!(m.validate_cel().is_ok(), "a Group is named by name");
+    m.spec.subject.email = Some("a@x.io".into());
+    assert!(m.validate_cel().is_err(), "a Group has no email");
+}
+
+#[test]
+fn authentication_settings() {
+    let secret = SecretKeyRef {
+        name: "s".into(),
+        namespace: "platform".into(),
+        key: "k".into(),
+    };
+    let mut o = org("acme");
+    o.spec.authentication = Some(Authentication {
+        sso: Some(Sso {
+            oidc: None,
+            saml: None,
+            enforced: true,
+        }),
+        scim: Some(Scim {
+            enabled: true,
+            token_secret_ref: None,
+        }),
+        allowed_email_domains: vec![],
+    });
+    let m = messages(o.validate_cel());
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(m.iter().any(|m| m.contains("exactly one of oidc or saml")));
+    assert!(m.iter().any(|m| m.contains("scim.tokenSecretRef")));
+    o.spec.authentication = Some(Authentication {
+        sso: Some(Sso {
+            oidc: Some(Oidc {
+                issuer_url: "https://idp".into(),
+                client_id: "c".into(),
+                client_secret_ref: secret.clone(),
+            }),
+            saml: None,
+            enforced: true,
+        }),
+        scim: Some(Scim {
+            enabled: true,
+            token_secret_ref: Some(secret),
+        }),
+        allowed_email_domains: vec!["x.io".into()],
+    });
+    assert!(o.validate_cel().is_ok());
+}
+
+#[test]
+fn selector_only_with_from_selector() {
+    let mut o = org("acme");
+    o.spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::All,
+        selector: Some(Default::default()),
+    });
+    assert_eq!(
+        messages(o.validate_cel()),
+        vec!["spec.memberNamespaces.selector: selector is only used with from: Selector"]
+    );
+    o.spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::Selector,
+        selector: Some(Default::default()),
+    });
+    assert!(o.validate_cel().is_ok());
+}

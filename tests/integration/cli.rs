@@ -1,0 +1,272 @@
+//! The `suborg` binary on bad input: a clear error and a non-zero exit, never a panic.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn suborg(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suborg"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Validates `bytes` from stdin; asserts exit 1, no panic, and each needle in the output.
+fn rejected(bytes: &[u8], needles: &[&str]) {
+    let out = suborg(&["validate", "-f", "-"], Some(bytes));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    for n in needles {
+        assert!(t.contains(n), "expected {n:?} in:\n{t}");
+    }
+}
+
+const ORG: &str =
+    "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\nspec: {}\n";
+
+#[test]
+fn valid_input_exits_zero() {
+    let out = suborg(&["validate", "-f", "-"], Some(ORG.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 object in 1 file: 0 errors, 0 warnings")
+    );
+}
+
+#[test]
+fn problems_print_as_file_kind_name_field_message() {
+    let bad = ORG.replace("spec: {}", "spec:\n  slug: Acme");
+    let out = suborg(&["validate", "-f", "-"], Some(bad.as_bytes()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim_end(),
+        r#"-: Organization/acme: spec.slug: "Acme" does not match the pattern ^[a-z0-9-]+$ [SchemaViolation]"#
+    );
+}
+
+#[test]
+fn json_output() {
+    let bad = ORG.replace("spec: {}", "spec:\n  slug: Acme");
+    let out = suborg(&["validate", "-o", "json", "-f", "-"], Some(bad.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"], 1);
+    assert_eq!(v["objects"], 1);
+    let p = &v["problems"][0];
+    assert_eq!(p["file"], "-");
+    assert_eq!(p["document"], 1);
+    assert_eq!(p["reason"], "SchemaViolation");
+    assert_eq!(p["severity"], "error");
+    assert_eq!(p["field"], "spec.slug");
+    assert_eq!(p["object"]["kind"], "Organization");
+    assert_eq!(p["object"]["name"], "acme");
+}
+
+#[test]
+fn malformed_yaml() {
+    rejected(
+        b"apiVersion: suborg.io/v1alpha1\nkind: [Organization\n",
+        &["is not valid YAML at line", "[InvalidYaml]"],
+    );
+    rejected(b"a: 1\na: 2\n", &["[InvalidYaml]", "duplicate"]);
+    rejected(
+        b"- just\n- a list\n",
+        &["not a Kubernetes object", "[MissingTypeMeta]"],
+    );
+    rejected(b"\"a string\"\n", &["[MissingTypeMeta]"]);
+    rejected(
+        b"metadata: {name: x}\n",
+        &["no apiVersion or kind", "[MissingTypeMeta]"],
+    );
+    // A billion laughs: aliases that expand exponentially.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n",
+            (b'a' + i as u8) as char,
+            (b'a' + i as u8) as char,
+            p = (b'a' + i as u8 - 1) as char
+        ));
+    }
+    rejected(bomb.as_bytes(), &["[InvalidYaml]"]);
+    // Deep nesting.
+    rejected(&[b'['; 100_000], &["[InvalidYaml]"]);
+}
+
+#[test]
+fn wrong_api_version_and_kind() {
+    rejected(
+        ORG.replace("v1alpha1", "v1beta1").as_bytes(),
+        &["Organization/acme: apiVersion: \"suborg.io/v1beta1\" is not served"],
+    );
+    rejected(
+        ORG.replace("kind: Organization", "kind: Organisation")
+            .as_bytes(),
+        &["suborg.io has no kind \"Organisation\""],
+    );
+}
+
+#[test]
+fn unknown_fields() {
+    rejected(
+        ORG.replace("spec: {}", "spec:\n  dispalyName: Acme")
+            .as_bytes(),
+        &["spec.dispalyName: unknown field", "displayName"],
+    );
+    rejected(
+        format!("{ORG}specs: {{}}\n").as_bytes(),
+        &["specs: unknown field"],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    rejected(
+        format!("{ORG}---\n{ORG}").as_bytes(),
+        &["Organization/acme is declared twice: first in - (document 1)"],
+    );
+}
+
+#[test]
+fn empty_input() {
+    rejected(b"", &["holds no Kubernetes objects", "[EmptyManifest]"]);
+    rejected(b"# only a comment\n---\n---\n", &["[EmptyManifest]"]);
+}
+
+#[test]
+fn non_utf8() {
+    rejected(
+        b"apiVersion: v1\nkind: \xff\xfe\n",
+        &["is not UTF-8 text", "(line 2)", "[InvalidEncoding]"],
+    );
+}
+
+#[test]
+fn files_larger_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let mut big = ORG.to_string();
+    big.push_str(&format!("# {}\n", "x".repeat(10 << 20)));
+    std::fs::write(&path, &big).unwrap();
+    let out = suborg(&["validate", "-f", path.to_str().unwrap()], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("is larger than the 8 MiB limit: split it, or raise --max-file-size"),
+        "{t}"
+    );
+    let out = suborg(
+        &[
+            "validate",
+            "--max-file-size",
+            "16Mi",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn missing_files_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    rejected_path(&missing, &["cannot be read", "[UnreadableFile]"]);
+    rejected_path(
+        dir.path(),
+        &["no *.yaml, *.yml or *.json files", "[EmptyManifest]"],
+    );
+}
+
+fn rejected_path(path: &std::path::Path, needles: &[&str]) {
+    let out = suborg(&["validate", "-f", path.to_str().unwrap()], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    for n in needles {
+        assert!(t.contains(n), "expected {n:?} in:\n{t}");
+    }
+}
+
+#[test]
+fn directories_are_read_recursively_and_other_files_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    std::fs::write(dir.path().join("a/b/org.yaml"), ORG).unwrap();
+    std::fs::write(dir.path().join("a/README.md"), "not yaml: [").unwrap();
+    std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+    std::fs::write(dir.path().join(".git/x.yaml"), "bad: [").unwrap();
+    std::fs::write(
+        dir.path().join("sub.yml"),
+        "apiVersion: suborg.io/v1alpha1\nkind: SubOrganization\nmetadata: {name: eng}\nspec:\n  organizationRef: {name: acme}\n  admins: [a@x.io]\n",
+    )
+    .unwrap();
+    let out = suborg(&["validate", "-f", dir.path().to_str().unwrap()], None);
+    let t = text(&out);
+    // The one error proves both files were read: the admin is not a member of the root.
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("SubOrganization/eng: spec.admins[0]"), "{t}");
+    assert!(t.contains("2 objects in 2 files: 1 error"), "{t}");
+}
+
+#[test]
+fn warnings_fail_only_with_strict() {
+    let m = "apiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {name: a, namespace: elsewhere}\nspec:\n  organizationRef: {name: acme}\n  subject: {kind: User, email: a@x.io}\n  roles: [{role: member}]\n";
+    let set = format!("{ORG}---\n{m}");
+    let out = suborg(&["validate", "-f", "-"], Some(set.as_bytes()));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("warning: the labels of namespace \"elsewhere\" are unknown"),
+        "{t}"
+    );
+    let out = suborg(&["validate", "--strict", "-f", "-"], Some(set.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn crd_prints_every_crd() {
+    let out = suborg(&["crd"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "organizations.suborg.io",
+            "suborganizations.suborg.io",
+            "orgmemberships.suborg.io"
+        ]
+    );
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let out = suborg(&["validate"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = suborg(&["validate", "-o", "xml", "-f", "-"], None);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,242 @@
+//! The cross-object rules over typed objects, as the controller will call them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::jiff::Timestamp;
+use suborg::api::*;
+use suborg::domain::tree::{ObjectSet, Outcome, check};
+use suborg::domain::{Reason, Severity};
+
+use crate::fixtures::*;
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+/// acme with members alice and bob, sub-organization eng (admin bob), namespaces labelled for
+/// their organization.
+fn base() -> ObjectSet {
+    ObjectSet {
+        organizations: vec![org("acme")],
+        sub_organizations: vec![suborg("eng", "acme", &["bob@x.io"])],
+        memberships: vec![
+            root_member("platform", "acme", "alice@x.io"),
+            root_member("platform", "acme", "bob@x.io"),
+        ],
+        namespaces: [
+            ("platform".to_string(), labels("acme")),
+            ("team-eng".to_string(), labels("eng")),
+        ]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn reasons(o: &Outcome) -> Vec<(String, Reason)> {
+    o.problems
+        .iter()
+        .map(|p| (p.object.as_ref().unwrap().name.clone(), p.reason))
+        .collect()
+}
+
+#[test]
+fn base_is_accepted_whole() {
+    let set = base();
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert_eq!(o.accepted.organizations, [0]);
+    assert_eq!(o.accepted.sub_organizations, [0]);
+    assert_eq!(o.accepted.memberships, [0, 1]);
+}
+
+#[test]
+fn removing_the_root_membership_revokes_sub_organization_access() {
+    let mut set = base();
+    set.memberships
+        .push(sub_member("team-eng", "eng", "alice@x.io"));
+    assert_eq!(check(&set, now()).accepted.memberships, [0, 1, 2]);
+    // alice leaves the root: her sub-organization membership loses its standing at once.
+    set.memberships.remove(0);
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [("eng-alice".to_string(), Reason::SubjectNotInRoot)]
+    );
+    assert_eq!(
+        o.accepted.memberships,
+        [0],
+        "only bob's root membership stays"
+    );
+}
+
+#[test]
+fn emails_compare_case_insensitively() {
+    let mut set = base();
+    set.memberships
+        .push(sub_member("team-eng", "eng", "ALICE@X.IO"));
+    assert!(check(&set, now()).problems.is_empty());
+}
+
+#[test]
+fn dependants_of_a_rejected_object_stay_quiet_and_are_not_accepted() {
+    let mut set = base();
+    set.sub_organizations[0].spec.organization_ref.name = "globex".into();
+    set.memberships
+        .push(sub_member("team-eng", "eng", "alice@x.io"));
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::ParentNotFound)]);
+    assert_eq!(
+        o.accepted.memberships,
+        [0, 1],
+        "the membership in the rejected eng is held back"
+    );
+}
+
+#[test]
+fn a_rejected_root_membership_holds_back_its_sub_organization_memberships() {
+    let mut set = base();
+    set.organizations[0].spec.authentication = Some(Authentication {
+        allowed_email_domains: vec!["x.io".into()],
+        ..Default::default()
+    });
+    set.memberships
+        .push(root_member("platform", "acme", "eve@evil.io"));
+    set.memberships
+        .push(sub_member("team-eng", "eng", "eve@evil.io"));
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [("acme-eve".to_string(), Reason::EmailDomainNotAllowed)]
+    );
+    assert_eq!(o.accepted.memberships, [0, 1]);
+}
+
+#[test]
+fn the_oldest_object_keeps_a_contested_slug() {
+    let mut set = base();
+    let mut newer = suborg("eng-b", "acme", &["bob@x.io"]);
+    newer.spec.slug = Some("eng".into());
+    // Declared first, but created later: creation time decides in a cluster.
+    newer.metadata.creation_timestamp = Some(Time("2026-02-01T00:00:00Z".parse().unwrap()));
+    set.sub_organizations[0].metadata.creation_timestamp =
+        Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    set.sub_organizations.insert(0, newer);
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng-b".to_string(), Reason::SlugConflict)]);
+    assert_eq!(o.accepted.sub_organizations, [1]);
+}
+
+#[test]
+fn slugs_are_unique_per_root_not_globally() {
+    let mut set = base();
+    set.organizations.push(org("globex"));
+    set.memberships
+        .push(root_member("platform", "globex", "bob@x.io"));
+    set.namespaces
+        .get_mut("platform")
+        .unwrap()
+        .insert("suborg.io/organization".into(), "acme".into());
+    let mut other = suborg("globex-eng", "globex", &["bob@x.io"]);
+    other.spec.slug = Some("eng".into());
+    set.sub_organizations.push(other);
+    set.organizations[1].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::All,
+        selector: None,
+    });
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+}
+
+#[test]
+fn siblings_do_not_share_members() {
+    // Membership in one sub-organization does not make a user a member of a sibling, and a
+    // sub-organization membership does not make anyone a root member.
+    let mut set = base();
+    set.sub_organizations
+        .push(suborg("sales", "acme", &["alice@x.io"]));
+    set.namespaces.insert("team-sales".into(), labels("sales"));
+    set.memberships
+        .push(sub_member("team-eng", "eng", "carol@x.io"));
+    set.memberships
+        .push(sub_member("team-sales", "sales", "bob@x.io"));
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [("eng-carol".to_string(), Reason::SubjectNotInRoot)]
+    );
+}
+
+#[test]
+fn delegation_follows_the_selector() {
+    let mut set = base();
+    set.sub_organizations[0].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::Selector,
+        selector: Some(LabelSelector {
+            match_labels: Some([("team".to_string(), "eng".to_string())].into()),
+            match_expressions: None,
+        }),
+    });
+    set.memberships
+        .push(sub_member("team-eng", "eng", "alice@x.io"));
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [("eng-alice".to_string(), Reason::NamespaceNotAllowed)]
+    );
+    assert!(
+        o.problems[0]
+            .message
+            .contains("namespaces matching team=eng"),
+        "{}",
+        o.problems[0].message
+    );
+    set.namespaces
+        .get_mut("team-eng")
+        .unwrap()
+        .insert("team".into(), "eng".into());
+    assert!(check(&set, now()).problems.is_empty());
+}
+
+#[test]
+fn expired_roles_warn_and_future_ones_do_not() {
+    let mut set = base();
+    set.memberships[0].spec.roles = vec![
+        temporary("admin", None, Some("2026-05-01T00:00:00Z"), None),
+        temporary("member", Some("2026-07-01T00:00:00Z"), None, Some("24h")),
+    ];
+    let o = check(&set, now());
+    assert_eq!(o.problems.len(), 1, "{:#?}", o.problems);
+    assert_eq!(o.problems[0].severity, Severity::Warning);
+    assert_eq!(o.problems[0].reason, Reason::RoleExpired);
+    assert_eq!(o.problems[0].field, "spec.roles[0].temporary");
+    assert_eq!(
+        o.accepted.memberships,
+        [0, 1],
+        "an expired role is a warning, not a rejection"
+    );
+}
+
+#[test]
+fn duration_counts_from_creation_in_a_cluster() {
+    let mut set = base();
+    set.memberships[0].metadata.creation_timestamp =
+        Some(Time("2026-06-01T00:00:00Z".parse().unwrap()));
+    set.memberships[0].spec.roles = vec![temporary("admin", None, None, Some("8h"))];
+    let o = check(&set, now());
+    assert_eq!(o.problems.len(), 1);
+    assert!(
+        o.problems[0]
+            .message
+            .contains("expired at 2026-06-01T08:00:00Z"),
+        "{}",
+        o.problems[0].message
+    );
+}
+
+#[test]
+fn admins_must_be_root_members() {
+    let mut set = base();
+    set.sub_organizations[0].spec.admins = vec!["bob@x.io".into(), "zed@x.io".into()];
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::AdminNotInRoot)]);
+    assert_eq!(o.problems[0].field, "spec.admins[1]");
+}

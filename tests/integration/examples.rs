@@ -1,0 +1,325 @@
+//! `examples/acme` validates clean; every set in `examples/invalid/` is rejected for its own rule.
+
+use std::path::{Path, PathBuf};
+
+use suborg::domain::Reason::{self, *};
+use suborg::manifest::{Loader, Report};
+
+fn check(path: &Path) -> Report {
+    let mut loader = Loader::new("default");
+    suborg::cli::files::load(&[path.to_owned()], 8 << 20, &mut loader);
+    loader.finish(k8s_openapi::jiff::Timestamp::now()).0
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn the_acme_tree_is_valid() {
+    let r = check(&examples().join("acme"));
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert_eq!(r.files, 6);
+    assert_eq!(r.objects, 15, "1 root, 3 sub-organizations, 11 memberships");
+    assert_eq!(
+        r.ignored, 2,
+        "the team lead's Role and RoleBinding are not ours to check"
+    );
+}
+
+/// Each case: the reason its one error must have, the field, and words of the message.
+const CASES: &[(&str, Reason, &str, &str)] = &[
+    (
+        "admin-not-in-root",
+        AdminNotInRoot,
+        "spec.admins[0]",
+        "is not a member of root Organization \"acme\"",
+    ),
+    (
+        "duplicate-admin",
+        DuplicateAdmin,
+        "spec.admins[1]",
+        "compared case-insensitively",
+    ),
+    (
+        "duplicate-membership",
+        DuplicateMembership,
+        "spec.subject",
+        "already has a membership in Organization \"acme\"",
+    ),
+    (
+        "duplicate-object",
+        DuplicateObject,
+        "metadata.name",
+        "declared twice",
+    ),
+    (
+        "duplicate-role",
+        SchemaViolation,
+        "spec.roles[1]",
+        "duplicate entry with role=\"member\"",
+    ),
+    (
+        "email-domain-not-allowed",
+        EmailDomainNotAllowed,
+        "spec.subject.email",
+        "allowedEmailDomains",
+    ),
+    (
+        "group-at-root",
+        SubjectOwnedByTarget,
+        "spec.organizationRef",
+        "belong to the organization that created them",
+    ),
+    (
+        "invalid-display-name",
+        SchemaViolation,
+        "spec.displayName",
+        "does not match the pattern",
+    ),
+    (
+        "invalid-email",
+        SchemaViolation,
+        "spec.subject.email",
+        "does not match the pattern",
+    ),
+    (
+        "invalid-role",
+        SchemaViolation,
+        "spec.roles[0].role",
+        "does not match the pattern",
+    ),
+    (
+        "invalid-slug",
+        SchemaViolation,
+        "spec.slug",
+        "does not match the pattern",
+    ),
+    (
+        "long-display-name",
+        SchemaViolation,
+        "spec.displayName",
+        "at most 64 characters",
+    ),
+    (
+        "malformed-yaml",
+        InvalidYaml,
+        "",
+        "is not valid YAML at line",
+    ),
+    (
+        "missing-name",
+        MissingTypeMeta,
+        "metadata.name",
+        "is required",
+    ),
+    (
+        "namespace-not-allowed",
+        NamespaceNotAllowed,
+        "metadata.namespace",
+        "may not hold memberships of Organization \"acme\"",
+    ),
+    (
+        "nesting-parent-kind",
+        NestingViolation,
+        "spec.organizationRef.kind",
+        "one level of nesting",
+    ),
+    (
+        "nesting-parent-name",
+        NestingViolation,
+        "spec.organizationRef.name",
+        "which is a SubOrganization: sub-organizations cannot have children",
+    ),
+    (
+        "no-access-combined",
+        ConflictingRoles,
+        "spec.roles",
+        "no-access cannot be combined",
+    ),
+    ("no-roles", SchemaViolation, "spec.roles", "at least 1 item"),
+    (
+        "oidc-secret-in-spec",
+        UnknownField,
+        "spec.authentication.sso.oidc.clientSecret",
+        "unknown field (known fields here: clientId, clientSecretRef, issuerUrl)",
+    ),
+    (
+        "parent-not-found",
+        ParentNotFound,
+        "spec.organizationRef.name",
+        "\"globex\", which does not exist",
+    ),
+    (
+        "root-slug-conflict",
+        SlugConflict,
+        "spec.slug",
+        "root organization slugs must be unique",
+    ),
+    (
+        "scim-without-token",
+        InvalidAuthentication,
+        "spec.authentication.scim",
+        "tokenSecretRef",
+    ),
+    (
+        "selector-bad-operator",
+        InvalidSelector,
+        "spec.memberNamespaces.selector.matchExpressions[0]",
+        "unknown operator \"Equals\"",
+    ),
+    (
+        "selector-with-from-all",
+        InvalidSelector,
+        "spec.memberNamespaces.selector",
+        "only used with from: Selector",
+    ),
+    (
+        "slug-conflict",
+        SlugConflict,
+        "spec.slug",
+        "unique among the children of a root",
+    ),
+    (
+        "slug-from-invalid-name",
+        InvalidSlug,
+        "metadata.name",
+        "set spec.slug",
+    ),
+    (
+        "sso-oidc-and-saml",
+        InvalidAuthentication,
+        "spec.authentication.sso",
+        "exactly one of oidc or saml",
+    ),
+    (
+        "subject-not-in-root",
+        SubjectNotInRoot,
+        "spec.subject.email",
+        "must join it before SubOrganization \"engineering\"",
+    ),
+    (
+        "suborg-authentication",
+        AuthenticationNotAllowed,
+        "spec.authentication",
+        "root organization only",
+    ),
+    (
+        "suborg-without-admins",
+        SchemaViolation,
+        "spec.admins",
+        "at least 1 item",
+    ),
+    (
+        "target-not-found",
+        TargetNotFound,
+        "spec.organizationRef.name",
+        "Organization \"globex\" does not exist",
+    ),
+    (
+        "target-wrong-kind",
+        TargetNotFound,
+        "spec.organizationRef.name",
+        "set spec.organizationRef.kind: SubOrganization",
+    ),
+    (
+        "temporary-bad-duration",
+        SchemaViolation,
+        "spec.roles[0].temporary.duration",
+        "does not match the pattern",
+    ),
+    (
+        "temporary-end-and-duration",
+        InvalidTemporaryAccess,
+        "spec.roles[0].temporary",
+        "exactly one of end or duration",
+    ),
+    (
+        "temporary-end-before-start",
+        InvalidTemporaryAccess,
+        "spec.roles[0].temporary",
+        "end must be after temporary.start",
+    ),
+    (
+        "undeclared-identity-in-suborg",
+        SubjectNotFound,
+        "spec.subject.name",
+        "MachineIdentity \"ci-pipeline\" is not declared",
+    ),
+    ("unknown-field", UnknownField, "spec.owner", "unknown field"),
+    (
+        "unknown-kind",
+        UnknownKind,
+        "kind",
+        "suborg.io has no kind \"Team\"",
+    ),
+    (
+        "user-without-email",
+        InvalidSubject,
+        "spec.subject",
+        "a subject of kind User is named by email",
+    ),
+    (
+        "wrong-api-version",
+        UnsupportedApiVersion,
+        "apiVersion",
+        "use suborg.io/v1alpha1",
+    ),
+    (
+        "wrong-type",
+        SchemaViolation,
+        "spec.displayName",
+        "must be a string, not a list",
+    ),
+];
+
+#[test]
+fn every_invalid_set_is_rejected_for_its_own_rule() {
+    let dir = examples().join("invalid");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|c| c.0.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "every directory of examples/invalid needs an expectation here"
+    );
+
+    let mut failures = Vec::new();
+    for (case, reason, field, needle) in CASES {
+        let r = check(&dir.join(case));
+        let errors: Vec<_> = r.problems.iter().filter(|f| f.problem.is_error()).collect();
+        let ok = errors.len() == 1
+            && errors[0].problem.reason == *reason
+            && errors[0].problem.field == *field
+            && errors[0].problem.message.contains(needle);
+        if !ok {
+            failures.push(format!(
+                "{case}: expected one {reason} on {field:?} containing {needle:?}, got {:#?}",
+                r.problems
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Each set without its one broken object is valid, so the case tests that rule and no other.
+#[test]
+fn the_cases_share_a_valid_base() {
+    let base =
+        std::fs::read_to_string(examples().join("invalid/subject-not-in-root/manifests.yaml"))
+            .unwrap();
+    // Drop the last document, the offending membership.
+    let valid: Vec<&str> = base.split("\n---\n").collect();
+    let valid = valid[..valid.len() - 1].join("\n---\n");
+    let r = suborg::manifest::check_sources(
+        [("base.yaml", valid.as_bytes())],
+        "default",
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert_eq!(r.objects, 3);
+}

@@ -1,0 +1,115 @@
+//! Builders for test objects.
+
+use std::collections::BTreeMap;
+
+use suborg::api::*;
+
+pub fn org(name: &str) -> Organization {
+    Organization::new(
+        name,
+        OrganizationSpec {
+            display_name: None,
+            slug: None,
+            authentication: None,
+            member_namespaces: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    )
+}
+
+pub fn suborg(name: &str, parent: &str, admins: &[&str]) -> SubOrganization {
+    SubOrganization::new(
+        name,
+        SubOrganizationSpec {
+            organization_ref: OrganizationRef {
+                kind: OrganizationKind::Organization,
+                name: parent.into(),
+            },
+            display_name: None,
+            slug: None,
+            admins: admins.iter().map(|a| a.to_string()).collect(),
+            member_namespaces: None,
+            deletion_policy: DeletionPolicy::Delete,
+            authentication: None,
+        },
+    )
+}
+
+pub fn role(role: &str) -> RoleBinding {
+    RoleBinding {
+        role: role.into(),
+        temporary: None,
+    }
+}
+
+pub fn temporary(
+    role: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    duration: Option<&str>,
+) -> RoleBinding {
+    RoleBinding {
+        role: role.into(),
+        temporary: Some(TemporaryAccess {
+            start: start.map(Into::into),
+            end: end.map(Into::into),
+            duration: duration.map(Into::into),
+        }),
+    }
+}
+
+pub fn user_in(
+    namespace: &str,
+    name: &str,
+    kind: OrganizationKind,
+    target: &str,
+    email: &str,
+    roles: Vec<RoleBinding>,
+) -> OrgMembership {
+    let mut m = OrgMembership::new(
+        name,
+        OrgMembershipSpec {
+            organization_ref: OrganizationRef {
+                kind,
+                name: target.into(),
+            },
+            subject: Subject {
+                kind: SubjectKind::User,
+                email: Some(email.into()),
+                name: None,
+            },
+            roles,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    m.metadata.namespace = Some(namespace.into());
+    m
+}
+
+pub fn root_member(namespace: &str, org: &str, email: &str) -> OrgMembership {
+    let name = email.split('@').next().unwrap().to_lowercase();
+    user_in(
+        namespace,
+        &format!("{org}-{name}"),
+        OrganizationKind::Organization,
+        org,
+        email,
+        vec![role("member")],
+    )
+}
+
+pub fn sub_member(namespace: &str, sub: &str, email: &str) -> OrgMembership {
+    let name = email.split('@').next().unwrap().to_lowercase();
+    user_in(
+        namespace,
+        &format!("{sub}-{name}"),
+        OrganizationKind::SubOrganization,
+        sub,
+        email,
+        vec![role("member")],
+    )
+}
+
+pub fn labels(org: &str) -> BTreeMap<String, String> {
+    [("suborg.io/organization".to_string(), org.to_string())].into()
+}

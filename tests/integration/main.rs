@@ -1,0 +1,9 @@
+//! Integration tests: one binary, so the crate links once.
+
+mod cel;
+mod cli;
+mod crds;
+mod domain;
+mod examples;
+mod fixtures;
+mod properties;
