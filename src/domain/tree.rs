@@ -388,8 +388,8 @@ fn check_memberships(
         let r = &m.spec.organization_ref;
         let mut errors = Vec::new();
         let target = match resolve_target(set, roots, subs, m, &key) {
-            Ok(Some(t)) => t,
-            Ok(None) => {
+            Resolved::Found(t) => t,
+            Resolved::Rejected => {
                 // The target is rejected on its own; keep quiet but remember the subject
                 // as (rejected) root member so its sub-organization memberships stay quiet too.
                 if r.kind == OrganizationKind::Organization
@@ -399,7 +399,7 @@ fn check_memberships(
                 }
                 continue;
             }
-            Err(p) => {
+            Resolved::Missing(p) => {
                 out.problems.push(p);
                 continue;
             }
@@ -534,14 +534,22 @@ fn check_memberships(
     out.accepted.memberships.sort_unstable();
 }
 
-/// Finds the membership's target. `Ok(None)`: it exists but is rejected (stay quiet).
+/// What a membership's target resolved to.
+enum Resolved<'a> {
+    Found(Target<'a>),
+    /// The target exists but is rejected on its own: stay quiet.
+    Rejected,
+    Missing(Problem),
+}
+
+/// Finds the membership's target.
 fn resolve_target<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,
     m: &'a OrgMembership,
     key: &ObjectKey,
-) -> Result<Option<Target<'a>>, Problem> {
+) -> Resolved<'a> {
     let r = &m.spec.organization_ref;
     let not_found = |hint: &str| {
         Problem::error(
@@ -553,7 +561,7 @@ fn resolve_target<'a>(
     };
     match r.kind {
         OrganizationKind::Organization => match roots.by_name.get(r.name.as_str()) {
-            Some((Presence::Accepted, o)) => Ok(Some(Target {
+            Some((Presence::Accepted, o)) => Resolved::Found(Target {
                 kind: r.kind,
                 name: &r.name,
                 root: &r.name,
@@ -564,14 +572,14 @@ fn resolve_target<'a>(
                     .as_ref()
                     .map(|a| a.allowed_email_domains.as_slice())
                     .unwrap_or_default(),
-            })),
-            Some(_) => Ok(None),
-            None if roots.presence(set, &r.name) == Presence::Rejected => Ok(None),
-            None if subs.by_name.contains_key(r.name.as_str()) => Err(not_found(&format!(
+            }),
+            Some(_) => Resolved::Rejected,
+            None if roots.presence(set, &r.name) == Presence::Rejected => Resolved::Rejected,
+            None if subs.by_name.contains_key(r.name.as_str()) => Resolved::Missing(not_found(&format!(
                 ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
                 r.name
             ))),
-            None => Err(not_found(": create it or fix spec.organizationRef.name")),
+            None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
         },
         OrganizationKind::SubOrganization => match subs.by_name.get(r.name.as_str()) {
             Some((Presence::Accepted, s)) => {
@@ -582,26 +590,26 @@ fn resolve_target<'a>(
                     .and_then(|(_, o)| o.spec.authentication.as_ref())
                     .map(|a| a.allowed_email_domains.as_slice())
                     .unwrap_or_default();
-                Ok(Some(Target {
+                Resolved::Found(Target {
                     kind: r.kind,
                     name: &r.name,
                     root,
                     policy: s.spec.member_namespaces.as_ref(),
                     allowed_domains,
-                }))
+                })
             }
-            Some(_) => Ok(None),
+            Some(_) => Resolved::Rejected,
             None if set
                 .rejected
                 .contains(&ObjectKey::cluster("SubOrganization", &r.name)) =>
             {
-                Ok(None)
+                Resolved::Rejected
             }
-            None if roots.by_name.contains_key(r.name.as_str()) => Err(not_found(&format!(
+            None if roots.by_name.contains_key(r.name.as_str()) => Resolved::Missing(not_found(&format!(
                 ", but Organization {:?} does: set spec.organizationRef.kind: Organization",
                 r.name
             ))),
-            None => Err(not_found(": create it or fix spec.organizationRef.name")),
+            None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
         },
     }
 }

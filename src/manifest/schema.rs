@@ -333,25 +333,25 @@ fn describe(v: &Value) -> String {
 fn render(v: &Value) -> String {
     match v {
         Value::String(s) => render_str(s),
-        other => {
-            let s = other.to_string();
-            if s.len() > 80 {
-                format!("{}…", &s[..s.floor_char_boundary(77)])
-            } else {
-                s
-            }
-        }
+        other => cut(other.to_string()),
     }
 }
 
 fn render_str(s: &str) -> String {
+    cut(format!("{s:?}"))
+}
+
+/// Cuts a rendered value to 80 characters.
+fn cut(s: String) -> String {
     if s.chars().count() > 80 {
-        let cut: String = s.chars().take(77).collect();
-        format!("{cut:?}…")
+        let mut short: String = s.chars().take(77).collect();
+        short.push('…');
+        short
     } else {
-        format!("{s:?}")
+        s
     }
 }
+
 
 #[cfg(test)]
 mod tests {
