@@ -575,10 +575,12 @@ fn resolve_target<'a>(
             }),
             Some(_) => Resolved::Rejected,
             None if roots.presence(set, &r.name) == Presence::Rejected => Resolved::Rejected,
-            None if subs.by_name.contains_key(r.name.as_str()) => Resolved::Missing(not_found(&format!(
-                ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
-                r.name
-            ))),
+            None if subs.by_name.contains_key(r.name.as_str()) => {
+                Resolved::Missing(not_found(&format!(
+                    ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
+                    r.name
+                )))
+            }
             None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
         },
         OrganizationKind::SubOrganization => match subs.by_name.get(r.name.as_str()) {
@@ -605,10 +607,12 @@ fn resolve_target<'a>(
             {
                 Resolved::Rejected
             }
-            None if roots.by_name.contains_key(r.name.as_str()) => Resolved::Missing(not_found(&format!(
-                ", but Organization {:?} does: set spec.organizationRef.kind: Organization",
-                r.name
-            ))),
+            None if roots.by_name.contains_key(r.name.as_str()) => {
+                Resolved::Missing(not_found(&format!(
+                    ", but Organization {:?} does: set spec.organizationRef.kind: Organization",
+                    r.name
+                )))
+            }
             None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
         },
     }

@@ -352,7 +352,6 @@ fn cut(s: String) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
