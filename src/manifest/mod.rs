@@ -5,6 +5,7 @@
 //! Nothing here touches the file system: callers hand in bytes with a name. That keeps the
 //! whole path from bytes to problems pure, so it is fuzzed and benchmarked as one piece.
 
+pub mod cel;
 pub mod schema;
 mod strict;
 
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::core::cel::{CompiledSchema, ErrorKind, Validator, compile_schema};
+use kube::core::cel::{ErrorKind, Validator};
 use kube::{CustomResourceExt, Resource};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -72,7 +73,7 @@ pub struct Loader {
 struct KindSchema {
     namespaced: bool,
     structural: schema::Node,
-    cel: CompiledSchema,
+    rules: Vec<cel::RuleSite>,
 }
 
 fn kind_schema<K: CustomResourceExt>() -> KindSchema {
@@ -87,7 +88,7 @@ fn kind_schema<K: CustomResourceExt>() -> KindSchema {
     KindSchema {
         namespaced: crd.spec.scope == "Namespaced",
         structural: schema::compile(&raw),
-        cel: compile_schema(&raw),
+        rules: cel::rule_sites(&raw, false),
     }
 }
 
@@ -430,8 +431,8 @@ impl Loader {
         if problems.is_empty() {
             // status is written by the controller, never by users: the API server ignores it.
             map.remove("status");
-            if let Err(errs) = schemas().validator.validate_compiled(&ks.cel, &value, None) {
-                for e in errs.iter() {
+            {
+                for e in cel::evaluate(&schemas().validator, &ks.rules, &value).iter() {
                     let reason = match e.kind {
                         ErrorKind::ValidationFailure => cel_reason(&e.message),
                         _ => Reason::RuleViolation,
