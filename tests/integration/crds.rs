@@ -6,7 +6,17 @@ use suborg::api;
 
 #[test]
 fn crds_directory_matches_the_code() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    generated_dir_matches("crds");
+}
+
+/// The chart installs the same CRDs, byte for byte.
+#[test]
+fn chart_crds_match_the_code() {
+    generated_dir_matches("charts/suborg/crds");
+}
+
+fn generated_dir_matches(rel: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
     let mut expected: Vec<String> = Vec::new();
     for crd in api::crds() {
         let name = api::crd_file_name(&crd);
@@ -15,7 +25,7 @@ fn crds_directory_matches_the_code() {
         });
         assert!(
             on_disk == api::crd_yaml(&crd),
-            "crds/{name} differs from the code: run `cargo run -- crd --out-dir crds` and commit"
+            "{rel}/{name} differs from the code: run `cargo run -- crd --out-dir {rel}` and commit"
         );
         expected.push(name);
     }
