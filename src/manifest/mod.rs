@@ -141,6 +141,10 @@ impl Loader {
     }
 
     /// Reads one file's bytes: UTF-8, multi-document YAML (or JSON, which is YAML).
+    ///
+    /// Documents are split at their `---` markers first (a marker line cannot occur inside a
+    /// YAML scalar, so the split is exact). That lets a syntax error in one document leave the
+    /// others readable, and lets large files be parsed and admitted on every core.
     pub fn add_bytes(&mut self, file: &str, bytes: &[u8]) {
         self.report.files += 1;
         let whole = Source {
@@ -169,39 +173,48 @@ impl Loader {
             }
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut documents = 0;
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let source = Source {
-                file: file.to_owned(),
-                document: i + 1,
-            };
-            match strict::StrictValue::deserialize(doc) {
-                Ok(strict::StrictValue(Value::Null)) => {}
-                Ok(strict::StrictValue(value)) => {
-                    documents += 1;
-                    self.add_value(source, value);
-                }
-                Err(e) => {
-                    documents += 1;
-                    let at = e
-                        .location()
-                        .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-                        .unwrap_or_default();
-                    let msg = e.to_string();
-                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                    self.push(
-                        source,
-                        Problem::detached(
-                            Reason::InvalidYaml,
-                            format!("is not valid YAML{at}: {msg}"),
-                        ),
-                    );
-                    // The parser cannot resynchronise after a syntax error.
-                    break;
+        let chunks = split_documents(text);
+        let ns = self.default_namespace.as_str();
+        let parsed: Vec<Vec<Option<Vec<Item>>>> = if chunks.len() < PARALLEL_THRESHOLD {
+            chunks.iter().map(|c| parse_chunk(c, ns)).collect()
+        } else {
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8);
+            let per = chunks.len().div_ceil(threads);
+            schemas(); // initialise once, before the threads share it
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .chunks(per)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter().map(|c| parse_chunk(c, ns)).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("document parsing does not panic"))
+                    .collect()
+            })
+        };
+        let mut document = 0;
+        let mut objects = 0;
+        for docs in parsed {
+            for items in docs {
+                document += 1;
+                let Some(items) = items else { continue };
+                objects += 1;
+                let source = Source {
+                    file: file.to_owned(),
+                    document,
+                };
+                for item in items {
+                    self.merge(&source, item);
                 }
             }
         }
-        if documents == 0 {
+        if objects == 0 {
             self.push(
                 whole,
                 Problem::detached(
@@ -212,281 +225,56 @@ impl Loader {
         }
     }
 
-    /// Admits one parsed document.
+    /// Admits one parsed document (a test and embedding entry point).
     pub fn add_value(&mut self, source: Source, value: Value) {
-        let Value::Object(map) = &value else {
-            self.push(
-                source,
-                Problem::detached(
-                    Reason::MissingTypeMeta,
-                    format!("document is {}, not a Kubernetes object (a mapping with apiVersion, kind and metadata)", json_type(&value)),
-                ),
-            );
-            return;
-        };
-        let api_version = map.get("apiVersion").and_then(Value::as_str);
-        let kind = map.get("kind").and_then(Value::as_str);
-        let (Some(api_version), Some(kind)) = (api_version, kind) else {
-            self.push(
-                source,
-                Problem::detached(
-                    Reason::MissingTypeMeta,
-                    "document has no apiVersion or kind: every object needs both (e.g. apiVersion: suborg.io/v1alpha1, kind: Organization)",
-                ),
-            );
-            return;
-        };
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        if kind == "List" && group.is_empty() {
-            if let Some(Value::Array(items)) = map.get("items") {
-                for item in items.clone() {
-                    self.add_value(source.clone(), item);
-                }
-            }
-            return;
-        }
-        if group.is_empty() && version == "v1" && kind == "Namespace" {
-            self.add_namespace(source, map);
-            return;
-        }
-        if group != api::GROUP {
-            self.report.ignored += 1;
-            return;
-        }
-        let name = map
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_owned();
-        let unnamed = ObjectKey::cluster(kind, &name);
-        if !KINDS.contains(&kind) {
-            self.push(
-                source,
-                Problem::error(
-                    Reason::UnknownKind,
-                    &unnamed,
-                    "kind",
-                    format!(
-                        "suborg.io has no kind {kind:?}: the kinds are {}",
-                        KINDS.join(", ")
-                    ),
-                ),
-            );
-            return;
-        }
-        self.report.objects += 1;
-        if version != api::VERSION {
-            self.push(
-                source,
-                Problem::error(
-                    Reason::UnsupportedApiVersion,
-                    &unnamed,
-                    "apiVersion",
-                    format!("{api_version:?} is not served: use {}", api::API_VERSION),
-                ),
-            );
-            return;
-        }
-        let s = schemas();
-        match kind {
-            "Organization" => {
-                if let Some(o) = self.admit::<Organization>(&source, value, &s.organization) {
-                    self.set.organizations.push(o);
-                }
-            }
-            "SubOrganization" => {
-                if let Some(o) = self.admit::<SubOrganization>(&source, value, &s.sub_organization)
-                {
-                    self.set.sub_organizations.push(o);
-                }
-            }
-            _ => {
-                if let Some(o) = self.admit::<OrgMembership>(&source, value, &s.membership) {
-                    self.set.memberships.push(o);
-                }
-            }
+        let mut items = Vec::new();
+        admit_document(value, &self.default_namespace, &mut items);
+        for item in items {
+            self.merge(&source, item);
         }
     }
 
-    fn add_namespace(&mut self, source: Source, map: &serde_json::Map<String, Value>) {
-        let meta = map.get("metadata");
-        let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str) else {
-            self.push(
-                source,
-                Problem::detached(Reason::MissingTypeMeta, "Namespace has no metadata.name"),
-            );
-            return;
-        };
-        let mut labels: BTreeMap<String, String> = meta
-            .and_then(|m| m.get("labels"))
-            .and_then(Value::as_object)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
-        self.set.namespaces.insert(name.to_owned(), labels);
-    }
-
-    /// Runs the structural schema and the CEL rules on one object, as the API server does, and
-    /// turns it into its typed form.
-    fn admit<K>(&mut self, source: &Source, mut value: Value, ks: &KindSchema) -> Option<K>
-    where
-        K: Resource<DynamicType = ()> + DeserializeOwned,
-    {
-        let kind = K::kind(&()).into_owned();
-        let namespaced = ks.namespaced;
-        let map = value.as_object_mut().expect("checked by the caller");
-        let mut problems = Vec::new();
-
-        // metadata: the API server's own rules for names, and kubectl's default namespace.
-        let meta = map
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
-        let name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
-        if namespaced
-            && let Some(m) = meta.as_object_mut()
-            && !m.contains_key("namespace")
-        {
-            m.insert(
-                "namespace".into(),
-                Value::String(self.default_namespace.clone()),
-            );
-        }
-        let namespace = meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let key = match (&namespace, namespaced) {
-            (Some(ns), true) => ObjectKey::namespaced(&kind, ns, name.as_deref().unwrap_or("-")),
-            _ => ObjectKey::cluster(&kind, name.as_deref().unwrap_or("-")),
-        };
-        match &name {
-            None => problems.push(Problem::error(
-                Reason::MissingTypeMeta,
-                &key,
-                "metadata.name",
-                "is required (kubectl apply does not support generateName)",
-            )),
-            Some(n) if !is_dns_subdomain(n) => problems.push(Problem::error(
-                Reason::SchemaViolation,
-                &key,
-                "metadata.name",
-                format!("{n:?} is not a valid object name: at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
-            )),
-            Some(_) => {}
-        }
-        if let Some(ns) = &namespace
-            && namespaced
-            && !is_dns_label(ns)
-        {
-            problems.push(Problem::error(
-                Reason::SchemaViolation,
-                &key,
-                "metadata.namespace",
-                format!("{ns:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"),
-            ));
-        }
-
-        // The structural schema, on everything but the fields the API server owns.
-        let mut errors = Vec::new();
-        for (field, v) in map.iter() {
-            if matches!(
-                field.as_str(),
-                "apiVersion" | "kind" | "metadata" | "status"
-            ) {
-                continue;
+    /// Adds what one document turned into, looking for objects declared twice.
+    fn merge(&mut self, source: &Source, item: Item) {
+        match item {
+            Item::Ignored => self.report.ignored += 1,
+            Item::Problem { counted, problem } => {
+                self.report.objects += usize::from(counted);
+                self.push(source.clone(), problem);
             }
-            match ks.structural.property(field) {
-                Some(node) => node.check(v, field, &mut errors),
-                None => errors.push(schema::SchemaError {
-                    path: field.clone(),
-                    unknown_field: true,
-                    message: format!(
-                        "unknown field: a {kind} has apiVersion, kind, metadata, spec and status"
-                    ),
-                }),
+            Item::Namespace(name, labels) => {
+                self.set.namespaces.insert(name, labels);
             }
-        }
-        if !map.contains_key("spec") {
-            errors.push(schema::SchemaError {
-                path: "spec".into(),
-                unknown_field: false,
-                message: "is required".into(),
-            });
-        }
-        for e in errors {
-            let reason = if e.unknown_field {
-                Reason::UnknownField
-            } else {
-                Reason::SchemaViolation
-            };
-            problems.push(Problem::error(reason, &key, e.path, e.message));
-        }
-
-        // CEL rules only make sense on a structurally valid object, as in the API server.
-        if problems.is_empty() {
-            // status is written by the controller, never by users: the API server ignores it.
-            map.remove("status");
-            {
-                for e in cel::evaluate(&schemas().validator, &ks.rules, &value).iter() {
-                    let reason = match e.kind {
-                        ErrorKind::ValidationFailure => cel_reason(&e.message),
-                        _ => Reason::RuleViolation,
-                    };
-                    let message = match e.kind {
-                        ErrorKind::ValidationFailure => e.message.clone(),
-                        _ => format!("rule {:?} could not be evaluated: {}", e.rule, e.message),
-                    };
-                    // Root-level rules have no field path; the slug rule is about the name.
-                    let field = match (reason, e.field_path.as_str()) {
-                        (Reason::InvalidSlug, "") => "metadata.name".to_owned(),
-                        (_, f) => f.to_owned(),
-                    };
-                    problems.push(Problem::error(reason, &key, field, message));
+            Item::Object {
+                key,
+                problems,
+                typed,
+            } => {
+                self.report.objects += 1;
+                if let Some(first) = self.sources.get(&key) {
+                    let message = format!(
+                        "{key} is declared twice: first in {} (document {}); each object must be declared once",
+                        first.file, first.document
+                    );
+                    let p = Problem::error(Reason::DuplicateObject, &key, "metadata.name", message);
+                    self.push(source.clone(), p);
+                    return;
+                }
+                self.sources.insert(key.clone(), source.clone());
+                if !problems.is_empty() {
+                    self.set.rejected.insert(key);
+                    for p in problems {
+                        self.push(source.clone(), p);
+                    }
+                }
+                match typed.map(|t| *t) {
+                    Some(Typed::Organization(o)) => self.set.organizations.push(o),
+                    Some(Typed::SubOrganization(o)) => self.set.sub_organizations.push(o),
+                    Some(Typed::OrgMembership(o)) => self.set.memberships.push(o),
+                    None => {}
                 }
             }
         }
-
-        let typed = if problems.is_empty() {
-            match serde_json::from_value::<K>(value) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    problems.push(Problem::error(
-                        Reason::SchemaViolation,
-                        &key,
-                        "",
-                        e.to_string(),
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-
-        if let Some(first) = self.sources.get(&key) {
-            let message = format!(
-                "{} is declared twice: first in {} (document {}); each object must be declared once",
-                key, first.file, first.document
-            );
-            self.push(
-                source.clone(),
-                Problem::error(Reason::DuplicateObject, &key, "metadata.name", message),
-            );
-            return None;
-        }
-        self.sources.insert(key.clone(), source.clone());
-        if !problems.is_empty() {
-            self.set.rejected.insert(key);
-            for p in problems {
-                self.push(source.clone(), p);
-            }
-        }
-        typed
     }
 
     /// Runs the cross-object rules and returns every problem found.
@@ -511,6 +299,358 @@ impl Loader {
         r.errors = r.problems.iter().filter(|f| f.problem.is_error()).count();
         r.warnings = r.problems.len() - r.errors;
         (self.report, self.set)
+    }
+}
+
+/// Files with at least this many documents are parsed on every core.
+const PARALLEL_THRESHOLD: usize = 512;
+
+/// What one document turned into, before duplicates are looked for.
+enum Item {
+    /// Another kind, not ours to check.
+    Ignored,
+    /// A problem that stops the document; `counted` when it is a suborg object nonetheless.
+    Problem { counted: bool, problem: Problem },
+    /// A Namespace and its labels.
+    Namespace(String, BTreeMap<String, String>),
+    /// A suborg object: its problems, and its typed form when it has none.
+    Object {
+        key: ObjectKey,
+        problems: Vec<Problem>,
+        typed: Option<Box<Typed>>,
+    },
+}
+
+/// An admitted object.
+enum Typed {
+    Organization(Organization),
+    SubOrganization(SubOrganization),
+    OrgMembership(OrgMembership),
+}
+
+/// Splits YAML text at lines that start a document (`---` then a blank or the line's end).
+/// Each piece keeps its marker line.
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if offset > 0
+            && let Some(rest) = line.strip_prefix("---")
+            && (rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+        {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts.push(text.len());
+    starts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+/// Parses one piece of a file: each document becomes its items, `None` for an empty document.
+fn parse_chunk(text: &str, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        match strict::StrictValue::deserialize(doc) {
+            Ok(strict::StrictValue(Value::Null)) => out.push(None),
+            Ok(strict::StrictValue(value)) => {
+                let mut items = Vec::new();
+                admit_document(value, default_namespace, &mut items);
+                out.push(Some(items));
+            }
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| {
+                        format!(
+                            " at line {} column {} of the document",
+                            l.line(),
+                            l.column()
+                        )
+                    })
+                    .unwrap_or_default();
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                let problem =
+                    Problem::detached(Reason::InvalidYaml, format!("is not valid YAML{at}: {msg}"));
+                out.push(Some(vec![Item::Problem {
+                    counted: false,
+                    problem,
+                }]));
+                // The parser cannot resynchronise within a document; the next piece starts clean.
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Routes one document by apiVersion and kind and admits it.
+fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
+    let detached = |reason, message: String| Item::Problem {
+        counted: false,
+        problem: Problem::detached(reason, message),
+    };
+    let Value::Object(map) = &value else {
+        out.push(detached(
+            Reason::MissingTypeMeta,
+            format!(
+                "document is {}, not a Kubernetes object (a mapping with apiVersion, kind and metadata)",
+                json_type(&value)
+            ),
+        ));
+        return;
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str);
+    let kind = map.get("kind").and_then(Value::as_str);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        out.push(detached(
+            Reason::MissingTypeMeta,
+            "document has no apiVersion or kind: every object needs both (e.g. apiVersion: suborg.io/v1alpha1, kind: Organization)".into(),
+        ));
+        return;
+    };
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if kind == "List" && group.is_empty() {
+        if let Some(Value::Array(items)) = map.get("items") {
+            for item in items.clone() {
+                admit_document(item, default_namespace, out);
+            }
+        }
+        return;
+    }
+    if group.is_empty() && version == "v1" && kind == "Namespace" {
+        out.push(namespace(map));
+        return;
+    }
+    if group != api::GROUP {
+        out.push(Item::Ignored);
+        return;
+    }
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    let unnamed = ObjectKey::cluster(kind, name);
+    if !KINDS.contains(&kind) {
+        out.push(Item::Problem {
+            counted: false,
+            problem: Problem::error(
+                Reason::UnknownKind,
+                &unnamed,
+                "kind",
+                format!(
+                    "suborg.io has no kind {kind:?}: the kinds are {}",
+                    KINDS.join(", ")
+                ),
+            ),
+        });
+        return;
+    }
+    if version != api::VERSION {
+        out.push(Item::Problem {
+            counted: true,
+            problem: Problem::error(
+                Reason::UnsupportedApiVersion,
+                &unnamed,
+                "apiVersion",
+                format!("{api_version:?} is not served: use {}", api::API_VERSION),
+            ),
+        });
+        return;
+    }
+    let s = schemas();
+    out.push(match kind {
+        "Organization" => admit::<Organization>(
+            value,
+            &s.organization,
+            default_namespace,
+            Typed::Organization,
+        ),
+        "SubOrganization" => admit::<SubOrganization>(
+            value,
+            &s.sub_organization,
+            default_namespace,
+            Typed::SubOrganization,
+        ),
+        _ => admit::<OrgMembership>(
+            value,
+            &s.membership,
+            default_namespace,
+            Typed::OrgMembership,
+        ),
+    });
+}
+
+fn namespace(map: &serde_json::Map<String, Value>) -> Item {
+    let meta = map.get("metadata");
+    let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str) else {
+        return Item::Problem {
+            counted: false,
+            problem: Problem::detached(Reason::MissingTypeMeta, "Namespace has no metadata.name"),
+        };
+    };
+    let mut labels: BTreeMap<String, String> = meta
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
+    Item::Namespace(name.to_owned(), labels)
+}
+
+/// Runs the structural schema and the CEL rules on one object, as the API server does, and
+/// turns it into its typed form.
+fn admit<K>(
+    mut value: Value,
+    ks: &KindSchema,
+    default_namespace: &str,
+    wrap: fn(K) -> Typed,
+) -> Item
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let kind = K::kind(&()).into_owned();
+    let namespaced = ks.namespaced;
+    let map = value.as_object_mut().expect("checked by the caller");
+    let mut problems = Vec::new();
+
+    // metadata: the API server's own rules for names, and kubectl's default namespace.
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
+    if namespaced
+        && let Some(m) = meta.as_object_mut()
+        && !m.contains_key("namespace")
+    {
+        m.insert(
+            "namespace".into(),
+            Value::String(default_namespace.to_owned()),
+        );
+    }
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let key = match (&namespace, namespaced) {
+        (Some(ns), true) => ObjectKey::namespaced(&kind, ns, name.as_deref().unwrap_or("-")),
+        _ => ObjectKey::cluster(&kind, name.as_deref().unwrap_or("-")),
+    };
+    match &name {
+        None => problems.push(Problem::error(
+            Reason::MissingTypeMeta,
+            &key,
+            "metadata.name",
+            "is required (kubectl apply does not support generateName)",
+        )),
+        Some(n) if !is_dns_subdomain(n) => problems.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.name",
+            format!("{n:?} is not a valid object name: at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
+        )),
+        Some(_) => {}
+    }
+    if let Some(ns) = &namespace
+        && namespaced
+        && !is_dns_label(ns)
+    {
+        problems.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.namespace",
+            format!(
+                "{ns:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
+            ),
+        ));
+    }
+
+    // The structural schema, on everything but the fields the API server owns.
+    let mut errors = Vec::new();
+    for (field, v) in map.iter() {
+        if matches!(
+            field.as_str(),
+            "apiVersion" | "kind" | "metadata" | "status"
+        ) {
+            continue;
+        }
+        match ks.structural.property(field) {
+            Some(node) => node.check(v, field, &mut errors),
+            None => errors.push(schema::SchemaError {
+                path: field.clone(),
+                unknown_field: true,
+                message: format!(
+                    "unknown field: a {kind} has apiVersion, kind, metadata, spec and status"
+                ),
+            }),
+        }
+    }
+    if !map.contains_key("spec") {
+        errors.push(schema::SchemaError {
+            path: "spec".into(),
+            unknown_field: false,
+            message: "is required".into(),
+        });
+    }
+    for e in errors {
+        let reason = if e.unknown_field {
+            Reason::UnknownField
+        } else {
+            Reason::SchemaViolation
+        };
+        problems.push(Problem::error(reason, &key, e.path, e.message));
+    }
+
+    // CEL rules only make sense on a structurally valid object, as in the API server.
+    if problems.is_empty() {
+        // status is written by the controller, never by users: the API server ignores it.
+        map.remove("status");
+        {
+            for e in cel::evaluate(&schemas().validator, &ks.rules, &value).iter() {
+                let reason = match e.kind {
+                    ErrorKind::ValidationFailure => cel_reason(&e.message),
+                    _ => Reason::RuleViolation,
+                };
+                let message = match e.kind {
+                    ErrorKind::ValidationFailure => e.message.clone(),
+                    _ => format!("rule {:?} could not be evaluated: {}", e.rule, e.message),
+                };
+                // Root-level rules have no field path; the slug rule is about the name.
+                let field = match (reason, e.field_path.as_str()) {
+                    (Reason::InvalidSlug, "") => "metadata.name".to_owned(),
+                    (_, f) => f.to_owned(),
+                };
+                problems.push(Problem::error(reason, &key, field, message));
+            }
+        }
+    }
+
+    let typed = if problems.is_empty() {
+        match serde_json::from_value::<K>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(Problem::error(
+                    Reason::SchemaViolation,
+                    &key,
+                    "",
+                    e.to_string(),
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    Item::Object {
+        key,
+        problems,
+        typed: typed.map(|t| Box::new(wrap(t))),
     }
 }
 
@@ -576,4 +716,61 @@ pub fn check_sources<'a>(
         loader.add_bytes(name, bytes);
     }
     loader.finish(now).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_marker_lines_only() {
+        let text = "a: 1\n---\nb: |\n  ---\n  text\n--- {c: 1}\n---\t\n----\nd: 2\n";
+        let parts = split_documents(text);
+        assert_eq!(
+            parts,
+            [
+                "a: 1\n",
+                "---\nb: |\n  ---\n  text\n",
+                "--- {c: 1}\n",
+                "---\t\n----\nd: 2\n"
+            ]
+        );
+        assert_eq!(parts.concat(), text);
+        assert_eq!(split_documents(""), [""]);
+        assert_eq!(split_documents("---\n"), ["---\n"]);
+    }
+
+    #[test]
+    fn a_broken_document_leaves_the_others_readable() {
+        let text = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: a}\nspec: {}\n---\nkind: [\n---\napiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: b}\nspec: {}\n";
+        let mut loader = Loader::new("default");
+        loader.add_bytes("x.yaml", text.as_bytes());
+        let (report, set) = loader.finish(Timestamp::UNIX_EPOCH);
+        assert_eq!(set.organizations.len(), 2);
+        assert_eq!(report.errors, 1);
+        assert_eq!(report.problems[0].source.document, 2);
+        assert_eq!(report.problems[0].problem.reason, Reason::InvalidYaml);
+    }
+
+    #[test]
+    fn large_files_give_the_same_answer_in_parallel() {
+        let mut text = String::new();
+        for i in 0..PARALLEL_THRESHOLD + 10 {
+            text.push_str(&format!(
+                "---\napiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {{name: o{i}}}\nspec: {{slug: {}}}\n",
+                if i == 300 { "o1".to_string() } else { format!("o{i}") }
+            ));
+        }
+        let mut loader = Loader::new("default");
+        loader.add_bytes("x.yaml", text.as_bytes());
+        let (report, set) = loader.finish(Timestamp::UNIX_EPOCH);
+        assert_eq!(set.organizations.len(), PARALLEL_THRESHOLD + 10);
+        assert_eq!(report.objects, PARALLEL_THRESHOLD + 10);
+        assert_eq!(report.errors, 1, "{:?}", report.problems);
+        assert_eq!(report.problems[0].source.document, 301);
+        assert_eq!(
+            report.problems[0].problem.object.as_ref().unwrap().name,
+            "o700"
+        );
+    }
 }
