@@ -770,7 +770,7 @@ mod tests {
         assert_eq!(report.problems[0].source.document, 301);
         assert_eq!(
             report.problems[0].problem.object.as_ref().unwrap().name,
-            "o700"
+            "o300"
         );
     }
 }
