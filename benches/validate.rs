@@ -11,6 +11,10 @@ use k8s_openapi::jiff::Timestamp;
 use suborg::domain::tree;
 use suborg::manifest::Loader;
 
+// The same allocator as the `suborg` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A manifest set of about `n` suborg objects, in one YAML string.
 fn generate(n: usize) -> (String, usize) {
     let subs = (n / 50).clamp(100, 900);
