@@ -62,8 +62,28 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
+        let mut merged = Vec::new();
         while let Some(key) = map.next_key::<KeyString>()? {
             let StrictValue(v) = map.next_value()?;
+            // YAML merge keys (`<<: *base`), which kubectl honours: keys written out win, then
+            // the merged mappings in the order given.
+            if key.0 == "<<" {
+                match v {
+                    Value::Object(m) => merged.push(m),
+                    Value::Array(items) if items.iter().all(Value::is_object) => {
+                        merged.extend(items.into_iter().filter_map(|i| match i {
+                            Value::Object(m) => Some(m),
+                            _ => None,
+                        }))
+                    }
+                    _ => {
+                        return Err(de::Error::custom(
+                            "a merge key (<<) takes a mapping or a list of mappings",
+                        ));
+                    }
+                }
+                continue;
+            }
             if out.contains_key(&key.0) {
                 return Err(de::Error::custom(format!(
                     "duplicate key {:?} in a mapping",
@@ -71,6 +91,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
                 )));
             }
             out.insert(key.0, v);
+        }
+        for m in merged {
+            for (k, v) in m {
+                out.entry(k).or_insert(v);
+            }
         }
         Ok(Value::Object(out))
     }
@@ -130,6 +155,14 @@ mod tests {
                 .contains("duplicate key \"x\"")
         );
         assert!(parse("- {a: 1, a: 1}\n").is_err());
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let v =
+            parse("base: &b {a: 1, b: 1}\nother: &o {c: 3}\nx:\n  <<: [*b, *o]\n  b: 2\n").unwrap();
+        assert_eq!(v["x"], serde_json::json!({"a": 1, "b": 2, "c": 3}));
+        assert!(parse("x:\n  <<: 5\n").is_err());
     }
 
     #[test]
