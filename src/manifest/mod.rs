@@ -31,6 +31,8 @@ pub struct Source {
     pub file: String,
     /// 1-based index of the YAML document within the file (0 when the whole file is at fault).
     pub document: usize,
+    /// 1-based line where the document starts (0 when the whole file is at fault).
+    pub line: usize,
 }
 
 /// A problem and where it was found.
@@ -135,6 +137,7 @@ impl Loader {
             Source {
                 file: file.to_owned(),
                 document: 0,
+                line: 0,
             },
             Problem::detached(reason, message),
         );
@@ -150,6 +153,7 @@ impl Loader {
         let whole = Source {
             file: file.to_owned(),
             document: 0,
+            line: 0,
         };
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
@@ -174,21 +178,30 @@ impl Loader {
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let chunks = split_documents(text);
+        let mut lines = Vec::with_capacity(chunks.len());
+        let mut line = 1;
+        for c in &chunks {
+            lines.push(line);
+            line += c.bytes().filter(|&b| b == b'\n').count();
+        }
         let ns = self.default_namespace.as_str();
-        let parsed: Vec<Vec<Option<Vec<Item>>>> = if chunks.len() < PARALLEL_THRESHOLD {
-            chunks.iter().map(|c| parse_chunk(c, ns)).collect()
+        let work: Vec<(&str, usize)> = chunks.into_iter().zip(lines.iter().copied()).collect();
+        let parsed: Vec<Vec<Option<Vec<Item>>>> = if work.len() < PARALLEL_THRESHOLD {
+            work.iter().map(|&(c, l)| parse_chunk(c, l, ns)).collect()
         } else {
             let threads = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(8);
-            let per = chunks.len().div_ceil(threads);
+            let per = work.len().div_ceil(threads);
             schemas(); // initialise once, before the threads share it
             std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
+                let handles: Vec<_> = work
                     .chunks(per)
                     .map(|part| {
                         scope.spawn(move || {
-                            part.iter().map(|c| parse_chunk(c, ns)).collect::<Vec<_>>()
+                            part.iter()
+                                .map(|&(c, l)| parse_chunk(c, l, ns))
+                                .collect::<Vec<_>>()
                         })
                     })
                     .collect();
@@ -200,7 +213,7 @@ impl Loader {
         };
         let mut document = 0;
         let mut objects = 0;
-        for docs in parsed {
+        for (docs, line) in parsed.into_iter().zip(lines) {
             for items in docs {
                 document += 1;
                 let Some(items) = items else { continue };
@@ -208,6 +221,7 @@ impl Loader {
                 let source = Source {
                     file: file.to_owned(),
                     document,
+                    line,
                 };
                 for item in items {
                     self.merge(&source, item);
@@ -289,6 +303,7 @@ impl Loader {
                 .unwrap_or(Source {
                     file: "-".into(),
                     document: 0,
+                    line: 0,
                 });
             self.report.problems.push(Finding { source, problem: p });
         }
@@ -347,7 +362,8 @@ fn split_documents(text: &str) -> Vec<&str> {
 }
 
 /// Parses one piece of a file: each document becomes its items, `None` for an empty document.
-fn parse_chunk(text: &str, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
+/// `line` is where the piece starts in its file.
+fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         match strict::StrictValue::deserialize(doc) {
@@ -360,13 +376,7 @@ fn parse_chunk(text: &str, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
             Err(e) => {
                 let at = e
                     .location()
-                    .map(|l| {
-                        format!(
-                            " at line {} column {} of the document",
-                            l.line(),
-                            l.column()
-                        )
-                    })
+                    .map(|l| format!(" at line {} column {}", line + l.line() - 1, l.column()))
                     .unwrap_or_default();
                 let msg = e.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
@@ -749,7 +759,16 @@ mod tests {
         assert_eq!(set.organizations.len(), 2);
         assert_eq!(report.errors, 1);
         assert_eq!(report.problems[0].source.document, 2);
+        assert_eq!(report.problems[0].source.line, 5);
         assert_eq!(report.problems[0].problem.reason, Reason::InvalidYaml);
+        assert!(
+            report.problems[0]
+                .problem
+                .message
+                .starts_with("is not valid YAML at line 7 column 1"),
+            "{}",
+            report.problems[0].problem.message
+        );
     }
 
     #[test]

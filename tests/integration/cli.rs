@@ -72,6 +72,7 @@ fn json_output() {
     let p = &v["problems"][0];
     assert_eq!(p["file"], "-");
     assert_eq!(p["document"], 1);
+    assert_eq!(p["line"], 1);
     assert_eq!(p["reason"], "SchemaViolation");
     assert_eq!(p["severity"], "error");
     assert_eq!(p["field"], "spec.slug");
