@@ -79,7 +79,8 @@ pub fn parse_duration(s: &str) -> Option<SignedDuration> {
             ("h", 3600e9, 1),
         ]
         .into_iter()
-        .find(|(u, _, _)| tail.starts_with(u) && !(*u == "m" && tail.starts_with("ms")))
+        // "ms" is listed before "m", so the first match is the right unit.
+        .find(|(u, _, _)| tail.starts_with(u))
         .map(|(_, n, l)| (n, l))?;
         total_nanos += value * unit_nanos;
         rest = &tail[unit_len..];

@@ -193,24 +193,21 @@ struct Subs<'a> {
     by_name: HashMap<&'a str, (Presence, &'a SubOrganization)>,
 }
 
-/// Root memberships: for each root, the users who are members (accepted or not: a rejected
-/// root membership is reported on its own, its dependants stay quiet).
+/// Root memberships as they stand while memberships are checked: accepted, or rejected (a
+/// rejected root membership is reported on its own; its dependants stay quiet).
 type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
 
-fn root_members(set: &ObjectSet) -> RootMembers<'_> {
-    let mut members = HashMap::new();
-    for m in &set.memberships {
-        if m.spec.organization_ref.kind == OrganizationKind::Organization
-            && m.spec.subject.kind == SubjectKind::User
-        {
-            let (_, email) = subject_id(m);
-            members.insert(
-                (m.spec.organization_ref.name.as_str(), email),
-                Presence::Accepted,
-            );
-        }
-    }
-    members
+/// Every user with a root membership, accepted or not, for the admin check: an admin whose root
+/// membership is rejected is reported there, not again on the sub-organization.
+fn declared_root_members(set: &ObjectSet) -> HashSet<(&str, String)> {
+    set.memberships
+        .iter()
+        .filter(|m| {
+            m.spec.organization_ref.kind == OrganizationKind::Organization
+                && m.spec.subject.kind == SubjectKind::User
+        })
+        .map(|m| (m.spec.organization_ref.name.as_str(), subject_id(m).1))
+        .collect()
 }
 
 fn check_sub_organizations<'a>(
@@ -218,7 +215,7 @@ fn check_sub_organizations<'a>(
     roots: &Roots<'a>,
     out: &mut Outcome,
 ) -> Subs<'a> {
-    let members = root_members(set);
+    let members = declared_root_members(set);
     let sub_names: HashSet<&str> = set
         .sub_organizations
         .iter()
@@ -319,7 +316,7 @@ fn check_sub_organizations<'a>(
                 continue;
             }
             if roots.presence(set, parent) == Presence::Accepted
-                && !members.contains_key(&(parent, email))
+                && !members.contains(&(parent, email))
             {
                 report(
                     Problem::error(
