@@ -85,7 +85,7 @@ pub fn parse_duration(s: &str) -> Option<SignedDuration> {
         total_nanos += value * unit_nanos;
         rest = &tail[unit_len..];
     }
-    // Go caps durations at about 290 years; so do we, which also keeps the arithmetic exact.
+    // Go caps durations at about 290 years (i64 nanoseconds); so do we.
     if !total_nanos.is_finite() || total_nanos > i64::MAX as f64 {
         return None;
     }
