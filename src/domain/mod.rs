@@ -1,7 +1,7 @@
 //! The rules of the domain as pure functions over plain data: no client, no async, no I/O.
 //! The controller and the offline CLI both call them, so they cannot disagree.
 //!
-//! - [`slug`]: slugs and display names (rule 6).
+//! - [`slug`]: slugs and email identity (rule 6; display names are the schema's alone).
 //! - [`temporary`]: temporary roles and their expiry (rule 7).
 //! - [`delegation`]: which namespaces may speak for an organization (`memberNamespaces`).
 //! - [`tree`]: every rule that needs more than one object — the parent is a root (rule 1),

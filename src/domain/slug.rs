@@ -1,6 +1,6 @@
-//! Slugs and display names (DESIGN rule 6).
+//! Slugs and user identity (DESIGN rule 6). Display names are checked by the CRD schema alone.
 
-/// Longest slug and display name, in characters.
+/// Longest slug, in characters.
 pub const MAX_LEN: usize = 64;
 
 /// The slug an organization has: `spec.slug` when set, else `metadata.name`.
@@ -13,19 +13,6 @@ pub fn is_valid_slug(s: &str) -> bool {
     (1..=MAX_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// Whether `s` is 1–64 characters of letters, digits, space, `-` and `_`.
-pub fn is_valid_display_name(s: &str) -> bool {
-    let n = s.chars().count();
-    (1..=MAX_LEN).contains(&n)
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_')
-}
-
-/// The display name an organization has: `spec.displayName` when set, else its slug.
-pub fn effective_display_name<'a>(slug: &'a str, display_name: Option<&'a str>) -> &'a str {
-    display_name.unwrap_or(slug)
 }
 
 /// Users are identified by email, compared case-insensitively.
@@ -56,26 +43,9 @@ mod tests {
     }
 
     #[test]
-    fn display_names() {
-        for ok in [
-            "Engineering",
-            "Sales EMEA",
-            "R_and-D 2",
-            "Ingeniería",
-            &"x".repeat(64),
-        ] {
-            assert!(is_valid_display_name(ok), "{ok:?} should be valid");
-        }
-        for bad in ["", "R&D", "Eng/Ops", "tab\there", &"x".repeat(65)] {
-            assert!(!is_valid_display_name(bad), "{bad:?} should not be valid");
-        }
-    }
-
-    #[test]
     fn effective_values() {
         assert_eq!(effective_slug("eng", None), "eng");
         assert_eq!(effective_slug("eng", Some("engineering")), "engineering");
-        assert_eq!(effective_display_name("eng", None), "eng");
         assert_eq!(normalize_email(" Alice@Example.COM "), "alice@example.com");
     }
 }
