@@ -70,7 +70,7 @@ fn main() {
             let start = Instant::now();
             let mut loader = Loader::new("default");
             loader.add_bytes("bench.yaml", yaml.as_bytes());
-            let (report, set) = loader.finish(now);
+            let (report, set, _) = loader.finish(now);
             let total = start.elapsed().as_secs_f64();
             assert_eq!(report.errors, 0, "{:?}", report.problems.first());
             assert_eq!(report.objects, objects);

@@ -10,3 +10,4 @@ pub mod api;
 pub mod cli;
 pub mod domain;
 pub mod manifest;
+pub mod store;

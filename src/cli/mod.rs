@@ -1,6 +1,7 @@
 //! The `suborg` command line: argument parsing and the commands that need no cluster.
 
 pub mod files;
+pub mod store;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -31,6 +32,10 @@ pub enum Command {
     },
     /// Check a manifest set offline with every rule the API server and the controller apply.
     Validate(ValidateArgs),
+    /// Validate a manifest set and make the store match it, in one transaction.
+    Apply(store::ApplyArgs),
+    /// Read the store.
+    Get(store::GetArgs),
 }
 
 /// Arguments of `suborg validate`.
@@ -67,6 +72,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crd { out_dir } => crd(out_dir),
         Command::Validate(args) => validate(&args),
+        Command::Apply(args) => store::apply(&args),
+        Command::Get(args) => store::get(&args),
     };
     match result {
         Ok(code) => code,
@@ -100,7 +107,7 @@ fn crd(out_dir: Option<PathBuf>) -> io::Result<ExitCode> {
 fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
     let mut loader = Loader::new(&args.namespace);
     files::load(&args.paths, args.max_file_size, &mut loader);
-    let (report, _) = loader.finish(k8s_openapi::jiff::Timestamp::now());
+    let (report, _, _) = loader.finish(k8s_openapi::jiff::Timestamp::now());
     let mut out = io::stdout().lock();
     match args.output {
         Output::Json => {

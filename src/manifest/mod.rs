@@ -291,8 +291,8 @@ impl Loader {
         }
     }
 
-    /// Runs the cross-object rules and returns every problem found.
-    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet) {
+    /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
+    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, tree::Accepted) {
         let outcome = tree::check(&self.set, now);
         for p in outcome.problems {
             let source = p
@@ -313,7 +313,7 @@ impl Loader {
         });
         r.errors = r.problems.iter().filter(|f| f.problem.is_error()).count();
         r.warnings = r.problems.len() - r.errors;
-        (self.report, self.set)
+        (self.report, self.set, outcome.accepted)
     }
 }
 
@@ -755,7 +755,7 @@ mod tests {
         let text = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: a}\nspec: {}\n---\nkind: [\n---\napiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: b}\nspec: {}\n";
         let mut loader = Loader::new("default");
         loader.add_bytes("x.yaml", text.as_bytes());
-        let (report, set) = loader.finish(Timestamp::UNIX_EPOCH);
+        let (report, set, _) = loader.finish(Timestamp::UNIX_EPOCH);
         assert_eq!(set.organizations.len(), 2);
         assert_eq!(report.errors, 1);
         assert_eq!(report.problems[0].source.document, 2);
@@ -782,7 +782,7 @@ mod tests {
         }
         let mut loader = Loader::new("default");
         loader.add_bytes("x.yaml", text.as_bytes());
-        let (report, set) = loader.finish(Timestamp::UNIX_EPOCH);
+        let (report, set, _) = loader.finish(Timestamp::UNIX_EPOCH);
         assert_eq!(set.organizations.len(), PARALLEL_THRESHOLD + 10);
         assert_eq!(report.objects, PARALLEL_THRESHOLD + 10);
         assert_eq!(report.errors, 1, "{:?}", report.problems);

@@ -7,3 +7,4 @@ mod domain;
 mod examples;
 mod fixtures;
 mod properties;
+mod store;

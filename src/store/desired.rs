@@ -1,0 +1,199 @@
+//! The desired state of the store, computed from the objects the rules accepted.
+
+use std::collections::HashMap;
+
+use kube::ResourceExt;
+
+use crate::api::{DeletionPolicy, OrganizationKind, RoleBinding, SubjectKind};
+use crate::domain::slug::{effective_slug, normalize_email};
+use crate::domain::tree::{Accepted, ObjectSet};
+
+/// An organization as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredOrg {
+    /// Key of the source object: its uid, or `Kind/name` when it has none (offline).
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the parent, for a sub-organization.
+    pub parent: Option<String>,
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Authentication settings as JSON (Secret references, never secrets), roots only.
+    pub auth: Option<String>,
+    /// Delegation settings as JSON.
+    pub member_namespaces: Option<String>,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
+/// A membership as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredMembership {
+    /// Key of the source object (for an admin named by a SubOrganization, derived from it).
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the organization.
+    pub organization: String,
+    /// The user's email, lowercased.
+    pub email: String,
+    /// The roles as JSON.
+    pub roles: String,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
+/// Everything the store should hold: roots before sub-organizations, root memberships before
+/// sub-organization memberships, so each row's references exist when it is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Organizations.
+    pub organizations: Vec<DesiredOrg>,
+    /// Memberships.
+    pub memberships: Vec<DesiredMembership>,
+}
+
+fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+    match &o.meta().uid {
+        Some(uid) => uid.clone(),
+        None => match &o.meta().namespace {
+            Some(ns) => format!("{}/{ns}/{}", K::kind(&()), o.name_any()),
+            None => format!("{}/{}", K::kind(&()), o.name_any()),
+        },
+    }
+}
+
+fn policy(p: DeletionPolicy) -> &'static str {
+    match p {
+        DeletionPolicy::Delete => "Delete",
+        DeletionPolicy::Orphan => "Orphan",
+    }
+}
+
+fn roles_json(roles: &[RoleBinding]) -> String {
+    serde_json::to_string(roles).expect("roles serialize")
+}
+
+/// The desired state for the objects of `set` that `accepted` lists.
+pub fn desired_from(set: &ObjectSet, accepted: &Accepted) -> Desired {
+    let mut d = Desired::default();
+    let mut roots: HashMap<&str, String> = HashMap::new();
+    for &i in &accepted.organizations {
+        let o = &set.organizations[i];
+        let name = o.metadata.name.as_deref().unwrap_or_default();
+        let slug = effective_slug(name, o.spec.slug.as_deref()).to_owned();
+        let key = source_key(o);
+        roots.insert(name, key.clone());
+        d.organizations.push(DesiredOrg {
+            source_uid: key,
+            source_name: name.to_owned(),
+            parent: None,
+            display_name: o.spec.display_name.clone().unwrap_or_else(|| slug.clone()),
+            slug,
+            auth: o
+                .spec
+                .authentication
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("serializes")),
+            member_namespaces: o
+                .spec
+                .member_namespaces
+                .as_ref()
+                .map(|m| serde_json::to_string(m).expect("serializes")),
+            deletion_policy: policy(o.spec.deletion_policy),
+        });
+    }
+    let mut subs: HashMap<&str, String> = HashMap::new();
+    for &i in &accepted.sub_organizations {
+        let s = &set.sub_organizations[i];
+        let name = s.metadata.name.as_deref().unwrap_or_default();
+        let slug = effective_slug(name, s.spec.slug.as_deref()).to_owned();
+        let key = source_key(s);
+        subs.insert(name, key.clone());
+        d.organizations.push(DesiredOrg {
+            source_uid: key,
+            source_name: name.to_owned(),
+            parent: roots.get(s.spec.organization_ref.name.as_str()).cloned(),
+            display_name: s.spec.display_name.clone().unwrap_or_else(|| slug.clone()),
+            slug,
+            auth: None,
+            member_namespaces: s
+                .spec
+                .member_namespaces
+                .as_ref()
+                .map(|m| serde_json::to_string(m).expect("serializes")),
+            deletion_policy: policy(s.spec.deletion_policy),
+        });
+    }
+    let mut explicit: HashMap<(String, String), usize> = HashMap::new();
+    let mut order: Vec<usize> = accepted.memberships.clone();
+    order.sort_by_key(|&i| {
+        set.memberships[i].spec.organization_ref.kind == OrganizationKind::SubOrganization
+    });
+    for i in order {
+        let m = &set.memberships[i];
+        if m.spec.subject.kind != SubjectKind::User {
+            continue;
+        }
+        let r = &m.spec.organization_ref;
+        let organization = match r.kind {
+            OrganizationKind::Organization => roots.get(r.name.as_str()),
+            OrganizationKind::SubOrganization => subs.get(r.name.as_str()),
+        };
+        let Some(organization) = organization.cloned() else {
+            continue;
+        };
+        let email = normalize_email(m.spec.subject.email.as_deref().unwrap_or_default());
+        explicit.insert((organization.clone(), email.clone()), d.memberships.len());
+        d.memberships.push(DesiredMembership {
+            source_uid: source_key(m),
+            source_name: m.name_any(),
+            organization,
+            email,
+            roles: roles_json(&m.spec.roles),
+            deletion_policy: policy(m.spec.deletion_policy),
+        });
+    }
+    // Admins named by a sub-organization hold `admin` there: added to their membership when
+    // they have one, otherwise a membership of their own, owned by the sub-organization.
+    for &i in &accepted.sub_organizations {
+        let s = &set.sub_organizations[i];
+        let key = source_key(s);
+        for admin in &s.spec.admins {
+            let email = normalize_email(admin);
+            match explicit.get(&(key.clone(), email.clone())) {
+                Some(&j) => {
+                    let m = &mut d.memberships[j];
+                    let mut roles: Vec<RoleBinding> =
+                        serde_json::from_str(&m.roles).expect("written above");
+                    if !roles
+                        .iter()
+                        .any(|r| r.role == "admin" && r.temporary.is_none())
+                    {
+                        roles.retain(|r| r.role != "admin");
+                        roles.push(RoleBinding {
+                            role: "admin".into(),
+                            temporary: None,
+                        });
+                        m.roles = roles_json(&roles);
+                    }
+                }
+                None => d.memberships.push(DesiredMembership {
+                    source_uid: format!("{key}#admin:{email}"),
+                    source_name: s.name_any(),
+                    organization: key.clone(),
+                    email,
+                    roles: roles_json(&[RoleBinding {
+                        role: "admin".into(),
+                        temporary: None,
+                    }]),
+                    deletion_policy: policy(s.spec.deletion_policy),
+                }),
+            }
+        }
+    }
+    d
+}

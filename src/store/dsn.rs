@@ -1,0 +1,213 @@
+//! Store addresses: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`. A password
+//! may also come from `SUBORG_STORE_PASSWORD` or the file named by `SUBORG_STORE_PASSWORD_FILE`,
+//! so it need not sit in a command line. Displaying a DSN never shows the password.
+
+use std::fmt;
+
+use super::StoreError;
+
+/// Which database a DSN names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The statement that opens a transaction holding the write lock from its start.
+    pub fn begin_write(self) -> &'static str {
+        match self {
+            // IMMEDIATE: a deferred transaction that later writes can fail to upgrade its lock.
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// A parsed store address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dsn {
+    /// The database kind.
+    pub backend: Backend,
+    url: String,
+    shown: String,
+}
+
+impl fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dsn({})", self.shown)
+    }
+}
+
+impl fmt::Display for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl Dsn {
+    /// Parses a DSN, taking the password from the environment when the DSN has none.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        let env_password = || -> Result<Option<String>, StoreError> {
+            if let Ok(file) = std::env::var("SUBORG_STORE_PASSWORD_FILE") {
+                let p = std::fs::read_to_string(&file)
+                    .map_err(|e| StoreError::InvalidDsn(format!("password file {file}: {e}")))?;
+                return Ok(Some(p.trim_end_matches(['\n', '\r']).to_owned()));
+            }
+            Ok(std::env::var("SUBORG_STORE_PASSWORD").ok())
+        };
+        Self::parse_with(s, env_password)
+    }
+
+    fn parse_with(
+        s: &str,
+        env_password: impl FnOnce() -> Result<Option<String>, StoreError>,
+    ) -> Result<Self, StoreError> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::InvalidDsn(
+                    "sqlite:// needs a file path, e.g. sqlite:///var/lib/suborg/store.db".into(),
+                ));
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            return Ok(Self {
+                backend: Backend::Sqlite,
+                url: format!("sqlite://{path}{sep}mode=rwc"),
+                shown: format!("sqlite://{path}"),
+            });
+        }
+        let rest = s
+            .strip_prefix("postgres://")
+            .or_else(|| s.strip_prefix("postgresql://"))
+            .ok_or_else(|| {
+                StoreError::InvalidDsn(format!(
+                    "{:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+                    redact(s)
+                ))
+            })?;
+        let (userinfo, host) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (Some(user), Some(pw.to_owned())),
+                None => (Some(u), None),
+            },
+            None => (None, None),
+        };
+        // A password in the DSN is already URL-encoded; one from the environment is raw.
+        let password = match password {
+            Some(p) => Some(p),
+            None => env_password()?.map(|p| encode(&p)),
+        };
+        let auth = match (user, &password) {
+            (Some(u), Some(p)) => format!("{u}:{p}@"),
+            (Some(u), None) => format!("{u}@"),
+            (None, Some(p)) => format!(":{p}@"),
+            (None, None) => String::new(),
+        };
+        let shown_auth = match user {
+            Some(u) if password.is_some() => format!("{u}:***@"),
+            Some(u) => format!("{u}@"),
+            None if password.is_some() => ":***@".to_owned(),
+            None => String::new(),
+        };
+        Ok(Self {
+            backend: Backend::Postgres,
+            url: format!("postgres://{auth}{host}"),
+            shown: format!("postgres://{shown_auth}{host}"),
+        })
+    }
+
+    /// The URL handed to the driver (with the password).
+    pub(crate) fn connect_url(&self) -> &str {
+        &self.url
+    }
+
+    /// SQLite has one writer at a time; a small pool is enough and avoids lock contention.
+    pub(crate) fn max_connections(&self) -> u32 {
+        match self.backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        }
+    }
+}
+
+/// Percent-encodes a password taken from the environment so any character survives the URL.
+fn encode(p: &str) -> String {
+    p.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A DSN for messages: any password replaced by `***`.
+pub fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &s[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme + 3], &s[at..]),
+                None => s.to_owned(),
+            }
+        }
+        _ => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str, env: Option<&str>) -> Dsn {
+        Dsn::parse_with(s, || Ok(env.map(str::to_owned))).unwrap()
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let d = parse("postgres://suborg:s3cret@db:5432/suborg", None);
+        assert_eq!(d.backend, Backend::Postgres);
+        assert_eq!(d.to_string(), "postgres://suborg:***@db:5432/suborg");
+        assert_eq!(
+            format!("{d:?}"),
+            "Dsn(postgres://suborg:***@db:5432/suborg)"
+        );
+        assert!(d.connect_url().contains("s3cret"));
+        let d = parse("postgres://suborg@db/suborg", Some("p@ss w%rd"));
+        assert_eq!(d.to_string(), "postgres://suborg:***@db/suborg");
+        assert_eq!(
+            d.connect_url(),
+            "postgres://suborg:p%40ss%20w%25rd@db/suborg"
+        );
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert!(!redact("bogus://u:hunter2@h").contains("hunter2"));
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        let d = parse("sqlite:///var/lib/suborg/store.db", None);
+        assert_eq!(d.backend, Backend::Sqlite);
+        assert_eq!(d.to_string(), "sqlite:///var/lib/suborg/store.db");
+        assert_eq!(
+            d.connect_url(),
+            "sqlite:///var/lib/suborg/store.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_without_the_password() {
+        let e = Dsn::parse_with("mysql://u:hunter2@h/db", || Ok(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use sqlite://PATH or postgres://"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(Dsn::parse_with("sqlite://", || Ok(None)).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Schema migrations, embedded in the binary and applied in order, each once, in a transaction
+//! under the write lock. A database whose schema is newer than the binary is refused: running
+//! an old binary against it could write rows the newer schema does not expect.
+
+use sqlx::AnyPool;
+
+use super::{Backend, Dsn, StoreError};
+
+/// `(version, description, SQL)`, oldest first. Never edit one that has shipped: add another.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "organizations, users, memberships",
+    include_str!("migrations/0001_organizations.sql"),
+)];
+
+/// The newest schema version this binary knows.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Brings the schema up to date.
+pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
+    let unavailable = |source| StoreError::Unavailable {
+        dsn: dsn.to_string(),
+        source,
+    };
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    sqlx::query(dsn.backend.begin_write())
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let result = async {
+        if dsn.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7364016152)").execute(&mut *conn).await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS suborg_schema (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM suborg_schema").fetch_one(&mut *conn).await?;
+        let current = current.unwrap_or(0);
+        if current > latest() {
+            return Ok(Err(current));
+        }
+        for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            sqlx::raw_sql(sql).execute(&mut *conn).await?;
+            sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(description)
+                .bind(super::plan::now_millis())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(Ok(()))
+    }
+    .await;
+    match result {
+        Ok(Ok(())) => {
+            sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+        Ok(Err(found)) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(StoreError::SchemaTooNew {
+                dsn: dsn.to_string(),
+                found,
+                known: latest(),
+            })
+        }
+        Err(source) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(unavailable(source))
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The backing store: organizations, users and memberships, in SQLite (embedded, the default)
+//! or PostgreSQL (production).
+//!
+//! Both backends share one schema and one set of migrations written in portable SQL, and one
+//! implementation of [`Store`] on sqlx's `Any` driver: what differs is only how a connection is
+//! opened and how a writer takes the write lock. Every domain invariant is also a constraint in
+//! the schema (see `migrations/`), so a bug above the database cannot corrupt it.
+//!
+//! Writes are plans: [`SqlStore::plan`] compares the desired state with the rows suborg manages
+//! and lists what to create, update and delete; [`SqlStore::apply`] carries the plan out in one
+//! transaction under the write lock. A plan with nothing in it touches no row.
+
+mod desired;
+mod dsn;
+mod migrate;
+mod plan;
+
+pub use desired::{Desired, DesiredMembership, DesiredOrg, desired_from};
+pub use dsn::{Backend, Dsn};
+pub use plan::{Action, Change, Plan};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+/// What can go wrong with the store. Messages never carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The DSN could not be understood.
+    #[error("invalid store {0}")]
+    InvalidDsn(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open store {dsn}: {source}")]
+    Unavailable {
+        /// The DSN, password removed.
+        dsn: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds a schema newer than this binary knows.
+    #[error(
+        "store {dsn} has schema version {found}, newer than the {known} this suborg knows: upgrade suborg"
+    )]
+    SchemaTooNew {
+        /// The DSN, password removed.
+        dsn: String,
+        /// Version in the database.
+        found: i64,
+        /// Newest version this binary has.
+        known: i64,
+    },
+    /// A row with the slug exists and suborg did not create it.
+    #[error("{0}")]
+    Conflict(String),
+    /// A query failed.
+    #[error("store {dsn}: {source}")]
+    Query {
+        /// The DSN, password removed.
+        dsn: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// Options of [`SqlStore::apply`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Delete managed rows that are no longer desired.
+    pub prune: bool,
+    /// Take over rows with a desired slug that suborg did not create, instead of refusing.
+    pub adopt: bool,
+}
+
+/// One root organization as [`SqlStore::tree`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TreeRoot {
+    /// Slug of the root.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Members of the root.
+    pub members: i64,
+    /// Sub-organizations, by slug.
+    pub sub_organizations: Vec<TreeSub>,
+}
+
+/// One sub-organization in a [`TreeRoot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TreeSub {
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Members of the sub-organization (only those added to it).
+    pub members: i64,
+}
+
+/// The operations the controller and the CLI need from a store.
+pub trait Store {
+    /// What applying `desired` would change.
+    fn plan(
+        &self,
+        desired: &Desired,
+        options: ApplyOptions,
+    ) -> impl Future<Output = Result<Plan, StoreError>> + Send;
+    /// Makes the store match `desired` in one transaction and returns what changed.
+    fn apply(
+        &self,
+        desired: &Desired,
+        options: ApplyOptions,
+    ) -> impl Future<Output = Result<Plan, StoreError>> + Send;
+    /// Every root with its sub-organizations and member counts.
+    fn tree(&self) -> impl Future<Output = Result<Vec<TreeRoot>, StoreError>> + Send;
+}
+
+/// The [`Store`] on SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+    dsn: Dsn,
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file when needed) and migrates the store at `dsn`.
+    pub async fn open(dsn: &str) -> Result<Self, StoreError> {
+        let dsn = Dsn::parse(dsn)?;
+        sqlx::any::install_default_drivers();
+        // One direct connection first: a refused or wrong database fails now, with the
+        // driver's reason, instead of after the pool's retries time out.
+        use sqlx::Connection;
+        let probe = sqlx::AnyConnection::connect(dsn.connect_url())
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                dsn: dsn.to_string(),
+                source,
+            })?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(dsn.max_connections())
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(dsn.connect_url())
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                dsn: dsn.to_string(),
+                source,
+            })?;
+        let store = Self { pool, dsn };
+        migrate::run(&store.pool, &store.dsn).await?;
+        Ok(store)
+    }
+
+    /// The pool, for tests that must write around the Rust API.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The DSN, password removed.
+    pub fn dsn(&self) -> &Dsn {
+        &self.dsn
+    }
+
+    /// Closes every connection.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    fn query_error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |source| StoreError::Query {
+            dsn: self.dsn.to_string(),
+            source,
+        }
+    }
+}
+
+impl Store for SqlStore {
+    async fn plan(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
+        plan::compute(&mut conn, desired, options)
+            .await
+            .map_err(|e| e.with_dsn(&self.dsn))
+    }
+
+    async fn apply(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
+        // The write lock first, then the plan, so two writers never plan from the same state.
+        sqlx::query(self.dsn.backend.begin_write())
+            .execute(&mut *conn)
+            .await
+            .map_err(self.query_error())?;
+        if self.dsn.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7364016153)")
+                .execute(&mut *conn)
+                .await
+                .map_err(self.query_error())?;
+        }
+        let result = async {
+            let plan = plan::compute(&mut conn, desired, options).await?;
+            plan::execute(&mut conn, &plan).await?;
+            Ok::<_, plan::PlanError>(plan)
+        }
+        .await;
+        match result {
+            Ok(plan) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.query_error())?;
+                Ok(plan)
+            }
+            Err(e) => {
+                // Nothing half-written: the transaction goes, whatever failed.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e.with_dsn(&self.dsn))
+            }
+        }
+    }
+
+    async fn tree(&self) -> Result<Vec<TreeRoot>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.depth, o.root_id, o.slug, o.display_name, \
+             (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id) AS members \
+             FROM organizations o ORDER BY o.depth, o.slug",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        let mut roots: Vec<(String, TreeRoot)> = Vec::new();
+        for row in rows {
+            let id: String = row.get(0);
+            let depth: i64 = row.get(1);
+            let root_id: String = row.get(2);
+            let slug: String = row.get(3);
+            let display_name: String = row.get(4);
+            let members: i64 = row.get(5);
+            if depth == 0 {
+                roots.push((
+                    id,
+                    TreeRoot {
+                        slug,
+                        display_name,
+                        members,
+                        sub_organizations: vec![],
+                    },
+                ));
+            } else if let Some((_, root)) = roots.iter_mut().find(|(rid, _)| *rid == root_id) {
+                root.sub_organizations.push(TreeSub {
+                    slug,
+                    display_name,
+                    members,
+                });
+            }
+        }
+        Ok(roots.into_iter().map(|(_, r)| r).collect())
+    }
+}

@@ -1,0 +1,644 @@
+//! Plans: what applying a desired state changes, row by row, and carrying a plan out.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use sqlx::{AnyConnection, Row};
+
+use super::desired::{Desired, DesiredMembership, DesiredOrg};
+use super::{ApplyOptions, Dsn, StoreError};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What happens to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Action {
+    /// A new row.
+    Create,
+    /// A row whose values change.
+    Update,
+    /// A row removed (`--prune`, deletion policy `Delete`).
+    Delete,
+    /// A row left in place but no longer managed (`--prune`, deletion policy `Orphan`).
+    Orphan,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Delete => "-",
+            Self::Orphan => "=",
+        })
+    }
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// What happens.
+    pub action: Action,
+    /// `organization` or `membership`.
+    pub kind: &'static str,
+    /// The row, for people: `acme/engineering`, or `alice@acme.example in acme/engineering`.
+    pub target: String,
+    /// For updates, the fields that change.
+    pub fields: Vec<&'static str>,
+    #[serde(skip)]
+    op: Op,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "  {} {} {}", self.action, self.kind, self.target)?;
+        if !self.fields.is_empty() {
+            write!(f, " ({})", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything applying a desired state changes. Empty when the store already matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    /// Changes in the order they are carried out.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// How many changes of `action` the plan holds.
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// The statements behind a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    CreateOrg {
+        id: String,
+        parent_id: Option<String>,
+        org: DesiredOrg,
+    },
+    UpdateOrg {
+        id: String,
+        org: DesiredOrg,
+    },
+    CreateMembership {
+        id: String,
+        org_id: String,
+        root_id: String,
+        m: DesiredMembership,
+    },
+    UpdateMembership {
+        id: String,
+        m: DesiredMembership,
+    },
+    DeleteOrg {
+        id: String,
+    },
+    DeleteMembership {
+        id: String,
+    },
+    OrphanOrg {
+        id: String,
+    },
+    OrphanMembership {
+        id: String,
+    },
+}
+
+/// A planning failure, before the DSN is attached.
+pub(crate) enum PlanError {
+    Conflict(String),
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for PlanError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Query(e)
+    }
+}
+
+impl PlanError {
+    pub(crate) fn with_dsn(self, dsn: &Dsn) -> StoreError {
+        match self {
+            Self::Conflict(m) => StoreError::Conflict(m),
+            Self::Query(source) => StoreError::Query {
+                dsn: dsn.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+struct OrgRow {
+    id: String,
+    source_uid: Option<String>,
+    managed: bool,
+    parent_id: Option<String>,
+    root_id: String,
+    slug: String,
+    display_name: String,
+    auth: Option<String>,
+    member_namespaces: Option<String>,
+    deletion_policy: String,
+}
+
+struct MembershipRow {
+    id: String,
+    source_uid: Option<String>,
+    managed: bool,
+    organization_id: String,
+    email: String,
+    roles: String,
+    deletion_policy: String,
+}
+
+async fn load(conn: &mut AnyConnection) -> Result<(Vec<OrgRow>, Vec<MembershipRow>), sqlx::Error> {
+    let orgs = sqlx::query(
+        "SELECT id, source_uid, managed, parent_id, root_id, slug, display_name, auth, member_namespaces, deletion_policy FROM organizations",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| OrgRow {
+        id: r.get(0),
+        source_uid: r.get(1),
+        managed: r.get::<i64, _>(2) == 1,
+        parent_id: r.get(3),
+        root_id: r.get(4),
+        slug: r.get(5),
+        display_name: r.get(6),
+        auth: r.get(7),
+        member_namespaces: r.get(8),
+        deletion_policy: r.get(9),
+    })
+    .collect();
+    let memberships = sqlx::query(
+        "SELECT m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy FROM memberships m JOIN users u ON u.id = m.user_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| MembershipRow {
+        id: r.get(0),
+        source_uid: r.get(1),
+        managed: r.get::<i64, _>(2) == 1,
+        organization_id: r.get(3),
+        email: r.get(4),
+        roles: r.get(5),
+        deletion_policy: r.get(6),
+    })
+    .collect();
+    Ok((orgs, memberships))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Compares the desired state with the store.
+pub(crate) async fn compute(
+    conn: &mut AnyConnection,
+    desired: &Desired,
+    options: ApplyOptions,
+) -> Result<Plan, PlanError> {
+    let (orgs, memberships) = load(conn).await?;
+    let mut plan = Plan::default();
+    let by_source: HashMap<&str, &OrgRow> = orgs
+        .iter()
+        .filter_map(|o| o.source_uid.as_deref().map(|s| (s, o)))
+        .collect();
+    let by_slug: HashMap<(Option<&str>, &str), &OrgRow> = orgs
+        .iter()
+        .map(|o| ((o.parent_id.as_deref(), o.slug.as_str()), o))
+        .collect();
+    let desired_sources: HashSet<&str> = desired
+        .organizations
+        .iter()
+        .map(|o| o.source_uid.as_str())
+        .collect();
+    // source_uid → (row id, root id), for existing rows and rows this plan creates.
+    let mut ids: HashMap<String, (String, String)> = HashMap::new();
+    let name = |o: &DesiredOrg, parent: Option<&DesiredOrg>| match parent {
+        Some(p) => format!("{}/{}", p.slug, o.slug),
+        None => o.slug.clone(),
+    };
+    let desired_by_source: HashMap<&str, &DesiredOrg> = desired
+        .organizations
+        .iter()
+        .map(|o| (o.source_uid.as_str(), o))
+        .collect();
+
+    for o in &desired.organizations {
+        let parent_desired = o
+            .parent
+            .as_deref()
+            .and_then(|p| desired_by_source.get(p).copied());
+        let target = name(o, parent_desired);
+        let parent_id = match &o.parent {
+            Some(p) => Some(ids.get(p).map(|(id, _)| id.clone()).ok_or_else(|| {
+                PlanError::Conflict(format!(
+                    "organization {target}: its parent is not in the desired state"
+                ))
+            })?),
+            None => None,
+        };
+        let existing = by_source.get(o.source_uid.as_str()).copied().or_else(|| {
+            // The same slug under the same parent: the object was renamed (a new source) or
+            // the row predates suborg.
+            by_slug
+                .get(&(parent_id.as_deref(), o.slug.as_str()))
+                .copied()
+                .filter(|row| {
+                    !row.managed
+                        || row
+                            .source_uid
+                            .as_deref()
+                            .is_some_and(|s| !desired_sources.contains(s))
+                })
+        });
+        match existing {
+            Some(row) => {
+                if !row.managed && !options.adopt {
+                    return Err(PlanError::Conflict(format!(
+                        "organization {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                    )));
+                }
+                if row.parent_id != parent_id {
+                    return Err(PlanError::Conflict(format!(
+                        "organization {target} has another parent in the store: sub-organizations cannot move between roots; delete the old one first"
+                    )));
+                }
+                let mut fields = Vec::new();
+                if row.source_uid.as_deref() != Some(o.source_uid.as_str()) || !row.managed {
+                    fields.push("source");
+                }
+                if row.slug != o.slug {
+                    fields.push("slug");
+                }
+                if row.display_name != o.display_name {
+                    fields.push("displayName");
+                }
+                if row.auth != o.auth {
+                    fields.push("authentication");
+                }
+                if row.member_namespaces != o.member_namespaces {
+                    fields.push("memberNamespaces");
+                }
+                if row.deletion_policy != o.deletion_policy {
+                    fields.push("deletionPolicy");
+                }
+                ids.insert(o.source_uid.clone(), (row.id.clone(), row.root_id.clone()));
+                if !fields.is_empty() {
+                    plan.changes.push(Change {
+                        action: Action::Update,
+                        kind: "organization",
+                        target,
+                        fields,
+                        op: Op::UpdateOrg {
+                            id: row.id.clone(),
+                            org: o.clone(),
+                        },
+                    });
+                }
+            }
+            None => {
+                let id = new_id();
+                let root = parent_id.clone().unwrap_or_else(|| id.clone());
+                ids.insert(o.source_uid.clone(), (id.clone(), root));
+                plan.changes.push(Change {
+                    action: Action::Create,
+                    kind: "organization",
+                    target,
+                    fields: vec![],
+                    op: Op::CreateOrg {
+                        id,
+                        parent_id,
+                        org: o.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    let slug_of: HashMap<String, String> = orgs
+        .iter()
+        .map(|o| (o.id.clone(), o.slug.clone()))
+        .chain(plan.changes.iter().filter_map(|c| match &c.op {
+            Op::CreateOrg { id, .. } => Some((id.clone(), c.target.clone())),
+            _ => None,
+        }))
+        .collect();
+    let m_by_source: HashMap<&str, &MembershipRow> = memberships
+        .iter()
+        .filter_map(|m| m.source_uid.as_deref().map(|s| (s, m)))
+        .collect();
+    let m_by_pair: HashMap<(&str, &str), &MembershipRow> = memberships
+        .iter()
+        .map(|m| ((m.organization_id.as_str(), m.email.as_str()), m))
+        .collect();
+    let desired_m: HashSet<&str> = desired
+        .memberships
+        .iter()
+        .map(|m| m.source_uid.as_str())
+        .collect();
+    for m in &desired.memberships {
+        let Some((org_id, root_id)) = ids.get(&m.organization).cloned() else {
+            return Err(PlanError::Conflict(format!(
+                "membership {}: its organization is not in the desired state",
+                m.source_name
+            )));
+        };
+        let org_name = desired_by_source
+            .get(m.organization.as_str())
+            .map(|o| {
+                let parent = o
+                    .parent
+                    .as_deref()
+                    .and_then(|p| desired_by_source.get(p).copied());
+                name(o, parent)
+            })
+            .or_else(|| slug_of.get(&org_id).cloned())
+            .unwrap_or_default();
+        let target = format!("{} in {org_name}", m.email);
+        let existing = m_by_source.get(m.source_uid.as_str()).copied().or_else(|| {
+            m_by_pair
+                .get(&(org_id.as_str(), m.email.as_str()))
+                .copied()
+                .filter(|row| {
+                    !row.managed
+                        || row
+                            .source_uid
+                            .as_deref()
+                            .is_some_and(|s| !desired_m.contains(s))
+                })
+        });
+        match existing {
+            Some(row) => {
+                if !row.managed && !options.adopt {
+                    return Err(PlanError::Conflict(format!(
+                        "membership of {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                    )));
+                }
+                if row.organization_id != org_id || row.email != m.email {
+                    return Err(PlanError::Conflict(format!(
+                        "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
+                        m.source_name
+                    )));
+                }
+                let mut fields = Vec::new();
+                if row.source_uid.as_deref() != Some(m.source_uid.as_str()) || !row.managed {
+                    fields.push("source");
+                }
+                if row.roles != m.roles {
+                    fields.push("roles");
+                }
+                if row.deletion_policy != m.deletion_policy {
+                    fields.push("deletionPolicy");
+                }
+                if !fields.is_empty() {
+                    plan.changes.push(Change {
+                        action: Action::Update,
+                        kind: "membership",
+                        target,
+                        fields,
+                        op: Op::UpdateMembership {
+                            id: row.id.clone(),
+                            m: m.clone(),
+                        },
+                    });
+                }
+            }
+            None => plan.changes.push(Change {
+                action: Action::Create,
+                kind: "membership",
+                target,
+                fields: vec![],
+                op: Op::CreateMembership {
+                    id: new_id(),
+                    org_id,
+                    root_id,
+                    m: m.clone(),
+                },
+            }),
+        }
+    }
+
+    if options.prune {
+        let kept_m: HashSet<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match &c.op {
+                Op::UpdateMembership { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let slug_by_id: HashMap<&str, &str> = orgs
+            .iter()
+            .map(|o| (o.id.as_str(), o.slug.as_str()))
+            .collect();
+        for row in memberships.iter().filter(|r| r.managed) {
+            let wanted = row
+                .source_uid
+                .as_deref()
+                .is_some_and(|s| desired_m.contains(s));
+            if wanted || kept_m.contains(&row.id) {
+                continue;
+            }
+            let orphan = row.deletion_policy == "Orphan";
+            plan.changes.push(Change {
+                action: if orphan {
+                    Action::Orphan
+                } else {
+                    Action::Delete
+                },
+                kind: "membership",
+                target: format!(
+                    "{} in {}",
+                    row.email,
+                    slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
+                ),
+                fields: vec![],
+                op: if orphan {
+                    Op::OrphanMembership { id: row.id.clone() }
+                } else {
+                    Op::DeleteMembership { id: row.id.clone() }
+                },
+            });
+        }
+        let kept: HashSet<&str> = ids.values().map(|(id, _)| id.as_str()).collect();
+        // Sub-organizations before roots; a root keeps its row while any child remains.
+        let mut gone: Vec<&OrgRow> = orgs
+            .iter()
+            .filter(|o| o.managed && !kept.contains(o.id.as_str()))
+            .collect();
+        gone.sort_by_key(|o| o.parent_id.is_none());
+        let mut removed: HashSet<&str> = HashSet::new();
+        for row in gone {
+            let orphan = row.deletion_policy == "Orphan";
+            let has_children = orgs.iter().any(|c| {
+                c.parent_id.as_deref() == Some(row.id.as_str()) && !removed.contains(c.id.as_str())
+            });
+            if has_children && !orphan {
+                return Err(PlanError::Conflict(format!(
+                    "organization {} is no longer declared but still has sub-organizations in the store: it is kept until they are gone",
+                    row.slug
+                )));
+            }
+            if !orphan {
+                removed.insert(row.id.as_str());
+            }
+            plan.changes.push(Change {
+                action: if orphan {
+                    Action::Orphan
+                } else {
+                    Action::Delete
+                },
+                kind: "organization",
+                target: match row.parent_id.as_deref() {
+                    Some(p) => format!("{}/{}", slug_by_id.get(p).unwrap_or(&"?"), row.slug),
+                    None => row.slug.clone(),
+                },
+                fields: vec![],
+                op: if orphan {
+                    Op::OrphanOrg { id: row.id.clone() }
+                } else {
+                    Op::DeleteOrg { id: row.id.clone() }
+                },
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Carries out a plan on a connection inside a transaction.
+pub(crate) async fn execute(conn: &mut AnyConnection, plan: &Plan) -> Result<(), PlanError> {
+    let now = now_millis();
+    for change in &plan.changes {
+        match &change.op {
+            Op::CreateOrg { id, parent_id, org } => {
+                let (depth, parent_depth, parent_key, root_id) = match parent_id {
+                    Some(p) => (1i64, Some(0i64), p.clone(), p.clone()),
+                    None => (0, None, String::new(), id.clone()),
+                };
+                sqlx::query(
+                    "INSERT INTO organizations (id, source_uid, source_name, managed, depth, parent_id, parent_depth, parent_key, root_id, slug, display_name, auth, member_namespaces, deletion_policy, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+                )
+                .bind(id)
+                .bind(&org.source_uid)
+                .bind(&org.source_name)
+                .bind(depth)
+                .bind(parent_id.clone())
+                .bind(parent_depth)
+                .bind(parent_key)
+                .bind(root_id)
+                .bind(&org.slug)
+                .bind(&org.display_name)
+                .bind(org.auth.clone())
+                .bind(org.member_namespaces.clone())
+                .bind(org.deletion_policy)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Op::UpdateOrg { id, org } => {
+                sqlx::query(
+                    "UPDATE organizations SET source_uid = $2, source_name = $3, managed = 1, slug = $4, display_name = $5, auth = $6, member_namespaces = $7, deletion_policy = $8, updated_at = $9 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&org.source_uid)
+                .bind(&org.source_name)
+                .bind(&org.slug)
+                .bind(&org.display_name)
+                .bind(org.auth.clone())
+                .bind(org.member_namespaces.clone())
+                .bind(org.deletion_policy)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Op::CreateMembership {
+                id,
+                org_id,
+                root_id,
+                m,
+            } => {
+                sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+                    .bind(new_id())
+                    .bind(&m.email)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO memberships (id, source_uid, source_name, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 1, $4, $5, 'User', (SELECT id FROM users WHERE email = $6), $7, $8, $9, $9)",
+                )
+                .bind(id)
+                .bind(&m.source_uid)
+                .bind(&m.source_name)
+                .bind(org_id)
+                .bind(root_id)
+                .bind(&m.email)
+                .bind(&m.roles)
+                .bind(m.deletion_policy)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Op::UpdateMembership { id, m } => {
+                sqlx::query(
+                    "UPDATE memberships SET source_uid = $2, source_name = $3, managed = 1, roles = $4, deletion_policy = $5, updated_at = $6 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&m.source_uid)
+                .bind(&m.source_name)
+                .bind(&m.roles)
+                .bind(m.deletion_policy)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Op::DeleteMembership { id } => {
+                sqlx::query("DELETE FROM memberships WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Op::DeleteOrg { id } => {
+                sqlx::query("DELETE FROM organizations WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Op::OrphanMembership { id } => {
+                sqlx::query("UPDATE memberships SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Op::OrphanOrg { id } => {
+                sqlx::query("UPDATE organizations SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! The store conformance suite: every test runs on a fresh SQLite file and, when
+//! `SUBORG_TEST_POSTGRES` names a server (`.ci/run` starts one), on a fresh PostgreSQL database.
+
+use std::path::Path;
+
+use sqlx::Row;
+use suborg::manifest::Loader;
+use suborg::store::{
+    Action, ApplyOptions, Backend, Desired, SqlStore, Store, StoreError, desired_from,
+};
+
+/// A throwaway store; the SQLite file lives as long as this value.
+struct Fresh {
+    dsn: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh_stores() -> Vec<Fresh> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = vec![Fresh {
+        dsn: format!("sqlite://{}", dir.path().join("store.db").display()),
+        _dir: Some(dir),
+    }];
+    if let Ok(admin) = std::env::var("SUBORG_TEST_POSTGRES") {
+        // One database per test, so tests run in parallel without seeing each other.
+        sqlx::any::install_default_drivers();
+        let name = format!("suborg_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::AnyPool::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("SUBORG_TEST_POSTGRES is set but unreachable: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+        out.push(Fresh {
+            dsn: format!("{base}/{name}"),
+            _dir: None,
+        });
+    }
+    out
+}
+
+fn desired(path: &Path) -> Desired {
+    let mut loader = Loader::new("default");
+    suborg::cli::files::load(&[path.to_owned()], 8 << 20, &mut loader);
+    let (report, set, accepted) = loader.finish(k8s_openapi::jiff::Timestamp::now());
+    assert_eq!(report.errors, 0, "{:?}", report.problems);
+    desired_from(&set, &accepted)
+}
+
+fn acme() -> Desired {
+    desired(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme"))
+}
+
+async fn count(store: &SqlStore, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+const OPTS: ApplyOptions = ApplyOptions {
+    prune: false,
+    adopt: false,
+};
+const PRUNE: ApplyOptions = ApplyOptions {
+    prune: true,
+    adopt: false,
+};
+
+#[tokio::test]
+async fn apply_is_idempotent() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        let plan = store.apply(&d, OPTS).await.unwrap();
+        assert_eq!(
+            plan.count(Action::Create),
+            18,
+            "4 organizations, 14 memberships (admins included)"
+        );
+        let stamp = count(&store, "SELECT MAX(updated_at) FROM memberships").await;
+        let again = store.apply(&d, OPTS).await.unwrap();
+        assert!(again.is_empty(), "{:?}: {again:?}", f.dsn);
+        assert_eq!(
+            count(&store, "SELECT MAX(updated_at) FROM memberships").await,
+            stamp,
+            "no row touched"
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 7);
+        let tree = store.tree().await.unwrap();
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].members, 7);
+        let subs: Vec<(&str, i64)> = tree[0]
+            .sub_organizations
+            .iter()
+            .map(|s| (s.slug.as_str(), s.members))
+            .collect();
+        assert_eq!(
+            subs,
+            [("engineering", 3), ("marketing", 2), ("sales-emea", 2)]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_enforces_the_invariants() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let pool = store.pool();
+        let id = |slug: &'static str| async move {
+            sqlx::query("SELECT id FROM organizations WHERE slug = $1")
+                .bind(slug)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get::<String, _>(0)
+        };
+        let (acme_id, eng_id) = (id("acme").await, id("engineering").await);
+        let insert_org = "INSERT INTO organizations (id, managed, depth, parent_id, parent_depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, 'X', 'Delete', 0, 0)";
+        // One level of nesting: a child of a sub-organization is refused, however it is dressed.
+        for (depth, parent_depth) in [(1i64, 0i64), (1, 1)] {
+            let r = sqlx::query(insert_org)
+                .bind("nested")
+                .bind(depth)
+                .bind(&eng_id)
+                .bind(parent_depth)
+                .bind(&eng_id)
+                .bind(&eng_id)
+                .bind("nested")
+                .execute(pool)
+                .await;
+            assert!(
+                r.is_err(),
+                "{}: nesting under a sub-organization was accepted",
+                f.dsn
+            );
+        }
+        // Slugs are unique under a parent.
+        let r = sqlx::query(insert_org)
+            .bind("dup")
+            .bind(1i64)
+            .bind(&acme_id)
+            .bind(0i64)
+            .bind(&acme_id)
+            .bind(&acme_id)
+            .bind("engineering")
+            .execute(pool)
+            .await;
+        assert!(r.is_err(), "{}: duplicate slug accepted", f.dsn);
+        // Authentication only at the root.
+        let r = sqlx::query("UPDATE organizations SET auth = '{}' WHERE id = $1")
+            .bind(&eng_id)
+            .execute(pool)
+            .await;
+        assert!(
+            r.is_err(),
+            "{}: authentication on a sub-organization accepted",
+            f.dsn
+        );
+        // A sub-organization member must be a member of the root.
+        sqlx::query(
+            "INSERT INTO users (id, email, created_at) VALUES ('u-zed', 'zed@acme.example', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let r = sqlx::query("INSERT INTO memberships (id, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) VALUES ('m-zed', 0, $1, $2, 'User', 'u-zed', '[]', 'Delete', 0, 0)")
+            .bind(&eng_id).bind(&acme_id).execute(pool).await;
+        assert!(
+            r.is_err(),
+            "{}: sub-organization member outside the root accepted",
+            f.dsn
+        );
+        // ...and cannot claim another root to slip past that.
+        let r = sqlx::query("INSERT INTO memberships (id, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) VALUES ('m-zed', 0, $1, $1, 'User', 'u-zed', '[]', 'Delete', 0, 0)")
+            .bind(&eng_id).execute(pool).await;
+        assert!(
+            r.is_err(),
+            "{}: a membership with the wrong root accepted",
+            f.dsn
+        );
+        // Emails are unique case-insensitively (stored lowercased).
+        let r = sqlx::query(
+            "INSERT INTO users (id, email, created_at) VALUES ('u-x', 'Carol@acme.example', 0)",
+        )
+        .execute(pool)
+        .await;
+        assert!(r.is_err(), "{}: mixed-case email accepted", f.dsn);
+        // A root with sub-organizations cannot be deleted.
+        let r = sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(&acme_id)
+            .execute(pool)
+            .await;
+        assert!(r.is_err(), "{}: root with children deleted", f.dsn);
+        // Removing a user from the root removes their sub-organization memberships with it.
+        let carol = "(SELECT id FROM users WHERE email = 'carol@acme.example')";
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT COUNT(*) FROM memberships WHERE user_id = {carol}")
+            )
+            .await,
+            2
+        );
+        sqlx::query(&format!(
+            "DELETE FROM memberships WHERE organization_id = $1 AND user_id = {carol}"
+        ))
+        .bind(&acme_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT COUNT(*) FROM memberships WHERE user_id = {carol}")
+            )
+            .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn prune_follows_the_deletion_policy() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, OPTS).await.unwrap();
+        // Drop sales (deletionPolicy Delete) and marketing (Orphan) with everything in them.
+        let mut less = full.clone();
+        let gone: Vec<String> = less
+            .organizations
+            .iter()
+            .filter(|o| o.source_name == "sales" || o.source_name == "marketing")
+            .map(|o| o.source_uid.clone())
+            .collect();
+        less.organizations.retain(|o| !gone.contains(&o.source_uid));
+        less.memberships.retain(|m| !gone.contains(&m.organization));
+        assert!(
+            store.apply(&less, OPTS).await.unwrap().is_empty(),
+            "without --prune nothing goes"
+        );
+        let plan = store.apply(&less, PRUNE).await.unwrap();
+        // Deleted: sales, dana (its admin), frank there, and alice in marketing (her own
+        // membership says Delete). Orphaned: marketing and erin, its admin, which follow
+        // marketing's Orphan policy.
+        assert_eq!(plan.count(Action::Delete), 4, "{plan:#?}");
+        assert_eq!(plan.count(Action::Orphan), 2, "{plan:#?}");
+        let orgs: Vec<String> = sqlx::query("SELECT slug FROM organizations ORDER BY slug")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            orgs,
+            ["acme", "engineering", "marketing"],
+            "marketing is orphaned, not deleted"
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE managed = 1"
+            )
+            .await,
+            2
+        );
+        assert!(store.apply(&less, PRUNE).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        sqlx::query("INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('legacy', 0, 0, '', 'legacy', 'acme', 'Legacy', 'Delete', 0, 0)")
+            .execute(store.pool()).await.unwrap();
+        let err = store.apply(&acme(), OPTS).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert!(
+            err.to_string().contains(
+                "organization acme already exists in the store and suborg did not create it"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM memberships").await,
+            0,
+            "nothing written"
+        );
+        let plan = store
+            .apply(
+                &acme(),
+                ApplyOptions {
+                    prune: false,
+                    adopt: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(plan.changes[0].action, Action::Update);
+        assert_eq!(
+            plan.changes[0].fields,
+            [
+                "source",
+                "displayName",
+                "authentication",
+                "memberNamespaces"
+            ]
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE id = 'legacy' AND managed = 1"
+            )
+            .await,
+            1
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_renamed_source_keeps_its_row() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        store.apply(&d, OPTS).await.unwrap();
+        let before = count(&store, "SELECT COUNT(*) FROM organizations").await;
+        let mut renamed = d.clone();
+        // A delete-and-recreate: a new uid for engineering, same slug.
+        let old = renamed.organizations[1].source_uid.clone();
+        renamed.organizations[1].source_uid = "new-uid".into();
+        for m in &mut renamed.memberships {
+            if m.organization == old {
+                m.organization = "new-uid".into();
+            }
+        }
+        let plan = store.apply(&renamed, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Create), 0, "{plan:#?}");
+        assert_eq!(plan.count(Action::Delete), 0, "{plan:#?}");
+        assert_eq!(
+            plan.changes
+                .iter()
+                .filter(|c| c.kind == "organization")
+                .count(),
+            1
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM organizations").await,
+            before
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_apply_leaves_nothing_half_written() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        // Make the last membership insert fail, after the organizations and most memberships.
+        let backend = store.dsn().backend;
+        match backend {
+            Backend::Sqlite => {
+                sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON memberships WHEN NEW.source_name = 'marketing' BEGIN SELECT RAISE(ABORT, 'cut off'); END")
+                    .execute(store.pool()).await.unwrap();
+            }
+            Backend::Postgres => {
+                sqlx::raw_sql("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN IF NEW.source_name = 'marketing' THEN RAISE EXCEPTION 'cut off'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER boom BEFORE INSERT ON memberships FOR EACH ROW EXECUTE FUNCTION boom();")
+                    .execute(store.pool()).await.unwrap();
+            }
+        }
+        // The trigger fires on marketing's admin, the last row the plan writes.
+        let err = store.apply(&acme(), OPTS).await;
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("cut off")),
+            "{err:?}"
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM organizations").await,
+            0,
+            "{}",
+            f.dsn
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM memberships").await, 0);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 0);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn two_writers_at_once_converge() {
+    for f in fresh_stores().await {
+        let d = acme();
+        let (a, b) = (
+            SqlStore::open(&f.dsn).await.unwrap(),
+            SqlStore::open(&f.dsn).await.unwrap(),
+        );
+        let (ra, rb) = tokio::join!(a.apply(&d, OPTS), b.apply(&d, OPTS));
+        let (pa, pb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(
+            pa.changes.len() + pb.changes.len(),
+            18,
+            "one writer did the work, the other found nothing to do"
+        );
+        assert_eq!(count(&a, "SELECT COUNT(*) FROM organizations").await, 4);
+        assert_eq!(count(&a, "SELECT COUNT(*) FROM memberships").await, 14);
+        a.close().await;
+        b.close().await;
+    }
+}
+
+#[tokio::test]
+async fn reopening_and_migrating_again_changes_nothing() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        store.close().await;
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 1);
+        // A schema from a newer suborg is refused, not written over.
+        sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
+        store.close().await;
+        let Err(err) = SqlStore::open(&f.dsn).await else {
+            panic!("a newer schema was accepted")
+        };
+        assert!(
+            matches!(
+                err,
+                StoreError::SchemaTooNew {
+                    found: 999,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade suborg"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn unusable_stores_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    std::fs::write(
+        &path,
+        b"this is not a database, just bytes that look nothing like one".repeat(100),
+    )
+    .unwrap();
+    let Err(err) = SqlStore::open(&format!("sqlite://{}", path.display())).await else {
+        panic!("a corrupt file opened")
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("cannot open store sqlite://{}", path.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("not a database"), "{msg}");
+
+    let Err(err) = SqlStore::open("postgres://suborg:hunter2@127.0.0.1:1/suborg").await else {
+        panic!("connected to port 1")
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("cannot open store postgres://suborg:***@127.0.0.1:1/suborg"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
