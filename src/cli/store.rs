@@ -54,9 +54,13 @@ pub struct GetArgs {
     /// The store (see `suborg apply --help`).
     #[arg(long, env = "SUBORG_STORE")]
     pub store: Option<String>,
+    /// The organization: a root's slug, or `ROOT/SUB` (a sub-organization's slug alone when it
+    /// is unique). For `suborgs`, the root whose children to list; for `members`, required.
+    #[arg(long)]
+    pub org: Option<String>,
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = super::Output::Text)]
-    pub output: super::Output,
+    #[arg(short = 'o', long, value_enum, default_value_t = GetOutput::Table)]
+    pub output: GetOutput,
 }
 
 /// What `suborg get` shows.
@@ -64,25 +68,29 @@ pub struct GetArgs {
 pub enum GetWhat {
     /// Each root, its sub-organizations and their member counts.
     Tree,
+    /// Root organizations.
+    Orgs,
+    /// Sub-organizations (of `--org`, or of every root).
+    Suborgs,
+    /// The members added to `--org`.
+    Members,
+}
+
+/// Output formats of `suborg get`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetOutput {
+    /// Aligned columns (a tree for `get tree`).
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-}
-
-fn open(store: Option<&str>) -> Result<SqlStore, StoreError> {
-    let dsn = store.map(str::to_owned).unwrap_or_else(default_store);
-    if let Some(path) = dsn.strip_prefix("sqlite://")
-        && let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    runtime()
-        .map_err(|e| StoreError::InvalidDsn(e.to_string()))
-        .and_then(|rt| rt.block_on(SqlStore::open(&dsn)))
 }
 
 /// `suborg apply`.
@@ -150,49 +158,232 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
 
 /// `suborg get`.
 pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
-    let store = match open(args.store.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("suborg: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
     let rt = runtime()?;
-    let tree = match rt.block_on(store.tree()) {
-        Ok(t) => t,
+    let result = rt.block_on(async {
+        let store = open_async(args.store.as_deref()).await?;
+        let out = read(&store, args).await;
+        store.close().await;
+        out
+    });
+    let mut out = io::stdout().lock();
+    match result {
+        Ok(Shown::Tree(tree)) => match args.output {
+            GetOutput::Table => write_tree(&mut out, &tree)?,
+            format => write_structured(&mut out, format, &tree)?,
+        },
+        Ok(Shown::Orgs(orgs)) => match args.output {
+            GetOutput::Table => {
+                let rows: Vec<Vec<String>> = orgs
+                    .iter()
+                    .map(|o| {
+                        let mut row = vec![o.slug.clone()];
+                        if let Some(p) = &o.parent {
+                            row.insert(0, p.clone());
+                        }
+                        row.extend([o.display_name.clone(), o.members.to_string()]);
+                        if o.parent.is_none() {
+                            row.push(o.sub_organizations.to_string());
+                        }
+                        row.push(if o.managed { "yes" } else { "no" }.into());
+                        row
+                    })
+                    .collect();
+                let header: &[&str] = if args.what == GetWhat::Suborgs {
+                    &["PARENT", "SLUG", "DISPLAY NAME", "MEMBERS", "MANAGED"]
+                } else {
+                    &["SLUG", "DISPLAY NAME", "MEMBERS", "SUBORGS", "MANAGED"]
+                };
+                write_table(&mut out, header, &rows)?;
+            }
+            format => write_structured(&mut out, format, &orgs)?,
+        },
+        Ok(Shown::Members(members)) => match args.output {
+            GetOutput::Table => {
+                let rows: Vec<Vec<String>> = members
+                    .iter()
+                    .map(|m| {
+                        let roles = m.roles.as_array().map(|rs| {
+                            rs.iter()
+                                .map(|r| {
+                                    let name = r["role"].as_str().unwrap_or("?");
+                                    if r.get("temporary").is_some() {
+                                        format!("{name} (temporary)")
+                                    } else {
+                                        name.to_owned()
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        });
+                        vec![m.email.clone(), roles.unwrap_or_default()]
+                    })
+                    .collect();
+                write_table(&mut out, &["EMAIL", "ROLES"], &rows)?;
+            }
+            format => write_structured(&mut out, format, &members)?,
+        },
         Err(e) => {
             eprintln!("suborg: {e}");
             return Ok(ExitCode::FAILURE);
-        }
-    };
-    rt.block_on(store.close());
-    let mut out = io::stdout().lock();
-    match args.output {
-        super::Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &tree).map_err(io::Error::other)?;
-            writeln!(out)?;
-        }
-        super::Output::Text => {
-            for root in &tree {
-                writeln!(
-                    out,
-                    "{} ({}): {} members",
-                    root.slug, root.display_name, root.members
-                )?;
-                let n = root.sub_organizations.len();
-                for (i, s) in root.sub_organizations.iter().enumerate() {
-                    let branch = if i + 1 == n { "└──" } else { "├──" };
-                    writeln!(
-                        out,
-                        "{branch} {} ({}): {} members",
-                        s.slug, s.display_name, s.members
-                    )?;
-                }
-            }
-            if tree.is_empty() {
-                writeln!(out, "The store holds no organizations.")?;
-            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+enum Shown {
+    Tree(Vec<crate::store::TreeRoot>),
+    Orgs(Vec<crate::store::OrgInfo>),
+    Members(Vec<crate::store::MemberInfo>),
+}
+
+async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
+    let dsn = store.map(str::to_owned).unwrap_or_else(default_store);
+    if let Some(path) = dsn.strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    SqlStore::open(&dsn).await
+}
+
+async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
+    match args.what {
+        GetWhat::Tree => Ok(Shown::Tree(store.tree().await?)),
+        GetWhat::Orgs => {
+            let orgs = store.organizations().await?;
+            Ok(Shown::Orgs(
+                orgs.into_iter().filter(|o| o.parent.is_none()).collect(),
+            ))
+        }
+        GetWhat::Suborgs => {
+            let orgs = store.organizations().await?;
+            if let Some(root) = &args.org
+                && !orgs.iter().any(|o| o.parent.is_none() && &o.slug == root)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "no root organization with slug {root:?}"
+                )));
+            }
+            Ok(Shown::Orgs(
+                orgs.into_iter()
+                    .filter(|o| {
+                        o.parent
+                            .as_ref()
+                            .is_some_and(|p| args.org.as_ref().is_none_or(|r| r == p))
+                    })
+                    .collect(),
+            ))
+        }
+        GetWhat::Members => {
+            let Some(wanted) = &args.org else {
+                return Err(StoreError::Conflict(
+                    "get members needs --org ROOT or --org ROOT/SUB".into(),
+                ));
+            };
+            let orgs = store.organizations().await?;
+            let id = resolve(&orgs, wanted)?;
+            Ok(Shown::Members(store.members(&id).await?))
+        }
+    }
+}
+
+/// Finds `ROOT`, `ROOT/SUB`, or a sub-organization slug that is unique in the store.
+fn resolve(orgs: &[crate::store::OrgInfo], wanted: &str) -> Result<String, StoreError> {
+    let matches: Vec<&crate::store::OrgInfo> = match wanted.split_once('/') {
+        Some((root, sub)) => orgs
+            .iter()
+            .filter(|o| o.parent.as_deref() == Some(root) && o.slug == sub)
+            .collect(),
+        None => {
+            let roots: Vec<_> = orgs
+                .iter()
+                .filter(|o| o.parent.is_none() && o.slug == wanted)
+                .collect();
+            if roots.is_empty() {
+                orgs.iter().filter(|o| o.slug == wanted).collect()
+            } else {
+                roots
+            }
+        }
+    };
+    match matches.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(StoreError::Conflict(format!(
+            "no organization {wanted:?} in the store"
+        ))),
+        many => Err(StoreError::Conflict(format!(
+            "{wanted:?} is a sub-organization of several roots ({}): name it as ROOT/{wanted}",
+            many.iter()
+                .filter_map(|o| o.parent.as_deref())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn write_tree(out: &mut impl Write, tree: &[crate::store::TreeRoot]) -> io::Result<()> {
+    for root in tree {
+        writeln!(
+            out,
+            "{} ({}): {} members",
+            root.slug, root.display_name, root.members
+        )?;
+        let n = root.sub_organizations.len();
+        for (i, s) in root.sub_organizations.iter().enumerate() {
+            let branch = if i + 1 == n { "└──" } else { "├──" };
+            writeln!(
+                out,
+                "{branch} {} ({}): {} members",
+                s.slug, s.display_name, s.members
+            )?;
+        }
+    }
+    if tree.is_empty() {
+        writeln!(out, "The store holds no organizations.")?;
+    }
+    Ok(())
+}
+
+fn write_structured<T: serde::Serialize>(
+    out: &mut impl Write,
+    format: GetOutput,
+    value: &T,
+) -> io::Result<()> {
+    match format {
+        GetOutput::Yaml => write!(
+            out,
+            "{}",
+            serde_yaml::to_string(value).map_err(io::Error::other)?
+        ),
+        _ => {
+            serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
+            writeln!(out)
+        }
+    }
+}
+
+fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
 }

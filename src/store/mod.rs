@@ -17,6 +17,7 @@ mod plan;
 
 pub use desired::{Desired, DesiredMembership, DesiredOrg, desired_from};
 pub use dsn::{Backend, Dsn};
+
 pub use plan::{Action, Change, Plan};
 
 use sqlx::any::AnyPoolOptions;
@@ -74,6 +75,7 @@ pub struct ApplyOptions {
 
 /// One root organization as [`SqlStore::tree`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TreeRoot {
     /// Slug of the root.
     pub slug: String,
@@ -87,6 +89,7 @@ pub struct TreeRoot {
 
 /// One sub-organization in a [`TreeRoot`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TreeSub {
     /// Slug.
     pub slug: String,
@@ -94,6 +97,37 @@ pub struct TreeSub {
     pub display_name: String,
     /// Members of the sub-organization (only those added to it).
     pub members: i64,
+}
+
+/// One organization as [`Store::organizations`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgInfo {
+    /// Store id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Slug of the parent, for a sub-organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Members added to this organization.
+    pub members: i64,
+    /// Sub-organizations, for a root.
+    pub sub_organizations: i64,
+    /// Whether suborg manages the row.
+    pub managed: bool,
+}
+
+/// One membership as [`Store::members`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberInfo {
+    /// The user's email.
+    pub email: String,
+    /// The roles, with their temporary bounds.
+    pub roles: serde_json::Value,
 }
 
 /// The operations the controller and the CLI need from a store.
@@ -112,6 +146,14 @@ pub trait Store {
     ) -> impl Future<Output = Result<Plan, StoreError>> + Send;
     /// Every root with its sub-organizations and member counts.
     fn tree(&self) -> impl Future<Output = Result<Vec<TreeRoot>, StoreError>> + Send;
+    /// Every organization, roots first.
+    fn organizations(&self) -> impl Future<Output = Result<Vec<OrgInfo>, StoreError>> + Send;
+    /// The members added to one organization (for a root, its own members only: what was
+    /// added inside a sub-organization is visible there alone).
+    fn members(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Vec<MemberInfo>, StoreError>> + Send;
 }
 
 /// The [`Store`] on SQLite or PostgreSQL.
@@ -213,6 +255,50 @@ impl Store for SqlStore {
                 Err(e.with_dsn(&self.dsn))
             }
         }
+    }
+
+    async fn organizations(&self) -> Result<Vec<OrgInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.slug, o.display_name, p.slug, o.managed, \
+             (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
+             (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
+             FROM organizations o LEFT JOIN organizations p ON p.id = o.parent_id \
+             ORDER BY o.depth, p.slug, o.slug",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OrgInfo {
+                id: r.get(0),
+                slug: r.get(1),
+                display_name: r.get(2),
+                parent: r.get(3),
+                managed: r.get::<i64, _>(4) == 1,
+                members: r.get(5),
+                sub_organizations: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn members(&self, org_id: &str) -> Result<Vec<MemberInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.email, m.roles FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.organization_id = $1 ORDER BY u.email",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MemberInfo {
+                email: r.get(0),
+                roles: serde_json::from_str(&r.get::<String, _>(1))
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
     }
 
     async fn tree(&self) -> Result<Vec<TreeRoot>, StoreError> {

@@ -271,3 +271,131 @@ fn usage_errors_exit_two() {
     let out = suborg(&["validate", "-o", "xml", "-f", "-"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn apply_then_get_on_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme");
+    let out = suborg(
+        &["apply", "-f", examples, "--store", &store, "--dry-run"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("Plan (dry run, nothing written): 18 to create"),
+        "{}",
+        text(&out)
+    );
+    let out = suborg(&["apply", "-f", examples, "--store", &store], None);
+    assert!(
+        text(&out).contains("Applied: 18 to create, 0 to update, 0 to delete, 0 to orphan."),
+        "{}",
+        text(&out)
+    );
+    let out = suborg(&["apply", "-f", examples, "--store", &store], None);
+    assert_eq!(
+        text(&out).trim(),
+        "No changes: the store matches the manifests."
+    );
+    let out = suborg(&["get", "tree", "--store", &store], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "acme (Acme Corporation): 7 members\n├── engineering (Engineering): 3 members\n├── marketing (Marketing): 2 members\n└── sales-emea (Sales): 2 members\n"
+    );
+    // A root's members are its own; what was added in a sub-organization stays there.
+    let out = suborg(
+        &[
+            "get",
+            "members",
+            "--org",
+            "acme/engineering",
+            "--store",
+            &store,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let emails: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            "bob@acme.example",
+            "carol@acme.example",
+            "frank@acme.example"
+        ]
+    );
+    let out = suborg(
+        &[
+            "get", "members", "--org", "acme", "--store", &store, "-o", "json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["roles"][0]["role"] != "release-manager")
+    );
+    let out = suborg(
+        &["get", "members", "--org", "globex", "--store", &store],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("no organization \"globex\" in the store"));
+}
+
+#[test]
+fn an_invalid_set_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let bad = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/invalid/subject-not-in-root"
+    );
+    let out = suborg(&["apply", "-f", bad, "--store", &store], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("[SubjectNotInRoot]") && text(&out).contains("nothing was applied"),
+        "{}",
+        text(&out)
+    );
+    let out = suborg(&["get", "orgs", "--store", &store], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "only the header: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_unreachable_store_names_it_without_the_password() {
+    let out = suborg(
+        &[
+            "apply",
+            "-f",
+            "-",
+            "--store",
+            "postgres://suborg:hunter2@127.0.0.1:1/suborg",
+        ],
+        Some(ORG.as_bytes()),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("cannot open store postgres://suborg:***@127.0.0.1:1/suborg"),
+        "{t}"
+    );
+    assert!(t.contains("nothing was applied"), "{t}");
+    assert!(!t.contains("hunter2"), "{t}");
+}
