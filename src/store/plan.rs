@@ -524,11 +524,120 @@ pub(crate) async fn compute(
     Ok(plan)
 }
 
+/// Rows per multi-row INSERT: bulk applies are bound by round trips, not by rows.
+const BATCH: usize = 1000;
+
 /// Carries out a plan on a connection inside a transaction.
 pub(crate) async fn execute(conn: &mut AnyConnection, plan: &Plan) -> Result<(), PlanError> {
     let now = now_millis();
-    for change in &plan.changes {
-        match &change.op {
+    let changes = &plan.changes;
+    let mut users: Option<HashMap<String, String>> = None;
+    let mut i = 0;
+    while i < changes.len() {
+        if matches!(changes[i].op, Op::CreateMembership { .. }) {
+            let mut j = i;
+            while j < changes.len()
+                && j - i < BATCH
+                && matches!(changes[j].op, Op::CreateMembership { .. })
+            {
+                j += 1;
+            }
+            let users = match &mut users {
+                Some(u) => u,
+                None => users.insert(load_users(conn).await?),
+            };
+            insert_memberships(conn, &changes[i..j], users, now).await?;
+            i = j;
+        } else {
+            execute_one(conn, &changes[i].op, now).await?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn load_users(conn: &mut AnyConnection) -> Result<HashMap<String, String>, sqlx::Error> {
+    Ok(sqlx::query("SELECT email, id FROM users")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// `($1, $2, …extra), ($n+1, …extra)` for `rows` rows of `width` parameters, each row ending
+/// with the literal SQL `extra`.
+fn placeholders(rows: usize, width: usize, extra: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({}{extra})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts a run of new memberships, and the users they need, a few statements in all.
+async fn insert_memberships(
+    conn: &mut AnyConnection,
+    batch: &[Change],
+    users: &mut HashMap<String, String>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut new_users: Vec<(String, &str)> = Vec::new();
+    for c in batch {
+        if let Op::CreateMembership { m, .. } = &c.op
+            && !users.contains_key(&m.email)
+        {
+            let id = new_id();
+            users.insert(m.email.clone(), id.clone());
+            new_users.push((id, m.email.as_str()));
+        }
+    }
+    if !new_users.is_empty() {
+        let sql = format!(
+            "INSERT INTO users (id, email, created_at) VALUES {}",
+            placeholders(new_users.len(), 3, "")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, email) in &new_users {
+            q = q.bind(id.clone()).bind(email.to_string()).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let sql = format!(
+        "INSERT INTO memberships (id, source_uid, source_name, organization_id, root_id, user_id, roles, deletion_policy, created_at, updated_at, managed, subject_kind) VALUES {}",
+        placeholders(batch.len(), 10, ", 1, 'User'")
+    );
+    let mut q = sqlx::query(&sql);
+    for c in batch {
+        if let Op::CreateMembership {
+            id,
+            org_id,
+            root_id,
+            m,
+        } = &c.op
+        {
+            q = q
+                .bind(id.clone())
+                .bind(m.source_uid.clone())
+                .bind(m.source_name.clone())
+                .bind(org_id.clone())
+                .bind(root_id.clone())
+                .bind(users[&m.email].clone())
+                .bind(m.roles.clone())
+                .bind(m.deletion_policy)
+                .bind(now)
+                .bind(now);
+        }
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn execute_one(conn: &mut AnyConnection, op: &Op, now: i64) -> Result<(), PlanError> {
+    {
+        match op {
             Op::CreateOrg { id, parent_id, org } => {
                 let (depth, parent_depth, parent_key, root_id) = match parent_id {
                     Some(p) => (1i64, Some(0i64), p.clone(), p.clone()),
@@ -571,34 +680,7 @@ pub(crate) async fn execute(conn: &mut AnyConnection, plan: &Plan) -> Result<(),
                 .execute(&mut *conn)
                 .await?;
             }
-            Op::CreateMembership {
-                id,
-                org_id,
-                root_id,
-                m,
-            } => {
-                sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-                    .bind(new_id())
-                    .bind(&m.email)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO memberships (id, source_uid, source_name, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 1, $4, $5, 'User', (SELECT id FROM users WHERE email = $6), $7, $8, $9, $9)",
-                )
-                .bind(id)
-                .bind(&m.source_uid)
-                .bind(&m.source_name)
-                .bind(org_id)
-                .bind(root_id)
-                .bind(&m.email)
-                .bind(&m.roles)
-                .bind(m.deletion_policy)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
+            Op::CreateMembership { .. } => unreachable!("inserted in batches"),
             Op::UpdateMembership { id, m } => {
                 sqlx::query(
                     "UPDATE memberships SET source_uid = $2, source_name = $3, managed = 1, roles = $4, deletion_policy = $5, updated_at = $6 WHERE id = $1",
