@@ -237,7 +237,7 @@ impl Store for SqlStore {
         }
         let result = async {
             let plan = plan::compute(&mut conn, desired, options).await?;
-            plan::execute(&mut conn, &plan).await?;
+            plan::execute(&mut conn, &plan, self.dsn.backend).await?;
             Ok::<_, plan::PlanError>(plan)
         }
         .await;

@@ -528,7 +528,11 @@ pub(crate) async fn compute(
 const BATCH: usize = 1000;
 
 /// Carries out a plan on a connection inside a transaction.
-pub(crate) async fn execute(conn: &mut AnyConnection, plan: &Plan) -> Result<(), PlanError> {
+pub(crate) async fn execute(
+    conn: &mut AnyConnection,
+    plan: &Plan,
+    backend: super::Backend,
+) -> Result<(), PlanError> {
     let now = now_millis();
     let changes = &plan.changes;
     let mut users: Option<HashMap<String, String>> = None;
@@ -546,7 +550,7 @@ pub(crate) async fn execute(conn: &mut AnyConnection, plan: &Plan) -> Result<(),
                 Some(u) => u,
                 None => users.insert(load_users(conn).await?),
             };
-            insert_memberships(conn, &changes[i..j], users, now).await?;
+            insert_memberships(conn, &changes[i..j], users, now, backend).await?;
             i = j;
         } else {
             execute_one(conn, &changes[i].op, now).await?;
@@ -566,11 +570,17 @@ async fn load_users(conn: &mut AnyConnection) -> Result<HashMap<String, String>,
 }
 
 /// `($1, $2, …extra), ($n+1, …extra)` for `rows` rows of `width` parameters, each row ending
-/// with the literal SQL `extra`.
-fn placeholders(rows: usize, width: usize, extra: &str) -> String {
+/// with the literal SQL `extra`. SQLite gets `?`: it binds `$N` by looking each name up, which
+/// is quadratic in the number of parameters of a statement.
+fn placeholders(backend: super::Backend, rows: usize, width: usize, extra: &str) -> String {
     (0..rows)
         .map(|r| {
-            let cells: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            let cells: Vec<String> = (1..=width)
+                .map(|c| match backend {
+                    super::Backend::Sqlite => "?".to_owned(),
+                    super::Backend::Postgres => format!("${}", r * width + c),
+                })
+                .collect();
             format!("({}{extra})", cells.join(", "))
         })
         .collect::<Vec<_>>()
@@ -583,6 +593,7 @@ async fn insert_memberships(
     batch: &[Change],
     users: &mut HashMap<String, String>,
     now: i64,
+    backend: super::Backend,
 ) -> Result<(), sqlx::Error> {
     let mut new_users: Vec<(String, &str)> = Vec::new();
     for c in batch {
@@ -597,7 +608,7 @@ async fn insert_memberships(
     if !new_users.is_empty() {
         let sql = format!(
             "INSERT INTO users (id, email, created_at) VALUES {}",
-            placeholders(new_users.len(), 3, "")
+            placeholders(backend, new_users.len(), 3, "")
         );
         let mut q = sqlx::query(&sql);
         for (id, email) in &new_users {
@@ -607,7 +618,7 @@ async fn insert_memberships(
     }
     let sql = format!(
         "INSERT INTO memberships (id, source_uid, source_name, organization_id, root_id, user_id, roles, deletion_policy, created_at, updated_at, managed, subject_kind) VALUES {}",
-        placeholders(batch.len(), 10, ", 1, 'User'")
+        placeholders(backend, batch.len(), 10, ", 1, 'User'")
     );
     let mut q = sqlx::query(&sql);
     for c in batch {

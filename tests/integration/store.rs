@@ -481,3 +481,131 @@ async fn unusable_stores_fail_clearly() {
     );
     assert!(!msg.contains("hunter2"), "{msg}");
 }
+
+/// `n` memberships of distinct users under one root and a few sub-organizations.
+fn big(n: usize) -> Desired {
+    use suborg::store::{DesiredMembership, DesiredOrg};
+    let org = |uid: &str, parent: Option<&str>, slug: String| DesiredOrg {
+        source_uid: uid.into(),
+        source_name: slug.clone(),
+        parent: parent.map(Into::into),
+        display_name: slug.clone(),
+        slug,
+        auth: None,
+        member_namespaces: None,
+        deletion_policy: "Delete",
+    };
+    let mut d = Desired::default();
+    d.organizations.push(org("root", None, "big".into()));
+    d.organizations
+        .push(org("sub", Some("root"), "team".into()));
+    for i in 0..n {
+        let org = if i < n / 2 { "root" } else { "sub" };
+        let user = if i < n / 2 { i } else { i - n / 2 };
+        d.memberships.push(DesiredMembership {
+            source_uid: format!("m{i}"),
+            source_name: format!("m{i}"),
+            organization: org.into(),
+            email: format!("user{user}@big.example"),
+            roles: r#"[{"role":"member"}]"#.into(),
+            deletion_policy: "Delete",
+        });
+    }
+    d
+}
+
+/// The connection applying is killed in the middle of its transaction (as when the database
+/// restarts): afterwards the store holds the state before, never a part of the new one.
+#[tokio::test]
+async fn a_connection_killed_mid_apply_leaves_the_state_before() {
+    let Some(f) = fresh_stores()
+        .await
+        .into_iter()
+        .find(|f| f.dsn.starts_with("postgres"))
+    else {
+        return; // PostgreSQL only: SQLite's case is the process killed mid-apply, below.
+    };
+    let store = std::sync::Arc::new(SqlStore::open(&f.dsn).await.unwrap());
+    let d = big(60_000);
+    let task = {
+        let (store, d) = (store.clone(), d.clone());
+        tokio::spawn(async move { store.apply(&d, OPTS).await })
+    };
+    let db = f.dsn.rsplit_once('/').unwrap().1.to_owned();
+    let admin = sqlx::AnyPool::connect(&std::env::var("SUBORG_TEST_POSTGRES").unwrap())
+        .await
+        .unwrap();
+    let mut killed = false;
+    for _ in 0..2000 {
+        let n: i64 = sqlx::query("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'INSERT INTO memberships%' AND state = 'active'")
+            .bind(&db)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        if task.is_finished() {
+            break;
+        }
+    }
+    assert!(killed, "the apply finished before it could be cut off");
+    let result = task.await.unwrap();
+    assert!(
+        result.is_err(),
+        "an apply whose connection died reported success"
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM organizations").await, 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM memberships").await, 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 0);
+    // And the next apply completes the job.
+    let plan = store.apply(&d, OPTS).await.unwrap();
+    assert_eq!(plan.changes.len(), 60_002);
+    admin.close().await;
+}
+
+/// `suborg apply` killed (SIGKILL) in the middle of writing a SQLite store: after it, the file
+/// opens and holds the state before or after, nothing between.
+#[tokio::test]
+async fn a_process_killed_mid_apply_leaves_before_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("s.db").display());
+    let mut yaml = String::from(
+        "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: big}\nspec:\n  memberNamespaces: {from: All}\n",
+    );
+    for i in 0..20_000 {
+        yaml.push_str(&format!("---\napiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {{name: m{i}, namespace: ns}}\nspec:\n  organizationRef: {{name: big}}\n  subject: {{kind: User, email: user{i}@big.example}}\n  roles: [{{role: member}}]\n"));
+    }
+    let file = dir.path().join("big.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    for delay_ms in [150u64, 300, 600, 1200] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_suborg"))
+            .args([
+                "apply",
+                "--max-file-size",
+                "64Mi",
+                "-f",
+                file.to_str().unwrap(),
+                "--store",
+                &dsn,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let store = SqlStore::open(&dsn).await.unwrap();
+        let members = count(&store, "SELECT COUNT(*) FROM memberships").await;
+        let orgs = count(&store, "SELECT COUNT(*) FROM organizations").await;
+        assert!(
+            (orgs, members) == (0, 0) || (orgs, members) == (1, 20_000),
+            "after a kill at {delay_ms} ms the store holds {orgs} organizations and {members} memberships"
+        );
+        store.close().await;
+    }
+}
