@@ -16,6 +16,19 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Statements run on every new connection.
+    pub fn connection_setup(self) -> &'static str {
+        match self {
+            // WAL: readers never block the writer. synchronous=NORMAL is durable across a crash
+            // of the process (a power cut can lose the last transaction, never corrupt). A
+            // larger page cache keeps the indexes of a big store in memory.
+            Self::Sqlite => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA busy_timeout = 10000;"
+            }
+            Self::Postgres => "",
+        }
+    }
+
     /// The statement that opens a transaction holding the write lock from its start.
     pub fn begin_write(self) -> &'static str {
         match self {

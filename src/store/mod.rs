@@ -167,19 +167,36 @@ impl SqlStore {
     pub async fn open(dsn: &str) -> Result<Self, StoreError> {
         let dsn = Dsn::parse(dsn)?;
         sqlx::any::install_default_drivers();
-        // One direct connection first: a refused or wrong database fails now, with the
-        // driver's reason, instead of after the pool's retries time out.
-        use sqlx::Connection;
-        let probe = sqlx::AnyConnection::connect(dsn.connect_url())
-            .await
-            .map_err(|source| StoreError::Unavailable {
-                dsn: dsn.to_string(),
-                source,
-            })?;
-        let _ = probe.close().await;
+        // One direct connection first, set up as the pool's will be: a refused, wrong or
+        // corrupt database fails now, with the driver's reason, instead of after the pool's
+        // retries time out.
+        let setup = dsn.backend.connection_setup();
+        let unavailable = |source| StoreError::Unavailable {
+            dsn: dsn.to_string(),
+            source,
+        };
+        {
+            use sqlx::{Connection, Executor};
+            let mut probe = sqlx::AnyConnection::connect(dsn.connect_url())
+                .await
+                .map_err(unavailable)?;
+            for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                probe.execute(statement).await.map_err(unavailable)?;
+            }
+            let _ = probe.close().await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(dsn.max_connections())
             .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                        conn.execute(statement).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(dsn.connect_url())
             .await
             .map_err(|source| StoreError::Unavailable {

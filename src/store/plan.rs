@@ -206,7 +206,8 @@ async fn load(conn: &mut AnyConnection) -> Result<(Vec<OrgRow>, Vec<MembershipRo
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    // Time-ordered ids: new rows land at the end of the primary-key index, not all over it.
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Compares the desired state with the store.
@@ -356,24 +357,27 @@ pub(crate) async fn compute(
         .map(|m| m.source_uid.as_str())
         .collect();
     for m in &desired.memberships {
-        let Some((org_id, root_id)) = ids.get(&m.organization).cloned() else {
+        let Some((org_id, root_id)) = ids.get(&m.organization) else {
             return Err(PlanError::Conflict(format!(
                 "membership {}: its organization is not in the desired state",
                 m.source_name
             )));
         };
-        let org_name = desired_by_source
-            .get(m.organization.as_str())
-            .map(|o| {
-                let parent = o
-                    .parent
-                    .as_deref()
-                    .and_then(|p| desired_by_source.get(p).copied());
-                name(o, parent)
-            })
-            .or_else(|| slug_of.get(&org_id).cloned())
-            .unwrap_or_default();
-        let target = format!("{} in {org_name}", m.email);
+        // Named for people only when it goes into the plan: most rows of a re-apply do not.
+        let target = || {
+            let org_name = desired_by_source
+                .get(m.organization.as_str())
+                .map(|o| {
+                    let parent = o
+                        .parent
+                        .as_deref()
+                        .and_then(|p| desired_by_source.get(p).copied());
+                    name(o, parent)
+                })
+                .or_else(|| slug_of.get(org_id).cloned())
+                .unwrap_or_default();
+            format!("{} in {org_name}", m.email)
+        };
         let existing = m_by_source.get(m.source_uid.as_str()).copied().or_else(|| {
             m_by_pair
                 .get(&(org_id.as_str(), m.email.as_str()))
@@ -390,10 +394,11 @@ pub(crate) async fn compute(
             Some(row) => {
                 if !row.managed && !options.adopt {
                     return Err(PlanError::Conflict(format!(
-                        "membership of {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                        "membership of {} already exists in the store and suborg did not create it: apply with --adopt to take it over",
+                        target()
                     )));
                 }
-                if row.organization_id != org_id || row.email != m.email {
+                if row.organization_id != *org_id || row.email != m.email {
                     return Err(PlanError::Conflict(format!(
                         "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
                         m.source_name
@@ -413,7 +418,7 @@ pub(crate) async fn compute(
                     plan.changes.push(Change {
                         action: Action::Update,
                         kind: "membership",
-                        target,
+                        target: target(),
                         fields,
                         op: Op::UpdateMembership {
                             id: row.id.clone(),
@@ -425,12 +430,12 @@ pub(crate) async fn compute(
             None => plan.changes.push(Change {
                 action: Action::Create,
                 kind: "membership",
-                target,
+                target: target(),
                 fields: vec![],
                 op: Op::CreateMembership {
                     id: new_id(),
-                    org_id,
-                    root_id,
+                    org_id: org_id.clone(),
+                    root_id: root_id.clone(),
                     m: m.clone(),
                 },
             }),
@@ -524,8 +529,14 @@ pub(crate) async fn compute(
     Ok(plan)
 }
 
-/// Rows per multi-row INSERT: bulk applies are bound by round trips, not by rows.
-const BATCH: usize = 1000;
+/// Rows per multi-row INSERT: bulk applies are bound by round trips, not by rows. SQLite
+/// allows 32,766 parameters a statement, PostgreSQL 65,535; a membership row has 10.
+fn batch_rows(backend: super::Backend) -> usize {
+    match backend {
+        super::Backend::Sqlite => 1000,
+        super::Backend::Postgres => 5000,
+    }
+}
 
 /// Carries out a plan on a connection inside a transaction.
 pub(crate) async fn execute(
@@ -541,7 +552,7 @@ pub(crate) async fn execute(
         if matches!(changes[i].op, Op::CreateMembership { .. }) {
             let mut j = i;
             while j < changes.len()
-                && j - i < BATCH
+                && j - i < batch_rows(backend)
                 && matches!(changes[j].op, Op::CreateMembership { .. })
             {
                 j += 1;
