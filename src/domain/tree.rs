@@ -358,6 +358,8 @@ struct Target<'a> {
     root: &'a str,
     policy: Option<&'a MemberNamespaces>,
     allowed_domains: &'a [String],
+    /// The admins a sub-organization names (none for a root).
+    admins: &'a [String],
 }
 
 fn check_memberships(
@@ -455,6 +457,21 @@ fn check_memberships(
                 }
             }
             (SubjectKind::User, OrganizationKind::SubOrganization) => {
+                // The sub-organization names them as an admin: a no-access membership there
+                // would contradict it, and which one wins would be a guess.
+                if m.spec.roles.iter().any(|r| r.role == "no-access")
+                    && target.admins.iter().any(|a| normalize_email(a) == subject)
+                {
+                    errors.push(Problem::error(
+                        Reason::ConflictingRoles,
+                        &key,
+                        "spec.roles",
+                        format!(
+                            "user {subject:?} is named in spec.admins of SubOrganization {:?}, so a no-access membership there contradicts it: remove one of the two",
+                            target.name
+                        ),
+                    ));
+                }
                 match root_members.get(&(target.root, subject.clone())) {
                     Some(Presence::Accepted) => {}
                     Some(_) => continue, // the root membership is rejected; it says why
@@ -569,6 +586,7 @@ fn resolve_target<'a>(
                     .as_ref()
                     .map(|a| a.allowed_email_domains.as_slice())
                     .unwrap_or_default(),
+                admins: &[],
             }),
             Some(_) => Resolved::Rejected,
             None if roots.presence(set, &r.name) == Presence::Rejected => Resolved::Rejected,
@@ -595,6 +613,7 @@ fn resolve_target<'a>(
                     root,
                     policy: s.spec.member_namespaces.as_ref(),
                     allowed_domains,
+                    admins: &s.spec.admins,
                 })
             }
             Some(_) => Resolved::Rejected,

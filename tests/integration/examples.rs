@@ -137,6 +137,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "spec.roles",
         "no-access cannot be combined",
     ),
+    (
+        "no-access-for-an-admin",
+        ConflictingRoles,
+        "spec.roles",
+        "is named in spec.admins of SubOrganization \"engineering\"",
+    ),
     ("no-roles", SchemaViolation, "spec.roles", "at least 1 item"),
     (
         "oidc-secret-in-spec",
