@@ -11,6 +11,7 @@ use crate::store::{Action, ApplyOptions, SqlStore, Store, StoreError, desired_fr
 /// the user's data directory (`$XDG_DATA_HOME/suborg`, else `~/.local/share/suborg`).
 pub fn default_store() -> String {
     let dir = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."))
@@ -116,7 +117,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
     };
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let store = SqlStore::open(&args.store.clone().unwrap_or_else(default_store)).await?;
+        let store = open_async(args.store.as_deref()).await?;
         let plan = if args.dry_run {
             store.plan(&desired, options).await
         } else {
@@ -236,6 +237,7 @@ enum Shown {
     Members(Vec<crate::store::MemberInfo>),
 }
 
+/// Opens the store, creating the directory of a SQLite file (the default one need not exist).
 async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
     let dsn = store.map(str::to_owned).unwrap_or_else(default_store);
     if let Some(path) = dsn.strip_prefix("sqlite://")

@@ -399,3 +399,21 @@ fn an_unreachable_store_names_it_without_the_password() {
     assert!(t.contains("nothing was applied"), "{t}");
     assert!(!t.contains("hunter2"), "{t}");
 }
+
+/// The README's main command on a machine where the default store's directory does not exist.
+#[test]
+fn the_default_store_is_created_where_none_exists() {
+    let home = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme");
+    for args in [&["apply", "-f", examples][..], &["get", "tree"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_suborg"))
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", "")
+            .env_remove("SUBORG_STORE")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    assert!(home.path().join(".local/share/suborg/store.db").exists());
+}
