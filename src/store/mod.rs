@@ -156,6 +156,15 @@ pub trait Store {
     ) -> impl Future<Output = Result<Vec<MemberInfo>, StoreError>> + Send;
 }
 
+/// Runs a backend's per-connection setup statements.
+async fn set_up(conn: &mut sqlx::AnyConnection, setup: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.execute(statement).await?;
+    }
+    Ok(())
+}
+
 /// The [`Store`] on SQLite or PostgreSQL.
 pub struct SqlStore {
     pool: AnyPool,
@@ -176,27 +185,17 @@ impl SqlStore {
             source,
         };
         {
-            use sqlx::{Connection, Executor};
+            use sqlx::Connection;
             let mut probe = sqlx::AnyConnection::connect(dsn.connect_url())
                 .await
                 .map_err(unavailable)?;
-            for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                probe.execute(statement).await.map_err(unavailable)?;
-            }
+            set_up(&mut probe, setup).await.map_err(unavailable)?;
             let _ = probe.close().await;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(dsn.max_connections())
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                        conn.execute(statement).await?;
-                    }
-                    Ok(())
-                })
-            })
+            .after_connect(move |conn, _| Box::pin(set_up(conn, setup)))
             .connect(dsn.connect_url())
             .await
             .map_err(|source| StoreError::Unavailable {
@@ -319,40 +318,31 @@ impl Store for SqlStore {
     }
 
     async fn tree(&self) -> Result<Vec<TreeRoot>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.depth, o.root_id, o.slug, o.display_name, \
-             (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id) AS members \
-             FROM organizations o ORDER BY o.depth, o.slug",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        let mut roots: Vec<(String, TreeRoot)> = Vec::new();
-        for row in rows {
-            let id: String = row.get(0);
-            let depth: i64 = row.get(1);
-            let root_id: String = row.get(2);
-            let slug: String = row.get(3);
-            let display_name: String = row.get(4);
-            let members: i64 = row.get(5);
-            if depth == 0 {
-                roots.push((
-                    id,
-                    TreeRoot {
-                        slug,
-                        display_name,
-                        members,
+        // Roots come first, and a root's slug is unique among roots, so it names the parent.
+        let mut roots: Vec<TreeRoot> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for o in self.organizations().await? {
+            match o.parent {
+                None => {
+                    index.insert(o.slug.clone(), roots.len());
+                    roots.push(TreeRoot {
+                        slug: o.slug,
+                        display_name: o.display_name,
+                        members: o.members,
                         sub_organizations: vec![],
-                    },
-                ));
-            } else if let Some((_, root)) = roots.iter_mut().find(|(rid, _)| *rid == root_id) {
-                root.sub_organizations.push(TreeSub {
-                    slug,
-                    display_name,
-                    members,
-                });
+                    });
+                }
+                Some(parent) => {
+                    if let Some(&r) = index.get(&parent) {
+                        roots[r].sub_organizations.push(TreeSub {
+                            slug: o.slug,
+                            display_name: o.display_name,
+                            members: o.members,
+                        });
+                    }
+                }
             }
         }
-        Ok(roots.into_iter().map(|(_, r)| r).collect())
+        Ok(roots)
     }
 }
