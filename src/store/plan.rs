@@ -716,27 +716,23 @@ async fn execute_one(conn: &mut AnyConnection, op: &Op, now: i64) -> Result<(), 
                 .execute(&mut *conn)
                 .await?;
             }
-            Op::DeleteMembership { id } => {
-                sqlx::query("DELETE FROM memberships WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
+            Op::DeleteMembership { id } | Op::DeleteOrg { id } => {
+                let sql = match op {
+                    Op::DeleteOrg { .. } => "DELETE FROM organizations WHERE id = $1",
+                    _ => "DELETE FROM memberships WHERE id = $1",
+                };
+                sqlx::query(sql).bind(id).execute(&mut *conn).await?;
             }
-            Op::DeleteOrg { id } => {
-                sqlx::query("DELETE FROM organizations WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Op::OrphanMembership { id } => {
-                sqlx::query("UPDATE memberships SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Op::OrphanOrg { id } => {
-                sqlx::query("UPDATE organizations SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1")
+            Op::OrphanMembership { id } | Op::OrphanOrg { id } => {
+                let sql = match op {
+                    Op::OrphanOrg { .. } => {
+                        "UPDATE organizations SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1"
+                    }
+                    _ => {
+                        "UPDATE memberships SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1"
+                    }
+                };
+                sqlx::query(sql)
                     .bind(id)
                     .bind(now)
                     .execute(&mut *conn)
