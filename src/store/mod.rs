@@ -233,7 +233,7 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn plan(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
-        plan::compute(&mut conn, desired, options)
+        plan::compute(&mut conn, desired, options, self.dsn.backend)
             .await
             .map_err(|e| e.with_dsn(&self.dsn))
     }
@@ -252,7 +252,7 @@ impl Store for SqlStore {
                 .map_err(self.query_error())?;
         }
         let result = async {
-            let plan = plan::compute(&mut conn, desired, options).await?;
+            let plan = plan::compute(&mut conn, desired, options, self.dsn.backend).await?;
             plan::execute(&mut conn, &plan, self.dsn.backend).await?;
             Ok::<_, plan::PlanError>(plan)
         }
