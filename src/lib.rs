@@ -4,10 +4,13 @@
 //! - [`api`]: the custom resources (types, schema, CEL rules).
 //! - [`domain`]: the rules, as pure functions.
 //! - [`manifest`]: reading manifests and applying the schema and the rules offline.
+//! - [`store`]: the backing store, SQLite or PostgreSQL.
+//! - [`controller`]: `suborg run`, the controller.
 //! - [`cli`]: the `suborg` command line.
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod domain;
 pub mod manifest;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The `suborg` command line: argument parsing and the commands that need no cluster.
 
 pub mod files;
+pub mod run;
 pub mod store;
 
 use std::io::{self, Write};
@@ -34,6 +35,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Validate a manifest set and make the store match it, in one transaction.
     Apply(store::ApplyArgs),
+    /// Run the controller: keep the store in step with the objects in the cluster.
+    Run(run::RunArgs),
     /// Read the store.
     Get(store::GetArgs),
 }
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Apply(args) => store::apply(&args),
         Command::Get(args) => store::get(&args),
+        Command::Run(args) => return run::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -98,7 +98,8 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
 pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
     let mut loader = Loader::new(&args.namespace);
     super::files::load(&args.paths, args.max_file_size, &mut loader);
-    let (report, set, accepted) = loader.finish(k8s_openapi::jiff::Timestamp::now());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let (report, set, accepted) = loader.finish(now);
     let mut out = io::stdout().lock();
     if report.errors > 0 {
         super::write_text(&mut out, &report)?;
@@ -110,7 +111,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let desired = desired_from(&set, &accepted);
+    let desired = desired_from(&set, &accepted, now);
     let options = ApplyOptions {
         prune: args.prune,
         adopt: args.adopt,
@@ -237,16 +238,22 @@ enum Shown {
     Members(Vec<crate::store::MemberInfo>),
 }
 
-/// Opens the store, creating the directory of a SQLite file (the default one need not exist).
-async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
+/// The store's DSN (the default when none is given), with the directory of a SQLite file
+/// created: the default one need not exist.
+pub(crate) fn prepare_store(store: Option<&str>) -> String {
     let dsn = store.map(str::to_owned).unwrap_or_else(default_store);
     if let Some(path) = dsn.strip_prefix("sqlite://")
-        && let Some(dir) = std::path::Path::new(path).parent()
+        && let Some(dir) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !dir.as_os_str().is_empty()
     {
         let _ = std::fs::create_dir_all(dir);
     }
-    SqlStore::open(&dsn).await
+    dsn
+}
+
+/// Opens the store, creating the directory of a SQLite file.
+async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
+    SqlStore::open(&prepare_store(store)).await
 }
 
 async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {

@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::{DeletionPolicy, OrganizationKind, RoleBinding, SubjectKind};
 use crate::domain::slug::{effective_slug, normalize_email};
+use crate::domain::temporary::{self, RoleState};
 use crate::domain::tree::{Accepted, ObjectSet};
 
 /// An organization as the store should hold it.
@@ -77,8 +79,25 @@ fn roles_json(roles: &[RoleBinding]) -> String {
     serde_json::to_string(roles).expect("roles serialize")
 }
 
-/// The desired state for the objects of `set` that `accepted` lists.
-pub fn desired_from(set: &ObjectSet, accepted: &Accepted) -> Desired {
+/// The roles that still grant or will grant access at `now`: an expired temporary role is
+/// dropped from the row, which is how its access is revoked.
+fn live_roles(m: &crate::api::OrgMembership, now: Timestamp) -> Vec<RoleBinding> {
+    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    m.spec
+        .roles
+        .iter()
+        .filter(|r| {
+            !matches!(
+                temporary::state(r, granted_at, now),
+                Ok(RoleState::Expired { .. })
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// The desired state at `now` for the objects of `set` that `accepted` lists.
+pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Desired {
     let mut d = Desired::default();
     let mut roots: HashMap<&str, String> = HashMap::new();
     for &i in &accepted.organizations {
@@ -153,7 +172,7 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted) -> Desired {
             source_name: m.name_any(),
             organization,
             email,
-            roles: roles_json(&m.spec.roles),
+            roles: roles_json(&live_roles(m, now)),
             deletion_policy: policy(m.spec.deletion_policy),
         });
     }

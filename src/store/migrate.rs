@@ -44,8 +44,17 @@ pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
         if current > latest() {
             return Ok(Err(current));
         }
-        for &(version, description, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            sqlx::raw_sql(sql).execute(&mut *conn).await?;
+        // Collected first: an iterator adapter's closure held across an await makes the future
+        // impossible to prove Send.
+        let pending: Vec<usize> = (0..MIGRATIONS.len())
+            .filter(|&i| MIGRATIONS[i].0 > current)
+            .collect();
+        for i in pending {
+            let (version, description, sql) = MIGRATIONS[i];
+            {
+                use sqlx::Executor;
+                (&mut *conn).execute(sqlx::raw_sql(sql)).await?;
+            }
             sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES ($1, $2, $3)")
                 .bind(version)
                 .bind(description)

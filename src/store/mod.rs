@@ -50,9 +50,18 @@ pub enum StoreError {
         /// Newest version this binary has.
         known: i64,
     },
-    /// A row with the slug exists and suborg did not create it.
+    /// The desired state cannot be applied as a whole.
     #[error("{0}")]
     Conflict(String),
+    /// One object's rows cannot be written: a row with its slug exists that suborg did not
+    /// create, or the object would move a row to another parent.
+    #[error("{message}")]
+    SourceConflict {
+        /// The source (Kubernetes object uid) at fault.
+        uid: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A query failed.
     #[error("store {dsn}: {source}")]
     Query {
@@ -130,6 +139,30 @@ pub struct MemberInfo {
     pub roles: serde_json::Value,
 }
 
+/// Where each source's rows are, for status: what [`Store::index`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreIndex {
+    /// Managed organizations by source uid.
+    pub organizations: std::collections::HashMap<String, OrgEntry>,
+    /// Managed memberships by source uid: (row id, organization id).
+    pub memberships: std::collections::HashMap<String, (String, String)>,
+}
+
+/// One organization row, as [`StoreIndex`] holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgEntry {
+    /// Row id.
+    pub id: String,
+    /// Slug in the store.
+    pub slug: String,
+    /// Id of the root (itself for a root).
+    pub root_id: String,
+    /// Members added to this organization.
+    pub members: i64,
+    /// Sub-organizations, for a root.
+    pub sub_organizations: i64,
+}
+
 /// The operations the controller and the CLI need from a store.
 pub trait Store {
     /// What applying `desired` would change.
@@ -154,6 +187,8 @@ pub trait Store {
         &self,
         org_id: &str,
     ) -> impl Future<Output = Result<Vec<MemberInfo>, StoreError>> + Send;
+    /// The managed rows by source, with their ids and counts.
+    fn index(&self) -> impl Future<Output = Result<StoreIndex, StoreError>> + Send;
 }
 
 /// Runs a backend's per-connection setup statements.
@@ -296,6 +331,41 @@ impl Store for SqlStore {
                 sub_organizations: r.get(6),
             })
             .collect())
+    }
+
+    async fn index(&self) -> Result<StoreIndex, StoreError> {
+        let mut index = StoreIndex::default();
+        let rows = sqlx::query(
+            "SELECT o.source_uid, o.id, o.slug, o.root_id, \
+             (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
+             (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
+             FROM organizations o WHERE o.source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index.organizations.insert(
+                r.get(0),
+                OrgEntry {
+                    id: r.get(1),
+                    slug: r.get(2),
+                    root_id: r.get(3),
+                    members: r.get(4),
+                    sub_organizations: r.get(5),
+                },
+            );
+        }
+        let rows = sqlx::query(
+            "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+        Ok(index)
     }
 
     async fn members(&self, org_id: &str) -> Result<Vec<MemberInfo>, StoreError> {

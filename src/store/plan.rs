@@ -50,6 +50,9 @@ pub struct Change {
     pub target: String,
     /// For updates, the fields that change.
     pub fields: Vec<&'static str>,
+    /// The source the row belongs to (a Kubernetes object's uid), when known.
+    #[serde(skip)]
+    pub source: Option<String>,
     #[serde(skip)]
     op: Op,
 }
@@ -121,7 +124,8 @@ enum Op {
 
 /// A planning failure, before the DSN is attached.
 pub(crate) enum PlanError {
-    Conflict(String),
+    /// A conflict, with the source (object uid) it is about when there is one.
+    Conflict(Option<String>, String),
     Query(sqlx::Error),
 }
 
@@ -134,7 +138,11 @@ impl From<sqlx::Error> for PlanError {
 impl PlanError {
     pub(crate) fn with_dsn(self, dsn: &Dsn) -> StoreError {
         match self {
-            Self::Conflict(m) => StoreError::Conflict(m),
+            Self::Conflict(None, m) => StoreError::Conflict(m),
+            Self::Conflict(Some(source), message) => StoreError::SourceConflict {
+                uid: source,
+                message,
+            },
             Self::Query(source) => StoreError::Query {
                 dsn: dsn.to_string(),
                 source,
@@ -301,9 +309,10 @@ pub(crate) async fn compute(
         let target = name(o, parent_desired);
         let parent_id = match &o.parent {
             Some(p) => Some(ids.get(p).map(|(id, _)| id.clone()).ok_or_else(|| {
-                PlanError::Conflict(format!(
-                    "organization {target}: its parent is not in the desired state"
-                ))
+                PlanError::Conflict(
+                    Some(o.source_uid.clone()),
+                    format!("organization {target}: its parent is not in the desired state"),
+                )
             })?),
             None => None,
         };
@@ -324,14 +333,20 @@ pub(crate) async fn compute(
         match existing {
             Some(row) => {
                 if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(format!(
-                        "organization {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
-                    )));
+                    return Err(PlanError::Conflict(
+                        Some(o.source_uid.clone()),
+                        format!(
+                            "organization {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                        ),
+                    ));
                 }
                 if row.parent_id != parent_id {
-                    return Err(PlanError::Conflict(format!(
-                        "organization {target} has another parent in the store: sub-organizations cannot move between roots; delete the old one first"
-                    )));
+                    return Err(PlanError::Conflict(
+                        Some(o.source_uid.clone()),
+                        format!(
+                            "organization {target} has another parent in the store: sub-organizations cannot move between roots; delete the old one first"
+                        ),
+                    ));
                 }
                 let mut fields = Vec::new();
                 if row.source_uid.as_deref() != Some(o.source_uid.as_str()) || !row.managed {
@@ -359,6 +374,7 @@ pub(crate) async fn compute(
                         kind: "organization",
                         target,
                         fields,
+                        source: Some(o.source_uid.clone()),
                         op: Op::UpdateOrg {
                             id: row.id.clone(),
                             org: o.clone(),
@@ -375,6 +391,7 @@ pub(crate) async fn compute(
                     kind: "organization",
                     target,
                     fields: vec![],
+                    source: Some(o.source_uid.clone()),
                     op: Op::CreateOrg {
                         id,
                         parent_id,
@@ -408,10 +425,13 @@ pub(crate) async fn compute(
         .collect();
     for m in &desired.memberships {
         let Some((org_id, root_id)) = ids.get(&m.organization) else {
-            return Err(PlanError::Conflict(format!(
-                "membership {}: its organization is not in the desired state",
-                m.source_name
-            )));
+            return Err(PlanError::Conflict(
+                Some(m.source_uid.clone()),
+                format!(
+                    "membership {}: its organization is not in the desired state",
+                    m.source_name
+                ),
+            ));
         };
         // Named for people only when it goes into the plan: most rows of a re-apply do not.
         let target = || {
@@ -443,16 +463,22 @@ pub(crate) async fn compute(
         match existing {
             Some(row) => {
                 if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(format!(
-                        "membership of {} already exists in the store and suborg did not create it: apply with --adopt to take it over",
-                        target()
-                    )));
+                    return Err(PlanError::Conflict(
+                        Some(m.source_uid.clone()),
+                        format!(
+                            "membership of {} already exists in the store and suborg did not create it: apply with --adopt to take it over",
+                            target()
+                        ),
+                    ));
                 }
                 if row.organization_id != *org_id || row.email != m.email {
-                    return Err(PlanError::Conflict(format!(
-                        "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
-                        m.source_name
-                    )));
+                    return Err(PlanError::Conflict(
+                        Some(m.source_uid.clone()),
+                        format!(
+                            "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
+                            m.source_name
+                        ),
+                    ));
                 }
                 let mut fields = Vec::new();
                 if row.source_uid.as_deref() != Some(m.source_uid.as_str()) || !row.managed {
@@ -470,6 +496,7 @@ pub(crate) async fn compute(
                         kind: "membership",
                         target: target(),
                         fields,
+                        source: Some(m.source_uid.clone()),
                         op: Op::UpdateMembership {
                             id: row.id.clone(),
                             m: m.clone(),
@@ -482,6 +509,7 @@ pub(crate) async fn compute(
                 kind: "membership",
                 target: target(),
                 fields: vec![],
+                source: Some(m.source_uid.clone()),
                 op: Op::CreateMembership {
                     id: new_id(),
                     org_id: org_id.clone(),
@@ -527,6 +555,7 @@ pub(crate) async fn compute(
                     slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
                 ),
                 fields: vec![],
+                source: row.source_uid.clone(),
                 op: if orphan {
                     Op::OrphanMembership { id: row.id.clone() }
                 } else {
@@ -548,10 +577,13 @@ pub(crate) async fn compute(
                 c.parent_id.as_deref() == Some(row.id.as_str()) && !removed.contains(c.id.as_str())
             });
             if has_children && !orphan {
-                return Err(PlanError::Conflict(format!(
-                    "organization {} is no longer declared but still has sub-organizations in the store: it is kept until they are gone",
-                    row.slug
-                )));
+                return Err(PlanError::Conflict(
+                    row.source_uid.clone(),
+                    format!(
+                        "organization {} is no longer declared but still has sub-organizations in the store: it is kept until they are gone",
+                        row.slug
+                    ),
+                ));
             }
             if !orphan {
                 removed.insert(row.id.as_str());
@@ -568,6 +600,7 @@ pub(crate) async fn compute(
                     None => row.slug.clone(),
                 },
                 fields: vec![],
+                source: row.source_uid.clone(),
                 op: if orphan {
                     Op::OrphanOrg { id: row.id.clone() }
                 } else {

@@ -2,6 +2,7 @@
 
 mod cel;
 mod cli;
+mod controller;
 mod crds;
 mod domain;
 mod examples;

@@ -45,9 +45,10 @@ async fn fresh_stores() -> Vec<Fresh> {
 fn desired(path: &Path) -> Desired {
     let mut loader = Loader::new("default");
     suborg::cli::files::load(&[path.to_owned()], 8 << 20, &mut loader);
-    let (report, set, accepted) = loader.finish(k8s_openapi::jiff::Timestamp::now());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let (report, set, accepted) = loader.finish(now);
     assert_eq!(report.errors, 0, "{:?}", report.problems);
-    desired_from(&set, &accepted)
+    desired_from(&set, &accepted, now)
 }
 
 fn acme() -> Desired {
@@ -287,7 +288,13 @@ async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
         sqlx::query("INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('legacy', 0, 0, '', 'legacy', 'acme', 'Legacy', 'Delete', 0, 0)")
             .execute(store.pool()).await.unwrap();
         let err = store.apply(&acme(), OPTS).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict(_) | StoreError::SourceConflict { .. }
+            ),
+            "{err}"
+        );
         assert!(
             err.to_string().contains(
                 "organization acme already exists in the store and suborg did not create it"

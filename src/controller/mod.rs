@@ -1,0 +1,424 @@
+//! The controller, `suborg run`: keeps the store in step with the objects in the cluster and
+//! says in each object's status what it did or why it could not.
+//!
+//! The pipeline, a module a step:
+//! - [`sync`]: dereference (a snapshot of every watched object from the caches) → the rules of
+//!   [`crate::domain`], the same call `suborg validate` makes → the store, one plan in one
+//!   transaction. Shared by every reconcile and coalesced, so a burst costs one transaction.
+//! - [`status`]: pure: the status an object should have after a sync.
+//! - [`reconcile`]: the reconcilers of the three kinds: finalizer, sync, status by server-side
+//!   apply, Events; errors retried with backoff and jitter.
+//! - [`leader`], [`http`], [`metrics`]: running it: one writer at a time, health and metrics.
+//!
+//! Relations need no hand-written mapping: after every sync that ran, each object whose status
+//! would change (children of a changed parent, sub-org memberships of a removed root member,
+//! memberships in a relabelled namespace, roles that expired) is queued for its reconciler.
+
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+pub mod sync;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, CustomResourceExt};
+
+use crate::api::{OrgMembership, Organization, SubOrganization};
+use reconcile::Kind;
+use sync::{Caches, SyncResult, Syncer};
+
+/// The finalizer that removes an object's rows from the store before it goes.
+pub const FINALIZER: &str = "suborg.io/store-cleanup";
+
+/// The field manager of every write the controller makes.
+pub const MANAGER: &str = "suborg";
+
+/// What can go wrong in a reconcile. [`Error::category`] is the fixed, bounded name used as
+/// metric label and Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[source] kube::Error),
+    /// The store could not be written; `category` says how (`StoreUnavailable`, ...).
+    #[error("{message}")]
+    Store {
+        /// Fixed category.
+        category: &'static str,
+        /// What happened, without secrets.
+        message: String,
+    },
+    /// Adding or removing the finalizer, or the work around it, failed. Boxed: the finalizer
+    /// error wraps this type, which would otherwise contain itself.
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A deletion has to wait (a root with sub-organizations, rows still in the store).
+    #[error("{0}")]
+    DeletionBlocked(String),
+    /// The CRDs are not installed.
+    #[error("{0}")]
+    CrdsMissing(String),
+    /// Another replica took the leader Lease.
+    #[error("lost the leader Lease; stopping so that only one replica writes to the store")]
+    LeaseLost,
+}
+
+impl Error {
+    /// The error's fixed category.
+    pub fn category(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::Kube(_) => "KubeApiError",
+            Self::Store { category, .. } => category,
+            Self::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "KubeApiError",
+                F::UnnamedObject | F::InvalidFinalizer => "InvalidObject",
+            },
+            Self::DeletionBlocked(_) => "DeletionBlocked",
+            Self::CrdsMissing(_) => "CrdsMissing",
+            Self::LeaseLost => "LeaseLost",
+        }
+    }
+}
+
+/// `d` plus up to a tenth more, at random.
+pub fn jitter(d: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() as u64 % 1000;
+    d + d.mul_f64(r as f64 / 10_000.0)
+}
+
+/// Retry delays per object: 5 s doubling to 5 min, with jitter; reset by a success.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The delay before retrying `key`, counting this failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_owned()).or_default();
+        let delay = Duration::from_secs(5 * 2u64.pow((*n).min(6))).min(Duration::from_secs(300));
+        *n = n.saturating_add(1);
+        jitter(delay)
+    }
+
+    /// Forgets `key`'s failures.
+    pub fn reset(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The shared sync.
+    pub syncer: Arc<Syncer>,
+    /// Publishes Events; `None` where no Events are wanted.
+    pub recorder: Option<Recorder>,
+    /// Health and metrics.
+    pub health: Arc<http::Health>,
+    /// Retry delays.
+    pub backoff: Backoff,
+    /// How often each object is looked at again when nothing happens.
+    pub resync: Duration,
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store DSN.
+    pub store: String,
+    /// Resync period: drift in the store is corrected at least this often.
+    pub resync: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader election, when more than one replica may run.
+    pub leader: Option<leader::LeaderConfig>,
+    /// Only objects with these labels are managed (a label selector), for running several
+    /// controllers on one cluster, each with its own store.
+    pub selector: Option<String>,
+    /// Take over store rows suborg did not create.
+    pub adopt: bool,
+}
+
+/// Fails with a clear message when a CRD is missing.
+pub async fn check_crds(client: &Client) -> Result<(), Error> {
+    async fn one<K: Kind + CustomResourceExt>(client: &Client) -> Result<(), Error> {
+        match Api::<K>::all(client.clone())
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::CrdsMissing(format!(
+                "the CustomResourceDefinition {} is not installed: install the CRDs first (`suborg crd | kubectl apply --server-side -f -`, or the Helm chart)",
+                K::crd_name()
+            ))),
+            Err(e) => Err(Error::Kube(e)),
+        }
+    }
+    one::<Organization>(client).await?;
+    one::<SubOrganization>(client).await?;
+    one::<OrgMembership>(client).await
+}
+
+fn watcher_config(selector: Option<&str>) -> watcher::Config {
+    let wc = watcher::Config::default();
+    match selector {
+        Some(s) => wc.labels(s),
+        None => wc,
+    }
+}
+
+type Trigger<K> = mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>;
+
+/// Queues every object of kind `K` whose status `result` would change.
+fn fan_out<K: Kind>(
+    cache: &reflector::Store<DeserializeGuard<K>>,
+    trigger: &Trigger<K>,
+    result: &SyncResult,
+    now: Timestamp,
+) {
+    for guard in cache.state() {
+        if let Ok(o) = &guard.0
+            && o.current() != Some(&o.desired(result, now))
+        {
+            let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
+        }
+    }
+}
+
+async fn log_result<T>(
+    kind: &'static str,
+    r: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
+) {
+    // Reconcile failures are logged by the error policy; these are the controller's own
+    // (a watch that failed and is retried, an object gone before its turn).
+    if let Err(e) = r {
+        tracing::debug!(kind, error = %e, "controller event");
+    }
+}
+
+/// Runs the controller until `shutdown` resolves (or leadership is lost).
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    check_crds(&client).await?;
+    let health = Arc::new(http::Health::default());
+    if let Some(addr) = config.metrics_addr {
+        let health = health.clone();
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(addr, health).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics and health");
+            }
+        });
+    }
+    let shutdown = shutdown.shared();
+
+    // Leadership first: a standby replica watches nothing and writes nothing.
+    let lease = match &config.leader {
+        Some(lc) => {
+            health
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                api = leader::acquire(client.clone(), lc) => Some((api, lc.clone())),
+                () = shutdown.clone() => return Ok(()),
+            }
+        }
+        None => None,
+    };
+    health.metrics.set_leader(true);
+    health
+        .ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let (lost_tx, lost_rx) = futures::channel::oneshot::channel::<()>();
+    if let Some((api, lc)) = lease.clone() {
+        tokio::spawn(async move {
+            leader::hold(api, lc).await;
+            let _ = lost_tx.send(());
+        });
+    }
+    let lost = lost_rx.map(|r| r.is_ok()).shared();
+    let stop = {
+        let shutdown = shutdown.clone();
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {},
+                true = lost => {},
+            }
+        }
+        .shared()
+    };
+
+    let wc = watcher_config(config.selector.as_deref());
+    let orgs = Controller::new(
+        Api::<DeserializeGuard<Organization>>::all(client.clone()),
+        wc.clone(),
+    );
+    let subs = Controller::new(
+        Api::<DeserializeGuard<SubOrganization>>::all(client.clone()),
+        wc.clone(),
+    );
+    let members = Controller::new(
+        Api::<DeserializeGuard<OrgMembership>>::all(client.clone()),
+        wc,
+    );
+    let (ns_reader, ns_writer) = reflector::store::<kube::core::PartialObjectMeta<Namespace>>();
+    let namespaces = reflector::reflector(
+        ns_writer,
+        watcher(
+            Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    let caches = Caches {
+        organizations: orgs.store(),
+        sub_organizations: subs.store(),
+        memberships: members.store(),
+        namespaces: ns_reader,
+    };
+    let recorder = Some(Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: config.leader.as_ref().map(|l| l.identity.clone()),
+        },
+    ));
+    let (org_tx, org_rx) = mpsc::unbounded();
+    let (sub_tx, sub_rx) = mpsc::unbounded();
+    let (member_tx, member_rx) = mpsc::unbounded();
+    let fanout_caches = caches.clone();
+    let syncer = Arc::new(
+        Syncer::new(
+            caches.clone(),
+            config.store.clone(),
+            config.resync,
+            config.adopt,
+            recorder.clone(),
+            health.clone(),
+        )
+        .with_fanout(Box::new(move |result| {
+            let now = Timestamp::now();
+            fan_out(&fanout_caches.organizations, &org_tx, result, now);
+            fan_out(&fanout_caches.sub_organizations, &sub_tx, result, now);
+            fan_out(&fanout_caches.memberships, &member_tx, result, now);
+        })),
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        syncer: syncer.clone(),
+        recorder,
+        health: health.clone(),
+        backoff: Backoff::default(),
+        resync: config.resync,
+    });
+
+    // Namespace label changes re-check delegation: a sync, whose fan-out reaches the
+    // memberships concerned.
+    let ns_task = {
+        let syncer = syncer.clone();
+        let stop = stop.clone();
+        async move {
+            let mut events = std::pin::pin!(namespaces);
+            let ready = tokio::time::sleep(Duration::ZERO);
+            tokio::pin!(ready);
+            let mut pending = false;
+            loop {
+                tokio::select! {
+                    () = stop.clone() => break,
+                    event = events.next() => match event {
+                        Some(Ok(_)) => {
+                            if !pending {
+                                pending = true;
+                                ready.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(500));
+                            }
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, "watching namespaces failed; retrying"),
+                        None => break,
+                    },
+                    () = &mut ready, if pending => {
+                        pending = false;
+                        if syncer.caches().ready().await {
+                            syncer.sync().await;
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    // Ready once every cache is filled.
+    {
+        let caches = caches.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            if caches.ready().await {
+                health
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("caches filled; reconciling");
+            }
+        });
+    }
+
+    let orgs = orgs
+        .reconcile_on(org_rx)
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            reconcile::reconcile::<Organization>,
+            reconcile::error_policy::<Organization>,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("Organization", r));
+    let subs = subs
+        .reconcile_on(sub_rx)
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            reconcile::reconcile::<SubOrganization>,
+            reconcile::error_policy::<SubOrganization>,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("SubOrganization", r));
+    let members = members
+        .reconcile_on(member_rx)
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            reconcile::reconcile::<OrgMembership>,
+            reconcile::error_policy::<OrgMembership>,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("OrgMembership", r));
+    futures::join!(orgs, subs, members, ns_task);
+    tracing::info!("controllers stopped");
+
+    if let Some((api, lc)) = &lease {
+        if lost.clone().now_or_never() == Some(true) {
+            health.metrics.set_leader(false);
+            return Err(Error::LeaseLost);
+        }
+        leader::release(api, lc).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The three reconcilers, one generic function: finalizer, sync, status.
+//!
+//! Each reconcile runs the shared sync (dereference → rules → store, see [`super::sync`]),
+//! then writes the object's status by server-side apply when it differs from what the object
+//! already says. A rule the object breaks is not an error of the reconcile: it is a `False`
+//! condition and a Warning Event, and the object waits for a change. A store that cannot be
+//! reached is an error: it is reported the same way and the object is retried with backoff.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::sync::SyncResult;
+use super::{Context, Error, FINALIZER, MANAGER, status};
+use crate::api::{CONDITION_READY, CommonStatus, OrgMembership, Organization, SubOrganization};
+use crate::domain::problem::ObjectKey;
+use crate::domain::tree;
+
+/// What the reconciler needs to know of a kind.
+pub trait Kind:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The kind's status type.
+    type Status: Serialize + PartialEq + Debug + Send + Sync;
+    /// The kind's name, for metrics and logs.
+    const KIND: &'static str;
+    /// The object's key in problems.
+    fn key(&self) -> ObjectKey;
+    /// An Api for objects like this one.
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self>;
+    /// The status the object has now.
+    fn current(&self) -> Option<&Self::Status>;
+    /// The status the object should have after `result`.
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status;
+    /// The common part of a status.
+    fn common(status: &Self::Status) -> &CommonStatus;
+}
+
+impl Kind for Organization {
+    type Status = crate::api::OrganizationStatus;
+    const KIND: &'static str = "Organization";
+    fn key(&self) -> ObjectKey {
+        tree::organization_key(self)
+    }
+    fn api(client: Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client)
+    }
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+        status::organization(self, result, now)
+    }
+    fn common(status: &Self::Status) -> &CommonStatus {
+        &status.common
+    }
+}
+
+impl Kind for SubOrganization {
+    type Status = crate::api::SubOrganizationStatus;
+    const KIND: &'static str = "SubOrganization";
+    fn key(&self) -> ObjectKey {
+        tree::sub_organization_key(self)
+    }
+    fn api(client: Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client)
+    }
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+        status::sub_organization(self, result, now)
+    }
+    fn common(status: &Self::Status) -> &CommonStatus {
+        &status.common
+    }
+}
+
+impl Kind for OrgMembership {
+    type Status = crate::api::OrgMembershipStatus;
+    const KIND: &'static str = "OrgMembership";
+    fn key(&self) -> ObjectKey {
+        tree::membership_key(self)
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or("default"))
+    }
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+        status::membership(self, result, now)
+    }
+    fn common(status: &Self::Status) -> &CommonStatus {
+        &status.common
+    }
+}
+
+/// The status patch for server-side apply: only the fields suborg owns.
+pub fn status_patch<K: Kind>(status: &K::Status) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+fn ready<K: Kind>(status: Option<&K::Status>) -> Option<(String, String)> {
+    status.and_then(|s| {
+        K::common(s)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    })
+}
+
+/// Reconciles one object of kind `K`.
+pub async fn reconcile<K: Kind>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let obj = match &guard.0 {
+        Ok(o) => Arc::new(o.clone()),
+        Err(invalid) => {
+            // The rest of the watch goes on; this object waits for a fix.
+            tracing::warn!(
+                kind = K::KIND,
+                namespace = invalid.metadata.namespace.as_deref(),
+                name = invalid.metadata.name.as_deref(),
+                error = %invalid.error,
+                "object cannot be read; it is left out until it is fixed"
+            );
+            return Ok(Action::await_change());
+        }
+    };
+    let api = K::api(ctx.client.clone(), obj.namespace().as_deref());
+    let (inner_api, inner_ctx) = (api.clone(), ctx.clone());
+    let result = finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            Event::Apply(o) => apply(o, &inner_api, &inner_ctx).await,
+            Event::Cleanup(o) => cleanup(o, &inner_api, &inner_ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.health.metrics.reconciled(K::KIND, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.reset(&guard_key::<K>(&guard));
+    }
+    result
+}
+
+fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
+    let meta = match &guard.0 {
+        Ok(o) => o.meta().clone(),
+        Err(e) => e.metadata.clone(),
+    };
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        meta.namespace.unwrap_or_default(),
+        meta.name.unwrap_or_default()
+    )
+}
+
+/// Writes `desired` as the object's status when it differs from what the object says, and
+/// records an Event when Ready changes.
+async fn write_status<K: Kind>(
+    o: &K,
+    api: &Api<K>,
+    ctx: &Context,
+    desired: &K::Status,
+) -> Result<(), Error> {
+    if o.current() == Some(desired) {
+        return Ok(());
+    }
+    let patch = status_patch::<K>(desired);
+    api.patch_status(
+        &o.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    let before = ready::<K>(o.current());
+    let after = ready::<K>(Some(desired));
+    if before != after
+        && let Some(recorder) = &ctx.recorder
+        && let Some(condition) = K::common(desired)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+    {
+        let event = KubeEvent {
+            type_: if condition.status == "False" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: condition.reason.clone(),
+            note: Some(truncate(&condition.message, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &o.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing an Event failed");
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action, Error> {
+    let result = ctx.syncer.sync().await;
+    let now = Timestamp::now();
+    let desired = o.desired(&result, now);
+    write_status(&*o, api, ctx, &desired).await?;
+    if let Some(f) = &result.failure {
+        return Err(Error::Store {
+            category: f.reason,
+            message: f.message.clone(),
+        });
+    }
+    Ok(Action::requeue(next_visit(&result, now, ctx.resync)))
+}
+
+/// When to look again: at the next temporary-role change, or after the resync period (with
+/// jitter, so a fleet of objects does not come due at once).
+pub fn next_visit(result: &SyncResult, now: Timestamp, resync: Duration) -> Duration {
+    let periodic = super::jitter(resync);
+    match result.next_change {
+        Some(t) => {
+            let until = now.duration_until(t).unsigned_abs() + Duration::from_secs(1);
+            until.min(periodic)
+        }
+        None => periodic,
+    }
+}
+
+async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action, Error> {
+    // The snapshot leaves the deleted object out (an Organization with sub-organizations
+    // stays), so the sync's pruning removes its rows, or orphans them as its policy says.
+    let result = ctx.syncer.sync().await;
+    if let Some(f) = &result.failure {
+        return Err(Error::Store {
+            category: f.reason,
+            message: f.message.clone(),
+        });
+    }
+    if K::KIND == "Organization"
+        && let Some(children) = result.held.get(&o.name_any())
+    {
+        let desired = o.desired(&result, Timestamp::now());
+        write_status(&*o, api, ctx, &desired).await?;
+        return Err(Error::DeletionBlocked(format!(
+            "Organization {:?} still has sub-organizations: {}",
+            o.name_any(),
+            children.join(", ")
+        )));
+    }
+    let uid = o.uid().unwrap_or_default();
+    let still_there = result.index.organizations.contains_key(&uid)
+        || result.index.memberships.contains_key(&uid);
+    if still_there {
+        return Err(Error::DeletionBlocked(format!(
+            "{} {:?}: its rows are still in the store",
+            K::KIND,
+            o.name_any()
+        )));
+    }
+    tracing::info!(kind = K::KIND, name = %o.name_any(), "rows removed from the store; finalizer released");
+    Ok(Action::await_change())
+}
+
+/// What happens after a failed reconcile: a Warning Event, a count, a retry with backoff.
+pub fn error_policy<K: Kind>(
+    guard: Arc<DeserializeGuard<K>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let category = error.category();
+    ctx.health.metrics.failed(K::KIND, category);
+    let key = guard_key::<K>(&guard);
+    tracing::warn!(kind = K::KIND, object = %key, category, error = %error, "reconcile failed");
+    if let (Some(recorder), Ok(o)) = (ctx.recorder.clone(), &guard.0) {
+        let reference = o.object_ref(&());
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: category.to_owned(),
+            note: Some(truncate(&error.to_string(), 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            let _ = recorder.publish(&event, &reference).await;
+        });
+    }
+    Action::requeue(ctx.backoff.next(&key))
+}

@@ -1,0 +1,258 @@
+//! Status, computed purely from an object and the last sync: no client, no clock of its own.
+//!
+//! `Ready` is `False` with the first broken rule's reason when the rules reject the object, with
+//! `StoreUnavailable` (or another store reason) when the store could not be written, with
+//! `HasSubOrganizations` while a deleted root waits for its children, `DependencyNotReady` when
+//! it is held back by another object's problem; `True` with `Synced` when
+//! the object's rows are in the store. `lastTransitionTime` moves only when the status does, so
+//! an unchanged object computes an identical status and no write is made.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+use super::sync::SyncResult;
+use crate::api::{
+    CONDITION_READY, CommonStatus, OrgMembership, OrgMembershipStatus, Organization,
+    OrganizationStatus, SubOrganization, SubOrganizationStatus,
+};
+use crate::domain::problem::{ObjectKey, Problem};
+use crate::domain::temporary::{self, RoleState};
+use crate::domain::tree;
+
+/// The Ready condition's status, reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `True`, `False` or `Unknown`.
+    pub status: &'static str,
+    /// PascalCase reason.
+    pub reason: String,
+    /// What a person can act on.
+    pub message: String,
+}
+
+fn describe(p: &Problem) -> String {
+    if p.field.is_empty() {
+        p.message.clone()
+    } else {
+        format!("{}: {}", p.field, p.message)
+    }
+}
+
+/// Ready for the object `key` (uid `uid`), given whether and how its rows are in the store.
+pub fn verdict(
+    key: &ObjectKey,
+    uid: Option<&str>,
+    result: &SyncResult,
+    in_store: Option<String>,
+) -> Verdict {
+    let problems = result.problems.get(key).map(Vec::as_slice).unwrap_or(&[]);
+    let errors: Vec<&Problem> = problems.iter().filter(|p| p.is_error()).collect();
+    if let Some(first) = errors.first() {
+        return Verdict {
+            status: "False",
+            reason: first.reason.as_str().to_owned(),
+            message: errors
+                .iter()
+                .map(|p| describe(p))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+    }
+    if let Some(f) = &result.failure {
+        return Verdict {
+            status: "False",
+            reason: f.reason.to_owned(),
+            message: format!("{}; retrying", f.message),
+        };
+    }
+    if let Some(message) = uid.and_then(|u| result.conflicts.get(u)) {
+        return Verdict {
+            status: "False",
+            reason: "StoreConflict".to_owned(),
+            message: message.clone(),
+        };
+    }
+    if key.kind == "Organization"
+        && let Some(children) = result.held.get(&key.name)
+    {
+        return Verdict {
+            status: "False",
+            reason: "HasSubOrganizations".to_owned(),
+            message: format!(
+                "being deleted, but kept in the store while sub-organizations remain: {}; delete them first",
+                children.join(", ")
+            ),
+        };
+    }
+    match in_store {
+        Some(description) => {
+            let warnings: Vec<String> = problems
+                .iter()
+                .filter(|p| !p.is_error())
+                .map(|p| format!("warning: {} [{}]", describe(p), p.reason))
+                .collect();
+            let mut message = description;
+            for w in warnings {
+                message.push_str("; ");
+                message.push_str(&w);
+            }
+            Verdict {
+                status: "True",
+                reason: "Synced".to_owned(),
+                message,
+            }
+        }
+        // Accepted by no rule's complaint of its own: something it depends on is not ready
+        // (its organization, or for a sub-organization membership the root membership).
+        None => Verdict {
+            status: "False",
+            reason: "DependencyNotReady".to_owned(),
+            message: "not in the store: an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status".to_owned(),
+        },
+    }
+}
+
+/// The Ready condition for `verdict`, keeping the previous transition time when the status did
+/// not change.
+pub fn ready_condition(
+    verdict: Verdict,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY && c.status == verdict.status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: CONDITION_READY.to_owned(),
+        status: verdict.status.to_owned(),
+        reason: verdict.reason,
+        message: verdict.message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+fn common<K: Resource>(
+    o: &K,
+    verdict: Verdict,
+    previous: Option<&CommonStatus>,
+    id: Option<String>,
+    now: Timestamp,
+) -> CommonStatus {
+    let previous = previous.map(|c| c.conditions.as_slice()).unwrap_or(&[]);
+    CommonStatus {
+        observed_generation: o.meta().generation,
+        conditions: vec![ready_condition(verdict, o.meta().generation, previous, now)],
+        id,
+    }
+}
+
+/// The status an Organization should have after `result`.
+pub fn organization(o: &Organization, result: &SyncResult, now: Timestamp) -> OrganizationStatus {
+    let uid = o.uid();
+    let entry = uid
+        .as_deref()
+        .and_then(|u| result.index.organizations.get(u));
+    let v = verdict(
+        &tree::organization_key(o),
+        uid.as_deref(),
+        result,
+        entry.map(|e| {
+            format!(
+                "in the store as {:?} with {} members and {} sub-organizations",
+                e.slug, e.members, e.sub_organizations
+            )
+        }),
+    );
+    OrganizationStatus {
+        common: common(
+            o,
+            v,
+            o.status.as_ref().map(|s| &s.common),
+            entry.map(|e| e.id.clone()),
+            now,
+        ),
+        slug: entry.map(|e| e.slug.clone()),
+        sub_organizations: entry.map(|e| e.sub_organizations),
+        members: entry.map(|e| e.members),
+    }
+}
+
+/// The status a SubOrganization should have after `result`.
+pub fn sub_organization(
+    s: &SubOrganization,
+    result: &SyncResult,
+    now: Timestamp,
+) -> SubOrganizationStatus {
+    let uid = s.uid();
+    let entry = uid
+        .as_deref()
+        .and_then(|u| result.index.organizations.get(u));
+    let v = verdict(
+        &tree::sub_organization_key(s),
+        uid.as_deref(),
+        result,
+        entry.map(|e| {
+            format!(
+                "in the store as {:?} under {:?} with {} members",
+                e.slug, s.spec.organization_ref.name, e.members
+            )
+        }),
+    );
+    SubOrganizationStatus {
+        common: common(
+            s,
+            v,
+            s.status.as_ref().map(|s| &s.common),
+            entry.map(|e| e.id.clone()),
+            now,
+        ),
+        slug: entry.map(|e| e.slug.clone()),
+        root_id: entry.map(|e| e.root_id.clone()),
+        members: entry.map(|e| e.members),
+    }
+}
+
+/// The status an OrgMembership should have after `result`.
+pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> OrgMembershipStatus {
+    let uid = m.uid();
+    let entry = uid.as_deref().and_then(|u| result.index.memberships.get(u));
+    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let mut active = Vec::new();
+    let mut next_expiry: Option<Timestamp> = None;
+    for r in &m.spec.roles {
+        if let Ok(RoleState::Active { until }) = temporary::state(r, granted_at, now) {
+            active.push(r.role.clone());
+            if let Some(t) = until {
+                next_expiry = Some(next_expiry.map_or(t, |n| n.min(t)));
+            }
+        }
+    }
+    let v = verdict(
+        &tree::membership_key(m),
+        uid.as_deref(),
+        result,
+        entry.map(|_| {
+            if active.is_empty() {
+                "in the store with no role in effect".to_owned()
+            } else {
+                format!("in the store with roles {}", active.join(", "))
+            }
+        }),
+    );
+    OrgMembershipStatus {
+        common: common(
+            m,
+            v,
+            m.status.as_ref().map(|s| &s.common),
+            entry.map(|(id, _)| id.clone()),
+            now,
+        ),
+        organization_id: entry.map(|(_, org)| org.clone()),
+        active_roles: if entry.is_some() { active } else { vec![] },
+        next_expiry: next_expiry.map(|t| t.to_string()),
+    }
+}

@@ -1,0 +1,589 @@
+//! Dereference → rules → store: one sync of the whole tree.
+//!
+//! The rules are about the tree, not one object (a slug is unique under its root, a sub-org
+//! member must be a root member, removing a root member revokes their sub-org access in the same
+//! transaction), so every reconcile runs the same sync: a snapshot of every watched object from
+//! the caches, [`crate::domain::tree::check`] (the call `suborg validate` makes), and one store
+//! plan applied in one transaction with pruning. Syncs are coalesced: when no object's spec,
+//! deletion state or namespace labels changed since the last one, no temporary role changed
+//! state and the resync period has not passed, the last result is reused, so a burst of
+//! reconciles costs one store transaction.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store as Cache;
+use kube::{Resource, ResourceExt};
+
+use super::metrics::Metrics;
+use crate::api::{OrgMembership, Organization, SubOrganization};
+use crate::domain::problem::{ObjectKey, Problem};
+use crate::domain::temporary;
+use crate::domain::tree::{self, ObjectSet};
+use crate::store::{
+    Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
+};
+
+/// The caches the sync reads: one per watched kind.
+#[derive(Clone)]
+pub struct Caches {
+    /// Organizations.
+    pub organizations: Cache<DeserializeGuard<Organization>>,
+    /// SubOrganizations.
+    pub sub_organizations: Cache<DeserializeGuard<SubOrganization>>,
+    /// OrgMemberships.
+    pub memberships: Cache<DeserializeGuard<OrgMembership>>,
+    /// Namespaces (metadata only: their labels decide delegation).
+    pub namespaces: Cache<PartialObjectMeta<Namespace>>,
+}
+
+/// A store-wide failure: every object reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Condition reason and error category, e.g. `StoreUnavailable`.
+    pub reason: &'static str,
+    /// What happened, without secrets.
+    pub message: String,
+}
+
+/// What one sync found and did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncResult {
+    /// Problems the rules found, by object.
+    pub problems: HashMap<ObjectKey, Vec<Problem>>,
+    /// Set when the store could not be written: nothing was applied.
+    pub failure: Option<Failure>,
+    /// Objects whose rows could not be written, by uid, with why.
+    pub conflicts: HashMap<String, String>,
+    /// Organizations being deleted that stay in the store while sub-organizations remain, by
+    /// name, with the names of those sub-organizations.
+    pub held: HashMap<String, Vec<String>>,
+    /// Where each object's rows are.
+    pub index: StoreIndex,
+    /// The next moment a temporary role starts or ends: the sync is stale from then on.
+    pub next_change: Option<Timestamp>,
+}
+
+impl SyncResult {
+    /// A result in which every object reports `failure`.
+    pub fn failed(reason: &'static str, message: String) -> Self {
+        Self {
+            failure: Some(Failure { reason, message }),
+            ..Self::default()
+        }
+    }
+}
+
+/// A consistent view of the watched objects.
+pub struct Snapshot {
+    /// The objects, as the rules take them (deleted objects left out, except organizations
+    /// held for their sub-organizations).
+    pub set: ObjectSet,
+    /// Organizations being deleted but held, by name, with the sub-organizations holding them.
+    pub held: HashMap<String, Vec<String>>,
+    /// Every object by uid, for Events.
+    pub refs: HashMap<String, (ObjectKey, ObjectReference)>,
+    /// Changes when any spec, deletion state, or namespace's labels change.
+    pub fingerprint: u64,
+}
+
+fn deleting<K: Resource>(o: &K) -> bool {
+    o.meta().deletion_timestamp.is_some()
+}
+
+fn object_hash<K: Resource>(o: &K, kind: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    kind.hash(&mut h);
+    o.meta().namespace.hash(&mut h);
+    o.meta().name.hash(&mut h);
+    o.meta().uid.hash(&mut h);
+    o.meta().generation.hash(&mut h);
+    deleting(o).hash(&mut h);
+    h.finish()
+}
+
+/// Sorts by creation time, then namespace and name, so the rules see the same order on every
+/// sync and a tie between two claims on one slug always goes the same way.
+fn sort_stable<K: Resource>(v: &mut [K]) {
+    v.sort_by(|a, b| {
+        let key = |o: &K| {
+            (
+                o.meta().creation_timestamp.as_ref().map(|t| t.0),
+                o.meta().namespace.clone(),
+                o.meta().name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// Splits guarded objects into the valid ones and the keys of those that could not be read.
+fn unguard<K: Resource<DynamicType = ()> + Clone>(
+    cache: &Cache<DeserializeGuard<K>>,
+    kind: &str,
+    set: &mut ObjectSet,
+    fingerprint: &mut u64,
+) -> Vec<K> {
+    let mut out = Vec::new();
+    for g in cache.state() {
+        match &g.0 {
+            Ok(o) => {
+                *fingerprint = fingerprint.wrapping_add(object_hash(o, kind));
+                out.push(o.clone());
+            }
+            Err(invalid) => {
+                let name = invalid.metadata.name.clone().unwrap_or_default();
+                let key = match &invalid.metadata.namespace {
+                    Some(ns) => ObjectKey::namespaced(kind, ns, &name),
+                    None => ObjectKey::cluster(kind, &name),
+                };
+                let mut h = DefaultHasher::new();
+                key.hash(&mut h);
+                invalid.metadata.resource_version.hash(&mut h);
+                *fingerprint = fingerprint.wrapping_add(h.finish());
+                set.rejected.insert(key);
+            }
+        }
+    }
+    out
+}
+
+fn reference<K: Resource<DynamicType = ()>>(o: &K) -> ObjectReference {
+    o.object_ref(&())
+}
+
+impl Caches {
+    /// Waits until every cache holds a full listing; `false` if one never will (its watch is
+    /// gone). Nothing is synced before: pruning from a half-filled cache would delete rows.
+    pub async fn ready(&self) -> bool {
+        self.organizations.wait_until_ready().await.is_ok()
+            && self.sub_organizations.wait_until_ready().await.is_ok()
+            && self.memberships.wait_until_ready().await.is_ok()
+            && self.namespaces.wait_until_ready().await.is_ok()
+    }
+
+    /// Takes a snapshot of the caches.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut set = ObjectSet::default();
+        let mut fingerprint = 0u64;
+        let orgs = unguard(
+            &self.organizations,
+            "Organization",
+            &mut set,
+            &mut fingerprint,
+        );
+        let mut subs = unguard(
+            &self.sub_organizations,
+            "SubOrganization",
+            &mut set,
+            &mut fingerprint,
+        );
+        let mut memberships = unguard(
+            &self.memberships,
+            "OrgMembership",
+            &mut set,
+            &mut fingerprint,
+        );
+        for ns in self.namespaces.state() {
+            let mut h = DefaultHasher::new();
+            ns.metadata.name.hash(&mut h);
+            ns.metadata.labels.hash(&mut h);
+            fingerprint = fingerprint.wrapping_add(h.finish());
+            set.namespaces.insert(
+                ns.name_any(),
+                ns.metadata.labels.clone().unwrap_or_default(),
+            );
+        }
+        let mut refs = HashMap::new();
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &subs {
+            children
+                .entry(s.spec.organization_ref.name.clone())
+                .or_default()
+                .push(s.name_any());
+        }
+        let mut held = HashMap::new();
+        for o in orgs {
+            if let Some(uid) = o.uid() {
+                refs.insert(uid, (tree::organization_key(&o), reference(&o)));
+            }
+            if deleting(&o) {
+                match children.get(&o.name_any()) {
+                    Some(kids) => {
+                        let mut kids = kids.clone();
+                        kids.sort();
+                        held.insert(o.name_any(), kids);
+                    }
+                    None => continue,
+                }
+            }
+            set.organizations.push(o);
+        }
+        for s in &subs {
+            if let Some(uid) = s.uid() {
+                refs.insert(uid, (tree::sub_organization_key(s), reference(s)));
+            }
+        }
+        for m in &memberships {
+            if let Some(uid) = m.uid() {
+                refs.insert(uid, (tree::membership_key(m), reference(m)));
+            }
+        }
+        subs.retain(|s| !deleting(s));
+        memberships.retain(|m| !deleting(m));
+        sort_stable(&mut set.organizations);
+        sort_stable(&mut subs);
+        sort_stable(&mut memberships);
+        set.sub_organizations = subs;
+        set.memberships = memberships;
+        Snapshot {
+            set,
+            held,
+            refs,
+            fingerprint,
+        }
+    }
+}
+
+/// The next moment any accepted membership's temporary role starts or ends.
+fn next_change(set: &ObjectSet, now: Timestamp) -> Option<Timestamp> {
+    set.memberships
+        .iter()
+        .flat_map(|m| {
+            let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+            m.spec
+                .roles
+                .iter()
+                .filter_map(move |r| temporary::state(r, granted_at, now).ok()?.next_change())
+        })
+        .filter(|t| *t > now)
+        .min()
+}
+
+/// The uid of the object a store source belongs to: an admin membership that a
+/// SubOrganization names is keyed `<uid>#admin:<email>`.
+pub fn source_object(source: &str) -> &str {
+    source.split_once('#').map_or(source, |(uid, _)| uid)
+}
+
+#[derive(Default)]
+struct State {
+    fingerprint: Option<u64>,
+    result: Option<Arc<SyncResult>>,
+    synced_at: Option<Instant>,
+}
+
+/// Most Events one sync publishes: a first sync of a large tree changes every row, and one
+/// Event per row would flood the API server. The rest are logged.
+const MAX_EVENTS_PER_SYNC: usize = 200;
+
+/// How many times a sync leaves out an object whose rows conflict and tries again.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+/// The shared sync.
+pub struct Syncer {
+    caches: Caches,
+    dsn: String,
+    store: tokio::sync::Mutex<Option<Arc<SqlStore>>>,
+    state: tokio::sync::Mutex<State>,
+    resync: Duration,
+    adopt: bool,
+    recorder: Option<Recorder>,
+    metrics: Arc<super::http::Health>,
+    fanout: Option<Fanout>,
+}
+
+/// Called after each sync that ran, to reconcile the objects whose status it changed.
+pub type Fanout = Box<dyn Fn(&SyncResult) + Send + Sync>;
+
+impl Syncer {
+    /// A syncer over `caches` writing to the store at `dsn`, opened on first use.
+    pub fn new(
+        caches: Caches,
+        dsn: String,
+        resync: Duration,
+        adopt: bool,
+        recorder: Option<Recorder>,
+        health: Arc<super::http::Health>,
+    ) -> Self {
+        Self {
+            caches,
+            dsn,
+            store: tokio::sync::Mutex::new(None),
+            state: tokio::sync::Mutex::new(State::default()),
+            resync,
+            adopt,
+            recorder,
+            metrics: health,
+            fanout: None,
+        }
+    }
+
+    /// Calls `fanout` after every sync that ran.
+    pub fn with_fanout(mut self, fanout: Fanout) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    /// The caches.
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics.metrics
+    }
+
+    async fn store(&self) -> Result<Arc<SqlStore>, StoreError> {
+        let mut store = self.store.lock().await;
+        if let Some(s) = &*store {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(SqlStore::open(&self.dsn).await?);
+        *store = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The result of a sync as fresh as the caches: the last one when nothing changed since.
+    pub async fn sync(&self) -> Arc<SyncResult> {
+        if !self.caches.ready().await {
+            return Arc::new(SyncResult::failed(
+                "WatchFailed",
+                "the watches stopped before the caches were filled".to_owned(),
+            ));
+        }
+        let mut state = self.state.lock().await;
+        let snapshot = self.caches.snapshot();
+        let now = Timestamp::now();
+        if let (Some(result), Some(at)) = (&state.result, state.synced_at) {
+            let same_input = state.fingerprint == Some(snapshot.fingerprint);
+            let in_time = result.next_change.is_none_or(|t| now < t);
+            // A failed sync is retried, but not more than every few seconds however many
+            // reconciles ask.
+            let fresh = if result.failure.is_some() {
+                at.elapsed() < Duration::from_secs(5)
+            } else {
+                at.elapsed() < self.resync
+            };
+            if same_input && in_time && fresh {
+                return result.clone();
+            }
+        }
+        // Same objects and no temporary role due: anything the plan changes was changed in the
+        // store behind suborg's back.
+        let drift = state.fingerprint == Some(snapshot.fingerprint)
+            && state
+                .result
+                .as_ref()
+                .is_some_and(|r| r.failure.is_none() && r.next_change.is_none_or(|t| now < t));
+        let started = Instant::now();
+        let fingerprint = snapshot.fingerprint;
+        let result = Arc::new(self.run(snapshot, now, drift).await);
+        let outcome = match &result.failure {
+            Some(f) => f.reason,
+            None => "applied",
+        };
+        self.metrics().synced(outcome, started.elapsed());
+        state.fingerprint = Some(fingerprint);
+        state.synced_at = Some(Instant::now());
+        state.result = Some(result.clone());
+        drop(state);
+        if let Some(fanout) = &self.fanout {
+            fanout(&result);
+        }
+        result
+    }
+
+    async fn run(&self, snapshot: Snapshot, now: Timestamp, drift: bool) -> SyncResult {
+        let Snapshot {
+            mut set,
+            held,
+            refs,
+            ..
+        } = snapshot;
+        let store = match self.store().await {
+            Ok(s) => s,
+            Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
+        };
+        let mut conflicts = HashMap::new();
+        let options = ApplyOptions {
+            prune: true,
+            adopt: self.adopt,
+        };
+        let mut attempt = 0;
+        let (outcome, plan) = loop {
+            attempt += 1;
+            let outcome = tree::check(&set, now);
+            let desired = desired_from(&set, &outcome.accepted, now);
+            match store.apply(&desired, options).await {
+                Ok(plan) => break (outcome, plan),
+                Err(StoreError::SourceConflict { uid, message })
+                    if attempt <= MAX_CONFLICT_RETRIES =>
+                {
+                    // Leave the object out, as if rejected on its own, and try again: one
+                    // conflicting object must not hold back the rest of the tree.
+                    let object = source_object(&uid).to_owned();
+                    tracing::warn!(%message, "leaving an object with conflicting rows out of the sync");
+                    let Some((key, _)) = refs.get(&object) else {
+                        return SyncResult::failed("StoreConflict", message);
+                    };
+                    remove(&mut set, key);
+                    set.rejected.insert(key.clone());
+                    conflicts.insert(object, message);
+                }
+                Err(e @ (StoreError::Unavailable { .. } | StoreError::Query { .. })) => {
+                    return SyncResult::failed("StoreUnavailable", e.to_string());
+                }
+                Err(e @ StoreError::SchemaTooNew { .. }) => {
+                    return SyncResult::failed("StoreSchemaTooNew", e.to_string());
+                }
+                Err(e) => return SyncResult::failed("StoreConflict", e.to_string()),
+            }
+        };
+        let index = match store.index().await {
+            Ok(i) => i,
+            Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
+        };
+        self.announce(&plan, &refs, drift);
+        let mut problems: HashMap<ObjectKey, Vec<Problem>> = HashMap::new();
+        for p in outcome.problems {
+            if let Some(key) = p.object.clone() {
+                problems.entry(key).or_default().push(p);
+            }
+        }
+        let result = SyncResult {
+            problems,
+            failure: None,
+            conflicts,
+            held,
+            index,
+            next_change: next_change(&set, now),
+        };
+        self.count_objects(&result, &set);
+        result
+    }
+
+    /// Events for what the sync changed, and a log line for each change.
+    fn announce(
+        &self,
+        plan: &Plan,
+        refs: &HashMap<String, (ObjectKey, ObjectReference)>,
+        drift: bool,
+    ) {
+        if plan.is_empty() {
+            return;
+        }
+        if drift {
+            self.metrics().drift_corrected(plan.changes.len() as u64);
+        }
+        let mut events = Vec::new();
+        for change in &plan.changes {
+            let object = change
+                .source
+                .as_deref()
+                .map(source_object)
+                .and_then(|uid| refs.get(uid));
+            tracing::info!(
+                action = ?change.action,
+                row = %change.target,
+                object = object.map(|(k, _)| k.to_string()),
+                drift,
+                "store row changed"
+            );
+            if let Some((_, reference)) = object
+                && events.len() < MAX_EVENTS_PER_SYNC
+            {
+                let (reason, verb) = match (drift, change.action) {
+                    (true, _) => ("DriftCorrected", "rewrote (changed outside suborg)"),
+                    (false, Action::Create) => ("Created", "created"),
+                    (false, Action::Update) => ("Updated", "updated"),
+                    (false, Action::Delete) => ("Deleted", "deleted"),
+                    (false, Action::Orphan) => ("Orphaned", "left in place, unmanaged,"),
+                };
+                let fields = if change.fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", change.fields.join(", "))
+                };
+                events.push((
+                    Event {
+                        type_: if drift {
+                            EventType::Warning
+                        } else {
+                            EventType::Normal
+                        },
+                        reason: reason.into(),
+                        note: Some(format!(
+                            "store {verb} {} {}{fields}",
+                            change.kind, change.target
+                        )),
+                        action: "Sync".into(),
+                        secondary: None,
+                    },
+                    reference.clone(),
+                ));
+            }
+        }
+        if let Some(recorder) = self.recorder.clone() {
+            tokio::spawn(async move {
+                for (event, reference) in events {
+                    if let Err(e) = recorder.publish(&event, &reference).await {
+                        tracing::warn!(error = %e, "publishing an Event failed");
+                    }
+                }
+            });
+        }
+    }
+
+    fn count_objects(&self, result: &SyncResult, set: &ObjectSet) {
+        let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        let mut count = |kind: &'static str, key: ObjectKey, uid: Option<String>| {
+            let failed = result
+                .problems
+                .get(&key)
+                .is_some_and(|ps| ps.iter().any(Problem::is_error))
+                || uid.is_some_and(|u| result.conflicts.contains_key(&u));
+            *counts
+                .entry((kind, if failed { "False" } else { "True" }))
+                .or_default() += 1;
+        };
+        for o in &set.organizations {
+            count("Organization", tree::organization_key(o), o.uid());
+        }
+        for s in &set.sub_organizations {
+            count("SubOrganization", tree::sub_organization_key(s), s.uid());
+        }
+        for m in &set.memberships {
+            count("OrgMembership", tree::membership_key(m), m.uid());
+        }
+        for key in &set.rejected {
+            let kind = match key.kind.as_str() {
+                "Organization" => "Organization",
+                "SubOrganization" => "SubOrganization",
+                _ => "OrgMembership",
+            };
+            *counts.entry((kind, "False")).or_default() += 1;
+        }
+        self.metrics().set_objects(counts);
+    }
+}
+
+/// Takes the object `key` out of the set's lists.
+fn remove(set: &mut ObjectSet, key: &ObjectKey) {
+    match key.kind.as_str() {
+        "Organization" => set
+            .organizations
+            .retain(|o| tree::organization_key(o) != *key),
+        "SubOrganization" => set
+            .sub_organizations
+            .retain(|o| tree::sub_organization_key(o) != *key),
+        _ => set.memberships.retain(|o| tree::membership_key(o) != *key),
+    }
+}

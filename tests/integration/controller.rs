@@ -1,0 +1,781 @@
+//! The controller without a cluster: the sync against real SQLite files, status computation,
+//! and the API calls of a reconcile through a `tower-test` mock that checks each request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::core::{DeserializeGuard, PartialObjectMeta, PartialObjectMetaExt};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use suborg::api::*;
+use suborg::controller::http::Health;
+use suborg::controller::reconcile::{self, Kind};
+use suborg::controller::sync::{Caches, SyncResult, Syncer};
+use suborg::controller::{Backoff, Context, FINALIZER, status};
+use suborg::store::{SqlStore, Store};
+use tower_test::mock::{Handle, SendResponse};
+
+use super::fixtures::{role, suborg, temporary, user_in};
+
+/// Gives an object what the API server would: uid, generation, creation time, our finalizer.
+fn stored<K: Resource>(mut o: K, uid: &str) -> K {
+    let m = o.meta_mut();
+    m.uid = Some(uid.into());
+    m.generation = Some(1);
+    m.resource_version = Some("1".into());
+    m.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    m.finalizers = Some(vec![FINALIZER.into()]);
+    o
+}
+
+fn deleted<K: Resource>(mut o: K) -> K {
+    o.meta_mut().deletion_timestamp = Some(Time(Timestamp::now()));
+    o
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+    ObjectMeta {
+        name: Some(name.into()),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    }
+    .into_response_partial::<Namespace>()
+}
+
+fn org(name: &str) -> Organization {
+    super::fixtures::org(name)
+}
+
+/// Caches filled as a first listing would, with writers to change them afterwards.
+struct World {
+    caches: Caches,
+    orgs: Writer<DeserializeGuard<Organization>>,
+    subs: Writer<DeserializeGuard<SubOrganization>>,
+    members: Writer<DeserializeGuard<OrgMembership>>,
+    namespaces: Writer<PartialObjectMeta<Namespace>>,
+    _dir: tempfile::TempDir,
+    dsn: String,
+}
+
+fn fill<K: Clone + Resource<DynamicType = ()>>(w: &mut Writer<K>, objects: Vec<K>) {
+    w.apply_watcher_event(&watcher::Event::Init);
+    for o in objects {
+        w.apply_watcher_event(&watcher::Event::InitApply(o));
+    }
+    w.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+fn guard<K>(v: Vec<K>) -> Vec<DeserializeGuard<K>> {
+    v.into_iter().map(|o| DeserializeGuard(Ok(o))).collect()
+}
+
+impl World {
+    fn new(
+        orgs: Vec<Organization>,
+        subs: Vec<SubOrganization>,
+        members: Vec<OrgMembership>,
+        namespaces: Vec<PartialObjectMeta<Namespace>>,
+    ) -> Self {
+        let (org_r, mut org_w) = reflector::store();
+        let (sub_r, mut sub_w) = reflector::store();
+        let (mem_r, mut mem_w) = reflector::store();
+        let (ns_r, mut ns_w) = reflector::store();
+        fill(&mut org_w, guard(orgs));
+        fill(&mut sub_w, guard(subs));
+        fill(&mut mem_w, guard(members));
+        fill(&mut ns_w, namespaces);
+        let dir = tempfile::tempdir().unwrap();
+        let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
+        World {
+            caches: Caches {
+                organizations: org_r,
+                sub_organizations: sub_r,
+                memberships: mem_r,
+                namespaces: ns_r,
+            },
+            orgs: org_w,
+            subs: sub_w,
+            members: mem_w,
+            namespaces: ns_w,
+            _dir: dir,
+            dsn,
+        }
+    }
+
+    fn syncer(&self, resync: Duration) -> Syncer {
+        self.syncer_on(&self.dsn, resync)
+    }
+
+    fn syncer_on(&self, dsn: &str, resync: Duration) -> Syncer {
+        Syncer::new(
+            self.caches.clone(),
+            dsn.to_owned(),
+            resync,
+            false,
+            None,
+            Arc::new(Health::default()),
+        )
+    }
+}
+
+/// The acme tree: a root, a sub-organization eng with bob as admin, root members alice and
+/// bob in namespace `team-a` (delegated by acme), and alice in eng from namespace `team-eng`
+/// (delegated by eng).
+fn acme() -> World {
+    let root = stored(org("acme"), "uid-acme");
+    let sub = stored(suborg("eng", "acme", &["bob@acme.example"]), "uid-eng");
+    let alice = stored(
+        user_in(
+            "team-a",
+            "alice",
+            OrganizationKind::Organization,
+            "acme",
+            "alice@acme.example",
+            vec![role("member")],
+        ),
+        "uid-alice",
+    );
+    let bob = stored(
+        user_in(
+            "team-a",
+            "bob",
+            OrganizationKind::Organization,
+            "acme",
+            "bob@acme.example",
+            vec![role("member")],
+        ),
+        "uid-bob",
+    );
+    let alice_eng = stored(
+        user_in(
+            "team-eng",
+            "alice-eng",
+            OrganizationKind::SubOrganization,
+            "eng",
+            "alice@acme.example",
+            vec![role("member")],
+        ),
+        "uid-alice-eng",
+    );
+    World::new(
+        vec![root],
+        vec![sub],
+        vec![alice, bob, alice_eng],
+        vec![
+            namespace("team-a", &[("suborg.io/organization", "acme")]),
+            namespace("team-eng", &[("suborg.io/organization", "eng")]),
+        ],
+    )
+}
+
+fn ready(c: &CommonStatus) -> (&str, &str, &str) {
+    let r = c
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY)
+        .expect("a Ready condition");
+    (r.status.as_str(), r.reason.as_str(), r.message.as_str())
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn object<K: Clone + Resource<DynamicType = ()>>(
+    cache: &reflector::Store<DeserializeGuard<K>>,
+    name: &str,
+) -> K {
+    cache
+        .state()
+        .into_iter()
+        .find_map(|g| g.0.as_ref().ok().filter(|o| o.name_any() == name).cloned())
+        .unwrap_or_else(|| panic!("{name} is not in the cache"))
+}
+
+#[tokio::test]
+async fn a_sync_writes_the_tree_and_every_object_reports_ready() {
+    let w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let acme = object(&w.caches.organizations, "acme");
+    let s = status::organization(&acme, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{:?}", s);
+    assert_eq!(ready(&s.common).1, "Synced");
+    assert_eq!(s.slug.as_deref(), Some("acme"));
+    assert_eq!(s.members, Some(2));
+    assert_eq!(s.sub_organizations, Some(1));
+    assert!(s.common.id.is_some());
+    let eng = object(&w.caches.sub_organizations, "eng");
+    let s = status::sub_organization(&eng, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!(
+        s.root_id,
+        result
+            .index
+            .organizations
+            .get("uid-acme")
+            .map(|e| e.id.clone())
+    );
+    // bob as the admin it names, alice by her own membership.
+    assert_eq!(s.members, Some(2));
+    let m = object(&w.caches.memberships, "alice-eng");
+    let s = status::membership(&m, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!(s.active_roles, vec!["member".to_owned()]);
+    // The store holds what the statuses say.
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let tree = store.tree().await.unwrap();
+    assert_eq!(tree.len(), 1);
+    assert_eq!(tree[0].members, 2);
+    assert_eq!(tree[0].sub_organizations[0].members, 2);
+}
+
+#[tokio::test]
+async fn an_unchanged_tree_is_not_synced_again_and_its_status_is_stable() {
+    let w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let first = syncer.sync().await;
+    let second = syncer.sync().await;
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "an unchanged tree reuses the last sync"
+    );
+    let mut acme = object(&w.caches.organizations, "acme");
+    let s1 = status::organization(&acme, &first, now());
+    acme.status = Some(s1.clone());
+    // Later, with the status written back, the same status is computed: no write is made.
+    let s2 = status::organization(
+        &acme,
+        &first,
+        now() + k8s_openapi::jiff::SignedDuration::from_secs(60),
+    );
+    assert_eq!(s1, s2);
+}
+
+#[tokio::test]
+async fn removing_a_root_membership_revokes_sub_organization_access_in_the_same_sync() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let before = syncer.sync().await;
+    assert!(before.index.memberships.contains_key("uid-alice-eng"));
+    // alice leaves the root; her eng membership remains in the cluster.
+    let alice = object(&w.caches.memberships, "alice");
+    w.members
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(alice))));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    assert!(!after.index.memberships.contains_key("uid-alice-eng"));
+    let m = object(&w.caches.memberships, "alice-eng");
+    let s = status::membership(&m, &after, now());
+    let (st, reason, message) = ready(&s.common);
+    assert_eq!((st, reason), ("False", "SubjectNotInRoot"), "{message}");
+    assert!(message.contains("alice@acme.example"), "{message}");
+    assert!(s.common.id.is_none());
+    let eng = object(&w.caches.sub_organizations, "eng");
+    let s = status::sub_organization(&eng, &after, now());
+    assert_eq!(ready(&s.common).0, "True");
+    assert_eq!(s.members, Some(1));
+    // The store agrees: acme keeps bob, eng keeps bob (its admin) and lost alice.
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let tree = store.tree().await.unwrap();
+    assert_eq!(tree[0].members, 1);
+    assert_eq!(tree[0].sub_organizations[0].members, 1);
+}
+
+#[tokio::test]
+async fn a_namespace_label_change_moves_delegation() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    assert!(
+        syncer
+            .sync()
+            .await
+            .index
+            .memberships
+            .contains_key("uid-bob")
+    );
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace("team-a", &[])));
+    let after = syncer.sync().await;
+    let bob = object(&w.caches.memberships, "bob");
+    let s = status::membership(&bob, &after, now());
+    assert_eq!(ready(&s.common).1, "NamespaceNotAllowed", "{s:?}");
+    assert!(!after.index.memberships.contains_key("uid-bob"));
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace(
+            "team-a",
+            &[("suborg.io/organization", "acme")],
+        )));
+    let again = syncer.sync().await;
+    assert!(again.index.memberships.contains_key("uid-bob"));
+}
+
+#[tokio::test]
+async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
+    let w = acme();
+    let syncer = w.syncer(Duration::ZERO);
+    syncer.sync().await;
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    sqlx::query("UPDATE organizations SET display_name = 'Hijacked' WHERE slug = 'eng'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let drifted = store.organizations().await.unwrap();
+    assert!(drifted.iter().any(|o| o.display_name == "Hijacked"));
+    syncer.sync().await;
+    let fixed = store.organizations().await.unwrap();
+    assert!(
+        fixed.iter().all(|o| o.display_name != "Hijacked"),
+        "{fixed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
+    let w = acme();
+    // Nothing listens on port 1.
+    let syncer = w.syncer_on(
+        "postgres://suborg@127.0.0.1:1/suborg",
+        Duration::from_secs(300),
+    );
+    let result = syncer.sync().await;
+    let failure = result.failure.as_ref().expect("a failure");
+    assert_eq!(failure.reason, "StoreUnavailable");
+    assert!(
+        failure.message.contains("127.0.0.1:1"),
+        "{}",
+        failure.message
+    );
+    let bob = object(&w.caches.memberships, "bob");
+    let s = status::membership(&bob, &result, now());
+    assert_eq!(ready(&s.common).0, "False");
+    assert_eq!(ready(&s.common).1, "StoreUnavailable");
+
+    // A store that comes back is picked up again without a restart: here a SQLite file whose
+    // directory appears after the first attempt.
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let syncer = w.syncer_on(
+        &format!("sqlite://{}", later.join("store.db").display()),
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        syncer.sync().await.failure.as_ref().map(|f| f.reason),
+        Some("StoreUnavailable")
+    );
+    std::fs::create_dir(&later).unwrap();
+    // Failed syncs are retried at most every 5 seconds.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let s = status::membership(&bob, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+}
+
+#[tokio::test]
+async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
+    let w = acme();
+    // A row with acme's slug that suborg did not create.
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) \
+         VALUES ('foreign', 0, 0, '', 'foreign', 'acme', 'acme', 'Delete', 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    drop(store);
+    let mut w = w;
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(stored(
+            org("globex"),
+            "uid-globex",
+        )))));
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let acme = object(&w.caches.organizations, "acme");
+    let s = status::organization(&acme, &result, now());
+    assert_eq!(ready(&s.common).1, "StoreConflict", "{s:?}");
+    assert!(ready(&s.common).2.contains("--adopt"), "{s:?}");
+    let globex = object(&w.caches.organizations, "globex");
+    assert_eq!(
+        ready(&status::organization(&globex, &result, now()).common).0,
+        "True"
+    );
+}
+
+#[tokio::test]
+async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
+    let m = stored(
+        user_in(
+            "team-a",
+            "carol",
+            OrganizationKind::Organization,
+            "acme",
+            "carol@acme.example",
+            vec![
+                role("member"),
+                temporary(
+                    "admin",
+                    Some("2026-01-01T00:00:00Z"),
+                    Some("2026-01-01T10:00:00Z"),
+                    None,
+                ),
+            ],
+        ),
+        "uid-carol",
+    );
+    let w = World::new(
+        vec![stored(org("acme"), "uid-acme")],
+        vec![],
+        vec![m.clone()],
+        vec![namespace("team-a", &[("suborg.io/organization", "acme")])],
+    );
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    let s = status::membership(&m, &result, now());
+    // Long expired by now: only member remains, in the status and in the store.
+    assert_eq!(s.active_roles, vec!["member".to_owned()]);
+    let message = ready(&s.common).2;
+    assert!(message.contains("RoleExpired"), "{message}");
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let org_id = &result.index.organizations["uid-acme"].id;
+    let members = store.members(org_id).await.unwrap();
+    assert_eq!(members[0].roles, serde_json::json!([{"role": "member"}]));
+    // A role ending in the future is a reason to come back then.
+    let soon = now() + k8s_openapi::jiff::SignedDuration::from_secs(90);
+    let result = SyncResult {
+        next_change: Some(soon),
+        ..SyncResult::default()
+    };
+    let visit = reconcile::next_visit(&result, now(), Duration::from_secs(300));
+    assert!(
+        visit <= Duration::from_secs(92) && visit >= Duration::from_secs(89),
+        "{visit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_root_being_deleted_is_held_while_sub_organizations_remain() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    syncer.sync().await;
+    let acme = deleted(object(&w.caches.organizations, "acme"));
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
+    let result = syncer.sync().await;
+    assert_eq!(result.held.get("acme"), Some(&vec!["eng".to_owned()]));
+    assert!(result.index.organizations.contains_key("uid-acme"));
+    let s = status::organization(&acme, &result, now());
+    assert_eq!(ready(&s.common).1, "HasSubOrganizations");
+    assert!(ready(&s.common).2.contains("eng"));
+    // Once eng is gone, acme's rows go too.
+    let eng = object(&w.caches.sub_organizations, "eng");
+    w.subs
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(eng))));
+    let result = syncer.sync().await;
+    assert!(result.held.is_empty());
+    assert!(!result.index.organizations.contains_key("uid-acme"));
+    assert!(result.index.memberships.is_empty());
+}
+
+// ---- The API calls of a reconcile, through a mock API server ----
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn mock() -> (Client, ApiHandle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
+}
+
+fn context(client: Client, syncer: Syncer) -> Arc<Context> {
+    Arc::new(Context {
+        client,
+        syncer: Arc::new(syncer),
+        recorder: None,
+        health: Arc::new(Health::default()),
+        backoff: Backoff::default(),
+        resync: Duration::from_secs(300),
+    })
+}
+
+/// The next request: its method, path and query, and JSON body; answered with `reply`.
+async fn next(
+    handle: &mut ApiHandle,
+) -> (
+    String,
+    String,
+    serde_json::Value,
+    SendResponse<Response<Body>>,
+) {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .expect("the reconcile made no further request")
+        .expect("the client is gone");
+    let method = request.method().to_string();
+    let uri = request.uri().to_string();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (method, uri, body, send)
+}
+
+fn reply<K: serde::Serialize>(send: SendResponse<Response<Body>>, object: &K) {
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(object).unwrap()))
+            .unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn reconcile_adds_the_finalizer_first() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let mut fresh = object(&w.caches.organizations, "acme");
+    fresh.metadata.finalizers = None;
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(fresh.clone()))),
+        ctx,
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/organizations/acme?"),
+        "{uri}"
+    );
+    assert!(body.to_string().contains(FINALIZER), "{body}");
+    let mut with = fresh.clone();
+    with.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    reply(send, &with);
+    task.await.unwrap().expect("the reconcile succeeds");
+}
+
+#[tokio::test]
+async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let eng = object(&w.caches.sub_organizations, "eng");
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(eng.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/suborganizations/eng/status?"),
+        "{uri}"
+    );
+    assert!(uri.contains("fieldManager=suborg"), "{uri}");
+    assert!(uri.contains("force=true"), "{uri}");
+    assert_eq!(body["apiVersion"], "suborg.io/v1alpha1");
+    assert_eq!(body["kind"], "SubOrganization");
+    assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(body["status"]["conditions"][0]["status"], "True");
+    assert_eq!(body["status"]["observedGeneration"], 1);
+    assert!(
+        body.get("spec").is_none(),
+        "the status patch never touches the spec"
+    );
+    let status: SubOrganizationStatus = serde_json::from_value(body["status"].clone()).unwrap();
+    let mut written = eng.clone();
+    written.status = Some(status);
+    reply(send, &written);
+    task.await.unwrap().expect("the reconcile succeeds");
+    // With that status in place, a second reconcile makes no request at all.
+    let again = reconcile::reconcile(Arc::new(DeserializeGuard(Ok(written))), ctx);
+    tokio::time::timeout(Duration::from_secs(10), again)
+        .await
+        .expect("no request was awaited")
+        .expect("the reconcile succeeds");
+}
+
+#[tokio::test]
+async fn a_broken_rule_is_a_condition_not_an_error() {
+    let stray = stored(suborg("ops", "missing", &["alice@acme.example"]), "uid-ops");
+    let w = World::new(vec![], vec![stray.clone()], vec![], vec![]);
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(stray.clone()))),
+        ctx,
+    ));
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(uri.contains("/suborganizations/ops/status"), "{uri}");
+    let condition = &body["status"]["conditions"][0];
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "ParentNotFound");
+    assert!(
+        condition["message"].as_str().unwrap().contains("missing"),
+        "{condition}"
+    );
+    reply(send, &stray);
+    task.await
+        .unwrap()
+        .expect("a rule violation does not fail the reconcile");
+}
+
+#[tokio::test]
+async fn a_store_failure_is_written_to_status_and_retried() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context(
+        client,
+        w.syncer_on(
+            "postgres://suborg@127.0.0.1:1/suborg",
+            Duration::from_secs(300),
+        ),
+    );
+    let bob = object(&w.caches.memberships, "bob");
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob.clone()))),
+        ctx.clone(),
+    ));
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-a/orgmemberships/bob/status?"),
+        "{uri}"
+    );
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"],
+        "StoreUnavailable"
+    );
+    assert!(!body.to_string().contains("password"), "{body}");
+    reply(send, &bob);
+    let err = task.await.unwrap().expect_err("the reconcile fails");
+    assert_eq!(err.category(), "StoreUnavailable");
+    let guard = Arc::new(DeserializeGuard(Ok(bob)));
+    let first = reconcile::error_policy(guard.clone(), &err, ctx.clone());
+    let second = reconcile::error_policy(guard, &err, ctx.clone());
+    // Backoff grows between attempts.
+    assert!(format!("{first:?}") != format!("{second:?}"));
+    assert!(ctx.health.metrics.render().contains(
+        "suborg_reconcile_failures_total{kind=\"OrgMembership\",category=\"StoreUnavailable\"} 2"
+    ));
+}
+
+#[tokio::test]
+async fn cleanup_removes_the_rows_then_the_finalizer() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    assert!(
+        syncer
+            .sync()
+            .await
+            .index
+            .memberships
+            .contains_key("uid-bob")
+    );
+    let bob = deleted(object(&w.caches.memberships, "bob"));
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bob.clone()))));
+    let (client, mut handle) = mock();
+    let ctx = context(client, syncer);
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-a/orgmemberships/bob?"),
+        "{uri}"
+    );
+    // A JSON patch that removes the finalizer (guarded by a test of its value).
+    assert!(body.to_string().contains("remove"), "{body}");
+    let mut gone = bob.clone();
+    gone.metadata.finalizers = Some(vec![]);
+    reply(send, &gone);
+    task.await.unwrap().expect("cleanup succeeds");
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    assert!(
+        !store
+            .index()
+            .await
+            .unwrap()
+            .memberships
+            .contains_key("uid-bob")
+    );
+}
+
+#[tokio::test]
+async fn a_root_with_sub_organizations_keeps_its_finalizer() {
+    let mut w = acme();
+    let acme = deleted(object(&w.caches.organizations, "acme"));
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(acme.clone()))),
+        ctx,
+    ));
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(uri.contains("/organizations/acme/status"), "{uri}");
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"],
+        "HasSubOrganizations"
+    );
+    reply(send, &acme);
+    let err = task.await.unwrap().expect_err("the deletion waits");
+    assert_eq!(err.category(), "DeletionBlocked");
+}
+
+#[tokio::test]
+async fn an_unreadable_object_is_skipped_without_a_request() {
+    let w = acme();
+    let (client, _handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let bad: DeserializeGuard<Organization> = serde_json::from_value(serde_json::json!({
+        "apiVersion": "suborg.io/v1alpha1",
+        "kind": "Organization",
+        "metadata": {"name": "broken", "uid": "uid-broken"},
+        "spec": {"deletionPolicy": 42}
+    }))
+    .unwrap();
+    assert!(bad.0.is_err());
+    let action = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile::reconcile(Arc::new(bad), ctx),
+    )
+    .await
+    .expect("no request was awaited")
+    .unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[test]
+fn status_patches_carry_type_meta_and_status_only() {
+    let o = org("acme");
+    let s = status::organization(&o, &SyncResult::default(), now());
+    let patch = reconcile::status_patch::<Organization>(&s);
+    let keys: Vec<&str> = patch
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["apiVersion", "kind", "status"]);
+    assert_eq!(<Organization as Kind>::KIND, "Organization");
+}
