@@ -79,7 +79,8 @@ fn init_logs(args: &RunArgs) -> Result<(), String> {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
@@ -156,12 +157,18 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            format!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
+        let kube_config = kube::Config::infer().await.map_err(|e| {
+            format!("no Kubernetes API to talk to (in-cluster config or KUBECONFIG): {e}")
         })?;
+        let url = kube_config.cluster_url.to_string();
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| format!("cannot set up a client for the Kubernetes API at {url}: {e}"))?;
         controller::run(client, config, shutdown_signal())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                controller::Error::Kube(_) => format!("{e} (API server {url})"),
+                e => e.to_string(),
+            })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

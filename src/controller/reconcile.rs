@@ -19,6 +19,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::sync::SyncResult;
 use super::{Context, Error, FINALIZER, MANAGER, status};
@@ -125,8 +126,26 @@ fn ready<K: Kind>(status: Option<&K::Status>) -> Option<(String, String)> {
     })
 }
 
-/// Reconciles one object of kind `K`.
+/// Reconciles one object of kind `K`. Every log line of the reconcile carries the object's
+/// kind, namespace and name.
 pub async fn reconcile<K: Kind>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let meta = match &guard.0 {
+        Ok(o) => o.meta(),
+        Err(e) => &e.metadata,
+    };
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = K::KIND,
+        namespace = meta.namespace.as_deref(),
+        name = meta.name.as_deref()
+    );
+    reconcile_object(guard, ctx).instrument(span).await
+}
+
+async fn reconcile_object<K: Kind>(
     guard: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {

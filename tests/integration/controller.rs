@@ -779,3 +779,49 @@ fn status_patches_carry_type_meta_and_status_only() {
     assert_eq!(keys, vec!["apiVersion", "kind", "status"]);
     assert_eq!(<Organization as Kind>::KIND, "Organization");
 }
+
+#[tokio::test]
+async fn a_postgres_store_that_goes_away_is_reported_and_recovered_from() {
+    let Ok(admin) = std::env::var("SUBORG_TEST_POSTGRES") else {
+        eprintln!("SUBORG_TEST_POSTGRES is not set: skipped (.ci/run sets it)");
+        return;
+    };
+    let proxy = super::proxy::Proxy::start(&admin).await;
+    let dsn = proxy
+        .dsn(
+            &admin,
+            &format!("suborg_test_{}", uuid::Uuid::new_v4().simple()),
+        )
+        .await;
+    let mut w = acme();
+    let syncer = w.syncer_on(&dsn, Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    proxy.cut();
+    // A change while the database is away: nothing can be written, and every object says so.
+    let carol = stored(
+        user_in(
+            "team-a",
+            "carol",
+            OrganizationKind::Organization,
+            "acme",
+            "carol@acme.example",
+            vec![role("member")],
+        ),
+        "uid-carol",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol.clone()))));
+    let result = syncer.sync().await;
+    let failure = result.failure.as_ref().expect("the store is away");
+    assert_eq!(failure.reason, "StoreUnavailable");
+    assert!(!failure.message.contains("password"), "{}", failure.message);
+    let s = status::membership(&carol, &result, now());
+    assert_eq!(ready(&s.common).1, "StoreUnavailable");
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let s = status::membership(&carol, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+}

@@ -2,10 +2,12 @@
 
 mod cel;
 mod cli;
+mod cluster;
 mod controller;
 mod crds;
 mod domain;
 mod examples;
 mod fixtures;
 mod properties;
+mod proxy;
 mod store;

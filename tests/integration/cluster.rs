@@ -1,0 +1,556 @@
+//! End-to-end tests against a real API server: the cluster `KUBECONFIG` points at (kind, k3d,
+//! a real one). Ignored by default; run them with
+//! `cargo nextest run --run-ignored ignored-only cluster::` (see the README).
+//!
+//! Each test installs the CRDs (server-side apply, so reruns are harmless), runs the controller
+//! in-process against its own SQLite file, and works in namespaces and on cluster-scoped names
+//! of its own: every object carries the label `suborg.io/e2e=<id>`, and the controller of the
+//! test watches only those, so tests run side by side without seeing each other.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use suborg::api::*;
+use suborg::controller::{self, Config};
+use suborg::store::{SqlStore, Store};
+
+use super::fixtures::{role, suborg, user_in};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+struct Env {
+    client: Client,
+    id: String,
+    /// Namespace delegated to the root (`<id>-root`) and to the sub-organization (`<id>-sub`).
+    root_ns: String,
+    sub_ns: String,
+    dir: tempfile::TempDir,
+    dsn: String,
+    controller: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), controller::Error>>,
+    )>,
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in suborg::api::crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("suborg-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("the CRD installs");
+        wait_for(|| async {
+            api.get(&name)
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        })
+        .await;
+    }
+}
+
+async fn wait_for<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl Env {
+    async fn new() -> Env {
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG points at a cluster");
+        install_crds(&client).await;
+        let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let dir = tempfile::tempdir().unwrap();
+        let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
+        let env = Env {
+            client,
+            root_ns: format!("{id}-root"),
+            sub_ns: format!("{id}-sub"),
+            id,
+            dir,
+            dsn,
+            controller: None,
+        };
+        env.namespace(&env.root_ns, &env.org("acme")).await;
+        env.namespace(&env.sub_ns, &env.org("eng")).await;
+        env
+    }
+
+    /// A cluster-scoped name of this test's own.
+    fn org(&self, name: &str) -> String {
+        format!("{}-{name}", self.id)
+    }
+
+    async fn namespace(&self, name: &str, delegated_to: &str) {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([
+                    ("suborg.io/organization".to_owned(), delegated_to.to_owned()),
+                    ("suborg.io/e2e".to_owned(), self.id.clone()),
+                ])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.apply(ns).await;
+    }
+
+    fn start(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = Config {
+            store: self.dsn.clone(),
+            resync: Duration::from_secs(300),
+            metrics_addr: None,
+            leader: None,
+            selector: Some(format!("suborg.io/e2e={}", self.id)),
+            adopt: false,
+        };
+        let client = self.client.clone();
+        let task = tokio::spawn(controller::run(client, config, async {
+            let _ = rx.await;
+        }));
+        self.controller = Some((tx, task));
+    }
+
+    /// Stops the controller abruptly, as a killed pod would.
+    fn kill(&mut self) {
+        if let Some((_, task)) = self.controller.take() {
+            task.abort();
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some((tx, task)) = self.controller.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(TIMEOUT, task).await;
+        }
+    }
+
+    /// Server-side applies `o`, labelled as this test's.
+    async fn apply<K>(&self, mut o: K) -> K
+    where
+        K: ApiFor + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    {
+        o.labels_mut()
+            .insert("suborg.io/e2e".into(), self.id.clone());
+        let api = K::api_for(self.client.clone(), o.namespace().as_deref());
+        o.meta_mut().managed_fields = None;
+        api.patch(
+            &o.name_any(),
+            &PatchParams::apply("suborg-e2e").force(),
+            &Patch::Apply(&o),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} failed: {e}", o.name_any()))
+    }
+
+    fn root(&self) -> Organization {
+        super::fixtures::org(&self.org("acme"))
+    }
+
+    fn sub(&self, admins: &[&str]) -> SubOrganization {
+        suborg(&self.org("eng"), &self.org("acme"), admins)
+    }
+
+    fn root_member(&self, name: &str, email: &str) -> OrgMembership {
+        user_in(
+            &self.root_ns,
+            name,
+            OrganizationKind::Organization,
+            &self.org("acme"),
+            email,
+            vec![role("member")],
+        )
+    }
+
+    fn sub_member(&self, name: &str, email: &str) -> OrgMembership {
+        user_in(
+            &self.sub_ns,
+            name,
+            OrganizationKind::SubOrganization,
+            &self.org("eng"),
+            email,
+            vec![role("member")],
+        )
+    }
+
+    async fn store(&self) -> SqlStore {
+        SqlStore::open(&self.dsn).await.unwrap()
+    }
+
+    /// Deletes everything the test made and waits until it is gone.
+    async fn clean_up(mut self) {
+        if self.controller.is_none() {
+            self.start();
+        }
+        let selector = ListParams::default().labels(&format!("suborg.io/e2e={}", self.id));
+        let dp = DeleteParams::default();
+        let members: Api<OrgMembership> = Api::all(self.client.clone());
+        for m in members.list(&selector).await.unwrap() {
+            let api: Api<OrgMembership> =
+                Api::namespaced(self.client.clone(), &m.namespace().unwrap());
+            let _ = api.delete(&m.name_any(), &dp).await;
+        }
+        let subs: Api<SubOrganization> = Api::all(self.client.clone());
+        let _ = subs.delete_collection(&dp, &selector).await;
+        let orgs: Api<Organization> = Api::all(self.client.clone());
+        let _ = orgs.delete_collection(&dp, &selector).await;
+        wait_for(|| async {
+            orgs.list(&selector).await.unwrap().items.is_empty()
+                && subs.list(&selector).await.unwrap().items.is_empty()
+                && members.list(&selector).await.unwrap().items.is_empty()
+        })
+        .await;
+        self.stop().await;
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let _ = namespaces.delete_collection(&dp, &selector).await;
+        drop(self.dir);
+    }
+}
+
+/// The Api of an object of a kind, namespaced or not.
+trait ApiFor: Resource<DynamicType = ()> + Sized {
+    fn api_for(client: Client, namespace: Option<&str>) -> Api<Self>;
+}
+macro_rules! cluster_scoped {
+    ($($k:ty),*) => {$(
+        impl ApiFor for $k {
+            fn api_for(client: Client, _: Option<&str>) -> Api<Self> {
+                Api::all(client)
+            }
+        }
+    )*};
+}
+cluster_scoped!(Namespace, Organization, SubOrganization);
+impl ApiFor for OrgMembership {
+    fn api_for(client: Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.expect("memberships are namespaced"))
+    }
+}
+
+fn ready_of(status: Option<&CommonStatus>) -> Option<(String, String, String)> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the object's Ready condition has `status` and `reason`; returns the object.
+async fn wait_ready<K>(api: &Api<K>, name: &str, status: &str, reason: &str) -> K
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: HasCommon,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let o = api.get(name).await.unwrap();
+        let now = ready_of(o.common());
+        if let Some((s, r, _)) = &now
+            && s == status
+            && r == reason
+            && o.common().and_then(|c| c.observed_generation) == o.meta().generation
+        {
+            return o;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: Ready is {now:?}, not {status}/{reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+trait HasCommon {
+    fn common(&self) -> Option<&CommonStatus>;
+}
+impl HasCommon for Organization {
+    fn common(&self) -> Option<&CommonStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}
+impl HasCommon for SubOrganization {
+    fn common(&self) -> Option<&CommonStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}
+impl HasCommon for OrgMembership {
+    fn common(&self) -> Option<&CommonStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_tree_becomes_ready_and_lands_in_the_store() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.sub_member("alice", "alice@acme.example"))
+        .await;
+    let orgs: Api<Organization> = Api::all(env.client.clone());
+    let root = wait_ready(&orgs, &env.org("acme"), "True", "Synced").await;
+    let subs: Api<SubOrganization> = Api::all(env.client.clone());
+    wait_ready(&subs, &env.org("eng"), "True", "Synced").await;
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    let alice = wait_ready(&members, "alice", "True", "Synced").await;
+    assert!(alice.status.unwrap().common.id.is_some());
+    assert!(
+        root.finalizers()
+            .contains(&"suborg.io/store-cleanup".to_owned())
+    );
+    // The spec, labels and annotations stay as the user wrote them: no perpetual diff.
+    assert_eq!(root.spec, env.root().spec);
+    let tree = env.store().await.tree().await.unwrap();
+    let acme = tree
+        .iter()
+        .find(|r| r.slug == env.org("acme"))
+        .expect("the root is in the store");
+    assert_eq!(acme.members, 2);
+    assert_eq!(acme.sub_organizations.len(), 1);
+    assert_eq!(acme.sub_organizations[0].members, 2);
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn nesting_is_refused_at_admission_and_reported_when_it_hides_behind_a_name() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&[])).await;
+    // organizationRef.kind SubOrganization: the API server itself refuses it.
+    let mut nested = suborg(&env.org("deep"), &env.org("eng"), &[]);
+    nested.spec.organization_ref.kind = OrganizationKind::SubOrganization;
+    nested
+        .labels_mut()
+        .insert("suborg.io/e2e".into(), env.id.clone());
+    let subs: Api<SubOrganization> = Api::all(env.client.clone());
+    let err = subs
+        .patch(
+            &env.org("deep"),
+            &PatchParams::apply("suborg-e2e"),
+            &Patch::Apply(&nested),
+        )
+        .await
+        .expect_err("nesting is refused at admission");
+    assert!(err.to_string().contains("one level"), "{err}");
+    // Naming a sub-organization as if it were a root passes admission; the controller says why
+    // it cannot be.
+    env.apply(suborg(&env.org("deep"), &env.org("eng"), &[]))
+        .await;
+    let deep = wait_ready(&subs, &env.org("deep"), "False", "NestingViolation").await;
+    let message = ready_of(deep.common()).unwrap().2;
+    assert!(message.contains(&env.org("eng")), "{message}");
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn removing_a_root_member_revokes_their_sub_organization_access() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&[])).await;
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    env.apply(env.sub_member("alice", "alice@acme.example"))
+        .await;
+    let sub_members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    wait_ready(&sub_members, "alice", "True", "Synced").await;
+    let root_members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.root_ns);
+    root_members
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    let alice = wait_ready(&sub_members, "alice", "False", "SubjectNotInRoot").await;
+    assert!(alice.status.unwrap().common.id.is_none());
+    let tree = env.store().await.tree().await.unwrap();
+    let acme = tree.iter().find(|r| r.slug == env.org("acme")).unwrap();
+    assert_eq!(acme.members, 0);
+    assert_eq!(acme.sub_organizations[0].members, 0);
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn delegation_follows_namespace_labels() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.root_ns);
+    wait_ready(&members, "alice", "True", "Synced").await;
+    env.namespace(&env.root_ns, "someone-else").await;
+    wait_ready(&members, "alice", "False", "NamespaceNotAllowed").await;
+    env.namespace(&env.root_ns, &env.org("acme")).await;
+    wait_ready(&members, "alice", "True", "Synced").await;
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn deletion_policies_delete_or_keep_the_rows() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    let mut kept = env.root_member("bob", "bob@acme.example");
+    kept.spec.deletion_policy = DeletionPolicy::Orphan;
+    env.apply(kept).await;
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.root_ns);
+    wait_ready(&members, "alice", "True", "Synced").await;
+    wait_ready(&members, "bob", "True", "Synced").await;
+    members
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    members
+        .delete("bob", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(|| async {
+        members
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    let store = env.store().await;
+    let orgs = store.organizations().await.unwrap();
+    let acme = orgs.iter().find(|o| o.slug == env.org("acme")).unwrap();
+    let left: Vec<String> = store
+        .members(&acme.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.email)
+        .collect();
+    assert_eq!(left, vec!["bob@acme.example".to_owned()]);
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_root_waits_for_its_sub_organizations_before_leaving_the_store() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&[])).await;
+    let subs: Api<SubOrganization> = Api::all(env.client.clone());
+    wait_ready(&subs, &env.org("eng"), "True", "Synced").await;
+    let orgs: Api<Organization> = Api::all(env.client.clone());
+    orgs.delete(&env.org("acme"), &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ready(&orgs, &env.org("acme"), "False", "HasSubOrganizations").await;
+    subs.delete(&env.org("eng"), &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(|| async { orgs.get_opt(&env.org("acme")).await.unwrap().is_none() }).await;
+    let tree = env.store().await.tree().await.unwrap();
+    assert!(tree.iter().all(|r| r.slug != env.org("acme")));
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_controller_killed_mid_apply_converges_after_restart() {
+    let mut env = Env::new().await;
+    env.apply(env.root()).await;
+    let n = 300;
+    for i in 0..n {
+        env.apply(env.root_member(&format!("user-{i}"), &format!("user{i}@acme.example")))
+            .await;
+    }
+    env.start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.kill();
+    env.start();
+    let orgs: Api<Organization> = Api::all(env.client.clone());
+    wait_for(|| async {
+        orgs.get(&env.org("acme"))
+            .await
+            .ok()
+            .and_then(|o| o.status)
+            .and_then(|s| s.members)
+            == Some(n)
+    })
+    .await;
+    let store = env.store().await;
+    let acme = store
+        .organizations()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.slug == env.org("acme"))
+        .unwrap();
+    let members = store.members(&acme.id).await.unwrap();
+    let mut emails: Vec<String> = members.into_iter().map(|m| m.email).collect();
+    emails.dedup();
+    assert_eq!(emails.len(), n as usize, "nothing duplicated or lost");
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_store_that_goes_away_is_reported_and_recovered_from() {
+    let Ok(postgres) = std::env::var("SUBORG_TEST_POSTGRES") else {
+        eprintln!("SUBORG_TEST_POSTGRES is not set: this test needs a PostgreSQL server");
+        return;
+    };
+    let mut env = Env::new().await;
+    // The controller reaches PostgreSQL through a proxy the test can cut and restore.
+    let proxy = super::proxy::Proxy::start(&postgres).await;
+    env.dsn = proxy
+        .dsn(&postgres, &format!("suborg_{}", env.id.replace('-', "_")))
+        .await;
+    env.start();
+    env.apply(env.root()).await;
+    let orgs: Api<Organization> = Api::all(env.client.clone());
+    wait_ready(&orgs, &env.org("acme"), "True", "Synced").await;
+    proxy.cut();
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.root_ns);
+    wait_ready(&members, "alice", "False", "StoreUnavailable").await;
+    proxy.restore();
+    wait_ready(&members, "alice", "True", "Synced").await;
+    env.clean_up().await;
+}

@@ -1,0 +1,96 @@
+//! A TCP proxy in front of the test PostgreSQL server that a test can cut (every connection
+//! dropped, new ones refused) and restore: the database going away and coming back, as the
+//! client sees it, without stopping a server other tests share.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+/// `host:port` of a `postgres://user@host:port/db` DSN.
+fn address(dsn: &str) -> String {
+    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+impl Proxy {
+    pub async fn start(admin_dsn: &str) -> Proxy {
+        let target = address(admin_dsn);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (o, c) = (open.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy {
+            port,
+            open,
+            connections,
+        }
+    }
+
+    /// A fresh database on the server, and a DSN that reaches it through the proxy.
+    pub async fn dsn(&self, admin_dsn: &str, database: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(admin_dsn).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let (scheme, rest) = admin_dsn.split_once("://").unwrap();
+        let user = rest.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        format!(
+            "{scheme}://{}127.0.0.1:{}/{database}",
+            user.unwrap_or_default(),
+            self.port
+        )
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn addresses() {
+    assert_eq!(
+        address("postgres://postgres@127.0.0.1:54329/postgres"),
+        "127.0.0.1:54329"
+    );
+    assert_eq!(
+        address("postgres://u:p@db:5432/x?sslmode=disable"),
+        "db:5432"
+    );
+}
