@@ -32,11 +32,14 @@ struct Env {
     sub_ns: String,
     dir: tempfile::TempDir,
     dsn: String,
-    controller: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), controller::Error>>,
-    )>,
+    controller: Option<Running>,
 }
+
+/// A controller running in-process: the sender stops it, the handle awaits or aborts it.
+type Running = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), controller::Error>>,
+);
 
 async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
