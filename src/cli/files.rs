@@ -29,6 +29,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Reads every manifest under `paths` into `loader`. Problems with the files themselves
 /// (missing, unreadable, too large) become findings like any other.
 pub fn load(paths: &[PathBuf], max_bytes: u64, loader: &mut Loader) {
+    load_with(paths, max_bytes, loader, &mut |_| {});
+}
+
+/// [`load`], calling `on_file` with the number of files read so far after each one.
+pub fn load_with(
+    paths: &[PathBuf],
+    max_bytes: u64,
+    loader: &mut Loader,
+    on_file: &mut dyn FnMut(usize),
+) {
+    let mut files = 0;
     for path in paths {
         if path.as_os_str() == "-" {
             let mut buf = Vec::new();
@@ -37,6 +48,8 @@ pub fn load(paths: &[PathBuf], max_bytes: u64, loader: &mut Loader) {
                 .take(max_bytes + 1)
                 .read_to_end(&mut buf);
             add(loader, "-", read.map(|_| buf), max_bytes);
+            files += 1;
+            on_file(files);
             continue;
         }
         let mut found = Vec::new();
@@ -58,6 +71,8 @@ pub fn load(paths: &[PathBuf], max_bytes: u64, loader: &mut Loader) {
         for file in found {
             let name = file.display().to_string();
             add(loader, &name, read_limited(&file, max_bytes), max_bytes);
+            files += 1;
+            on_file(files);
         }
     }
 }

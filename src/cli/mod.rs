@@ -1,6 +1,7 @@
 //! The `suborg` command line: argument parsing and the commands that need no cluster.
 
 pub mod files;
+pub mod progress;
 pub mod run;
 pub mod store;
 
@@ -109,9 +110,14 @@ fn crd(out_dir: Option<PathBuf>) -> io::Result<ExitCode> {
 }
 
 fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
+    let mut progress = progress::Progress::stderr();
     let mut loader = Loader::new(&args.namespace);
-    files::load(&args.paths, args.max_file_size, &mut loader);
+    files::load_with(&args.paths, args.max_file_size, &mut loader, &mut |n| {
+        progress.step(&format!("reading manifests: {n} files"));
+    });
+    progress.step("checking the objects");
     let (report, _, _) = loader.finish(k8s_openapi::jiff::Timestamp::now());
+    progress.finish();
     let mut out = io::stdout().lock();
     match args.output {
         Output::Json => {

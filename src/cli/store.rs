@@ -96,12 +96,17 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
 
 /// `suborg apply`.
 pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
+    let mut progress = super::progress::Progress::stderr();
     let mut loader = Loader::new(&args.namespace);
-    super::files::load(&args.paths, args.max_file_size, &mut loader);
+    super::files::load_with(&args.paths, args.max_file_size, &mut loader, &mut |n| {
+        progress.step(&format!("reading manifests: {n} files"));
+    });
+    progress.step("checking the objects");
     let now = k8s_openapi::jiff::Timestamp::now();
     let (report, set, accepted) = loader.finish(now);
     let mut out = io::stdout().lock();
     if report.errors > 0 {
+        progress.finish();
         super::write_text(&mut out, &report)?;
         out.flush()?;
         eprintln!(
@@ -116,6 +121,12 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         prune: args.prune,
         adopt: args.adopt,
     };
+    progress.step(&format!(
+        "{} {} organizations and {} memberships against the store",
+        if args.dry_run { "planning" } else { "applying" },
+        desired.organizations.len(),
+        desired.memberships.len()
+    ));
     let rt = runtime()?;
     let result = rt.block_on(async {
         let store = open_async(args.store.as_deref()).await?;
@@ -127,6 +138,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         store.close().await;
         plan
     });
+    progress.finish();
     let plan = match result {
         Ok(plan) => plan,
         Err(e) => {

@@ -417,3 +417,39 @@ fn the_default_store_is_created_where_none_exists() {
     }
     assert!(home.path().join(".local/share/suborg/store.db").exists());
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let args = [
+        "apply",
+        "-f",
+        "examples/acme",
+        "--store",
+        &store,
+        "--dry-run",
+    ];
+    let piped = suborg(&args, None);
+    assert!(piped.status.success(), "{}", text(&piped));
+    assert!(
+        !text(&piped).contains('\x1b'),
+        "no terminal codes in a pipe"
+    );
+    // `script` runs the command on a pseudo-terminal (util-linux, on every Debian system).
+    let command = format!("{} {}", env!("CARGO_BIN_EXE_suborg"), args.join(" "));
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SUBORG_NO_PROGRESS")
+        .output()
+        .expect("script(1) is installed");
+    let t = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{t}");
+    assert!(t.contains("reading manifests: 6 files"), "{t}");
+    assert!(
+        t.contains("planning 4 organizations and 14 memberships"),
+        "{t}"
+    );
+    // The line is erased before the plan is printed.
+    assert!(t.contains("\x1b[2K  + organization acme"), "{t:?}");
+}

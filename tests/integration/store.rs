@@ -574,6 +574,70 @@ async fn a_connection_killed_mid_apply_leaves_the_state_before() {
     admin.close().await;
 }
 
+/// The database goes away in the middle of an apply, as the client sees it (every connection
+/// dropped, new ones refused) and comes back: the store holds the state before, and the next
+/// apply completes the job.
+#[tokio::test]
+async fn a_database_lost_mid_apply_leaves_the_state_before() {
+    let Ok(admin_dsn) = std::env::var("SUBORG_TEST_POSTGRES") else {
+        return; // PostgreSQL only.
+    };
+    let proxy = super::proxy::Proxy::start(&admin_dsn).await;
+    let db = format!("suborg_test_{}", uuid::Uuid::new_v4().simple());
+    let dsn = proxy.dsn(&admin_dsn, &db).await;
+    let store = std::sync::Arc::new(SqlStore::open(&dsn).await.unwrap());
+    let d = big(60_000);
+    let task = {
+        let (store, d) = (store.clone(), d.clone());
+        tokio::spawn(async move { store.apply(&d, OPTS).await })
+    };
+    let admin = sqlx::AnyPool::connect(&admin_dsn).await.unwrap();
+    let mut cut = false;
+    for _ in 0..2000 {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'INSERT INTO memberships%' AND state = 'active'")
+            .bind(&db)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            proxy.cut();
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        if task.is_finished() {
+            break;
+        }
+    }
+    assert!(cut, "the apply finished before the database could go away");
+    let result = task.await.unwrap();
+    let err = result.expect_err("an apply that lost its database reported success");
+    assert!(err.to_string().contains(&format!("127.0.0.1")), "{err}");
+    proxy.restore();
+    // The server rolls back the transaction of a connection that vanished.
+    let direct = format!("{}/{db}", admin_dsn.rsplit_once('/').unwrap().0);
+    let check = SqlStore::open(&direct).await.unwrap();
+    for _ in 0..200 {
+        let busy: i64 = sqlx::query("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND state <> 'idle' AND pid <> pg_backend_pid()")
+            .bind(&db)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&check, "SELECT COUNT(*) FROM organizations").await, 0);
+    assert_eq!(count(&check, "SELECT COUNT(*) FROM memberships").await, 0);
+    assert_eq!(count(&check, "SELECT COUNT(*) FROM users").await, 0);
+    let plan = store.apply(&d, OPTS).await.unwrap();
+    assert_eq!(plan.changes.len(), 60_002);
+    admin.close().await;
+}
+
 /// `suborg apply` killed (SIGKILL) in the middle of writing a SQLite store: after it, the file
 /// opens and holds the state before or after, nothing between.
 #[tokio::test]
