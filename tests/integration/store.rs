@@ -613,7 +613,7 @@ async fn a_database_lost_mid_apply_leaves_the_state_before() {
     assert!(cut, "the apply finished before the database could go away");
     let result = task.await.unwrap();
     let err = result.expect_err("an apply that lost its database reported success");
-    assert!(err.to_string().contains(&format!("127.0.0.1")), "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
     proxy.restore();
     // The server rolls back the transaction of a connection that vanished.
     let direct = format!("{}/{db}", admin_dsn.rsplit_once('/').unwrap().0);
