@@ -329,3 +329,27 @@ fn the_cases_share_a_valid_base() {
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
     assert_eq!(r.objects, 3);
 }
+
+/// Argo CD applies the example tree in waves: namespaces, then roots, then sub-organizations,
+/// then memberships.
+#[test]
+fn the_example_tree_carries_sync_waves_in_dependency_order() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("examples/acme").unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let kind = v["kind"].as_str().unwrap_or_default();
+            let expected = match kind {
+                "Organization" => "0",
+                "SubOrganization" => "1",
+                "OrgMembership" => "2",
+                _ => "-1",
+            };
+            let wave = v["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].as_str();
+            assert_eq!(wave, Some(expected), "{kind} {:?}", v["metadata"]["name"]);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 15, "{seen}");
+}

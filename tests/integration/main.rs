@@ -1,6 +1,8 @@
 //! Integration tests: one binary, so the crate links once.
 
+mod argocd;
 mod cel;
+mod chart;
 mod cli;
 mod cluster;
 mod controller;
