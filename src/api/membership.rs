@@ -78,7 +78,7 @@ impl SubjectKind {
 /// The subject of a membership: a User by `email`, a Group or MachineIdentity by `name`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name)) : (has(self.name) && !has(self.email))").message("a subject of kind User is named by email, a Group or MachineIdentity by name (set exactly that one field)"))]
+#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name) && !has(self.namespace)) : (has(self.name) && !has(self.email))").message("a subject of kind User is named by email, a Group or MachineIdentity by name (and optionally namespace)"))]
 pub struct Subject {
     /// `User`, `Group` or `MachineIdentity`.
     pub kind: SubjectKind,
@@ -90,6 +90,10 @@ pub struct Subject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: Option<String>,
+    /// Namespace of the group or machine identity; defaults to this membership's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::group::NAMESPACE_PATTERN))]
+    pub namespace: Option<String>,
 }
 
 /// One role of a membership.

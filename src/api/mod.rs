@@ -2,11 +2,13 @@
 //! columns). Rules that need other objects live in [`crate::domain`].
 
 pub mod common;
+pub mod group;
 pub mod membership;
 pub mod organization;
 pub mod suborganization;
 
 pub use common::*;
+pub use group::*;
 pub use membership::*;
 pub use organization::*;
 pub use suborganization::*;
@@ -27,6 +29,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Organization::crd(),
         SubOrganization::crd(),
         OrgMembership::crd(),
+        Group::crd(),
+        MachineIdentity::crd(),
     ]
 }
 

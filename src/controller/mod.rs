@@ -209,10 +209,14 @@ async fn log_result<T>(
     kind: &'static str,
     r: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
 ) {
-    // Reconcile failures are logged by the error policy; these are the controller's own
-    // (a watch that failed and is retried, an object gone before its turn).
-    if let Err(e) = r {
-        tracing::debug!(kind, error = %e, "controller event");
+    // Reconcile failures are logged by the error policy; a failing watch (retried with
+    // backoff) is worth a warning, the rest (an object gone before its turn) is routine.
+    match r {
+        Err(kube::runtime::controller::Error::QueueError(e)) => {
+            tracing::warn!(kind, error = %e, "watch failed; retrying");
+        }
+        Err(e) => tracing::debug!(kind, error = %e, "controller event"),
+        Ok(_) => {}
     }
 }
 

@@ -113,6 +113,23 @@ pub fn verdict(
     }
 }
 
+/// Longest condition message written: the schema allows 32 KiB, and an object breaking many
+/// rules at once must still get its status written.
+pub const MAX_MESSAGE: usize = 4096;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE - 40;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = message.len();
+        message.truncate(end);
+        message.push_str(&format!(" … ({total} bytes in all)"));
+    }
+    message
+}
+
 /// The Ready condition for `verdict`, keeping the previous transition time when the status did
 /// not change.
 pub fn ready_condition(
@@ -129,7 +146,7 @@ pub fn ready_condition(
         type_: CONDITION_READY.to_owned(),
         status: verdict.status.to_owned(),
         reason: verdict.reason,
-        message: verdict.message,
+        message: bounded(verdict.message),
         last_transition_time: since,
         observed_generation: generation,
     }

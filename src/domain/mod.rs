@@ -8,6 +8,9 @@
 //!   members of a sub-organization are members of its root (rules 3 and 9), groups and
 //!   identities flow down only when added (rule 4), admins are root members (rule 8), slugs are
 //!   unique under a parent (rule 6), one membership per subject.
+//! - [`groups`]: groups and machine identities belong to their organization; a root's are
+//!   usable in a sub-organization once added there (rule 4); group members belong to the
+//!   group's organization; sub-organization groups nest their own groups, without cycles.
 //! - [`problem`]: how a broken rule is reported.
 //!
 //! The rules one object can break by itself (rule 2, authentication only at the root; the
@@ -16,6 +19,7 @@
 //! schema offline.
 
 pub mod delegation;
+pub mod groups;
 pub mod problem;
 pub mod slug;
 pub mod temporary;

@@ -89,6 +89,19 @@ pub enum Reason {
     NamespaceUnknown,
     /// A temporary role that has already expired.
     RoleExpired,
+    /// A group or identity added to an organization that cannot see it (a sibling's, or
+    /// another root's).
+    SubjectNotVisible,
+    /// A group's user who is not a member of the group's organization.
+    GroupMemberNotInOrganization,
+    /// A root group listing a group: nesting is for sub-organization groups.
+    NestedGroupNotAllowed,
+    /// A nested group owned by another organization.
+    NestedGroupOutsideOrganization,
+    /// Nested groups that contain each other (or a group listing itself).
+    GroupCycle,
+    /// The same member listed twice in one group.
+    DuplicateGroupMember,
 }
 
 impl Reason {
@@ -130,6 +143,12 @@ impl Reason {
             NamespaceNotAllowed => "NamespaceNotAllowed",
             NamespaceUnknown => "NamespaceUnknown",
             RoleExpired => "RoleExpired",
+            SubjectNotVisible => "SubjectNotVisible",
+            GroupMemberNotInOrganization => "GroupMemberNotInOrganization",
+            NestedGroupNotAllowed => "NestedGroupNotAllowed",
+            NestedGroupOutsideOrganization => "NestedGroupOutsideOrganization",
+            GroupCycle => "GroupCycle",
+            DuplicateGroupMember => "DuplicateGroupMember",
         }
     }
 }

@@ -17,7 +17,8 @@ use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email};
 use super::temporary::{self, RoleState};
 use crate::api::{
-    MemberNamespaces, OrgMembership, Organization, OrganizationKind, SubOrganization, SubjectKind,
+    Group, MachineIdentity, MemberNamespaces, OrgMembership, Organization, OrganizationKind,
+    OrganizationRef, SubOrganization, SubjectKind,
 };
 
 /// The objects to check, as plain data.
@@ -29,6 +30,10 @@ pub struct ObjectSet {
     pub sub_organizations: Vec<SubOrganization>,
     /// Memberships. Each must have `metadata.namespace` set.
     pub memberships: Vec<OrgMembership>,
+    /// Groups. Each must have `metadata.namespace` set.
+    pub groups: Vec<Group>,
+    /// Machine identities. Each must have `metadata.namespace` set.
+    pub identities: Vec<MachineIdentity>,
     /// Labels of the namespaces whose labels are known. A membership in a namespace missing
     /// here cannot be checked against `memberNamespaces` and gets a warning.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
@@ -46,6 +51,10 @@ pub struct Accepted {
     pub sub_organizations: Vec<usize>,
     /// Indexes into `memberships`.
     pub memberships: Vec<usize>,
+    /// Indexes into `groups`.
+    pub groups: Vec<usize>,
+    /// Indexes into `identities`.
+    pub identities: Vec<usize>,
 }
 
 /// What [`check`] found.
@@ -76,12 +85,39 @@ pub fn membership_key(m: &OrgMembership) -> ObjectKey {
     )
 }
 
-/// How a subject is identified within one organization: kind plus normalized email or name.
-fn subject_id(m: &OrgMembership) -> (SubjectKind, String) {
+/// Key of a Group object.
+pub fn group_key(g: &Group) -> ObjectKey {
+    ObjectKey::namespaced(
+        "Group",
+        g.metadata.namespace.as_deref().unwrap_or_default(),
+        &g.name_any(),
+    )
+}
+
+/// Key of a MachineIdentity object.
+pub fn identity_key(i: &MachineIdentity) -> ObjectKey {
+    ObjectKey::namespaced(
+        "MachineIdentity",
+        i.metadata.namespace.as_deref().unwrap_or_default(),
+        &i.name_any(),
+    )
+}
+
+/// How a subject is identified within one organization: kind plus normalized email, or
+/// `namespace/name` for a group or machine identity (the namespace defaults to the
+/// membership's).
+pub(super) fn subject_id(m: &OrgMembership) -> (SubjectKind, String) {
     let s = &m.spec.subject;
     let id = match s.kind {
         SubjectKind::User => normalize_email(s.email.as_deref().unwrap_or_default()),
-        _ => s.name.clone().unwrap_or_default(),
+        _ => format!(
+            "{}/{}",
+            s.namespace
+                .as_deref()
+                .or(m.metadata.namespace.as_deref())
+                .unwrap_or_default(),
+            s.name.as_deref().unwrap_or_default()
+        ),
     };
     (s.kind, id)
 }
@@ -98,8 +134,8 @@ fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usi
 }
 
 /// Whether an organization is in the set: accepted, rejected, or absent.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Presence {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Presence {
     Accepted,
     Rejected,
     Absent,
@@ -115,7 +151,7 @@ pub fn check(set: &ObjectSet, now: Timestamp) -> Outcome {
 }
 
 /// Accepted and rejected root organizations by name.
-struct Roots<'a> {
+pub(super) struct Roots<'a> {
     by_name: HashMap<&'a str, (Presence, &'a Organization)>,
 }
 
@@ -189,13 +225,14 @@ fn check_organizations<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
 }
 
 /// Accepted sub-organizations by name, with the name of their root.
-struct Subs<'a> {
+pub(super) struct Subs<'a> {
     by_name: HashMap<&'a str, (Presence, &'a SubOrganization)>,
 }
 
-/// Root memberships as they stand while memberships are checked: accepted, or rejected (a
-/// rejected root membership is reported on its own; its dependants stay quiet).
-type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
+/// User memberships as they stand while memberships are checked, by (organization name,
+/// email): accepted, or rejected (a rejected membership is reported on its own; its
+/// dependants stay quiet).
+pub(super) type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
 
 /// Every user with a root membership, accepted or not, for the admin check: an admin whose root
 /// membership is rejected is reported there, not again on the sub-organization.
@@ -350,16 +387,69 @@ fn check_sub_organizations<'a>(
     Subs { by_name }
 }
 
-/// The organization a membership targets, once resolved.
-struct Target<'a> {
-    kind: OrganizationKind,
-    name: &'a str,
+/// The organization an object targets, once resolved.
+pub(super) struct Target<'a> {
+    pub(super) kind: OrganizationKind,
+    pub(super) name: &'a str,
     /// Name of the root organization (itself, for a root).
-    root: &'a str,
-    policy: Option<&'a MemberNamespaces>,
+    pub(super) root: &'a str,
+    pub(super) policy: Option<&'a MemberNamespaces>,
     allowed_domains: &'a [String],
     /// The admins a sub-organization names (none for a root).
-    admins: &'a [String],
+    pub(super) admins: &'a [String],
+}
+
+/// Whether the object `key` may live in its namespace, given its target's delegation.
+pub(super) enum Admission {
+    Admitted,
+    /// Not admitted: an error to report.
+    Refused(Problem),
+    /// The namespace's labels are unknown: a warning; the object goes on.
+    Unknown(Problem),
+    /// The target's selector is broken (reported on the target): stay quiet.
+    Quiet,
+}
+
+/// Checks delegation for an object of which `what` (`memberships`, `groups`, ...) may live in
+/// its namespace.
+pub(super) fn admission(
+    set: &ObjectSet,
+    target: &Target<'_>,
+    key: &ObjectKey,
+    what: &str,
+) -> Admission {
+    let namespace = key.namespace.as_deref().unwrap_or_default();
+    match set.namespaces.get(namespace) {
+        Some(labels) => match delegation::admits(target.policy, target.name, labels) {
+            Ok(true) => Admission::Admitted,
+            Ok(false) => Admission::Refused(Problem::error(
+                Reason::NamespaceNotAllowed,
+                key,
+                "metadata.namespace",
+                format!(
+                    "namespace {namespace:?} may not hold {what} of {} {:?}: its spec.memberNamespaces admits {}",
+                    target.kind,
+                    target.name,
+                    delegation::describe(target.policy, target.name)
+                ),
+            )),
+            Err(_) => Admission::Quiet,
+        },
+        None if target.policy.map(|p| p.from) == Some(crate::api::NamespacesFrom::All) => {
+            Admission::Admitted
+        }
+        None => Admission::Unknown(Problem::warning(
+            Reason::NamespaceUnknown,
+            key,
+            "metadata.namespace",
+            format!(
+                "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set), so delegation cannot be checked: {} {:?} admits {}",
+                target.kind,
+                target.name,
+                delegation::describe(target.policy, target.name)
+            ),
+        )),
+    }
 }
 
 fn check_memberships(
@@ -369,16 +459,20 @@ fn check_memberships(
     now: Timestamp,
     out: &mut Outcome,
 ) {
-    // Root memberships first, so sub-organization memberships can ask who is in the root.
+    // Users' root memberships first, so sub-organization memberships can ask who is in the
+    // root; groups and machine identities last, once their members' memberships are known.
     let mut order: Vec<usize> = (0..set.memberships.len()).collect();
     order.sort_by_cached_key(|&i| {
         let m = &set.memberships[i];
         (
+            m.spec.subject.kind != SubjectKind::User,
             m.spec.organization_ref.kind == OrganizationKind::SubOrganization,
             precedence(m, i),
         )
     });
     let mut root_members: RootMembers<'_> = HashMap::new();
+    let mut sub_members: RootMembers<'_> = HashMap::new();
+    let mut owned: Option<super::groups::Owned<'_>> = None;
     let mut holders: HashMap<(OrganizationKind, &str, SubjectKind, String), ObjectKey> =
         HashMap::new();
     for i in order {
@@ -386,15 +480,28 @@ fn check_memberships(
         let key = membership_key(m);
         let r = &m.spec.organization_ref;
         let mut errors = Vec::new();
-        let target = match resolve_target(set, roots, subs, m, &key) {
+        if m.spec.subject.kind != SubjectKind::User && owned.is_none() {
+            // Every user membership is decided: groups can be checked against them now.
+            owned = Some(super::groups::check(
+                set,
+                roots,
+                subs,
+                &root_members,
+                &sub_members,
+                out,
+            ));
+        }
+        let target = match resolve_target(set, roots, subs, &m.spec.organization_ref, &key) {
             Resolved::Found(t) => t,
             Resolved::Rejected => {
-                // The target is rejected on its own; keep quiet but remember the subject
-                // as (rejected) root member so its sub-organization memberships stay quiet too.
-                if r.kind == OrganizationKind::Organization
-                    && m.spec.subject.kind == SubjectKind::User
-                {
-                    root_members.insert((r.name.as_str(), subject_id(m).1), Presence::Rejected);
+                // The target is rejected on its own; keep quiet but remember the subject as a
+                // (rejected) member so what depends on that membership stays quiet too.
+                if m.spec.subject.kind == SubjectKind::User {
+                    let members = match r.kind {
+                        OrganizationKind::Organization => &mut root_members,
+                        OrganizationKind::SubOrganization => &mut sub_members,
+                    };
+                    members.insert((r.name.as_str(), subject_id(m).1), Presence::Rejected);
                 }
                 continue;
             }
@@ -405,36 +512,11 @@ fn check_memberships(
         };
 
         // Delegation: the namespace must be one the target admits.
-        let namespace = key.namespace.as_deref().unwrap_or_default();
-        match set.namespaces.get(namespace) {
-            Some(labels) => match delegation::admits(target.policy, target.name, labels) {
-                Ok(true) => {}
-                Ok(false) => errors.push(Problem::error(
-                    Reason::NamespaceNotAllowed,
-                    &key,
-                    "metadata.namespace",
-                    format!(
-                        "namespace {namespace:?} may not hold memberships of {} {:?}: its spec.memberNamespaces admits {}",
-                        target.kind,
-                        target.name,
-                        delegation::describe(target.policy, target.name)
-                    ),
-                )),
-                // The target's selector is broken: reported on the target.
-                Err(_) => continue,
-            },
-            None if target.policy.map(|p| p.from) == Some(crate::api::NamespacesFrom::All) => {}
-            None => out.problems.push(Problem::warning(
-                Reason::NamespaceUnknown,
-                &key,
-                "metadata.namespace",
-                format!(
-                    "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set), so delegation cannot be checked: {} {:?} admits {}",
-                    target.kind,
-                    target.name,
-                    delegation::describe(target.policy, target.name)
-                ),
-            )),
+        match admission(set, &target, &key, "memberships") {
+            Admission::Admitted => {}
+            Admission::Refused(p) => errors.push(p),
+            Admission::Unknown(p) => out.problems.push(p),
+            Admission::Quiet => continue,
         }
 
         let (subject_kind, subject) = subject_id(m);
@@ -496,17 +578,14 @@ fn check_memberships(
                     target.name
                 ),
             )),
-            (kind, OrganizationKind::SubOrganization) => errors.push(Problem::error(
-                Reason::SubjectNotFound,
-                &key,
-                "spec.subject.name",
-                format!(
-                    "{} {subject:?} is not declared: only groups and machine identities of root Organization {:?} can be added to SubOrganization {:?}, and none by that name exists",
-                    kind.as_str(),
-                    target.root,
-                    target.name
-                ),
-            )),
+            (kind, OrganizationKind::SubOrganization) => {
+                let owned = owned.as_ref().expect("checked before the first group or identity");
+                match owned.visible_in(kind, &subject, &target, &key) {
+                    Ok(()) => {}
+                    Err(None) => continue, // the group or identity is rejected; it says why
+                    Err(Some(p)) => errors.push(p),
+                }
+            }
         }
 
         check_roles(m, &key, now, &mut errors, &mut out.problems);
@@ -531,40 +610,44 @@ fn check_memberships(
 
         let ok = errors.is_empty();
         out.problems.extend(errors);
-        if target.kind == OrganizationKind::Organization && subject_kind == SubjectKind::User {
+        if subject_kind == SubjectKind::User {
             let presence = if ok {
                 Presence::Accepted
             } else {
                 Presence::Rejected
             };
-            root_members
-                .entry((target.name, subject))
-                .or_insert(presence);
+            let members = match target.kind {
+                OrganizationKind::Organization => &mut root_members,
+                OrganizationKind::SubOrganization => &mut sub_members,
+            };
+            members.entry((target.name, subject)).or_insert(presence);
         }
         if ok {
             out.accepted.memberships.push(i);
         }
     }
     out.accepted.memberships.sort_unstable();
+    if owned.is_none() {
+        super::groups::check(set, roots, subs, &root_members, &sub_members, out);
+    }
 }
 
-/// What a membership's target resolved to.
-enum Resolved<'a> {
+/// What an object's target resolved to.
+pub(super) enum Resolved<'a> {
     Found(Target<'a>),
     /// The target exists but is rejected on its own: stay quiet.
     Rejected,
     Missing(Problem),
 }
 
-/// Finds the membership's target.
-fn resolve_target<'a>(
+/// Finds the organization `r` names for the object `key`.
+pub(super) fn resolve_target<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,
-    m: &'a OrgMembership,
+    r: &'a OrganizationRef,
     key: &ObjectKey,
 ) -> Resolved<'a> {
-    let r = &m.spec.organization_ref;
     let not_found = |hint: &str| {
         Problem::error(
             Reason::TargetNotFound,

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{self, OrgMembership, Organization, SubOrganization};
+use crate::api::{self, Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
 use crate::domain::delegation::NAMESPACE_NAME_LABEL;
 use crate::domain::problem::{ObjectKey, Problem, Reason};
 use crate::domain::tree::{self, ObjectSet};
@@ -98,6 +98,8 @@ struct Schemas {
     organization: KindSchema,
     sub_organization: KindSchema,
     membership: KindSchema,
+    group: KindSchema,
+    identity: KindSchema,
     validator: Validator,
 }
 
@@ -107,12 +109,20 @@ fn schemas() -> &'static Schemas {
         organization: kind_schema::<Organization>(),
         sub_organization: kind_schema::<SubOrganization>(),
         membership: kind_schema::<OrgMembership>(),
+        group: kind_schema::<Group>(),
+        identity: kind_schema::<MachineIdentity>(),
         validator: Validator::new(),
     })
 }
 
 /// The kinds of `suborg.io` this version serves.
-const KINDS: [&str; 3] = ["Organization", "SubOrganization", "OrgMembership"];
+const KINDS: [&str; 5] = [
+    "Organization",
+    "SubOrganization",
+    "OrgMembership",
+    "Group",
+    "MachineIdentity",
+];
 
 impl Loader {
     /// A loader that puts namespaced objects without `metadata.namespace` into
@@ -285,6 +295,8 @@ impl Loader {
                     Some(Typed::Organization(o)) => self.set.organizations.push(o),
                     Some(Typed::SubOrganization(o)) => self.set.sub_organizations.push(o),
                     Some(Typed::OrgMembership(o)) => self.set.memberships.push(o),
+                    Some(Typed::Group(o)) => self.set.groups.push(o),
+                    Some(Typed::MachineIdentity(o)) => self.set.identities.push(o),
                     None => {}
                 }
             }
@@ -341,6 +353,8 @@ enum Typed {
     Organization(Organization),
     SubOrganization(SubOrganization),
     OrgMembership(OrgMembership),
+    Group(Group),
+    MachineIdentity(MachineIdentity),
 }
 
 /// Splits YAML text at lines that start a document (`---` then a blank or the line's end).
@@ -482,6 +496,13 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
             &s.sub_organization,
             default_namespace,
             Typed::SubOrganization,
+        ),
+        "Group" => admit::<Group>(value, &s.group, default_namespace, Typed::Group),
+        "MachineIdentity" => admit::<MachineIdentity>(
+            value,
+            &s.identity,
+            default_namespace,
+            Typed::MachineIdentity,
         ),
         _ => admit::<OrgMembership>(
             value,
@@ -678,7 +699,7 @@ pub fn cel_reason(message: &str) -> Reason {
         Reason::InvalidTemporaryAccess
     } else if m.contains("no-access cannot be combined") {
         Reason::ConflictingRoles
-    } else if m.starts_with("a subject of kind User") {
+    } else if m.starts_with("a subject of kind User") || m.starts_with("a member of kind User") {
         Reason::InvalidSubject
     } else if m.starts_with("selector is only used") {
         Reason::InvalidSelector

@@ -259,7 +259,9 @@ fn crd_prints_every_crd() {
         [
             "organizations.suborg.io",
             "suborganizations.suborg.io",
-            "orgmemberships.suborg.io"
+            "orgmemberships.suborg.io",
+            "groups.suborg.io",
+            "machineidentities.suborg.io"
         ]
     );
 }

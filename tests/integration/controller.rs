@@ -825,3 +825,23 @@ async fn a_postgres_store_that_goes_away_is_reported_and_recovered_from() {
     let s = status::membership(&carol, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
 }
+
+#[test]
+fn a_long_message_is_bounded_so_the_status_can_be_written() {
+    let v = status::Verdict {
+        status: "False",
+        reason: "SlugConflict".into(),
+        message: "é".repeat(10_000),
+    };
+    let c = status::ready_condition(v, Some(1), &[], now());
+    assert!(
+        c.message.len() <= status::MAX_MESSAGE,
+        "{}",
+        c.message.len()
+    );
+    assert!(
+        c.message.ends_with("(20000 bytes in all)"),
+        "{}",
+        &c.message[c.message.len() - 40..]
+    );
+}

@@ -86,6 +86,8 @@ fn crds_carry_names_categories_and_printer_columns() {
             ("Organization".to_string(), "Cluster".to_string()),
             ("SubOrganization".to_string(), "Cluster".to_string()),
             ("OrgMembership".to_string(), "Namespaced".to_string()),
+            ("Group".to_string(), "Namespaced".to_string()),
+            ("MachineIdentity".to_string(), "Namespaced".to_string()),
         ]
     );
 }

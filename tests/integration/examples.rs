@@ -250,7 +250,7 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "undeclared-identity-in-suborg",
         SubjectNotFound,
         "spec.subject.name",
-        "MachineIdentity \"ci-pipeline\" is not declared",
+        "MachineIdentity \"team-eng/ci-pipeline\" does not exist",
     ),
     ("unknown-field", UnknownField, "spec.owner", "unknown field"),
     (

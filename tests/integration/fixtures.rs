@@ -77,6 +77,7 @@ pub fn user_in(
                 kind: SubjectKind::User,
                 email: Some(email.into()),
                 name: None,
+                namespace: None,
             },
             roles,
             deletion_policy: DeletionPolicy::Delete,
@@ -112,4 +113,94 @@ pub fn sub_member(namespace: &str, sub: &str, email: &str) -> OrgMembership {
 
 pub fn labels(org: &str) -> BTreeMap<String, String> {
     [("suborg.io/organization".to_string(), org.to_string())].into()
+}
+
+/// A membership of a group or machine identity (`kind`) named `subject` (in the membership's
+/// namespace unless `subject_ns` says otherwise) in a sub-organization or root.
+pub fn subject_in(
+    namespace: &str,
+    name: &str,
+    target_kind: OrganizationKind,
+    target: &str,
+    kind: SubjectKind,
+    subject: &str,
+    subject_ns: Option<&str>,
+) -> OrgMembership {
+    let mut m = user_in(
+        namespace,
+        name,
+        target_kind,
+        target,
+        "x@x.example",
+        vec![role("member")],
+    );
+    m.spec.subject = Subject {
+        kind,
+        email: None,
+        name: Some(subject.into()),
+        namespace: subject_ns.map(Into::into),
+    };
+    m
+}
+
+pub fn user(email: &str) -> GroupMember {
+    GroupMember {
+        kind: GroupMemberKind::User,
+        email: Some(email.into()),
+        name: None,
+        namespace: None,
+    }
+}
+
+pub fn nested(name: &str) -> GroupMember {
+    GroupMember {
+        kind: GroupMemberKind::Group,
+        email: None,
+        name: Some(name.into()),
+        namespace: None,
+    }
+}
+
+pub fn group(
+    namespace: &str,
+    name: &str,
+    kind: OrganizationKind,
+    owner: &str,
+    members: Vec<GroupMember>,
+) -> Group {
+    let mut g = Group::new(
+        name,
+        GroupSpec {
+            organization_ref: OrganizationRef {
+                kind,
+                name: owner.into(),
+            },
+            display_name: None,
+            members,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    g.metadata.namespace = Some(namespace.into());
+    g
+}
+
+pub fn identity(
+    namespace: &str,
+    name: &str,
+    kind: OrganizationKind,
+    owner: &str,
+) -> MachineIdentity {
+    let mut i = MachineIdentity::new(
+        name,
+        MachineIdentitySpec {
+            organization_ref: OrganizationRef {
+                kind,
+                name: owner.into(),
+            },
+            display_name: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    i.metadata.namespace = Some(namespace.into());
+    i
 }

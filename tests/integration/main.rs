@@ -10,6 +10,7 @@ mod crds;
 mod domain;
 mod examples;
 mod fixtures;
+mod groups;
 mod properties;
 mod proxy;
 mod store;

@@ -1,0 +1,418 @@
+//! Groups and machine identities: ownership, flowing down from the root, members, nesting.
+
+use k8s_openapi::jiff::Timestamp;
+use suborg::api::*;
+use suborg::domain::Reason;
+use suborg::domain::tree::{ObjectSet, Outcome, check};
+
+use crate::fixtures::*;
+
+use OrganizationKind::{Organization as Root, SubOrganization as Sub};
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+/// acme (members alice, bob, carol), sub-organizations eng (admin bob; carol added) and ops
+/// (admin alice); namespace `platform` for acme, `team-eng` for eng, `team-ops` for ops.
+fn base() -> ObjectSet {
+    ObjectSet {
+        organizations: vec![org("acme")],
+        sub_organizations: vec![
+            suborg("eng", "acme", &["bob@x.io"]),
+            suborg("ops", "acme", &["alice@x.io"]),
+        ],
+        memberships: vec![
+            root_member("platform", "acme", "alice@x.io"),
+            root_member("platform", "acme", "bob@x.io"),
+            root_member("platform", "acme", "carol@x.io"),
+            sub_member("team-eng", "eng", "carol@x.io"),
+        ],
+        namespaces: [
+            ("platform".to_string(), labels("acme")),
+            ("team-eng".to_string(), labels("eng")),
+            ("team-ops".to_string(), labels("ops")),
+        ]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn problems(o: &Outcome) -> Vec<(String, Reason)> {
+    o.problems
+        .iter()
+        .map(|p| (p.object.as_ref().unwrap().name.clone(), p.reason))
+        .collect()
+}
+
+fn message(o: &Outcome, reason: Reason) -> String {
+    o.problems
+        .iter()
+        .find(|p| p.reason == reason)
+        .unwrap_or_else(|| panic!("no {reason}: {:#?}", o.problems))
+        .message
+        .clone()
+}
+
+#[test]
+fn root_groups_and_identities_flow_down_once_added() {
+    let mut set = base();
+    set.groups.push(group(
+        "platform",
+        "admins",
+        Root,
+        "acme",
+        vec![user("alice@x.io"), user("bob@x.io")],
+    ));
+    set.identities
+        .push(identity("platform", "ci", Root, "acme"));
+    set.memberships.push(subject_in(
+        "team-eng",
+        "eng-admins",
+        Sub,
+        "eng",
+        SubjectKind::Group,
+        "admins",
+        Some("platform"),
+    ));
+    set.memberships.push(subject_in(
+        "team-eng",
+        "eng-ci",
+        Sub,
+        "eng",
+        SubjectKind::MachineIdentity,
+        "ci",
+        Some("platform"),
+    ));
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert_eq!(o.accepted.groups, [0]);
+    assert_eq!(o.accepted.identities, [0]);
+    assert_eq!(o.accepted.memberships.len(), 6);
+}
+
+#[test]
+fn a_root_group_or_identity_needs_no_membership_at_the_root() {
+    let mut set = base();
+    set.groups
+        .push(group("platform", "admins", Root, "acme", vec![]));
+    set.memberships.push(subject_in(
+        "platform",
+        "acme-admins",
+        Root,
+        "acme",
+        SubjectKind::Group,
+        "admins",
+        None,
+    ));
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("acme-admins".into(), Reason::SubjectOwnedByTarget)]
+    );
+}
+
+#[test]
+fn what_a_sub_organization_creates_stays_there() {
+    let mut set = base();
+    set.groups.push(group(
+        "team-eng",
+        "oncall",
+        Sub,
+        "eng",
+        vec![user("carol@x.io")],
+    ));
+    set.identities
+        .push(identity("team-eng", "deployer", Sub, "eng"));
+    // Added to its own sub-organization: it is already there.
+    set.memberships.push(subject_in(
+        "team-eng",
+        "again",
+        Sub,
+        "eng",
+        SubjectKind::Group,
+        "oncall",
+        None,
+    ));
+    // Added to a sibling: not visible there.
+    set.memberships.push(subject_in(
+        "team-ops",
+        "borrowed",
+        Sub,
+        "ops",
+        SubjectKind::MachineIdentity,
+        "deployer",
+        Some("team-eng"),
+    ));
+    let o = check(&set, now());
+    let mut got = problems(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("again".into(), Reason::SubjectOwnedByTarget),
+            ("borrowed".into(), Reason::SubjectNotVisible)
+        ]
+    );
+    assert!(message(&o, Reason::SubjectNotVisible).contains("SubOrganization \"eng\""));
+    assert_eq!(o.accepted.groups, [0]);
+    assert_eq!(o.accepted.identities, [0]);
+}
+
+#[test]
+fn unknown_groups_and_identities_are_named() {
+    let mut set = base();
+    set.memberships.push(subject_in(
+        "team-eng",
+        "ghost",
+        Sub,
+        "eng",
+        SubjectKind::Group,
+        "nobody",
+        Some("platform"),
+    ));
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("ghost".into(), Reason::SubjectNotFound)]);
+    assert!(message(&o, Reason::SubjectNotFound).contains("\"platform/nobody\""));
+}
+
+#[test]
+fn a_group_added_twice_to_one_sub_organization_is_refused() {
+    let mut set = base();
+    set.groups
+        .push(group("platform", "admins", Root, "acme", vec![]));
+    for name in ["first", "second"] {
+        set.memberships.push(subject_in(
+            "team-eng",
+            name,
+            Sub,
+            "eng",
+            SubjectKind::Group,
+            "admins",
+            Some("platform"),
+        ));
+    }
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("second".into(), Reason::DuplicateMembership)]
+    );
+}
+
+#[test]
+fn group_members_must_belong_to_the_group_organization() {
+    let mut set = base();
+    set.groups.push(group(
+        "platform",
+        "root-group",
+        Root,
+        "acme",
+        vec![user("dave@x.io")],
+    ));
+    // alice is a root member but not in eng; bob is eng's admin; carol was added to eng.
+    set.groups.push(group(
+        "team-eng",
+        "eng-group",
+        Sub,
+        "eng",
+        vec![user("alice@x.io"), user("bob@x.io"), user("CAROL@x.io")],
+    ));
+    let o = check(&set, now());
+    let mut got = problems(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("eng-group".into(), Reason::GroupMemberNotInOrganization),
+            ("root-group".into(), Reason::GroupMemberNotInOrganization)
+        ]
+    );
+    assert!(o.accepted.groups.is_empty());
+}
+
+#[test]
+fn removing_a_root_member_takes_them_out_of_what_depended_on_it() {
+    let mut set = base();
+    set.groups.push(group(
+        "team-eng",
+        "eng-group",
+        Sub,
+        "eng",
+        vec![user("carol@x.io")],
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    set.memberships.retain(|m| {
+        m.spec.subject.email.as_deref() != Some("carol@x.io") || m.spec.organization_ref.kind == Sub
+    });
+    let o = check(&set, now());
+    // carol's eng membership says why; the group stays quiet but is held back with it.
+    assert_eq!(
+        problems(&o),
+        [("eng-carol".into(), Reason::SubjectNotInRoot)]
+    );
+    assert!(o.accepted.groups.is_empty());
+}
+
+#[test]
+fn removing_a_root_group_revokes_its_sub_organization_memberships() {
+    let mut set = base();
+    set.groups
+        .push(group("platform", "admins", Root, "acme", vec![]));
+    set.memberships.push(subject_in(
+        "team-eng",
+        "eng-admins",
+        Sub,
+        "eng",
+        SubjectKind::Group,
+        "admins",
+        Some("platform"),
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    set.groups.clear();
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("eng-admins".into(), Reason::SubjectNotFound)]
+    );
+}
+
+#[test]
+fn nesting_is_for_a_sub_organization_own_groups() {
+    let mut set = base();
+    set.groups
+        .push(group("platform", "root-a", Root, "acme", vec![]));
+    set.groups.push(group(
+        "platform",
+        "root-b",
+        Root,
+        "acme",
+        vec![nested("root-a")],
+    ));
+    set.groups
+        .push(group("team-ops", "ops-group", Sub, "ops", vec![]));
+    let mut crossing = nested("ops-group");
+    crossing.namespace = Some("team-ops".into());
+    set.groups.push(group(
+        "team-eng",
+        "leads",
+        Sub,
+        "eng",
+        vec![user("carol@x.io")],
+    ));
+    set.groups.push(group(
+        "team-eng",
+        "all",
+        Sub,
+        "eng",
+        vec![nested("leads"), crossing],
+    ));
+    let o = check(&set, now());
+    let mut got = problems(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("all".into(), Reason::NestedGroupOutsideOrganization),
+            ("root-b".into(), Reason::NestedGroupNotAllowed)
+        ]
+    );
+    assert_eq!(o.accepted.groups, [0, 2, 3]);
+}
+
+#[test]
+fn cycles_are_named_and_self_membership_refused() {
+    let mut set = base();
+    set.groups
+        .push(group("team-eng", "a", Sub, "eng", vec![nested("b")]));
+    set.groups
+        .push(group("team-eng", "b", Sub, "eng", vec![nested("c")]));
+    set.groups
+        .push(group("team-eng", "c", Sub, "eng", vec![nested("a")]));
+    set.groups
+        .push(group("team-eng", "outer", Sub, "eng", vec![nested("a")]));
+    set.groups
+        .push(group("team-eng", "me", Sub, "eng", vec![nested("me")]));
+    set.groups
+        .push(group("team-eng", "fine", Sub, "eng", vec![]));
+    let o = check(&set, now());
+    let cycles: Vec<&str> = o
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::GroupCycle)
+        .map(|p| p.object.as_ref().unwrap().name.as_str())
+        .collect();
+    assert_eq!(cycles.len(), 4, "{:#?}", o.problems);
+    for g in ["a", "b", "c", "me"] {
+        assert!(cycles.contains(&g), "{g} not reported: {cycles:?}");
+    }
+    let m = message(&o, Reason::GroupCycle);
+    assert!(m.contains("a → b → c → a") || m.contains("me"), "{m}");
+    // A group containing a cycle is held back quietly; an unrelated one is accepted.
+    assert!(
+        !o.problems
+            .iter()
+            .any(|p| p.object.as_ref().unwrap().name == "outer")
+    );
+    assert_eq!(o.accepted.groups, [5]);
+}
+
+#[test]
+fn a_ten_thousand_deep_chain_is_resolved_without_recursion() {
+    let mut set = base();
+    let n = 10_000;
+    for i in 0..n {
+        let members = if i + 1 < n {
+            vec![nested(&format!("g{}", i + 1))]
+        } else {
+            vec![user("carol@x.io")]
+        };
+        set.groups
+            .push(group("team-eng", &format!("g{i}"), Sub, "eng", members));
+    }
+    let o = check(&set, now());
+    assert!(
+        o.problems.is_empty(),
+        "{:?}",
+        &o.problems[..o.problems.len().min(3)]
+    );
+    assert_eq!(o.accepted.groups.len(), n);
+    // Close the chain into a cycle: every group is on it, and it is named once per group.
+    set.groups[n - 1].spec.members.push(nested("g0"));
+    let o = check(&set, now());
+    assert_eq!(o.problems.len(), n);
+    assert!(o.problems.iter().all(|p| p.reason == Reason::GroupCycle));
+    assert!(
+        o.problems[0].message.contains("(10000 groups)"),
+        "{}",
+        o.problems[0].message
+    );
+    assert!(o.problems[0].message.len() < 300);
+    assert!(o.accepted.groups.is_empty());
+}
+
+#[test]
+fn duplicate_members_and_foreign_namespaces_are_refused() {
+    let mut set = base();
+    set.groups.push(group(
+        "platform",
+        "twice",
+        Root,
+        "acme",
+        vec![user("alice@x.io"), user("Alice@x.io")],
+    ));
+    set.groups
+        .push(group("team-ops", "misplaced", Root, "acme", vec![]));
+    set.identities
+        .push(identity("team-ops", "bot", Root, "acme"));
+    let o = check(&set, now());
+    let mut got = problems(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("bot".into(), Reason::NamespaceNotAllowed),
+            ("misplaced".into(), Reason::NamespaceNotAllowed),
+            ("twice".into(), Reason::DuplicateGroupMember)
+        ]
+    );
+}
