@@ -27,23 +27,31 @@ pub(super) struct Owned<'a> {
     set: &'a ObjectSet,
 }
 
-fn ns_name<'a, K: kube::Resource>(o: &'a K) -> (&'a str, &'a str) {
+fn ns_name<K: kube::Resource>(o: &K) -> (&str, &str) {
     (
         o.meta().namespace.as_deref().unwrap_or_default(),
         o.meta().name.as_deref().unwrap_or_default(),
     )
 }
 
+/// Whether a group or identity may be added to a sub-organization.
+pub(super) enum Visibility {
+    Visible,
+    /// It is rejected on its own and says why: stay quiet.
+    Quiet,
+    Refused(Problem),
+}
+
 impl Owned<'_> {
     /// Whether the group or identity `subject` (`namespace/name`) may be added to the
-    /// sub-organization `target`. `Err(None)`: it is rejected on its own; stay quiet.
+    /// sub-organization `target`.
     pub(super) fn visible_in(
         &self,
         kind: SubjectKind,
         subject: &str,
         target: &Target<'_>,
         key: &ObjectKey,
-    ) -> Result<(), Option<Problem>> {
+    ) -> Visibility {
         let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
         let found = match kind {
             SubjectKind::Group => self
@@ -58,16 +66,16 @@ impl Owned<'_> {
         let what = kind.as_str();
         let owner = match found {
             Some((Presence::Accepted, owner)) => owner,
-            Some(_) => return Err(None),
+            Some(_) => return Visibility::Quiet,
             None if self
                 .set
                 .rejected
                 .contains(&ObjectKey::namespaced(what, ns, name)) =>
             {
-                return Err(None);
+                return Visibility::Quiet;
             }
             None => {
-                return Err(Some(Problem::error(
+                return Visibility::Refused(Problem::error(
                     Reason::SubjectNotFound,
                     key,
                     "spec.subject.name",
@@ -75,13 +83,13 @@ impl Owned<'_> {
                         "{what} {subject:?} does not exist: create it in root Organization {:?} first, or fix spec.subject.name and spec.subject.namespace",
                         target.root
                     ),
-                )));
+                ));
             }
         };
         match owner.kind {
-            OrganizationKind::Organization if owner.name == target.root => Ok(()),
+            OrganizationKind::Organization if owner.name == target.root => Visibility::Visible,
             OrganizationKind::SubOrganization if owner.name == target.name => {
-                Err(Some(Problem::error(
+                Visibility::Refused(Problem::error(
                     Reason::SubjectOwnedByTarget,
                     key,
                     "spec.subject",
@@ -89,9 +97,9 @@ impl Owned<'_> {
                         "{what} {subject:?} already belongs to SubOrganization {:?}, which created it: it is usable there without a membership",
                         target.name
                     ),
-                )))
+                ))
             }
-            _ => Err(Some(Problem::error(
+            _ => Visibility::Refused(Problem::error(
                 Reason::SubjectNotVisible,
                 key,
                 "spec.subject",
@@ -99,7 +107,7 @@ impl Owned<'_> {
                     "{what} {subject:?} belongs to {} {:?}: only groups and machine identities of root Organization {:?} can be added to SubOrganization {:?}, and what a sub-organization creates stays there",
                     owner.kind, owner.name, target.root, target.name
                 ),
-            ))),
+            )),
         }
     }
 }

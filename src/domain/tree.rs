@@ -581,9 +581,10 @@ fn check_memberships(
             (kind, OrganizationKind::SubOrganization) => {
                 let owned = owned.as_ref().expect("checked before the first group or identity");
                 match owned.visible_in(kind, &subject, &target, &key) {
-                    Ok(()) => {}
-                    Err(None) => continue, // the group or identity is rejected; it says why
-                    Err(Some(p)) => errors.push(p),
+                    super::groups::Visibility::Visible => {}
+                    // The group or identity is rejected; it says why.
+                    super::groups::Visibility::Quiet => continue,
+                    super::groups::Visibility::Refused(p) => errors.push(p),
                 }
             }
         }
