@@ -5,6 +5,11 @@
 //! organization and, in a sub-organization, groups of that same sub-organization, without
 //! cycles.
 //!
+//! A listed user who is not (or no longer) a member of the group's organization is left out
+//! of the group with a warning rather than rejecting the group: removing someone from an
+//! organization revokes what they had through its groups at once, without taking the group
+//! away from everyone else in it.
+//!
 //! Linear in objects plus group edges: nesting is resolved by a topological pass, never by
 //! recursion, so a chain 10,000 groups deep is as cheap as 10,000 flat groups.
 
@@ -235,20 +240,20 @@ pub(super) fn check<'a>(
                     match members.get(&(target.name, id.clone())) {
                         Some(Presence::Accepted) => {}
                         _ if admin => {}
-                        // That membership is rejected and says why.
-                        Some(_) => ok = false,
-                        None => {
-                            out.problems.push(Problem::error(
-                                Reason::GroupMemberNotInOrganization,
-                                &key,
-                                format!("{field}.email"),
-                                format!(
-                                    "user {id:?} is not a member of {} {:?}, which owns Group {:?}: a group's users must be members of its organization; add an OrgMembership there first",
-                                    target.kind, target.name, g.name_any()
-                                ),
-                            ));
-                            ok = false;
-                        }
+                        // That membership is rejected and says why; the user is left out of
+                        // the group meanwhile.
+                        Some(_) => {}
+                        // Left out of the group (access is revoked, never granted through it),
+                        // but the group and everyone else in it stay.
+                        None => out.problems.push(Problem::warning(
+                            Reason::GroupMemberNotInOrganization,
+                            &key,
+                            format!("{field}.email"),
+                            format!(
+                                "user {id:?} is not a member of {} {:?}, which owns Group {:?}, and is left out of the group: a group's users must be members of its organization; add an OrgMembership there first",
+                                target.kind, target.name, g.name_any()
+                            ),
+                        )),
                     }
                 }
                 GroupMemberKind::Group => {

@@ -48,14 +48,77 @@ pub struct DesiredMembership {
     pub deletion_policy: &'static str,
 }
 
+/// A group or machine identity as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredOwned {
+    /// Key of the source object.
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the owning organization.
+    pub organization: String,
+    /// `namespace/name` of the source object.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DesiredGroupMember {
+    /// A user, by lowercased email.
+    User(String),
+    /// A nested group, by its `source_uid`.
+    Group(String),
+}
+
+/// A group with its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGroup {
+    /// The group itself.
+    pub group: DesiredOwned,
+    /// Its members, sorted.
+    pub members: Vec<DesiredGroupMember>,
+}
+
+/// A root's group or machine identity added to a sub-organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSubjectMembership {
+    /// Key of the source OrgMembership.
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the sub-organization.
+    pub organization: String,
+    /// `Group` or `MachineIdentity`.
+    pub kind: &'static str,
+    /// `source_uid` of the group or identity.
+    pub subject: String,
+    /// `namespace/name` of the group or identity, for people.
+    pub subject_name: String,
+    /// The roles as JSON.
+    pub roles: String,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
 /// Everything the store should hold: roots before sub-organizations, root memberships before
-/// sub-organization memberships, so each row's references exist when it is written.
+/// sub-organization memberships, nested groups before the groups that contain them, so each
+/// row's references exist when it is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     /// Organizations.
     pub organizations: Vec<DesiredOrg>,
-    /// Memberships.
+    /// Memberships of users.
     pub memberships: Vec<DesiredMembership>,
+    /// Groups.
+    pub groups: Vec<DesiredGroup>,
+    /// Machine identities.
+    pub identities: Vec<DesiredOwned>,
+    /// Groups and machine identities added to sub-organizations.
+    pub subject_memberships: Vec<DesiredSubjectMembership>,
 }
 
 fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
@@ -94,6 +157,47 @@ fn live_roles(m: &crate::api::OrgMembership, now: Timestamp) -> Vec<RoleBinding>
         })
         .cloned()
         .collect()
+}
+
+/// Orders groups so that nested groups come before the groups that contain them (the rules
+/// have rejected cycles), iteratively.
+fn order_groups(groups: &mut Vec<DesiredGroup>) {
+    let position: HashMap<String, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.group.source_uid.clone(), i))
+        .collect();
+    let n = groups.len();
+    let mut pending = vec![0usize; n];
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, g) in groups.iter().enumerate() {
+        for m in &g.members {
+            if let DesiredGroupMember::Group(uid) = m
+                && let Some(&k) = position.get(uid)
+            {
+                pending[i] += 1;
+                parents[k].push(i);
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..n).filter(|&i| pending[i] == 0).collect();
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        for &p in &parents[i] {
+            pending[p] -= 1;
+            if pending[p] == 0 {
+                queue.push_back(p);
+            }
+        }
+    }
+    // Anything left (not expected) keeps its place at the end.
+    let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..n).filter(|i| !placed.contains(i)));
+    let mut slots: Vec<Option<DesiredGroup>> =
+        std::mem::take(groups).into_iter().map(Some).collect();
+    *groups = order.into_iter().filter_map(|i| slots[i].take()).collect();
 }
 
 /// The desired state at `now` for the objects of `set` that `accepted` lists.
@@ -145,6 +249,110 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
                 .as_ref()
                 .map(|m| serde_json::to_string(m).expect("serializes")),
             deletion_policy: policy(s.spec.deletion_policy),
+        });
+    }
+    let org_key = |r: &crate::api::OrganizationRef| match r.kind {
+        OrganizationKind::Organization => roots.get(r.name.as_str()).cloned(),
+        OrganizationKind::SubOrganization => subs.get(r.name.as_str()).cloned(),
+    };
+    let ns_name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        )
+    };
+    let mut group_keys: HashMap<String, String> = HashMap::new();
+    for &i in &accepted.groups {
+        group_keys.insert(ns_name(&set.groups[i].metadata), source_key(&set.groups[i]));
+    }
+    for &i in &accepted.groups {
+        let g = &set.groups[i];
+        let Some(organization) = org_key(&g.spec.organization_ref) else {
+            continue;
+        };
+        let ns = g.metadata.namespace.as_deref().unwrap_or_default();
+        let mut members: Vec<DesiredGroupMember> = g
+            .spec
+            .members
+            .iter()
+            .filter_map(|m| match m.kind {
+                crate::api::GroupMemberKind::User => Some(DesiredGroupMember::User(
+                    normalize_email(m.email.as_deref().unwrap_or_default()),
+                )),
+                crate::api::GroupMemberKind::Group => group_keys
+                    .get(&format!(
+                        "{}/{}",
+                        m.namespace.as_deref().unwrap_or(ns),
+                        m.name.as_deref().unwrap_or_default()
+                    ))
+                    .cloned()
+                    .map(DesiredGroupMember::Group),
+            })
+            .collect();
+        members.sort();
+        let name = ns_name(&g.metadata);
+        d.groups.push(DesiredGroup {
+            group: DesiredOwned {
+                source_uid: source_key(g),
+                source_name: g.name_any(),
+                organization,
+                display_name: g.spec.display_name.clone().unwrap_or_else(|| g.name_any()),
+                name,
+                deletion_policy: policy(g.spec.deletion_policy),
+            },
+            members,
+        });
+    }
+    order_groups(&mut d.groups);
+    let mut identity_keys: HashMap<String, String> = HashMap::new();
+    for &i in &accepted.identities {
+        let m = &set.identities[i];
+        let Some(organization) = org_key(&m.spec.organization_ref) else {
+            continue;
+        };
+        identity_keys.insert(ns_name(&m.metadata), source_key(m));
+        d.identities.push(DesiredOwned {
+            source_uid: source_key(m),
+            source_name: m.name_any(),
+            organization,
+            name: ns_name(&m.metadata),
+            display_name: m.spec.display_name.clone().unwrap_or_else(|| m.name_any()),
+            deletion_policy: policy(m.spec.deletion_policy),
+        });
+    }
+    for &i in &accepted.memberships {
+        let m = &set.memberships[i];
+        let (kind, keys) = match m.spec.subject.kind {
+            SubjectKind::User => continue,
+            SubjectKind::Group => ("Group", &group_keys),
+            SubjectKind::MachineIdentity => ("MachineIdentity", &identity_keys),
+        };
+        let subject_name = format!(
+            "{}/{}",
+            m.spec
+                .subject
+                .namespace
+                .as_deref()
+                .or(m.metadata.namespace.as_deref())
+                .unwrap_or_default(),
+            m.spec.subject.name.as_deref().unwrap_or_default()
+        );
+        let (Some(organization), Some(subject)) = (
+            org_key(&m.spec.organization_ref),
+            keys.get(&subject_name).cloned(),
+        ) else {
+            continue;
+        };
+        d.subject_memberships.push(DesiredSubjectMembership {
+            source_uid: source_key(m),
+            source_name: m.name_any(),
+            organization,
+            kind,
+            subject,
+            subject_name,
+            roles: roles_json(&live_roles(m, now)),
+            deletion_policy: policy(m.spec.deletion_policy),
         });
     }
     let mut explicit: HashMap<(String, String), usize> = HashMap::new();
@@ -213,6 +421,32 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
                 }),
             }
         }
+    }
+    // A group's users are the members of its organization it lists; the rules warned about
+    // the others, who are left out.
+    let members: std::collections::HashSet<(&str, &str)> = d
+        .memberships
+        .iter()
+        .map(|m| (m.organization.as_str(), m.email.as_str()))
+        .collect();
+    let kept: Vec<Vec<DesiredGroupMember>> = d
+        .groups
+        .iter()
+        .map(|g| {
+            g.members
+                .iter()
+                .filter(|m| match m {
+                    DesiredGroupMember::User(email) => {
+                        members.contains(&(g.group.organization.as_str(), email.as_str()))
+                    }
+                    DesiredGroupMember::Group(_) => true,
+                })
+                .cloned()
+                .collect()
+        })
+        .collect();
+    for (g, members) in d.groups.iter_mut().zip(kept) {
+        g.members = members;
     }
     d
 }

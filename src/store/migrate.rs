@@ -7,11 +7,18 @@ use sqlx::AnyPool;
 use super::{Backend, Dsn, StoreError};
 
 /// `(version, description, SQL)`, oldest first. Never edit one that has shipped: add another.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "organizations, users, memberships",
-    include_str!("migrations/0001_organizations.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "organizations, users, memberships",
+        include_str!("migrations/0001_organizations.sql"),
+    ),
+    (
+        2,
+        "groups, machine identities, group members, subject memberships",
+        include_str!("migrations/0002_groups.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i64 {

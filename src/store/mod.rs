@@ -13,9 +13,13 @@
 mod desired;
 mod dsn;
 mod migrate;
+mod owned;
 mod plan;
 
-pub use desired::{Desired, DesiredMembership, DesiredOrg, desired_from};
+pub use desired::{
+    Desired, DesiredGroup, DesiredGroupMember, DesiredMembership, DesiredOrg, DesiredOwned,
+    DesiredSubjectMembership, desired_from,
+};
 pub use dsn::{Backend, Dsn};
 
 pub use plan::{Action, Change, Plan};
@@ -144,8 +148,13 @@ pub struct MemberInfo {
 pub struct StoreIndex {
     /// Managed organizations by source uid.
     pub organizations: std::collections::HashMap<String, OrgEntry>,
-    /// Managed memberships by source uid: (row id, organization id).
+    /// Managed memberships (of users, and of groups and identities added to a
+    /// sub-organization) by source uid: (row id, organization id).
     pub memberships: std::collections::HashMap<String, (String, String)>,
+    /// Managed groups by source uid: (row id, users listed directly).
+    pub groups: std::collections::HashMap<String, (String, i64)>,
+    /// Managed machine identities by source uid: row id.
+    pub identities: std::collections::HashMap<String, String>,
 }
 
 /// One organization row, as [`StoreIndex`] holds it.
@@ -364,6 +373,34 @@ impl Store for SqlStore {
         .map_err(self.query_error())?;
         for r in rows {
             index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+        let rows = sqlx::query(
+            "SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+        let rows = sqlx::query(
+            "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
+             FROM groups g WHERE g.source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index.groups.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+        let rows = sqlx::query(
+            "SELECT source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index.identities.insert(r.get(0), r.get(1));
         }
         Ok(index)
     }

@@ -5,7 +5,8 @@ use std::fmt;
 
 use sqlx::{AnyConnection, Row};
 
-use super::desired::{Desired, DesiredMembership, DesiredOrg};
+use super::desired::{Desired, DesiredMembership, DesiredOrg, DesiredOwned};
+use super::owned;
 use super::{ApplyOptions, Backend, Dsn, StoreError};
 
 /// Milliseconds since the Unix epoch.
@@ -54,7 +55,27 @@ pub struct Change {
     #[serde(skip)]
     pub source: Option<String>,
     #[serde(skip)]
-    op: Op,
+    pub(super) op: Op,
+}
+
+impl Change {
+    pub(super) fn new(
+        action: Action,
+        kind: &'static str,
+        target: String,
+        fields: Vec<&'static str>,
+        source: Option<String>,
+        op: Op,
+    ) -> Self {
+        Self {
+            action,
+            kind,
+            target,
+            fields,
+            source,
+            op,
+        }
+    }
 }
 
 impl fmt::Display for Change {
@@ -88,7 +109,7 @@ impl Plan {
 
 /// The statements behind a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Op {
+pub(super) enum Op {
     CreateOrg {
         id: String,
         parent_id: Option<String>,
@@ -118,6 +139,43 @@ enum Op {
         id: String,
     },
     OrphanMembership {
+        id: String,
+    },
+    CreateOwned {
+        table: owned::Table,
+        id: String,
+        org_id: String,
+        root_id: String,
+        org_depth: i64,
+        owned: DesiredOwned,
+        members: Vec<owned::MemberRef>,
+    },
+    UpdateOwned {
+        table: owned::Table,
+        id: String,
+        org_id: String,
+        org_depth: i64,
+        owned: DesiredOwned,
+        add: Vec<owned::MemberRef>,
+        remove: Vec<owned::MemberRef>,
+    },
+    CreateSubject {
+        id: String,
+        org_id: String,
+        root_id: String,
+        subject_id: String,
+        m: owned::Subject,
+    },
+    UpdateSubject {
+        id: String,
+        m: owned::Subject,
+    },
+    DeleteRow {
+        table: owned::Table,
+        id: String,
+    },
+    OrphanRow {
+        table: owned::Table,
         id: String,
     },
 }
@@ -250,7 +308,7 @@ async fn load(
     Ok((orgs, memberships))
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     // Time-ordered ids (UUIDv7): new rows land at the end of the primary-key index, not all
@@ -275,6 +333,7 @@ pub(crate) async fn compute(
     backend: Backend,
 ) -> Result<Plan, PlanError> {
     let (orgs, memberships) = load(conn, backend).await?;
+    let existing_owned = owned::load(conn).await?;
     let mut plan = Plan::default();
     let by_source: HashMap<&str, &OrgRow> = orgs
         .iter()
@@ -520,7 +579,21 @@ pub(crate) async fn compute(
         }
     }
 
+    let org_names = &slug_of;
+    let orgs_view = owned::Orgs {
+        ids: &ids,
+        names: org_names,
+    };
+    let kept_owned = owned::compute(
+        &existing_owned,
+        desired,
+        &orgs_view,
+        options,
+        &mut plan.changes,
+    )?;
+
     if options.prune {
+        owned::prune(&existing_owned, &kept_owned, &orgs_view, &mut plan.changes);
         let kept_m: HashSet<String> = plan
             .changes
             .iter()
@@ -646,6 +719,21 @@ pub(crate) async fn execute(
             };
             insert_memberships(conn, &changes[i..j], users, now, backend).await?;
             i = j;
+        } else if matches!(
+            changes[i].op,
+            Op::CreateOwned { .. }
+                | Op::UpdateOwned { .. }
+                | Op::CreateSubject { .. }
+                | Op::UpdateSubject { .. }
+                | Op::DeleteRow { .. }
+                | Op::OrphanRow { .. }
+        ) {
+            let users = match &mut users {
+                Some(u) => u,
+                None => users.insert(load_users(conn).await?),
+            };
+            owned::execute(conn, &changes[i].op, now, backend, users).await?;
+            i += 1;
         } else {
             execute_one(conn, &changes[i].op, now).await?;
             i += 1;
@@ -666,7 +754,7 @@ async fn load_users(conn: &mut AnyConnection) -> Result<HashMap<String, String>,
 /// `($1, $2, …extra), ($n+1, …extra)` for `rows` rows of `width` parameters, each row ending
 /// with the literal SQL `extra`. SQLite gets `?`: it binds `$N` by looking each name up, which
 /// is quadratic in the number of parameters of a statement.
-fn placeholders(backend: Backend, rows: usize, width: usize, extra: &str) -> String {
+pub(super) fn placeholders(backend: Backend, rows: usize, width: usize, extra: &str) -> String {
     (0..rows)
         .map(|r| {
             let cells: Vec<String> = (1..=width)
@@ -786,6 +874,12 @@ async fn execute_one(conn: &mut AnyConnection, op: &Op, now: i64) -> Result<(), 
                 .await?;
             }
             Op::CreateMembership { .. } => unreachable!("inserted in batches"),
+            Op::CreateOwned { .. }
+            | Op::UpdateOwned { .. }
+            | Op::CreateSubject { .. }
+            | Op::UpdateSubject { .. }
+            | Op::DeleteRow { .. }
+            | Op::OrphanRow { .. } => unreachable!("carried out by the owned module"),
             Op::UpdateMembership { id, m } => {
                 sqlx::query(
                     "UPDATE memberships SET source_uid = $2, source_name = $3, managed = 1, roles = $4, deletion_policy = $5, updated_at = $6 WHERE id = $1",

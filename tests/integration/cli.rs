@@ -285,13 +285,13 @@ fn apply_then_get_on_a_store() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        text(&out).contains("Plan (dry run, nothing written): 18 to create"),
+        text(&out).contains("Plan (dry run, nothing written): 24 to create"),
         "{}",
         text(&out)
     );
     let out = suborg(&["apply", "-f", examples, "--store", &store], None);
     assert!(
-        text(&out).contains("Applied: 18 to create, 0 to update, 0 to delete, 0 to orphan."),
+        text(&out).contains("Applied: 24 to create, 0 to update, 0 to delete, 0 to orphan."),
         "{}",
         text(&out)
     );

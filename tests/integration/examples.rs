@@ -19,8 +19,11 @@ fn examples() -> PathBuf {
 fn the_acme_tree_is_valid() {
     let r = check(&examples().join("acme"));
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
-    assert_eq!(r.files, 6);
-    assert_eq!(r.objects, 15, "1 root, 3 sub-organizations, 11 memberships");
+    assert_eq!(r.files, 7);
+    assert_eq!(
+        r.objects, 21,
+        "1 root, 3 sub-organizations, 13 memberships, 3 groups, 1 machine identity"
+    );
     assert_eq!(
         r.ignored, 2,
         "the team lead's Role and RoleBinding are not ours to check"
@@ -340,9 +343,16 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
             let kind = v["kind"].as_str().unwrap_or_default();
+            // Root groups and identities come with the sub-organizations (before the
+            // memberships that add them); sub-organization groups after the memberships of the
+            // users they list.
+            let sub_group = kind == "Group"
+                && v["spec"]["organizationRef"]["kind"].as_str() == Some("SubOrganization");
             let expected = match kind {
                 "Organization" => "0",
-                "SubOrganization" => "1",
+                "SubOrganization" | "MachineIdentity" => "1",
+                "Group" if sub_group => "3",
+                "Group" => "1",
                 "OrgMembership" => "2",
                 _ => "-1",
             };
@@ -351,5 +361,5 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
             seen += 1;
         }
     }
-    assert!(seen >= 15, "{seen}");
+    assert!(seen >= 21, "{seen}");
 }

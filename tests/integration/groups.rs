@@ -227,7 +227,10 @@ fn group_members_must_belong_to_the_group_organization() {
             ("root-group".into(), Reason::GroupMemberNotInOrganization)
         ]
     );
-    assert!(o.accepted.groups.is_empty());
+    // Warnings: the groups stay, without those users.
+    assert!(o.problems.iter().all(|p| !p.is_error()));
+    assert_eq!(o.accepted.groups, [0, 1]);
+    assert!(message(&o, Reason::GroupMemberNotInOrganization).contains("left out"));
 }
 
 #[test]
@@ -245,12 +248,15 @@ fn removing_a_root_member_takes_them_out_of_what_depended_on_it() {
         m.spec.subject.email.as_deref() != Some("carol@x.io") || m.spec.organization_ref.kind == Sub
     });
     let o = check(&set, now());
-    // carol's eng membership says why; the group stays quiet but is held back with it.
+    // carol's eng membership says why; the group stays, and the store's copy leaves her out.
     assert_eq!(
         problems(&o),
         [("eng-carol".into(), Reason::SubjectNotInRoot)]
     );
-    assert!(o.accepted.groups.is_empty());
+    assert_eq!(o.accepted.groups, [0]);
+    let d = suborg::store::desired_from(&set, &o.accepted, now());
+    assert_eq!(d.groups.len(), 1);
+    assert!(d.groups[0].members.is_empty(), "{:?}", d.groups[0].members);
 }
 
 #[test]

@@ -80,8 +80,8 @@ async fn apply_is_idempotent() {
         let plan = store.apply(&d, OPTS).await.unwrap();
         assert_eq!(
             plan.count(Action::Create),
-            18,
-            "4 organizations, 14 memberships (admins included)"
+            24,
+            "4 organizations, 14 memberships (admins included), 3 groups, 1 identity, 2 added to engineering"
         );
         let stamp = count(&store, "SELECT MAX(updated_at) FROM memberships").await;
         let again = store.apply(&d, OPTS).await.unwrap();
@@ -354,6 +354,16 @@ async fn a_renamed_source_keeps_its_row() {
                 m.organization = "new-uid".into();
             }
         }
+        for g in &mut renamed.groups {
+            if g.group.organization == old {
+                g.group.organization = "new-uid".into();
+            }
+        }
+        for m in &mut renamed.subject_memberships {
+            if m.organization == old {
+                m.organization = "new-uid".into();
+            }
+        }
         let plan = store.apply(&renamed, PRUNE).await.unwrap();
         assert_eq!(plan.count(Action::Create), 0, "{plan:#?}");
         assert_eq!(plan.count(Action::Delete), 0, "{plan:#?}");
@@ -419,7 +429,7 @@ async fn two_writers_at_once_converge() {
         let (pa, pb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(
             pa.changes.len() + pb.changes.len(),
-            18,
+            24,
             "one writer did the work, the other found nothing to do"
         );
         assert_eq!(count(&a, "SELECT COUNT(*) FROM organizations").await, 4);
@@ -437,7 +447,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
         store.close().await;
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 1);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 2);
         // A schema from a newer suborg is refused, not written over.
         sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
         store.close().await;
@@ -449,7 +459,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
                 err,
                 StoreError::SchemaTooNew {
                     found: 999,
-                    known: 1,
+                    known: 2,
                     ..
                 }
             ),
@@ -676,6 +686,142 @@ async fn a_process_killed_mid_apply_leaves_before_or_after() {
         assert!(
             (orgs, members) == (0, 0) || (orgs, members) == (1, 20_000),
             "after a kill at {delay_ms} ms the store holds {orgs} organizations and {members} memberships"
+        );
+        store.close().await;
+    }
+}
+
+/// Ids of rows by a column value, for raw SQL below.
+async fn id_of(store: &SqlStore, table: &str, column: &str, value: &str) -> String {
+    sqlx::query(&format!("SELECT id FROM {table} WHERE {column} = $1"))
+        .bind(value)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn groups_identities_and_what_was_added_are_stored_once() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        store.apply(&d, OPTS).await.unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM groups").await, 3);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM machine_identities").await,
+            1
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM subject_memberships").await,
+            2
+        );
+        // security-reviewers: alice, bob; backend-leads: bob; backend: carol, frank, leads.
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM group_members").await, 6);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM group_members WHERE member_kind = 'Group'"
+            )
+            .await,
+            1
+        );
+        let stamp = count(&store, "SELECT MAX(updated_at) FROM groups").await;
+        assert!(store.apply(&d, OPTS).await.unwrap().is_empty());
+        assert_eq!(
+            count(&store, "SELECT MAX(updated_at) FROM groups").await,
+            stamp
+        );
+        let index = store.index().await.unwrap();
+        assert_eq!(index.groups.len(), 3);
+        assert_eq!(index.identities.len(), 1);
+
+        // A member leaves a group; the group is updated, nothing else.
+        let mut less = d.clone();
+        let backend = less
+            .groups
+            .iter_mut()
+            .find(|g| g.group.name.ends_with("/backend"))
+            .unwrap();
+        backend
+            .members
+            .retain(|m| *m != suborg::store::DesiredGroupMember::User("frank@acme.example".into()));
+        let plan = store.apply(&less, OPTS).await.unwrap();
+        assert_eq!(plan.changes.len(), 1, "{plan:?}");
+        assert_eq!(plan.changes[0].fields, ["members"]);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM group_members").await, 5);
+
+        // The root group goes: its row, its members and where it was added go with it.
+        let mut fewer = less.clone();
+        fewer
+            .groups
+            .retain(|g| !g.group.name.ends_with("/security-reviewers"));
+        fewer.subject_memberships.retain(|m| m.kind != "Group");
+        let plan = store.apply(&fewer, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Delete), 2, "{plan:?}");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM groups").await, 2);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM subject_memberships").await,
+            1
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_enforces_the_group_invariants() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let pool = store.pool();
+        let acme_id = id_of(&store, "organizations", "slug", "acme").await;
+        let eng = id_of(&store, "organizations", "slug", "engineering").await;
+        let sales = id_of(&store, "organizations", "slug", "sales-emea").await;
+        let reviewers = id_of(&store, "groups", "name", "platform/security-reviewers").await;
+        let backend = id_of(&store, "groups", "name", "team-engineering/backend").await;
+        let grace = id_of(&store, "users", "email", "grace@acme.example").await;
+        let alice = id_of(&store, "users", "email", "alice@acme.example").await;
+        let refused = |sql: String| async move {
+            let r = sqlx::raw_sql(&sql).execute(pool).await;
+            assert!(r.is_err(), "the database accepted: {sql}");
+        };
+        // A sub-organization group's user must be a member of that sub-organization (grace is
+        // not in engineering).
+        refused(format!("INSERT INTO group_members (group_id, organization_id, org_depth, member_kind, user_id) VALUES ('{backend}', '{eng}', 1, 'User', '{grace}')")).await;
+        // Root groups do not nest.
+        refused(format!("INSERT INTO group_members (group_id, organization_id, org_depth, member_kind, member_group_id) VALUES ('{reviewers}', '{acme_id}', 0, 'Group', '{backend}')")).await;
+        // Nor does a group contain itself, nor a group of another organization.
+        refused(format!("INSERT INTO group_members (group_id, organization_id, org_depth, member_kind, member_group_id) VALUES ('{backend}', '{eng}', 1, 'Group', '{backend}')")).await;
+        refused(format!("INSERT INTO group_members (group_id, organization_id, org_depth, member_kind, member_group_id) VALUES ('{backend}', '{eng}', 1, 'Group', '{reviewers}')")).await;
+        // A group's root membership does not exist; a sub-organization's own group is not added
+        // to a sibling.
+        refused(format!("INSERT INTO subject_memberships (id, managed, organization_id, root_id, org_depth, subject_kind, group_id, roles, deletion_policy, created_at, updated_at) VALUES ('x1', 0, '{acme_id}', '{acme_id}', 1, 'Group', '{reviewers}', '[]', 'Delete', 0, 0)")).await;
+        refused(format!("INSERT INTO subject_memberships (id, managed, organization_id, root_id, org_depth, subject_kind, group_id, roles, deletion_policy, created_at, updated_at) VALUES ('x2', 0, '{sales}', '{acme_id}', 1, 'Group', '{backend}', '[]', 'Delete', 0, 0)")).await;
+        // Removing alice from the root takes her out of the root's groups in the same statement.
+        let before = count(&store, "SELECT COUNT(*) FROM group_members").await;
+        sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
+            .bind(&acme_id)
+            .bind(&alice)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM group_members").await,
+            before - 1
+        );
+        // Removing the root group revokes it where it was added.
+        sqlx::query("DELETE FROM groups WHERE id = $1")
+            .bind(&reviewers)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM subject_memberships WHERE subject_kind = 'Group'"
+            )
+            .await,
+            0
         );
         store.close().await;
     }
