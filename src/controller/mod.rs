@@ -37,7 +37,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, CustomResourceExt};
 
-use crate::api::{OrgMembership, Organization, SubOrganization};
+use crate::api::{Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
 use reconcile::Kind;
 use sync::{Caches, SyncResult, Syncer};
 
@@ -176,7 +176,9 @@ pub async fn check_crds(client: &Client) -> Result<(), Error> {
     }
     one::<Organization>(client).await?;
     one::<SubOrganization>(client).await?;
-    one::<OrgMembership>(client).await
+    one::<OrgMembership>(client).await?;
+    one::<Group>(client).await?;
+    one::<MachineIdentity>(client).await
 }
 
 fn watcher_config(selector: Option<&str>) -> watcher::Config {
@@ -286,6 +288,14 @@ pub async fn run(
     );
     let members = Controller::new(
         Api::<DeserializeGuard<OrgMembership>>::all(client.clone()),
+        wc.clone(),
+    );
+    let groups = Controller::new(
+        Api::<DeserializeGuard<Group>>::all(client.clone()),
+        wc.clone(),
+    );
+    let identities = Controller::new(
+        Api::<DeserializeGuard<MachineIdentity>>::all(client.clone()),
         wc,
     );
     let (ns_reader, ns_writer) = reflector::store::<kube::core::PartialObjectMeta<Namespace>>();
@@ -301,6 +311,8 @@ pub async fn run(
         organizations: orgs.store(),
         sub_organizations: subs.store(),
         memberships: members.store(),
+        groups: groups.store(),
+        identities: identities.store(),
         namespaces: ns_reader,
     };
     let recorder = Some(Recorder::new(
@@ -313,6 +325,8 @@ pub async fn run(
     let (org_tx, org_rx) = mpsc::unbounded();
     let (sub_tx, sub_rx) = mpsc::unbounded();
     let (member_tx, member_rx) = mpsc::unbounded();
+    let (group_tx, group_rx) = mpsc::unbounded();
+    let (identity_tx, identity_rx) = mpsc::unbounded();
     let fanout_caches = caches.clone();
     let syncer = Arc::new(
         Syncer::new(
@@ -328,6 +342,8 @@ pub async fn run(
             fan_out(&fanout_caches.organizations, &org_tx, result, now);
             fan_out(&fanout_caches.sub_organizations, &sub_tx, result, now);
             fan_out(&fanout_caches.memberships, &member_tx, result, now);
+            fan_out(&fanout_caches.groups, &group_tx, result, now);
+            fan_out(&fanout_caches.identities, &identity_tx, result, now);
         })),
     );
     let ctx = Arc::new(Context {
@@ -414,7 +430,25 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|r| log_result("OrgMembership", r));
-    futures::join!(orgs, subs, members, ns_task);
+    let groups = groups
+        .reconcile_on(group_rx)
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            reconcile::reconcile::<Group>,
+            reconcile::error_policy::<Group>,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("Group", r));
+    let identities = identities
+        .reconcile_on(identity_rx)
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            reconcile::reconcile::<MachineIdentity>,
+            reconcile::error_policy::<MachineIdentity>,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("MachineIdentity", r));
+    futures::join!(orgs, subs, members, groups, identities, ns_task);
     tracing::info!("controllers stopped");
 
     if let Some((api, lc)) = &lease {

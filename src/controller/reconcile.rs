@@ -23,7 +23,10 @@ use tracing::Instrument;
 
 use super::sync::SyncResult;
 use super::{Context, Error, FINALIZER, MANAGER, status};
-use crate::api::{CONDITION_READY, CommonStatus, OrgMembership, Organization, SubOrganization};
+use crate::api::{
+    CONDITION_READY, CommonStatus, Group, MachineIdentity, OrgMembership, Organization,
+    SubOrganization,
+};
 use crate::domain::problem::ObjectKey;
 use crate::domain::tree;
 
@@ -101,6 +104,46 @@ impl Kind for OrgMembership {
     }
     fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
         status::membership(self, result, now)
+    }
+    fn common(status: &Self::Status) -> &CommonStatus {
+        &status.common
+    }
+}
+
+impl Kind for Group {
+    type Status = crate::api::GroupStatus;
+    const KIND: &'static str = "Group";
+    fn key(&self) -> ObjectKey {
+        tree::group_key(self)
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or("default"))
+    }
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+        status::group(self, result, now)
+    }
+    fn common(status: &Self::Status) -> &CommonStatus {
+        &status.common
+    }
+}
+
+impl Kind for MachineIdentity {
+    type Status = crate::api::MachineIdentityStatus;
+    const KIND: &'static str = "MachineIdentity";
+    fn key(&self) -> ObjectKey {
+        tree::identity_key(self)
+    }
+    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or("default"))
+    }
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+        status::identity(self, result, now)
     }
     fn common(status: &Self::Status) -> &CommonStatus {
         &status.common
@@ -301,7 +344,9 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Acti
     }
     let uid = o.uid().unwrap_or_default();
     let still_there = result.index.organizations.contains_key(&uid)
-        || result.index.memberships.contains_key(&uid);
+        || result.index.memberships.contains_key(&uid)
+        || result.index.groups.contains_key(&uid)
+        || result.index.identities.contains_key(&uid);
     if still_there {
         return Err(Error::DeletionBlocked(format!(
             "{} {:?}: its rows are still in the store",

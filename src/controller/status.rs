@@ -13,8 +13,9 @@ use kube::{Resource, ResourceExt};
 
 use super::sync::SyncResult;
 use crate::api::{
-    CONDITION_READY, CommonStatus, OrgMembership, OrgMembershipStatus, Organization,
-    OrganizationStatus, SubOrganization, SubOrganizationStatus,
+    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity, MachineIdentityStatus,
+    OrgMembership, OrgMembershipStatus, Organization, OrganizationStatus, SubOrganization,
+    SubOrganizationStatus,
 };
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary::{self, RoleState};
@@ -271,5 +272,58 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
         organization_id: entry.map(|(_, org)| org.clone()),
         active_roles: if entry.is_some() { active } else { vec![] },
         next_expiry: next_expiry.map(|t| t.to_string()),
+    }
+}
+
+/// The status a Group should have after `result`.
+pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
+    let uid = g.uid();
+    let entry = uid.as_deref().and_then(|u| result.index.groups.get(u));
+    let v = verdict(
+        &tree::group_key(g),
+        uid.as_deref(),
+        result,
+        entry.map(|(_, members)| {
+            format!(
+                "in the store under {} {:?} with {members} users listed directly",
+                g.spec.organization_ref.kind, g.spec.organization_ref.name
+            )
+        }),
+    );
+    GroupStatus {
+        common: common(
+            g,
+            v,
+            g.status.as_ref().map(|s| &s.common),
+            entry.map(|(id, _)| id.clone()),
+            now,
+        ),
+        members: entry.map(|(_, m)| *m),
+    }
+}
+
+/// The status a MachineIdentity should have after `result`.
+pub fn identity(i: &MachineIdentity, result: &SyncResult, now: Timestamp) -> MachineIdentityStatus {
+    let uid = i.uid();
+    let entry = uid.as_deref().and_then(|u| result.index.identities.get(u));
+    let v = verdict(
+        &tree::identity_key(i),
+        uid.as_deref(),
+        result,
+        entry.map(|_| {
+            format!(
+                "in the store under {} {:?}",
+                i.spec.organization_ref.kind, i.spec.organization_ref.name
+            )
+        }),
+    );
+    MachineIdentityStatus {
+        common: common(
+            i,
+            v,
+            i.status.as_ref().map(|s| &s.common),
+            entry.cloned(),
+            now,
+        ),
     }
 }

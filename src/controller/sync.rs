@@ -23,7 +23,7 @@ use kube::runtime::reflector::Store as Cache;
 use kube::{Resource, ResourceExt};
 
 use super::metrics::Metrics;
-use crate::api::{OrgMembership, Organization, SubOrganization};
+use crate::api::{Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
 use crate::domain::tree::{self, ObjectSet};
@@ -40,6 +40,10 @@ pub struct Caches {
     pub sub_organizations: Cache<DeserializeGuard<SubOrganization>>,
     /// OrgMemberships.
     pub memberships: Cache<DeserializeGuard<OrgMembership>>,
+    /// Groups.
+    pub groups: Cache<DeserializeGuard<Group>>,
+    /// MachineIdentities.
+    pub identities: Cache<DeserializeGuard<MachineIdentity>>,
     /// Namespaces (metadata only: their labels decide delegation).
     pub namespaces: Cache<PartialObjectMeta<Namespace>>,
 }
@@ -166,6 +170,8 @@ impl Caches {
         self.organizations.wait_until_ready().await.is_ok()
             && self.sub_organizations.wait_until_ready().await.is_ok()
             && self.memberships.wait_until_ready().await.is_ok()
+            && self.groups.wait_until_ready().await.is_ok()
+            && self.identities.wait_until_ready().await.is_ok()
             && self.namespaces.wait_until_ready().await.is_ok()
     }
 
@@ -188,6 +194,13 @@ impl Caches {
         let mut memberships = unguard(
             &self.memberships,
             "OrgMembership",
+            &mut set,
+            &mut fingerprint,
+        );
+        let mut groups = unguard(&self.groups, "Group", &mut set, &mut fingerprint);
+        let mut identities = unguard(
+            &self.identities,
+            "MachineIdentity",
             &mut set,
             &mut fingerprint,
         );
@@ -236,13 +249,29 @@ impl Caches {
                 refs.insert(uid, (tree::membership_key(m), reference(m)));
             }
         }
+        for g in &groups {
+            if let Some(uid) = g.uid() {
+                refs.insert(uid, (tree::group_key(g), reference(g)));
+            }
+        }
+        for i in &identities {
+            if let Some(uid) = i.uid() {
+                refs.insert(uid, (tree::identity_key(i), reference(i)));
+            }
+        }
         subs.retain(|s| !deleting(s));
         memberships.retain(|m| !deleting(m));
+        groups.retain(|g| !deleting(g));
+        identities.retain(|i| !deleting(i));
         sort_stable(&mut set.organizations);
         sort_stable(&mut subs);
         sort_stable(&mut memberships);
+        sort_stable(&mut groups);
+        sort_stable(&mut identities);
         set.sub_organizations = subs;
         set.memberships = memberships;
+        set.groups = groups;
+        set.identities = identities;
         Snapshot {
             set,
             held,
@@ -563,10 +592,18 @@ impl Syncer {
         for m in &set.memberships {
             count("OrgMembership", tree::membership_key(m), m.uid());
         }
+        for g in &set.groups {
+            count("Group", tree::group_key(g), g.uid());
+        }
+        for i in &set.identities {
+            count("MachineIdentity", tree::identity_key(i), i.uid());
+        }
         for key in &set.rejected {
             let kind = match key.kind.as_str() {
                 "Organization" => "Organization",
                 "SubOrganization" => "SubOrganization",
+                "Group" => "Group",
+                "MachineIdentity" => "MachineIdentity",
                 _ => "OrgMembership",
             };
             *counts.entry((kind, "False")).or_default() += 1;
@@ -584,6 +621,8 @@ fn remove(set: &mut ObjectSet, key: &ObjectKey) {
         "SubOrganization" => set
             .sub_organizations
             .retain(|o| tree::sub_organization_key(o) != *key),
+        "Group" => set.groups.retain(|o| tree::group_key(o) != *key),
+        "MachineIdentity" => set.identities.retain(|o| tree::identity_key(o) != *key),
         _ => set.memberships.retain(|o| tree::membership_key(o) != *key),
     }
 }

@@ -271,13 +271,25 @@ fn rbac_grants_exactly_what_the_controller_uses() {
     let Some(py) = python() else { return };
     let r = helm(&py, "values-default.yaml").unwrap();
     let cr: ClusterRole = r.one("ClusterRole");
-    let kinds = ["organizations", "suborganizations", "orgmemberships"];
+    let kinds = [
+        "organizations",
+        "suborganizations",
+        "orgmemberships",
+        "groups",
+        "machineidentities",
+    ];
     let sub = |s: &str| kinds.map(|k| format!("{k}/{s}"));
     let status = sub("status");
     let finalizers = sub("finalizers");
-    fn as_refs(v: &[String; 3]) -> [&str; 3] {
-        [v[0].as_str(), v[1].as_str(), v[2].as_str()]
+    fn as_refs(v: &[String; 5]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
     }
+    // Every kind the controller serves, and no other.
+    let served: Vec<String> = suborg::api::crds()
+        .into_iter()
+        .map(|c| c.spec.names.plural)
+        .collect();
+    assert_eq!(served, kinds);
     assert_eq!(
         cr.rules.unwrap(),
         vec![

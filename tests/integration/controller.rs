@@ -22,7 +22,7 @@ use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
 
-use super::fixtures::{role, suborg, temporary, user_in};
+use super::fixtures::{group, identity, role, subject_in, suborg, temporary, user, user_in};
 
 /// Gives an object what the API server would: uid, generation, creation time, our finalizer.
 fn stored<K: Resource>(mut o: K, uid: &str) -> K {
@@ -64,6 +64,8 @@ struct World {
     orgs: Writer<DeserializeGuard<Organization>>,
     subs: Writer<DeserializeGuard<SubOrganization>>,
     members: Writer<DeserializeGuard<OrgMembership>>,
+    groups: Writer<DeserializeGuard<Group>>,
+    identities: Writer<DeserializeGuard<MachineIdentity>>,
     namespaces: Writer<PartialObjectMeta<Namespace>>,
     _dir: tempfile::TempDir,
     dsn: String,
@@ -92,9 +94,13 @@ impl World {
         let (sub_r, mut sub_w) = reflector::store();
         let (mem_r, mut mem_w) = reflector::store();
         let (ns_r, mut ns_w) = reflector::store();
+        let (group_r, mut group_w) = reflector::store();
+        let (identity_r, mut identity_w) = reflector::store();
         fill(&mut org_w, guard(orgs));
         fill(&mut sub_w, guard(subs));
         fill(&mut mem_w, guard(members));
+        fill(&mut group_w, Vec::new());
+        fill(&mut identity_w, Vec::new());
         fill(&mut ns_w, namespaces);
         let dir = tempfile::tempdir().unwrap();
         let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
@@ -103,11 +109,15 @@ impl World {
                 organizations: org_r,
                 sub_organizations: sub_r,
                 memberships: mem_r,
+                groups: group_r,
+                identities: identity_r,
                 namespaces: ns_r,
             },
             orgs: org_w,
             subs: sub_w,
             members: mem_w,
+            groups: group_w,
+            identities: identity_w,
             namespaces: ns_w,
             _dir: dir,
             dsn,
@@ -844,4 +854,42 @@ fn a_long_message_is_bounded_so_the_status_can_be_written() {
         "{}",
         &c.message[c.message.len() - 40..]
     );
+}
+
+#[tokio::test]
+async fn groups_and_identities_sync_and_report_like_the_rest() {
+    let mut w = acme();
+    let reviewers = stored(
+        group("team-a", "reviewers", OrganizationKind::Organization, "acme", vec![user("alice@acme.example"), user("bob@acme.example")]),
+        "uid-reviewers",
+    );
+    let bot = stored(identity("team-a", "bot", OrganizationKind::Organization, "acme"), "uid-bot");
+    let added = stored(
+        subject_in("team-eng", "reviewers-in-eng", OrganizationKind::SubOrganization, "eng", SubjectKind::Group, "reviewers", Some("team-a")),
+        "uid-reviewers-in-eng",
+    );
+    w.groups
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(reviewers.clone()))));
+    w.identities
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bot.clone()))));
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(added.clone()))));
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let s = status::group(&reviewers, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!(s.members, Some(2));
+    assert_eq!(ready(&status::identity(&bot, &result, now()).common).0, "True");
+    let s = status::membership(&added, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert!(s.common.id.is_some());
+    // The root group goes: where it was added says why, and its row goes in the same sync.
+    w.groups
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(reviewers))));
+    let result = syncer.sync().await;
+    let s = status::membership(&added, &result, now());
+    assert_eq!(ready(&s.common).1, "SubjectNotFound", "{s:?}");
+    assert!(result.index.groups.is_empty());
+    assert!(!result.index.memberships.contains_key("uid-reviewers-in-eng"));
 }
