@@ -860,16 +860,35 @@ fn a_long_message_is_bounded_so_the_status_can_be_written() {
 async fn groups_and_identities_sync_and_report_like_the_rest() {
     let mut w = acme();
     let reviewers = stored(
-        group("team-a", "reviewers", OrganizationKind::Organization, "acme", vec![user("alice@acme.example"), user("bob@acme.example")]),
+        group(
+            "team-a",
+            "reviewers",
+            OrganizationKind::Organization,
+            "acme",
+            vec![user("alice@acme.example"), user("bob@acme.example")],
+        ),
         "uid-reviewers",
     );
-    let bot = stored(identity("team-a", "bot", OrganizationKind::Organization, "acme"), "uid-bot");
+    let bot = stored(
+        identity("team-a", "bot", OrganizationKind::Organization, "acme"),
+        "uid-bot",
+    );
     let added = stored(
-        subject_in("team-eng", "reviewers-in-eng", OrganizationKind::SubOrganization, "eng", SubjectKind::Group, "reviewers", Some("team-a")),
+        subject_in(
+            "team-eng",
+            "reviewers-in-eng",
+            OrganizationKind::SubOrganization,
+            "eng",
+            SubjectKind::Group,
+            "reviewers",
+            Some("team-a"),
+        ),
         "uid-reviewers-in-eng",
     );
     w.groups
-        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(reviewers.clone()))));
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(
+            reviewers.clone()
+        ))));
     w.identities
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bot.clone()))));
     w.members
@@ -880,7 +899,10 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
     let s = status::group(&reviewers, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
     assert_eq!(s.members, Some(2));
-    assert_eq!(ready(&status::identity(&bot, &result, now()).common).0, "True");
+    assert_eq!(
+        ready(&status::identity(&bot, &result, now()).common).0,
+        "True"
+    );
     let s = status::membership(&added, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
     assert!(s.common.id.is_some());
@@ -891,5 +913,10 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
     let s = status::membership(&added, &result, now());
     assert_eq!(ready(&s.common).1, "SubjectNotFound", "{s:?}");
     assert!(result.index.groups.is_empty());
-    assert!(!result.index.memberships.contains_key("uid-reviewers-in-eng"));
+    assert!(
+        !result
+            .index
+            .memberships
+            .contains_key("uid-reviewers-in-eng")
+    );
 }

@@ -280,6 +280,60 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "spec.displayName",
         "must be a string, not a list",
     ),
+    (
+        "group-from-a-sibling",
+        SubjectNotVisible,
+        "spec.subject",
+        "belongs to SubOrganization \"sales\"",
+    ),
+    (
+        "group-added-to-its-own-suborg",
+        SubjectOwnedByTarget,
+        "spec.subject",
+        "already belongs to SubOrganization \"engineering\"",
+    ),
+    (
+        "root-group-nests-a-group",
+        NestedGroupNotAllowed,
+        "spec.members[0]",
+        "root groups list users only",
+    ),
+    (
+        "nested-group-from-another-suborg",
+        NestedGroupOutsideOrganization,
+        "spec.members[0]",
+        "may nest only its own groups",
+    ),
+    (
+        "group-lists-itself",
+        GroupCycle,
+        "spec.members[0]",
+        "lists itself",
+    ),
+    (
+        "duplicate-group-member",
+        DuplicateGroupMember,
+        "spec.members[1]",
+        "listed twice",
+    ),
+    (
+        "unknown-group-in-suborg",
+        SubjectNotFound,
+        "spec.subject.name",
+        "Group \"platform/nobody\" does not exist",
+    ),
+    (
+        "group-member-without-email",
+        InvalidSubject,
+        "spec.members[0]",
+        "a member of kind User is named by email",
+    ),
+    (
+        "identity-in-foreign-namespace",
+        NamespaceNotAllowed,
+        "metadata.namespace",
+        "may not hold machine identities",
+    ),
 ];
 
 #[test]
