@@ -62,6 +62,10 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = GetOutput::Table)]
     pub output: GetOutput,
+    /// With `members`: everyone with access to the organization, including the users of the
+    /// groups usable there (nested groups followed), and through what.
+    #[arg(long)]
+    pub effective: bool,
 }
 
 /// What `suborg get` shows.
@@ -73,8 +77,12 @@ pub enum GetWhat {
     Orgs,
     /// Sub-organizations (of `--org`, or of every root).
     Suborgs,
-    /// The members added to `--org`.
+    /// The members added to `--org` (`--effective`: everyone with access, through groups too).
     Members,
+    /// The groups usable in `--org`: its own, and for a sub-organization the root's added to it.
+    Groups,
+    /// The machine identities usable in `--org`.
+    Identities,
 }
 
 /// Output formats of `suborg get`.
@@ -236,6 +244,39 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
             }
             format => write_structured(&mut out, format, &members)?,
         },
+        Ok(Shown::Effective(members)) => match args.output {
+            GetOutput::Table => {
+                let rows: Vec<Vec<String>> = members
+                    .iter()
+                    .map(|m| vec![m.email.clone(), m.via.join(", ")])
+                    .collect();
+                write_table(&mut out, &["EMAIL", "VIA"], &rows)?;
+            }
+            format => write_structured(&mut out, format, &members)?,
+        },
+        Ok(Shown::Owned(owned)) => match args.output {
+            GetOutput::Table => {
+                let groups = args.what == GetWhat::Groups;
+                let rows: Vec<Vec<String>> = owned
+                    .iter()
+                    .map(|o| {
+                        let mut row = vec![o.name.clone(), o.display_name.clone(), o.owner.clone()];
+                        if groups {
+                            row.push(o.users.unwrap_or(0).to_string());
+                            row.push(o.nested_groups.unwrap_or(0).to_string());
+                        }
+                        row
+                    })
+                    .collect();
+                let header: &[&str] = if groups {
+                    &["NAME", "DISPLAY NAME", "OWNER", "USERS", "NESTED"]
+                } else {
+                    &["NAME", "DISPLAY NAME", "OWNER"]
+                };
+                write_table(&mut out, header, &rows)?;
+            }
+            format => write_structured(&mut out, format, &owned)?,
+        },
         Err(e) => {
             eprintln!("suborg: {e}");
             return Ok(ExitCode::FAILURE);
@@ -248,6 +289,8 @@ enum Shown {
     Tree(Vec<crate::store::TreeRoot>),
     Orgs(Vec<crate::store::OrgInfo>),
     Members(Vec<crate::store::MemberInfo>),
+    Effective(Vec<crate::store::EffectiveMember>),
+    Owned(Vec<crate::store::OwnedInfo>),
 }
 
 /// The store's DSN (the default when none is given), with the directory of a SQLite file
@@ -304,7 +347,38 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
             };
             let orgs = store.organizations().await?;
             let id = resolve(&orgs, wanted)?;
-            Ok(Shown::Members(store.members(&id).await?))
+            if args.effective {
+                Ok(Shown::Effective(store.effective_members(&id).await?))
+            } else {
+                Ok(Shown::Members(store.members(&id).await?))
+            }
+        }
+        GetWhat::Groups | GetWhat::Identities => {
+            let Some(wanted) = &args.org else {
+                return Err(StoreError::Conflict(format!(
+                    "get {} needs --org ROOT or --org ROOT/SUB",
+                    if args.what == GetWhat::Groups {
+                        "groups"
+                    } else {
+                        "identities"
+                    }
+                )));
+            };
+            let orgs = store.organizations().await?;
+            let id = resolve(&orgs, wanted)?;
+            let kind = if args.what == GetWhat::Groups {
+                "Group"
+            } else {
+                "MachineIdentity"
+            };
+            Ok(Shown::Owned(
+                store
+                    .owned(&id)
+                    .await?
+                    .into_iter()
+                    .filter(|o| o.kind == kind)
+                    .collect(),
+            ))
         }
     }
 }

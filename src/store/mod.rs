@@ -143,6 +143,36 @@ pub struct MemberInfo {
     pub roles: serde_json::Value,
 }
 
+/// A group or machine identity as [`Store::owned`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedInfo {
+    /// `Group` or `MachineIdentity`.
+    pub kind: &'static str,
+    /// `namespace/name` of its Kubernetes object.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Slug of the organization that owns it (`ROOT` or `ROOT/SUB`).
+    pub owner: String,
+    /// For a group: users listed directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<i64>,
+    /// For a group: groups nested directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_groups: Option<i64>,
+}
+
+/// A user with access to an organization, and through what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveMember {
+    /// The user's email.
+    pub email: String,
+    /// `membership`, or the groups (`namespace/name`) that bring the user in.
+    pub via: Vec<String>,
+}
+
 /// Where each source's rows are, for status: what [`Store::index`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreIndex {
@@ -198,6 +228,19 @@ pub trait Store {
     ) -> impl Future<Output = Result<Vec<MemberInfo>, StoreError>> + Send;
     /// The managed rows by source, with their ids and counts.
     fn index(&self) -> impl Future<Output = Result<StoreIndex, StoreError>> + Send;
+    /// The groups and machine identities usable in one organization: its own, and for a
+    /// sub-organization the root's that were added to it. A root's list leaves out what its
+    /// sub-organizations created.
+    fn owned(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Vec<OwnedInfo>, StoreError>> + Send;
+    /// Every user with access to one organization: its members, and the users of the groups
+    /// usable there (nested groups followed, each edge once).
+    fn effective_members(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Vec<EffectiveMember>, StoreError>> + Send;
 }
 
 /// Runs a backend's per-connection setup statements.
@@ -403,6 +446,109 @@ impl Store for SqlStore {
             index.identities.insert(r.get(0), r.get(1));
         }
         Ok(index)
+    }
+
+    async fn owned(&self, org_id: &str) -> Result<Vec<OwnedInfo>, StoreError> {
+        let owner = "CASE WHEN p.slug IS NULL THEN o.slug ELSE p.slug || '/' || o.slug END";
+        let sql = format!(
+            "SELECT 'Group', g.name, g.display_name, {owner}, \
+               (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
+               (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group') \
+             FROM groups g JOIN organizations o ON o.id = g.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
+             WHERE g.organization_id = $1 OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1) \
+             UNION ALL \
+             SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL \
+             FROM machine_identities i JOIN organizations o ON o.id = i.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
+             WHERE i.organization_id = $1 OR i.id IN (SELECT identity_id FROM subject_memberships WHERE organization_id = $1)"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+        let mut out: Vec<OwnedInfo> = rows
+            .into_iter()
+            .map(|r| OwnedInfo {
+                kind: if r.get::<String, _>(0) == "Group" {
+                    "Group"
+                } else {
+                    "MachineIdentity"
+                },
+                name: r.get(1),
+                display_name: r.get(2),
+                owner: r.get(3),
+                users: r.get(4),
+                nested_groups: r.get(5),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(out)
+    }
+
+    async fn effective_members(&self, org_id: &str) -> Result<Vec<EffectiveMember>, StoreError> {
+        use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+        let direct = self.members(org_id).await?;
+        // The groups usable here and every edge below them.
+        let rows = sqlx::query(
+            "SELECT g.id, g.name FROM groups g WHERE g.organization_id = $1 \
+             OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1)",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        let usable: Vec<(String, String)> =
+            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        let edges = sqlx::query(
+            "SELECT gm.group_id, u.email, gm.member_group_id FROM group_members gm \
+             LEFT JOIN users u ON u.id = gm.user_id \
+             WHERE gm.organization_id = $1 OR gm.group_id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1)",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        let mut users_of: HashMap<String, Vec<String>> = HashMap::new();
+        let mut nested_of: HashMap<String, Vec<String>> = HashMap::new();
+        for r in edges {
+            let group: String = r.get(0);
+            match (r.get::<Option<String>, _>(1), r.get::<Option<String>, _>(2)) {
+                (Some(email), _) => users_of.entry(group).or_default().push(email),
+                (None, Some(nested)) => nested_of.entry(group).or_default().push(nested),
+                _ => {}
+            }
+        }
+        let mut via: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in direct {
+            via.entry(m.email).or_default().push("membership".into());
+        }
+        // One walk from every usable group at once, each group and edge visited once: linear
+        // in the edges however deep the nesting. A user is shown with the groups that list them.
+        let names: HashMap<&str, &str> = usable
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str()))
+            .collect();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: VecDeque<&str> = usable.iter().map(|(id, _)| id.as_str()).collect();
+        while let Some(g) = queue.pop_front() {
+            if !seen.insert(g) {
+                continue;
+            }
+            let name = names.get(g).copied().unwrap_or(g);
+            for email in users_of.get(g).into_iter().flatten() {
+                let list = via.entry(email.clone()).or_default();
+                if !list.iter().any(|v| v == name) {
+                    list.push(name.to_owned());
+                }
+            }
+            for n in nested_of.get(g).into_iter().flatten() {
+                queue.push_back(n);
+            }
+        }
+        Ok(via
+            .into_iter()
+            .map(|(email, via)| EffectiveMember { email, via })
+            .collect())
     }
 
     async fn members(&self, org_id: &str) -> Result<Vec<MemberInfo>, StoreError> {

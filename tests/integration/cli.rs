@@ -455,3 +455,63 @@ fn progress_shows_on_a_terminal_only() {
     // The line is erased before the plan is printed.
     assert!(t.contains("\x1b[2K  + organization acme"), "{t:?}");
 }
+
+#[test]
+fn get_shows_groups_identities_and_effective_members_by_visibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme");
+    let out = suborg(&["apply", "-f", examples, "--store", &store], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let get = |args: &[&str]| {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--store", &store, "-o", "json"]);
+        let out = suborg(&all, None);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The root sees its own group only; engineering its own and the one added from the root.
+    assert_eq!(
+        names(&get(&["groups", "--org", "acme"])),
+        ["platform/security-reviewers"]
+    );
+    assert_eq!(
+        names(&get(&["groups", "--org", "acme/engineering"])),
+        [
+            "platform/security-reviewers",
+            "team-engineering/backend",
+            "team-engineering/backend-leads"
+        ]
+    );
+    assert!(
+        get(&["groups", "--org", "acme/sales-emea"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        names(&get(&["identities", "--org", "acme/engineering"])),
+        ["platform/ci-pipeline"]
+    );
+    let effective = get(&["members", "--org", "acme/engineering", "--effective"]);
+    let alice = effective
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "alice@acme.example")
+        .expect("alice has access to engineering through the root group added there");
+    assert_eq!(
+        alice["via"],
+        serde_json::json!(["platform/security-reviewers"])
+    );
+    let plain = get(&["members", "--org", "acme/engineering"]);
+    assert!(!plain.to_string().contains("alice@acme.example"));
+}
