@@ -93,19 +93,35 @@ async fn owned_rows(conn: &mut AnyConnection, table: Table) -> Result<Vec<OwnedR
         .collect())
 }
 
-pub(super) async fn load(conn: &mut AnyConnection) -> Result<Existing, sqlx::Error> {
+pub(super) async fn load(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<Existing, sqlx::Error> {
     let groups = owned_rows(conn, Table::Groups).await?;
     let identities = owned_rows(conn, Table::Identities).await?;
     let mut members: HashMap<String, BTreeSet<MemberRef>> = HashMap::new();
-    let rows = sqlx::query(
-        "SELECT gm.group_id, u.email, gm.member_group_id FROM group_members gm LEFT JOIN users u ON u.id = gm.user_id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for r in rows {
-        let group: String = r.get(0);
-        let email: Option<String> = r.get(1);
-        let nested: Option<String> = r.get(2);
+    // The edges can number hundreds of thousands: from SQLite, one aggregated JSON value
+    // (its driver hands rows over one at a time, each a hop between threads).
+    let columns = "gm.group_id, u.email, gm.member_group_id";
+    let from = "FROM group_members gm LEFT JOIN users u ON u.id = gm.user_id";
+    let edges: Vec<(String, Option<String>, Option<String>)> = match backend {
+        Backend::Sqlite => {
+            let json: String = sqlx::query(&format!(
+                "SELECT json_group_array(json_array({columns})) {from}"
+            ))
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+            serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+        }
+        Backend::Postgres => sqlx::query(&format!("SELECT {columns} {from}"))
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect(),
+    };
+    for (group, email, nested) in edges {
         let member = match (email, nested) {
             (Some(e), _) => MemberRef::User(e),
             (None, Some(g)) => MemberRef::Group(g),

@@ -333,7 +333,7 @@ pub(crate) async fn compute(
     backend: Backend,
 ) -> Result<Plan, PlanError> {
     let (orgs, memberships) = load(conn, backend).await?;
-    let existing_owned = owned::load(conn).await?;
+    let existing_owned = owned::load(conn, backend).await?;
     let mut plan = Plan::default();
     let by_source: HashMap<&str, &OrgRow> = orgs
         .iter()
