@@ -124,7 +124,13 @@ fn the_documented_configuration_carries_the_tested_script_for_each_kind() {
             }
         })
         .collect();
-    for kind in ["Organization", "SubOrganization", "OrgMembership"] {
+    for kind in [
+        "Organization",
+        "SubOrganization",
+        "OrgMembership",
+        "Group",
+        "MachineIdentity",
+    ] {
         let key = format!("  resource.customizations.health.suborg.io_{kind}: |\n");
         let at = doc
             .find(&key)
