@@ -222,6 +222,17 @@ impl Env {
                 Api::namespaced(self.client.clone(), &m.namespace().unwrap());
             let _ = api.delete(&m.name_any(), &dp).await;
         }
+        let groups: Api<Group> = Api::all(self.client.clone());
+        for g in groups.list(&selector).await.unwrap() {
+            let api: Api<Group> = Api::namespaced(self.client.clone(), &g.namespace().unwrap());
+            let _ = api.delete(&g.name_any(), &dp).await;
+        }
+        let identities: Api<MachineIdentity> = Api::all(self.client.clone());
+        for i in identities.list(&selector).await.unwrap() {
+            let api: Api<MachineIdentity> =
+                Api::namespaced(self.client.clone(), &i.namespace().unwrap());
+            let _ = api.delete(&i.name_any(), &dp).await;
+        }
         let subs: Api<SubOrganization> = Api::all(self.client.clone());
         let _ = subs.delete_collection(&dp, &selector).await;
         let orgs: Api<Organization> = Api::all(self.client.clone());
@@ -230,6 +241,8 @@ impl Env {
             orgs.list(&selector).await.unwrap().items.is_empty()
                 && subs.list(&selector).await.unwrap().items.is_empty()
                 && members.list(&selector).await.unwrap().items.is_empty()
+                && groups.list(&selector).await.unwrap().items.is_empty()
+                && identities.list(&selector).await.unwrap().items.is_empty()
         })
         .await;
         self.stop().await;
@@ -253,6 +266,16 @@ macro_rules! cluster_scoped {
     )*};
 }
 cluster_scoped!(Namespace, Organization, SubOrganization);
+macro_rules! namespaced {
+    ($($k:ty),*) => {$(
+        impl ApiFor for $k {
+            fn api_for(client: Client, namespace: Option<&str>) -> Api<Self> {
+                Api::namespaced(client, namespace.expect("namespaced kind"))
+            }
+        }
+    )*};
+}
+namespaced!(Group, MachineIdentity);
 impl ApiFor for OrgMembership {
     fn api_for(client: Client, namespace: Option<&str>) -> Api<Self> {
         Api::namespaced(client, namespace.expect("memberships are namespaced"))
@@ -301,6 +324,11 @@ impl HasCommon for Organization {
     }
 }
 impl HasCommon for SubOrganization {
+    fn common(&self) -> Option<&CommonStatus> {
+        self.status.as_ref().map(|s| &s.common)
+    }
+}
+impl HasCommon for Group {
     fn common(&self) -> Option<&CommonStatus> {
         self.status.as_ref().map(|s| &s.common)
     }
@@ -555,5 +583,45 @@ async fn a_store_that_goes_away_is_reported_and_recovered_from() {
     wait_ready(&members, "alice", "False", "StoreUnavailable").await;
     proxy.restore();
     wait_ready(&members, "alice", "True", "Synced").await;
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_root_group_flows_down_once_added_and_its_removal_revokes_it() {
+    use super::fixtures::{group, subject_in, user};
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    let reviewers = group(
+        &env.root_ns,
+        "reviewers",
+        OrganizationKind::Organization,
+        &env.org("acme"),
+        vec![user("bob@acme.example")],
+    );
+    env.apply(reviewers).await;
+    let added = subject_in(
+        &env.sub_ns,
+        "reviewers",
+        OrganizationKind::SubOrganization,
+        &env.org("eng"),
+        SubjectKind::Group,
+        "reviewers",
+        Some(&env.root_ns),
+    );
+    env.apply(added).await;
+    let groups: Api<Group> = Api::namespaced(env.client.clone(), &env.root_ns);
+    let g = wait_ready(&groups, "reviewers", "True", "Synced").await;
+    assert_eq!(g.status.unwrap().members, Some(1));
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    wait_ready(&members, "reviewers", "True", "Synced").await;
+    groups
+        .delete("reviewers", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ready(&members, "reviewers", "False", "SubjectNotFound").await;
     env.clean_up().await;
 }
