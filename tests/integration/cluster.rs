@@ -179,6 +179,7 @@ impl Env {
         super::fixtures::org(&self.org("acme"))
     }
 
+    /// The sub-organization `eng` of the root; `admins` must be root members (one at least).
     fn sub(&self, admins: &[&str]) -> SubOrganization {
         suborg(&self.org("eng"), &self.org("acme"), admins)
     }
@@ -381,9 +382,11 @@ async fn nesting_is_refused_at_admission_and_reported_when_it_hides_behind_a_nam
     let mut env = Env::new().await;
     env.start();
     env.apply(env.root()).await;
-    env.apply(env.sub(&[])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    // Admins are required (one at least) and must be root members.
+    env.apply(env.sub(&["bob@acme.example"])).await;
     // organizationRef.kind SubOrganization: the API server itself refuses it.
-    let mut nested = suborg(&env.org("deep"), &env.org("eng"), &[]);
+    let mut nested = suborg(&env.org("deep"), &env.org("eng"), &["bob@acme.example"]);
     nested.spec.organization_ref.kind = OrganizationKind::SubOrganization;
     nested
         .labels_mut()
@@ -400,8 +403,12 @@ async fn nesting_is_refused_at_admission_and_reported_when_it_hides_behind_a_nam
     assert!(err.to_string().contains("one level"), "{err}");
     // Naming a sub-organization as if it were a root passes admission; the controller says why
     // it cannot be.
-    env.apply(suborg(&env.org("deep"), &env.org("eng"), &[]))
-        .await;
+    env.apply(suborg(
+        &env.org("deep"),
+        &env.org("eng"),
+        &["bob@acme.example"],
+    ))
+    .await;
     let deep = wait_ready(&subs, &env.org("deep"), "False", "NestingViolation").await;
     let message = ready_of(deep.common()).unwrap().2;
     assert!(message.contains(&env.org("eng")), "{message}");
@@ -414,7 +421,8 @@ async fn removing_a_root_member_revokes_their_sub_organization_access() {
     let mut env = Env::new().await;
     env.start();
     env.apply(env.root()).await;
-    env.apply(env.sub(&[])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
     env.apply(env.root_member("alice", "alice@acme.example"))
         .await;
     env.apply(env.sub_member("alice", "alice@acme.example"))
@@ -428,10 +436,11 @@ async fn removing_a_root_member_revokes_their_sub_organization_access() {
         .unwrap();
     let alice = wait_ready(&sub_members, "alice", "False", "SubjectNotInRoot").await;
     assert!(alice.status.unwrap().common.id.is_none());
+    // bob stays, at the root and as eng's admin; alice is gone from both.
     let tree = env.store().await.tree().await.unwrap();
     let acme = tree.iter().find(|r| r.slug == env.org("acme")).unwrap();
-    assert_eq!(acme.members, 0);
-    assert_eq!(acme.sub_organizations[0].members, 0);
+    assert_eq!(acme.members, 1);
+    assert_eq!(acme.sub_organizations[0].members, 1);
     env.clean_up().await;
 }
 
@@ -503,7 +512,8 @@ async fn a_root_waits_for_its_sub_organizations_before_leaving_the_store() {
     let mut env = Env::new().await;
     env.start();
     env.apply(env.root()).await;
-    env.apply(env.sub(&[])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
     let subs: Api<SubOrganization> = Api::all(env.client.clone());
     wait_ready(&subs, &env.org("eng"), "True", "Synced").await;
     let orgs: Api<Organization> = Api::all(env.client.clone());
