@@ -48,6 +48,51 @@ pub(super) enum Visibility {
 }
 
 impl Owned<'_> {
+    /// Why the group or identity `subject` cannot be given a membership in the root `target`:
+    /// a root's own are there already, and a sub-organization's are visible there alone.
+    pub(super) fn at_root(
+        &self,
+        kind: SubjectKind,
+        subject: &str,
+        target: &Target<'_>,
+        key: &ObjectKey,
+    ) -> Problem {
+        let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
+        let owner = match kind {
+            SubjectKind::Group => self
+                .groups
+                .get(&(ns, name))
+                .map(|(_, g)| &g.spec.organization_ref),
+            _ => self
+                .identities
+                .get(&(ns, name))
+                .map(|(_, i)| &i.spec.organization_ref),
+        };
+        match owner {
+            Some(o) if o.kind == OrganizationKind::SubOrganization => Problem::error(
+                Reason::SubjectNotVisible,
+                key,
+                "spec.subject",
+                format!(
+                    "{} {subject:?} belongs to SubOrganization {:?}: what a sub-organization creates is visible there alone, not in root Organization {:?}",
+                    kind.as_str(),
+                    o.name,
+                    target.name
+                ),
+            ),
+            _ => Problem::error(
+                Reason::SubjectOwnedByTarget,
+                key,
+                "spec.organizationRef",
+                format!(
+                    "{} {subject:?} cannot be given a membership in root Organization {:?}: groups and machine identities belong to the organization that created them, so a root one is already there; add it to sub-organizations only",
+                    kind.as_str(),
+                    target.name
+                ),
+            ),
+        }
+    }
+
     /// Whether the group or identity `subject` (`namespace/name`) may be added to the
     /// sub-organization `target`.
     pub(super) fn visible_in(

@@ -524,7 +524,11 @@ fn check_memberships(
             (SubjectKind::User, OrganizationKind::Organization) => {
                 if !target.allowed_domains.is_empty() {
                     let domain = subject.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-                    if !target.allowed_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+                    if !target
+                        .allowed_domains
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(domain))
+                    {
                         errors.push(Problem::error(
                             Reason::EmailDomainNotAllowed,
                             &key,
@@ -568,18 +572,16 @@ fn check_memberships(
                     )),
                 }
             }
-            (kind, OrganizationKind::Organization) => errors.push(Problem::error(
-                Reason::SubjectOwnedByTarget,
-                &key,
-                "spec.organizationRef",
-                format!(
-                    "{} {subject:?} cannot be given a membership in root Organization {:?}: groups and machine identities belong to the organization that created them, so a root one is already there; add it to sub-organizations only",
-                    kind.as_str(),
-                    target.name
-                ),
-            )),
+            (kind, OrganizationKind::Organization) => {
+                let owned = owned
+                    .as_ref()
+                    .expect("checked before the first group or identity");
+                errors.push(owned.at_root(kind, &subject, &target, &key));
+            }
             (kind, OrganizationKind::SubOrganization) => {
-                let owned = owned.as_ref().expect("checked before the first group or identity");
+                let owned = owned
+                    .as_ref()
+                    .expect("checked before the first group or identity");
                 match owned.visible_in(kind, &subject, &target, &key) {
                     super::groups::Visibility::Visible => {}
                     // The group or identity is rejected; it says why.

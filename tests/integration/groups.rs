@@ -422,3 +422,22 @@ fn duplicate_members_and_foreign_namespaces_are_refused() {
         ]
     );
 }
+
+#[test]
+fn a_sub_organization_group_is_not_visible_at_the_root() {
+    let mut set = base();
+    set.groups
+        .push(group("team-eng", "oncall", Sub, "eng", vec![]));
+    set.memberships.push(subject_in(
+        "platform",
+        "up",
+        Root,
+        "acme",
+        SubjectKind::Group,
+        "oncall",
+        Some("team-eng"),
+    ));
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("up".into(), Reason::SubjectNotVisible)]);
+    assert!(message(&o, Reason::SubjectNotVisible).contains("visible there alone"));
+}
