@@ -222,6 +222,21 @@ async fn log_result<T>(
     }
 }
 
+/// Runs one kind's controller: its watch plus the objects a sync queued, until `stop`.
+async fn drive<K: Kind>(
+    controller: Controller<DeserializeGuard<K>>,
+    queued: mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) {
+    controller
+        .reconcile_on(queued)
+        .graceful_shutdown_on(stop)
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(|r| log_result(K::KIND, r))
+        .await;
+}
+
 /// Runs the controller until `shutdown` resolves (or leadership is lost).
 pub async fn run(
     client: Client,
@@ -403,51 +418,11 @@ pub async fn run(
         });
     }
 
-    let orgs = orgs
-        .reconcile_on(org_rx)
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            reconcile::reconcile::<Organization>,
-            reconcile::error_policy::<Organization>,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("Organization", r));
-    let subs = subs
-        .reconcile_on(sub_rx)
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            reconcile::reconcile::<SubOrganization>,
-            reconcile::error_policy::<SubOrganization>,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("SubOrganization", r));
-    let members = members
-        .reconcile_on(member_rx)
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            reconcile::reconcile::<OrgMembership>,
-            reconcile::error_policy::<OrgMembership>,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("OrgMembership", r));
-    let groups = groups
-        .reconcile_on(group_rx)
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            reconcile::reconcile::<Group>,
-            reconcile::error_policy::<Group>,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("Group", r));
-    let identities = identities
-        .reconcile_on(identity_rx)
-        .graceful_shutdown_on(stop.clone())
-        .run(
-            reconcile::reconcile::<MachineIdentity>,
-            reconcile::error_policy::<MachineIdentity>,
-            ctx.clone(),
-        )
-        .for_each(|r| log_result("MachineIdentity", r));
+    let orgs = drive(orgs, org_rx, stop.clone(), ctx.clone());
+    let subs = drive(subs, sub_rx, stop.clone(), ctx.clone());
+    let members = drive(members, member_rx, stop.clone(), ctx.clone());
+    let groups = drive(groups, group_rx, stop.clone(), ctx.clone());
+    let identities = drive(identities, identity_rx, stop.clone(), ctx.clone());
     futures::join!(orgs, subs, members, groups, identities, ns_task);
     tracing::info!("controllers stopped");
 

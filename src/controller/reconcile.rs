@@ -50,105 +50,76 @@ pub trait Kind:
     fn common(status: &Self::Status) -> &CommonStatus;
 }
 
-impl Kind for Organization {
-    type Status = crate::api::OrganizationStatus;
-    const KIND: &'static str = "Organization";
-    fn key(&self) -> ObjectKey {
-        tree::organization_key(self)
-    }
-    fn api(client: Client, _: Option<&str>) -> Api<Self> {
-        Api::all(client)
-    }
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-        status::organization(self, result, now)
-    }
-    fn common(status: &Self::Status) -> &CommonStatus {
-        &status.common
-    }
+/// Implements [`Kind`] for one of suborg's kinds: its status type, key function, status
+/// function, and whether it is cluster-scoped or namespaced.
+macro_rules! kind {
+    ($kind:ty, $status:ty, $key:path, $desired:path, cluster) => {
+        kind!(@impl $kind, $status, $key, $desired, |client, _namespace| Api::all(client));
+    };
+    ($kind:ty, $status:ty, $key:path, $desired:path, namespaced) => {
+        kind!(@impl $kind, $status, $key, $desired, |client, namespace: Option<&str>| {
+            Api::namespaced(client, namespace.unwrap_or("default"))
+        });
+    };
+    (@impl $kind:ty, $status:ty, $key:path, $desired:path, $api:expr) => {
+        impl Kind for $kind {
+            type Status = $status;
+            const KIND: &'static str = stringify!($kind);
+            fn key(&self) -> ObjectKey {
+                $key(self)
+            }
+            fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
+                let make: fn(Client, Option<&str>) -> Api<Self> = $api;
+                make(client, namespace)
+            }
+            fn current(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
+                $desired(self, result, now)
+            }
+            fn common(status: &Self::Status) -> &CommonStatus {
+                &status.common
+            }
+        }
+    };
 }
 
-impl Kind for SubOrganization {
-    type Status = crate::api::SubOrganizationStatus;
-    const KIND: &'static str = "SubOrganization";
-    fn key(&self) -> ObjectKey {
-        tree::sub_organization_key(self)
-    }
-    fn api(client: Client, _: Option<&str>) -> Api<Self> {
-        Api::all(client)
-    }
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-        status::sub_organization(self, result, now)
-    }
-    fn common(status: &Self::Status) -> &CommonStatus {
-        &status.common
-    }
-}
-
-impl Kind for OrgMembership {
-    type Status = crate::api::OrgMembershipStatus;
-    const KIND: &'static str = "OrgMembership";
-    fn key(&self) -> ObjectKey {
-        tree::membership_key(self)
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        Api::namespaced(client, namespace.unwrap_or("default"))
-    }
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-        status::membership(self, result, now)
-    }
-    fn common(status: &Self::Status) -> &CommonStatus {
-        &status.common
-    }
-}
-
-impl Kind for Group {
-    type Status = crate::api::GroupStatus;
-    const KIND: &'static str = "Group";
-    fn key(&self) -> ObjectKey {
-        tree::group_key(self)
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        Api::namespaced(client, namespace.unwrap_or("default"))
-    }
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-        status::group(self, result, now)
-    }
-    fn common(status: &Self::Status) -> &CommonStatus {
-        &status.common
-    }
-}
-
-impl Kind for MachineIdentity {
-    type Status = crate::api::MachineIdentityStatus;
-    const KIND: &'static str = "MachineIdentity";
-    fn key(&self) -> ObjectKey {
-        tree::identity_key(self)
-    }
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-        Api::namespaced(client, namespace.unwrap_or("default"))
-    }
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-        status::identity(self, result, now)
-    }
-    fn common(status: &Self::Status) -> &CommonStatus {
-        &status.common
-    }
-}
+kind!(
+    Organization,
+    crate::api::OrganizationStatus,
+    tree::organization_key,
+    status::organization,
+    cluster
+);
+kind!(
+    SubOrganization,
+    crate::api::SubOrganizationStatus,
+    tree::sub_organization_key,
+    status::sub_organization,
+    cluster
+);
+kind!(
+    OrgMembership,
+    crate::api::OrgMembershipStatus,
+    tree::membership_key,
+    status::membership,
+    namespaced
+);
+kind!(
+    Group,
+    crate::api::GroupStatus,
+    tree::group_key,
+    status::group,
+    namespaced
+);
+kind!(
+    MachineIdentity,
+    crate::api::MachineIdentityStatus,
+    tree::identity_key,
+    status::identity,
+    namespaced
+);
 
 /// The status patch for server-side apply: only the fields suborg owns.
 pub fn status_patch<K: Kind>(status: &K::Status) -> serde_json::Value {
