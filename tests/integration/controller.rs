@@ -920,3 +920,100 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
             .contains_key("uid-reviewers-in-eng")
     );
 }
+
+// ---- Leader election against a mock API server ----
+
+fn lease_config(identity: &str) -> suborg::controller::leader::LeaderConfig {
+    suborg::controller::leader::LeaderConfig {
+        namespace: "suborg-system".into(),
+        name: "suborg-leader".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    }
+}
+
+fn not_found() -> Response<Body> {
+    Response::builder()
+        .status(404)
+        .body(Body::from(
+            serde_json::to_vec(&serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "leases \"suborg-leader\" not found"
+            }))
+            .unwrap(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn leader_election_creates_takes_over_and_yields() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use suborg::controller::leader::{taken, try_acquire};
+    let (client, mut handle) = mock();
+    let api: kube::Api<Lease> = kube::Api::namespaced(client, "suborg-system");
+
+    // No Lease yet: it is created with this replica as holder.
+    let config = lease_config("pod-a");
+    let task = {
+        let (api, config) = (api.clone(), config.clone());
+        tokio::spawn(async move { try_acquire(&api, &config).await })
+    };
+    let (method, uri, _, send) = next(&mut handle).await;
+    assert_eq!(
+        (method.as_str(), uri.as_str()),
+        (
+            "GET",
+            "/apis/coordination.k8s.io/v1/namespaces/suborg-system/leases/suborg-leader"
+        )
+    );
+    send.send_response(not_found());
+    let (method, _, body, send) = next(&mut handle).await;
+    assert_eq!(method, "POST");
+    assert_eq!(body["spec"]["holderIdentity"], "pod-a");
+    reply(send, &body);
+    assert!(task.await.unwrap().unwrap());
+
+    // Held by another replica and fresh: no write at all.
+    let held: Lease = taken(None, &lease_config("pod-b"), Timestamp::now());
+    let task = {
+        let (api, config) = (api.clone(), config.clone());
+        tokio::spawn(async move { try_acquire(&api, &config).await })
+    };
+    let (_, _, _, send) = next(&mut handle).await;
+    reply(send, &held);
+    assert!(!task.await.unwrap().unwrap());
+
+    // Held by another replica but expired: taken over with the Lease's resourceVersion; a
+    // replica that wrote first makes the API answer 409, and this one yields.
+    let mut stale = taken(
+        None,
+        &lease_config("pod-b"),
+        Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
+    );
+    stale.metadata.resource_version = Some("42".into());
+    let task = {
+        let (api, config) = (api.clone(), config.clone());
+        tokio::spawn(async move { try_acquire(&api, &config).await })
+    };
+    let (_, _, _, send) = next(&mut handle).await;
+    reply(send, &stale);
+    let (method, _, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PUT");
+    assert_eq!(body["metadata"]["resourceVersion"], "42");
+    assert_eq!(body["spec"]["holderIdentity"], "pod-a");
+    assert_eq!(body["spec"]["leaseTransitions"], 1);
+    send.send_response(
+        Response::builder()
+            .status(409)
+            .body(Body::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Conflict", "code": 409, "message": "the object has been modified"
+                }))
+                .unwrap(),
+            ))
+            .unwrap(),
+    );
+    assert!(!task.await.unwrap().unwrap());
+}
