@@ -129,10 +129,25 @@ fn sort_stable<K: Resource>(v: &mut [K]) {
 }
 
 /// Splits guarded objects into the valid ones and the keys of those that could not be read.
+/// The key of an object of `kind` with metadata `meta`, as [`tree`]'s key functions make it.
+fn key_of(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectKey {
+    let name = meta.name.as_deref().unwrap_or_default();
+    match &meta.namespace {
+        Some(ns) => ObjectKey::namespaced(kind, ns, name),
+        None => ObjectKey::cluster(kind, name),
+    }
+}
+
+/// The objects of one cache that could be read, each recorded in `refs` by uid; the keys of
+/// those that could not are added to `set.rejected`.
 fn unguard<K: Resource<DynamicType = ()> + Clone>(
     cache: &Cache<DeserializeGuard<K>>,
     kind: &str,
     set: &mut ObjectSet,
+    refs: &mut HashMap<String, (ObjectKey, ObjectReference)>,
     fingerprint: &mut u64,
 ) -> Vec<K> {
     let mut out = Vec::new();
@@ -140,14 +155,13 @@ fn unguard<K: Resource<DynamicType = ()> + Clone>(
         match &g.0 {
             Ok(o) => {
                 *fingerprint = fingerprint.wrapping_add(object_hash(o, kind));
+                if let Some(uid) = &o.meta().uid {
+                    refs.insert(uid.clone(), (key_of(kind, o.meta()), reference(o)));
+                }
                 out.push(o.clone());
             }
             Err(invalid) => {
-                let name = invalid.metadata.name.clone().unwrap_or_default();
-                let key = match &invalid.metadata.namespace {
-                    Some(ns) => ObjectKey::namespaced(kind, ns, &name),
-                    None => ObjectKey::cluster(kind, &name),
-                };
+                let key = key_of(kind, &invalid.metadata);
                 let mut h = DefaultHasher::new();
                 key.hash(&mut h);
                 invalid.metadata.resource_version.hash(&mut h);
@@ -179,31 +193,13 @@ impl Caches {
     pub fn snapshot(&self) -> Snapshot {
         let mut set = ObjectSet::default();
         let mut fingerprint = 0u64;
-        let orgs = unguard(
-            &self.organizations,
-            "Organization",
-            &mut set,
-            &mut fingerprint,
-        );
-        let mut subs = unguard(
-            &self.sub_organizations,
-            "SubOrganization",
-            &mut set,
-            &mut fingerprint,
-        );
-        let mut memberships = unguard(
-            &self.memberships,
-            "OrgMembership",
-            &mut set,
-            &mut fingerprint,
-        );
-        let mut groups = unguard(&self.groups, "Group", &mut set, &mut fingerprint);
-        let mut identities = unguard(
-            &self.identities,
-            "MachineIdentity",
-            &mut set,
-            &mut fingerprint,
-        );
+        let mut refs = HashMap::new();
+        let (set_, refs_, fp) = (&mut set, &mut refs, &mut fingerprint);
+        let orgs = unguard(&self.organizations, "Organization", set_, refs_, fp);
+        let mut subs = unguard(&self.sub_organizations, "SubOrganization", set_, refs_, fp);
+        let mut memberships = unguard(&self.memberships, "OrgMembership", set_, refs_, fp);
+        let mut groups = unguard(&self.groups, "Group", set_, refs_, fp);
+        let mut identities = unguard(&self.identities, "MachineIdentity", set_, refs_, fp);
         for ns in self.namespaces.state() {
             let mut h = DefaultHasher::new();
             ns.metadata.name.hash(&mut h);
@@ -214,7 +210,6 @@ impl Caches {
                 ns.metadata.labels.clone().unwrap_or_default(),
             );
         }
-        let mut refs = HashMap::new();
         let mut children: HashMap<String, Vec<String>> = HashMap::new();
         for s in &subs {
             children
@@ -224,9 +219,6 @@ impl Caches {
         }
         let mut held = HashMap::new();
         for o in orgs {
-            if let Some(uid) = o.uid() {
-                refs.insert(uid, (tree::organization_key(&o), reference(&o)));
-            }
             if deleting(&o) {
                 match children.get(&o.name_any()) {
                     Some(kids) => {
@@ -238,26 +230,6 @@ impl Caches {
                 }
             }
             set.organizations.push(o);
-        }
-        for s in &subs {
-            if let Some(uid) = s.uid() {
-                refs.insert(uid, (tree::sub_organization_key(s), reference(s)));
-            }
-        }
-        for m in &memberships {
-            if let Some(uid) = m.uid() {
-                refs.insert(uid, (tree::membership_key(m), reference(m)));
-            }
-        }
-        for g in &groups {
-            if let Some(uid) = g.uid() {
-                refs.insert(uid, (tree::group_key(g), reference(g)));
-            }
-        }
-        for i in &identities {
-            if let Some(uid) = i.uid() {
-                refs.insert(uid, (tree::identity_key(i), reference(i)));
-            }
         }
         subs.retain(|s| !deleting(s));
         memberships.retain(|m| !deleting(m));

@@ -408,17 +408,12 @@ impl Store for SqlStore {
                 },
             );
         }
+        // Users' memberships and the groups and identities added to sub-organizations: both
+        // come from OrgMembership objects.
         let rows = sqlx::query(
-            "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
-        }
-        let rows = sqlx::query(
-            "SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
+            "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL \
+             UNION ALL \
+             SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sqlx::{AnyConnection, Row};
 
 use super::desired::{Desired, DesiredGroupMember, DesiredOwned, DesiredSubjectMembership};
-use super::plan::{Action, Change, Op, PlanError, new_id, placeholders};
+use super::plan::{Action, Change, Op, PlanError, Sourced, new_id, placeholders, sourced};
 use super::{ApplyOptions, Backend};
 
 /// The tables of this module. Their names are fixed here, never taken from input.
@@ -43,6 +43,8 @@ pub(super) enum MemberRef {
     User(String),
     Group(String),
 }
+
+sourced!(OwnedRow, SubjectRow);
 
 pub(super) struct OwnedRow {
     id: String,
@@ -210,9 +212,7 @@ fn plan_owned(
             by_name
                 .get(&(org_id.as_str(), o.name.as_str()))
                 .copied()
-                .filter(|r| {
-                    !r.managed || r.source_uid.as_deref().is_some_and(|s| !wanted.contains(s))
-                })
+                .filter(|r| r.claimable(&wanted))
         });
         match existing {
             Some(row) => {
@@ -235,7 +235,7 @@ fn plan_owned(
                     ));
                 }
                 let mut fields = Vec::new();
-                if row.source_uid.as_deref() != Some(o.source_uid.as_str()) || !row.managed {
+                if row.source_changes(&o.source_uid) {
                     fields.push("source");
                 }
                 if row.display_name != o.display_name {
@@ -397,9 +397,7 @@ fn plan_subjects(
             by_pair
                 .get(&(org_id.as_str(), subject_id.as_str()))
                 .copied()
-                .filter(|r| {
-                    !r.managed || r.source_uid.as_deref().is_some_and(|s| !wanted.contains(s))
-                })
+                .filter(|r| r.claimable(&wanted))
         });
         match existing_row {
             Some(row) => {
@@ -422,7 +420,7 @@ fn plan_subjects(
                 }
                 kept.insert(row.id.clone());
                 let mut fields = Vec::new();
-                if row.source_uid.as_deref() != Some(m.source_uid.as_str()) || !row.managed {
+                if row.source_changes(&m.source_uid) {
                     fields.push("source");
                 }
                 if row.roles != m.roles {

@@ -180,6 +180,22 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// Whether [`owned::execute`] carries the operation out (groups, identities, subject
+    /// memberships).
+    fn is_owned(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateOwned { .. }
+                | Self::UpdateOwned { .. }
+                | Self::CreateSubject { .. }
+                | Self::UpdateSubject { .. }
+                | Self::DeleteRow { .. }
+                | Self::OrphanRow { .. }
+        )
+    }
+}
+
 /// A planning failure, before the DSN is attached.
 pub(crate) enum PlanError {
     /// A conflict, with the source (object uid) it is about when there is one.
@@ -208,6 +224,41 @@ impl PlanError {
         }
     }
 }
+
+/// A stored row as a plan sees it: whether suborg manages it, and the source it came from.
+pub(super) trait Sourced {
+    fn managed(&self) -> bool;
+    fn source(&self) -> Option<&str>;
+
+    /// Whether a desired object keyed `uid` that matched this row by its natural key (slug,
+    /// subject) takes it over: the row predates suborg, or its source is no longer wanted (a
+    /// rename, or a delete-and-recreate).
+    fn claimable(&self, wanted: &HashSet<&str>) -> bool {
+        !self.managed() || self.source().is_some_and(|s| !wanted.contains(s))
+    }
+
+    /// Whether writing `uid` to this row changes its source or makes it managed.
+    fn source_changes(&self, uid: &str) -> bool {
+        self.source() != Some(uid) || !self.managed()
+    }
+}
+
+/// Implements [`Sourced`] for row types with `managed` and `source_uid` fields.
+macro_rules! sourced {
+    ($($row:ty),*) => {$(
+        impl Sourced for $row {
+            fn managed(&self) -> bool {
+                self.managed
+            }
+            fn source(&self) -> Option<&str> {
+                self.source_uid.as_deref()
+            }
+        }
+    )*};
+}
+pub(super) use sourced;
+
+sourced!(OrgRow, MembershipRow);
 
 struct OrgRow {
     id: String,
@@ -381,13 +432,7 @@ pub(crate) async fn compute(
             by_slug
                 .get(&(parent_id.as_deref(), o.slug.as_str()))
                 .copied()
-                .filter(|row| {
-                    !row.managed
-                        || row
-                            .source_uid
-                            .as_deref()
-                            .is_some_and(|s| !desired_sources.contains(s))
-                })
+                .filter(|row| row.claimable(&desired_sources))
         });
         match existing {
             Some(row) => {
@@ -408,7 +453,7 @@ pub(crate) async fn compute(
                     ));
                 }
                 let mut fields = Vec::new();
-                if row.source_uid.as_deref() != Some(o.source_uid.as_str()) || !row.managed {
+                if row.source_changes(&o.source_uid) {
                     fields.push("source");
                 }
                 if row.slug != o.slug {
@@ -511,13 +556,7 @@ pub(crate) async fn compute(
             m_by_pair
                 .get(&(org_id.as_str(), m.email.as_str()))
                 .copied()
-                .filter(|row| {
-                    !row.managed
-                        || row
-                            .source_uid
-                            .as_deref()
-                            .is_some_and(|s| !desired_m.contains(s))
-                })
+                .filter(|row| row.claimable(&desired_m))
         });
         match existing {
             Some(row) => {
@@ -540,7 +579,7 @@ pub(crate) async fn compute(
                     ));
                 }
                 let mut fields = Vec::new();
-                if row.source_uid.as_deref() != Some(m.source_uid.as_str()) || !row.managed {
+                if row.source_changes(&m.source_uid) {
                     fields.push("source");
                 }
                 if row.roles != m.roles {
@@ -719,15 +758,7 @@ pub(crate) async fn execute(
             };
             insert_memberships(conn, &changes[i..j], users, now, backend).await?;
             i = j;
-        } else if matches!(
-            changes[i].op,
-            Op::CreateOwned { .. }
-                | Op::UpdateOwned { .. }
-                | Op::CreateSubject { .. }
-                | Op::UpdateSubject { .. }
-                | Op::DeleteRow { .. }
-                | Op::OrphanRow { .. }
-        ) {
+        } else if changes[i].op.is_owned() {
             let users = match &mut users {
                 Some(u) => u,
                 None => users.insert(load_users(conn).await?),
@@ -874,12 +905,6 @@ async fn execute_one(conn: &mut AnyConnection, op: &Op, now: i64) -> Result<(), 
                 .await?;
             }
             Op::CreateMembership { .. } => unreachable!("inserted in batches"),
-            Op::CreateOwned { .. }
-            | Op::UpdateOwned { .. }
-            | Op::CreateSubject { .. }
-            | Op::UpdateSubject { .. }
-            | Op::DeleteRow { .. }
-            | Op::OrphanRow { .. } => unreachable!("carried out by the owned module"),
             Op::UpdateMembership { id, m } => {
                 sqlx::query(
                     "UPDATE memberships SET source_uid = $2, source_name = $3, managed = 1, roles = $4, deletion_policy = $5, updated_at = $6 WHERE id = $1",
@@ -915,6 +940,8 @@ async fn execute_one(conn: &mut AnyConnection, op: &Op, now: i64) -> Result<(), 
                     .execute(&mut *conn)
                     .await?;
             }
+            // Groups, identities and subject memberships: see `Op::is_owned`.
+            _ => unreachable!("carried out by the owned module"),
         }
     }
     Ok(())
