@@ -2,15 +2,19 @@
 //! columns). Rules that need other objects live in [`crate::domain`].
 
 pub mod common;
+pub mod connection;
 pub mod group;
 pub mod membership;
 pub mod organization;
+pub mod project;
 pub mod suborganization;
 
 pub use common::*;
+pub use connection::*;
 pub use group::*;
 pub use membership::*;
 pub use organization::*;
+pub use project::*;
 pub use suborganization::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -31,6 +35,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         OrgMembership::crd(),
         Group::crd(),
         MachineIdentity::crd(),
+        AppConnection::crd(),
+        Relay::crd(),
+        Gateway::crd(),
+        Project::crd(),
+        ProjectMembership::crd(),
     ]
 }
 

@@ -66,6 +66,9 @@ pub struct GetArgs {
     /// groups usable there (nested groups followed), and through what.
     #[arg(long)]
     pub effective: bool,
+    /// With `access`: the user's email.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
 /// What `suborg get` shows.
@@ -83,6 +86,10 @@ pub enum GetWhat {
     Groups,
     /// The machine identities usable in `--org`.
     Identities,
+    /// The projects of `--org` (its own: a root's list leaves out its sub-organizations').
+    Projects,
+    /// Every organization and project `--user` can reach, and through what.
+    Access,
 }
 
 /// Output formats of `suborg get`.
@@ -277,6 +284,61 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
             }
             format => write_structured(&mut out, format, &owned)?,
         },
+        Ok(Shown::Projects(projects)) => match args.output {
+            GetOutput::Table => {
+                let rows: Vec<Vec<String>> = projects
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.slug.clone(),
+                            p.display_name.clone(),
+                            p.name.clone(),
+                            p.gateway.clone().unwrap_or_else(|| "-".into()),
+                            if p.app_connections.is_empty() {
+                                "-".into()
+                            } else {
+                                p.app_connections.join(", ")
+                            },
+                            p.members.to_string(),
+                        ]
+                    })
+                    .collect();
+                write_table(
+                    &mut out,
+                    &[
+                        "SLUG",
+                        "DISPLAY NAME",
+                        "OBJECT",
+                        "GATEWAY",
+                        "APP CONNECTIONS",
+                        "MEMBERS",
+                    ],
+                    &rows,
+                )?;
+            }
+            format => write_structured(&mut out, format, &projects)?,
+        },
+        Ok(Shown::Access(entries)) => match args.output {
+            GetOutput::Table => {
+                let rows: Vec<Vec<String>> = entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.organization.clone(),
+                            e.project.clone().unwrap_or_else(|| "-".into()),
+                            e.roles.join(", "),
+                            e.via.clone(),
+                        ]
+                    })
+                    .collect();
+                write_table(
+                    &mut out,
+                    &["ORGANIZATION", "PROJECT", "ROLES", "VIA"],
+                    &rows,
+                )?;
+            }
+            format => write_structured(&mut out, format, &entries)?,
+        },
         Err(e) => {
             eprintln!("suborg: {e}");
             return Ok(ExitCode::FAILURE);
@@ -291,6 +353,8 @@ enum Shown {
     Members(Vec<crate::store::MemberInfo>),
     Effective(Vec<crate::store::EffectiveMember>),
     Owned(Vec<crate::store::OwnedInfo>),
+    Projects(Vec<crate::store::ProjectInfo>),
+    Access(Vec<crate::store::AccessEntry>),
 }
 
 /// The store's DSN (the default when none is given), with the directory of a SQLite file
@@ -379,6 +443,27 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
                     .filter(|o| o.kind == kind)
                     .collect(),
             ))
+        }
+        GetWhat::Projects => {
+            let Some(wanted) = &args.org else {
+                return Err(StoreError::Conflict(
+                    "get projects needs --org ROOT or --org ROOT/SUB".into(),
+                ));
+            };
+            let orgs = store.organizations().await?;
+            let id = resolve(&orgs, wanted)?;
+            Ok(Shown::Projects(store.projects(&id).await?))
+        }
+        GetWhat::Access => {
+            let Some(email) = &args.user else {
+                return Err(StoreError::Conflict("get access needs --user EMAIL".into()));
+            };
+            match store.access(email).await? {
+                Some(entries) => Ok(Shown::Access(entries)),
+                None => Err(StoreError::Conflict(format!(
+                    "no user {email:?} in the store"
+                ))),
+            }
         }
     }
 }

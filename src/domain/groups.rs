@@ -47,7 +47,27 @@ pub(super) enum Visibility {
     Refused(Problem),
 }
 
-impl Owned<'_> {
+impl<'a> Owned<'a> {
+    /// The group or identity `namespace/name`, whether it was accepted, and its owner; `None`
+    /// when it is not declared at all.
+    pub(super) fn find(
+        &self,
+        kind: SubjectKind,
+        subject: &str,
+    ) -> Option<(Presence, &'a crate::api::OrganizationRef)> {
+        let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
+        match kind {
+            SubjectKind::Group => self
+                .groups
+                .get(&(ns, name))
+                .map(|(p, g)| (*p, &g.spec.organization_ref)),
+            _ => self
+                .identities
+                .get(&(ns, name))
+                .map(|(p, i)| (*p, &i.spec.organization_ref)),
+        }
+    }
+
     /// Why the group or identity `subject` cannot be given a membership in the root `target`:
     /// a root's own are there already, and a sub-organization's are visible there alone.
     pub(super) fn at_root(
@@ -163,7 +183,7 @@ impl Owned<'_> {
 }
 
 /// Resolves an owner and checks delegation; `Err(None)` means rejected quietly.
-fn place<'a>(
+pub(super) fn place<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,

@@ -11,6 +11,9 @@
 //! - [`groups`]: groups and machine identities belong to their organization; a root's are
 //!   usable in a sub-organization once added there (rule 4); group members belong to the
 //!   group's organization; sub-organization groups nest their own groups, without cycles.
+//! - [`projects`]: projects are scoped to the organization that creates them (rule 5); their
+//!   members are what that organization can see; app connections, gateways and relays belong
+//!   to one organization and are never inherited.
 //! - [`problem`]: how a broken rule is reported.
 //!
 //! The rules one object can break by itself (rule 2, authentication only at the root; the
@@ -21,6 +24,7 @@
 pub mod delegation;
 pub mod groups;
 pub mod problem;
+pub mod projects;
 pub mod slug;
 pub mod temporary;
 pub mod tree;

@@ -102,6 +102,22 @@ pub enum Reason {
     GroupCycle,
     /// The same member listed twice in one group.
     DuplicateGroupMember,
+    /// A credential-looking key in the non-secret `config` of a connection, gateway or relay.
+    CredentialInConfig,
+    /// A project invite that cannot be one (not a user, or an organization admin).
+    InvalidInvite,
+    /// A project invite in a sub-organization's project: users are provisioned at the root.
+    InviteOutsideRoot,
+    /// A Secret referenced from another namespace.
+    SecretOutsideNamespace,
+    /// A referenced project, app connection, gateway or relay that does not exist.
+    ReferenceNotFound,
+    /// An app connection, gateway or relay of another organization.
+    ResourceNotInOrganization,
+    /// A project member that the project's organization cannot see (not added to it).
+    SubjectNotInOrganization,
+    /// The same object referenced twice in one list.
+    DuplicateReference,
 }
 
 impl Reason {
@@ -149,6 +165,14 @@ impl Reason {
             NestedGroupOutsideOrganization => "NestedGroupOutsideOrganization",
             GroupCycle => "GroupCycle",
             DuplicateGroupMember => "DuplicateGroupMember",
+            CredentialInConfig => "CredentialInConfig",
+            InvalidInvite => "InvalidInvite",
+            InviteOutsideRoot => "InviteOutsideRoot",
+            SecretOutsideNamespace => "SecretOutsideNamespace",
+            ReferenceNotFound => "ReferenceNotFound",
+            ResourceNotInOrganization => "ResourceNotInOrganization",
+            SubjectNotInOrganization => "SubjectNotInOrganization",
+            DuplicateReference => "DuplicateReference",
         }
     }
 }

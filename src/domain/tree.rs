@@ -17,8 +17,9 @@ use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email};
 use super::temporary::{self, RoleState};
 use crate::api::{
-    Group, MachineIdentity, MemberNamespaces, OrgMembership, Organization, OrganizationKind,
-    OrganizationRef, SubOrganization, SubjectKind,
+    AppConnection, Gateway, Group, MachineIdentity, MemberNamespaces, OrgMembership, Organization,
+    OrganizationKind, OrganizationRef, Project, ProjectMembership, Relay, RoleBinding,
+    SubOrganization, SubjectKind,
 };
 
 /// The objects to check, as plain data.
@@ -34,6 +35,16 @@ pub struct ObjectSet {
     pub groups: Vec<Group>,
     /// Machine identities. Each must have `metadata.namespace` set.
     pub identities: Vec<MachineIdentity>,
+    /// App connections. Each must have `metadata.namespace` set.
+    pub connections: Vec<AppConnection>,
+    /// Gateways. Each must have `metadata.namespace` set.
+    pub gateways: Vec<Gateway>,
+    /// Relays. Each must have `metadata.namespace` set.
+    pub relays: Vec<Relay>,
+    /// Projects. Each must have `metadata.namespace` set.
+    pub projects: Vec<Project>,
+    /// Project memberships. Each must have `metadata.namespace` set.
+    pub project_memberships: Vec<ProjectMembership>,
     /// Labels of the namespaces whose labels are known. A membership in a namespace missing
     /// here cannot be checked against `memberNamespaces` and gets a warning.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
@@ -55,6 +66,16 @@ pub struct Accepted {
     pub groups: Vec<usize>,
     /// Indexes into `identities`.
     pub identities: Vec<usize>,
+    /// Indexes into `connections`.
+    pub connections: Vec<usize>,
+    /// Indexes into `gateways`.
+    pub gateways: Vec<usize>,
+    /// Indexes into `relays`.
+    pub relays: Vec<usize>,
+    /// Indexes into `projects`.
+    pub projects: Vec<usize>,
+    /// Indexes into `project_memberships`.
+    pub project_memberships: Vec<usize>,
 }
 
 /// What [`check`] found.
@@ -103,19 +124,43 @@ pub fn identity_key(i: &MachineIdentity) -> ObjectKey {
     )
 }
 
+/// Key of any namespaced object of a suborg kind.
+pub fn namespaced_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> ObjectKey {
+    ObjectKey::namespaced(
+        &K::kind(&()),
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Key of a Project object.
+pub fn project_key(p: &Project) -> ObjectKey {
+    namespaced_key(p)
+}
+
+/// Key of a ProjectMembership object.
+pub fn project_membership_key(m: &ProjectMembership) -> ObjectKey {
+    namespaced_key(m)
+}
+
 /// How a subject is identified within one organization: kind plus normalized email, or
 /// `namespace/name` for a group or machine identity (the namespace defaults to the
 /// membership's).
 pub(super) fn subject_id(m: &OrgMembership) -> (SubjectKind, String) {
-    let s = &m.spec.subject;
+    subject_id_of(
+        &m.spec.subject,
+        m.metadata.namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+/// How `s`, named by an object in namespace `own`, is identified: kind plus normalized email,
+/// or `namespace/name`.
+pub(super) fn subject_id_of(s: &crate::api::Subject, own: &str) -> (SubjectKind, String) {
     let id = match s.kind {
         SubjectKind::User => normalize_email(s.email.as_deref().unwrap_or_default()),
         _ => format!(
             "{}/{}",
-            s.namespace
-                .as_deref()
-                .or(m.metadata.namespace.as_deref())
-                .unwrap_or_default(),
+            s.namespace.as_deref().unwrap_or(own),
             s.name.as_deref().unwrap_or_default()
         ),
     };
@@ -129,7 +174,7 @@ fn describe_subject(m: &OrgMembership) -> String {
 
 /// Among objects competing for one unique value, the one that keeps it: the oldest by
 /// `creationTimestamp` (in a cluster), then the first in the set (offline, the first declared).
-fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
+pub(super) fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
     (o.meta().creation_timestamp.as_ref().map(|t| t.0), index)
 }
 
@@ -146,8 +191,22 @@ pub fn check(set: &ObjectSet, now: Timestamp) -> Outcome {
     let mut out = Outcome::default();
     let roots = check_organizations(set, &mut out);
     let subs = check_sub_organizations(set, &roots, &mut out);
-    check_memberships(set, &roots, &subs, now, &mut out);
+    let members = check_memberships(set, &roots, &subs, now, &mut out);
+    super::projects::check(set, &roots, &subs, &members, now, &mut out);
     out
+}
+
+/// Who and what each organization holds once memberships are decided, for the project rules.
+pub(super) struct Members<'a> {
+    /// Users' root memberships.
+    pub(super) root: RootMembers<'a>,
+    /// Users' sub-organization memberships.
+    pub(super) sub: RootMembers<'a>,
+    /// Groups and machine identities.
+    pub(super) owned: super::groups::Owned<'a>,
+    /// A root's groups and identities added to a sub-organization: by (sub-organization name,
+    /// kind, `namespace/name`).
+    pub(super) added: HashMap<(&'a str, SubjectKind, String), Presence>,
 }
 
 /// Accepted and rejected root organizations by name.
@@ -394,7 +453,7 @@ pub(super) struct Target<'a> {
     /// Name of the root organization (itself, for a root).
     pub(super) root: &'a str,
     pub(super) policy: Option<&'a MemberNamespaces>,
-    allowed_domains: &'a [String],
+    pub(super) allowed_domains: &'a [String],
     /// The admins a sub-organization names (none for a root).
     pub(super) admins: &'a [String],
 }
@@ -452,13 +511,13 @@ pub(super) fn admission(
     }
 }
 
-fn check_memberships(
-    set: &ObjectSet,
-    roots: &Roots<'_>,
-    subs: &Subs<'_>,
+fn check_memberships<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    subs: &Subs<'a>,
     now: Timestamp,
     out: &mut Outcome,
-) {
+) -> Members<'a> {
     // Users' root memberships first, so sub-organization memberships can ask who is in the
     // root; groups and machine identities last, once their members' memberships are known.
     let mut order: Vec<usize> = (0..set.memberships.len()).collect();
@@ -470,9 +529,10 @@ fn check_memberships(
             precedence(m, i),
         )
     });
-    let mut root_members: RootMembers<'_> = HashMap::new();
-    let mut sub_members: RootMembers<'_> = HashMap::new();
-    let mut owned: Option<super::groups::Owned<'_>> = None;
+    let mut root_members: RootMembers<'a> = HashMap::new();
+    let mut sub_members: RootMembers<'a> = HashMap::new();
+    let mut added: HashMap<(&'a str, SubjectKind, String), Presence> = HashMap::new();
+    let mut owned: Option<super::groups::Owned<'a>> = None;
     let mut holders: HashMap<(OrganizationKind, &str, SubjectKind, String), ObjectKey> =
         HashMap::new();
     for i in order {
@@ -502,6 +562,9 @@ fn check_memberships(
                         OrganizationKind::SubOrganization => &mut sub_members,
                     };
                     members.insert((r.name.as_str(), subject_id(m).1), Presence::Rejected);
+                } else if r.kind == OrganizationKind::SubOrganization {
+                    let (kind, id) = subject_id(m);
+                    added.insert((r.name.as_str(), kind, id), Presence::Rejected);
                 }
                 continue;
             }
@@ -585,13 +648,23 @@ fn check_memberships(
                 match owned.visible_in(kind, &subject, &target, &key) {
                     super::groups::Visibility::Visible => {}
                     // The group or identity is rejected; it says why.
-                    super::groups::Visibility::Quiet => continue,
+                    super::groups::Visibility::Quiet => {
+                        added.insert((target.name, kind, subject.clone()), Presence::Rejected);
+                        continue;
+                    }
                     super::groups::Visibility::Refused(p) => errors.push(p),
                 }
             }
         }
 
-        check_roles(m, &key, now, &mut errors, &mut out.problems);
+        check_roles(
+            &m.spec.roles,
+            &m.metadata,
+            &key,
+            now,
+            &mut errors,
+            &mut out.problems,
+        );
 
         let holder = (target.kind, target.name, subject_kind, subject.clone());
         if let Some(first) = holders.get(&holder) {
@@ -624,14 +697,30 @@ fn check_memberships(
                 OrganizationKind::SubOrganization => &mut sub_members,
             };
             members.entry((target.name, subject)).or_insert(presence);
+        } else if target.kind == OrganizationKind::SubOrganization {
+            let presence = if ok {
+                Presence::Accepted
+            } else {
+                Presence::Rejected
+            };
+            added
+                .entry((target.name, subject_kind, subject))
+                .or_insert(presence);
         }
         if ok {
             out.accepted.memberships.push(i);
         }
     }
     out.accepted.memberships.sort_unstable();
-    if owned.is_none() {
-        super::groups::check(set, roots, subs, &root_members, &sub_members, out);
+    let owned = match owned {
+        Some(o) => o,
+        None => super::groups::check(set, roots, subs, &root_members, &sub_members, out),
+    };
+    Members {
+        root: root_members,
+        sub: sub_members,
+        owned,
+        added,
     }
 }
 
@@ -722,20 +811,16 @@ pub(super) fn resolve_target<'a>(
 
 /// Temporary roles: the window must make sense; a role that has already expired grants nothing
 /// and is worth a warning. Offline, a `duration` without `start` counts from now.
-fn check_roles(
-    m: &OrgMembership,
+pub(super) fn check_roles(
+    roles: &[RoleBinding],
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     key: &ObjectKey,
     now: Timestamp,
     errors: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) {
-    let granted_at = m
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
-    for (j, role) in m.spec.roles.iter().enumerate() {
+    let granted_at = meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    for (j, role) in roles.iter().enumerate() {
         match temporary::state(role, granted_at, now) {
             Ok(RoleState::Expired { at }) => warnings.push(Problem::warning(
                 Reason::RoleExpired,

@@ -19,7 +19,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{self, Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
+use crate::api::{
+    self, AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
 use crate::domain::delegation::NAMESPACE_NAME_LABEL;
 use crate::domain::problem::{ObjectKey, Problem, Reason};
 use crate::domain::tree::{self, ObjectSet};
@@ -100,6 +103,11 @@ struct Schemas {
     membership: KindSchema,
     group: KindSchema,
     identity: KindSchema,
+    connection: KindSchema,
+    gateway: KindSchema,
+    relay: KindSchema,
+    project: KindSchema,
+    project_membership: KindSchema,
     validator: Validator,
 }
 
@@ -111,17 +119,27 @@ fn schemas() -> &'static Schemas {
         membership: kind_schema::<OrgMembership>(),
         group: kind_schema::<Group>(),
         identity: kind_schema::<MachineIdentity>(),
+        connection: kind_schema::<AppConnection>(),
+        gateway: kind_schema::<Gateway>(),
+        relay: kind_schema::<Relay>(),
+        project: kind_schema::<Project>(),
+        project_membership: kind_schema::<ProjectMembership>(),
         validator: Validator::new(),
     })
 }
 
 /// The kinds of `suborg.io` this version serves.
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 10] = [
     "Organization",
     "SubOrganization",
     "OrgMembership",
     "Group",
     "MachineIdentity",
+    "AppConnection",
+    "Gateway",
+    "Relay",
+    "Project",
+    "ProjectMembership",
 ];
 
 impl Loader {
@@ -297,6 +315,11 @@ impl Loader {
                     Some(Typed::OrgMembership(o)) => self.set.memberships.push(o),
                     Some(Typed::Group(o)) => self.set.groups.push(o),
                     Some(Typed::MachineIdentity(o)) => self.set.identities.push(o),
+                    Some(Typed::AppConnection(o)) => self.set.connections.push(o),
+                    Some(Typed::Gateway(o)) => self.set.gateways.push(o),
+                    Some(Typed::Relay(o)) => self.set.relays.push(o),
+                    Some(Typed::Project(o)) => self.set.projects.push(o),
+                    Some(Typed::ProjectMembership(o)) => self.set.project_memberships.push(o),
                     None => {}
                 }
             }
@@ -355,6 +378,11 @@ enum Typed {
     OrgMembership(OrgMembership),
     Group(Group),
     MachineIdentity(MachineIdentity),
+    AppConnection(AppConnection),
+    Gateway(Gateway),
+    Relay(Relay),
+    Project(Project),
+    ProjectMembership(ProjectMembership),
 }
 
 /// Splits YAML text at lines that start a document (`---` then a blank or the line's end).
@@ -503,6 +531,21 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
             &s.identity,
             default_namespace,
             Typed::MachineIdentity,
+        ),
+        "AppConnection" => admit::<AppConnection>(
+            value,
+            &s.connection,
+            default_namespace,
+            Typed::AppConnection,
+        ),
+        "Gateway" => admit::<Gateway>(value, &s.gateway, default_namespace, Typed::Gateway),
+        "Relay" => admit::<Relay>(value, &s.relay, default_namespace, Typed::Relay),
+        "Project" => admit::<Project>(value, &s.project, default_namespace, Typed::Project),
+        "ProjectMembership" => admit::<ProjectMembership>(
+            value,
+            &s.project_membership,
+            default_namespace,
+            Typed::ProjectMembership,
         ),
         _ => admit::<OrgMembership>(
             value,
@@ -707,6 +750,10 @@ pub fn cel_reason(message: &str) -> Reason {
         Reason::InvalidSlug
     } else if m.starts_with("sso ") || m.starts_with("scim.") {
         Reason::InvalidAuthentication
+    } else if m == api::CONFIG_NO_CREDENTIALS_MESSAGE {
+        Reason::CredentialInConfig
+    } else if m.starts_with("only users are invited") || m.starts_with("a project invite") {
+        Reason::InvalidInvite
     } else {
         Reason::RuleViolation
     }

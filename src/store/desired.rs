@@ -104,6 +104,90 @@ pub struct DesiredSubjectMembership {
     pub deletion_policy: &'static str,
 }
 
+/// An app connection, gateway or relay as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredResource {
+    /// Key of the source object.
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the owning organization.
+    pub organization: String,
+    /// `AppConnection`, `Gateway` or `Relay`.
+    pub kind: &'static str,
+    /// `namespace/name` of the source object.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// The app of a connection.
+    pub app: Option<String>,
+    /// Non-secret settings as JSON.
+    pub config: String,
+    /// The credentials Secret as JSON (`namespace` and `name`: a reference, never its data).
+    pub credentials: Option<String>,
+    /// `source_uid` of a gateway's relay.
+    pub relay: Option<String>,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
+/// A project as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredProject {
+    /// Key of the source object.
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the owning organization.
+    pub organization: String,
+    /// `namespace/name` of the source object.
+    pub name: String,
+    /// Slug, unique in the organization.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// `source_uid` of the gateway.
+    pub gateway: Option<String>,
+    /// `source_uid`s of the app connections, sorted.
+    pub connections: Vec<String>,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
+/// Who a project membership is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProjectSubject {
+    /// A user, by lowercased email.
+    User(String),
+    /// A group or identity of the project's organization (`kind`, `source_uid`).
+    Own(&'static str, String),
+    /// A root's group or identity added to the project's sub-organization.
+    Shared(&'static str, String),
+}
+
+/// A project membership as the store should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredProjectMembership {
+    /// Key of the source object.
+    pub source_uid: String,
+    /// `metadata.name` of the source object.
+    pub source_name: String,
+    /// `source_uid` of the project.
+    pub project: String,
+    /// `source_uid` of the project's organization.
+    pub organization: String,
+    /// The subject.
+    pub subject: ProjectSubject,
+    /// The subject for people: an email or `namespace/name`.
+    pub subject_name: String,
+    /// The roles as JSON.
+    pub roles: String,
+    /// `Delete` or `Orphan`.
+    pub deletion_policy: &'static str,
+}
+
 /// Everything the store should hold: roots before sub-organizations, root memberships before
 /// sub-organization memberships, nested groups before the groups that contain them, so each
 /// row's references exist when it is written.
@@ -119,6 +203,12 @@ pub struct Desired {
     pub identities: Vec<DesiredOwned>,
     /// Groups and machine identities added to sub-organizations.
     pub subject_memberships: Vec<DesiredSubjectMembership>,
+    /// App connections, gateways and relays: relays before the gateways that use them.
+    pub resources: Vec<DesiredResource>,
+    /// Projects.
+    pub projects: Vec<DesiredProject>,
+    /// Project memberships.
+    pub project_memberships: Vec<DesiredProjectMembership>,
 }
 
 fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
@@ -145,9 +235,16 @@ fn roles_json(roles: &[RoleBinding]) -> String {
 /// The roles that still grant or will grant access at `now`: an expired temporary role is
 /// dropped from the row, which is how its access is revoked.
 fn live_roles(m: &crate::api::OrgMembership, now: Timestamp) -> Vec<RoleBinding> {
-    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    m.spec
-        .roles
+    live(&m.spec.roles, &m.metadata, now)
+}
+
+fn live(
+    roles: &[RoleBinding],
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    now: Timestamp,
+) -> Vec<RoleBinding> {
+    let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    roles
         .iter()
         .filter(|r| {
             !matches!(
@@ -422,6 +519,7 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
             }
         }
     }
+    add_projects(set, accepted, now, &org_key, &explicit, &mut d);
     // A group's users are the members of its organization it lists; the rules warned about
     // the others, who are left out.
     let members: std::collections::HashSet<(&str, &str)> = d
@@ -449,4 +547,204 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
         g.members = members;
     }
     d
+}
+
+/// Connections, gateways, relays, projects, project memberships, and the root memberships of
+/// users provisioned by a project invite.
+fn add_projects(
+    set: &ObjectSet,
+    accepted: &Accepted,
+    now: Timestamp,
+    org_key: &dyn Fn(&crate::api::OrganizationRef) -> Option<String>,
+    explicit: &HashMap<(String, String), usize>,
+    d: &mut Desired,
+) {
+    use crate::api::OrgResource;
+    fn resources<K: OrgResource>(
+        list: &[K],
+        indexes: &[usize],
+        org_key: &dyn Fn(&crate::api::OrganizationRef) -> Option<String>,
+        relays: &HashMap<String, String>,
+        out: &mut Vec<DesiredResource>,
+    ) -> HashMap<String, String> {
+        let mut keys = HashMap::new();
+        for &i in indexes {
+            let o = &list[i];
+            let Some(organization) = org_key(o.organization_ref()) else {
+                continue;
+            };
+            let ns = o.meta().namespace.as_deref().unwrap_or_default();
+            let name = format!("{ns}/{}", o.name_any());
+            keys.insert(name.clone(), source_key(o));
+            out.push(DesiredResource {
+                source_uid: source_key(o),
+                source_name: o.name_any(),
+                organization,
+                kind: K::KIND,
+                display_name: o.display_name().map_or_else(|| o.name_any(), str::to_owned),
+                app: o.app().map(str::to_owned),
+                config: serde_json::to_string(o.config()).expect("a map of strings serializes"),
+                credentials: o.credentials_ref().map(|c| {
+                    serde_json::json!({"namespace": c.namespace.as_deref().unwrap_or(ns), "name": c.name})
+                        .to_string()
+                }),
+                relay: o
+                    .relay_ref()
+                    .and_then(|r| relays.get(&r.qualified(ns)).cloned()),
+                name,
+                deletion_policy: policy(o.deletion_policy()),
+            });
+        }
+        keys
+    }
+    let none = HashMap::new();
+    let relays = resources(
+        &set.relays,
+        &accepted.relays,
+        org_key,
+        &none,
+        &mut d.resources,
+    );
+    let gateways = resources(
+        &set.gateways,
+        &accepted.gateways,
+        org_key,
+        &relays,
+        &mut d.resources,
+    );
+    let connections = resources(
+        &set.connections,
+        &accepted.connections,
+        org_key,
+        &none,
+        &mut d.resources,
+    );
+
+    let mut projects: HashMap<String, (String, String, bool)> = HashMap::new();
+    for &i in &accepted.projects {
+        let p = &set.projects[i];
+        let Some(organization) = org_key(&p.spec.organization_ref) else {
+            continue;
+        };
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        let name = format!("{ns}/{}", p.name_any());
+        let slug = effective_slug(&p.name_any(), p.spec.slug.as_deref()).to_owned();
+        let mut uses: Vec<String> = p
+            .spec
+            .app_connections
+            .iter()
+            .filter_map(|r| connections.get(&r.qualified(ns)).cloned())
+            .collect();
+        uses.sort();
+        projects.insert(
+            name.clone(),
+            (
+                source_key(p),
+                organization.clone(),
+                p.spec.organization_ref.kind == OrganizationKind::Organization,
+            ),
+        );
+        d.projects.push(DesiredProject {
+            source_uid: source_key(p),
+            source_name: p.name_any(),
+            organization,
+            name,
+            display_name: p.spec.display_name.clone().unwrap_or_else(|| slug.clone()),
+            slug,
+            description: p.spec.description.clone(),
+            gateway: p
+                .spec
+                .gateway_ref
+                .as_ref()
+                .and_then(|r| gateways.get(&r.qualified(ns)).cloned()),
+            connections: uses,
+            deletion_policy: policy(p.spec.deletion_policy),
+        });
+    }
+
+    // Groups and identities by `namespace/name`: (source uid, owner's source uid).
+    let mut owned: HashMap<(SubjectKind, String), (String, Option<String>)> = HashMap::new();
+    for &i in &accepted.groups {
+        let g = &set.groups[i];
+        let name = format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any());
+        owned.insert(
+            (SubjectKind::Group, name),
+            (source_key(g), org_key(&g.spec.organization_ref)),
+        );
+    }
+    for &i in &accepted.identities {
+        let m = &set.identities[i];
+        let name = format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any());
+        owned.insert(
+            (SubjectKind::MachineIdentity, name),
+            (source_key(m), org_key(&m.spec.organization_ref)),
+        );
+    }
+    let mut invited: HashMap<(String, String), usize> = HashMap::new();
+    for &i in &accepted.project_memberships {
+        let m = &set.project_memberships[i];
+        let ns = m.metadata.namespace.as_deref().unwrap_or_default();
+        let Some((project, organization, at_root)) =
+            projects.get(&m.spec.project_ref.qualified(ns)).cloned()
+        else {
+            continue;
+        };
+        let s = &m.spec.subject;
+        let (subject, subject_name) = match s.kind {
+            SubjectKind::User => {
+                let email = normalize_email(s.email.as_deref().unwrap_or_default());
+                if at_root
+                    && let Some(invite) = &m.spec.invite
+                    && !explicit.contains_key(&(organization.clone(), email.clone()))
+                    && !invited.contains_key(&(organization.clone(), email.clone()))
+                {
+                    // Provisioned by the invite: a root membership keyed by the root and the
+                    // email, so it stays while any invite of the user does.
+                    invited.insert((organization.clone(), email.clone()), d.memberships.len());
+                    d.memberships.push(DesiredMembership {
+                        source_uid: format!("{organization}#invite:{email}"),
+                        source_name: m.name_any(),
+                        organization: organization.clone(),
+                        email: email.clone(),
+                        roles: roles_json(&[RoleBinding {
+                            role: invite.organization_role.clone(),
+                            temporary: None,
+                        }]),
+                        deletion_policy: "Delete",
+                    });
+                }
+                (ProjectSubject::User(email.clone()), email)
+            }
+            kind => {
+                let name = format!(
+                    "{}/{}",
+                    s.namespace.as_deref().unwrap_or(ns),
+                    s.name.as_deref().unwrap_or_default()
+                );
+                let Some((uid, owner)) = owned.get(&(kind, name.clone())) else {
+                    continue;
+                };
+                let kind = if kind == SubjectKind::Group {
+                    "Group"
+                } else {
+                    "MachineIdentity"
+                };
+                if owner.as_deref() == Some(organization.as_str()) {
+                    (ProjectSubject::Own(kind, uid.clone()), name)
+                } else {
+                    (ProjectSubject::Shared(kind, uid.clone()), name)
+                }
+            }
+        };
+        d.project_memberships.push(DesiredProjectMembership {
+            source_uid: source_key(m),
+            source_name: m.name_any(),
+            project,
+            organization,
+            subject,
+            subject_name,
+            roles: roles_json(&live(&m.spec.roles, &m.metadata, now)),
+            deletion_policy: policy(m.spec.deletion_policy),
+        });
+    }
 }

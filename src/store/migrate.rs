@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "groups, machine identities, group members, subject memberships",
         include_str!("migrations/0002_groups.sql"),
     ),
+    (
+        3,
+        "app connections, gateways, relays, projects, project memberships",
+        include_str!("migrations/0003_projects.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -10,15 +10,19 @@
 //! and lists what to create, update and delete; [`SqlStore::apply`] carries the plan out in one
 //! transaction under the write lock. A plan with nothing in it touches no row.
 
+mod access;
 mod desired;
 mod dsn;
 mod migrate;
 mod owned;
 mod plan;
+mod projects;
 
+pub use access::{AccessEntry, ProjectInfo};
 pub use desired::{
     Desired, DesiredGroup, DesiredGroupMember, DesiredMembership, DesiredOrg, DesiredOwned,
-    DesiredSubjectMembership, desired_from,
+    DesiredProject, DesiredProjectMembership, DesiredResource, DesiredSubjectMembership,
+    ProjectSubject, desired_from,
 };
 pub use dsn::{Backend, Dsn};
 
@@ -185,6 +189,12 @@ pub struct StoreIndex {
     pub groups: std::collections::HashMap<String, (String, i64)>,
     /// Managed machine identities by source uid: row id.
     pub identities: std::collections::HashMap<String, String>,
+    /// Managed app connections, gateways and relays by source uid: row id.
+    pub resources: std::collections::HashMap<String, String>,
+    /// Managed projects by source uid: (row id, slug, project memberships).
+    pub projects: std::collections::HashMap<String, (String, String, i64)>,
+    /// Managed project memberships by source uid: (row id, project id).
+    pub project_memberships: std::collections::HashMap<String, (String, String)>,
 }
 
 /// One organization row, as [`StoreIndex`] holds it.
@@ -241,6 +251,18 @@ pub trait Store {
         &self,
         org_id: &str,
     ) -> impl Future<Output = Result<Vec<EffectiveMember>, StoreError>> + Send;
+    /// The projects of one organization: its own only (a root does not see its
+    /// sub-organizations' projects, nor they the root's).
+    fn projects(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Vec<ProjectInfo>, StoreError>> + Send;
+    /// Every organization and project the user `email` can reach now, and through what;
+    /// `None` when the store has no such user.
+    fn access(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<Vec<AccessEntry>>, StoreError>> + Send;
 }
 
 /// Runs a backend's per-connection setup statements.
@@ -440,7 +462,50 @@ impl Store for SqlStore {
         for r in rows {
             index.identities.insert(r.get(0), r.get(1));
         }
+        let rows =
+            sqlx::query("SELECT source_uid, id FROM org_resources WHERE source_uid IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.query_error())?;
+        for r in rows {
+            index.resources.insert(r.get(0), r.get(1));
+        }
+        let rows = sqlx::query(
+            "SELECT p.source_uid, p.id, p.slug, (SELECT COUNT(*) FROM project_memberships m WHERE m.project_id = p.id) \
+             FROM projects p WHERE p.source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index
+                .projects
+                .insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+        }
+        let rows = sqlx::query(
+            "SELECT source_uid, id, project_id FROM project_memberships WHERE source_uid IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error())?;
+        for r in rows {
+            index
+                .project_memberships
+                .insert(r.get(0), (r.get(1), r.get(2)));
+        }
         Ok(index)
+    }
+
+    async fn projects(&self, org_id: &str) -> Result<Vec<ProjectInfo>, StoreError> {
+        access::projects(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn access(&self, email: &str) -> Result<Option<Vec<AccessEntry>>, StoreError> {
+        access::access(&self.pool, email, k8s_openapi::jiff::Timestamp::now())
+            .await
+            .map_err(self.query_error())
     }
 
     async fn owned(&self, org_id: &str) -> Result<Vec<OwnedInfo>, StoreError> {

@@ -17,6 +17,9 @@ pub(super) enum Table {
     Groups,
     Identities,
     SubjectMemberships,
+    Resources,
+    Projects,
+    ProjectMemberships,
 }
 
 impl Table {
@@ -25,6 +28,9 @@ impl Table {
             Self::Groups => "groups",
             Self::Identities => "machine_identities",
             Self::SubjectMemberships => "subject_memberships",
+            Self::Resources => "org_resources",
+            Self::Projects => "projects",
+            Self::ProjectMemberships => "project_memberships",
         }
     }
 
@@ -33,6 +39,9 @@ impl Table {
             Self::Groups => "group",
             Self::Identities => "machine identity",
             Self::SubjectMemberships => "subject membership",
+            Self::Resources => "resource",
+            Self::Projects => "project",
+            Self::ProjectMemberships => "project membership",
         }
     }
 }
@@ -162,7 +171,12 @@ pub(super) struct Orgs<'a> {
 }
 
 impl Orgs<'_> {
-    fn find(&self, source: &str, what: &str, key: &str) -> Result<(String, String), PlanError> {
+    pub(super) fn find(
+        &self,
+        source: &str,
+        what: &str,
+        key: &str,
+    ) -> Result<(String, String), PlanError> {
         self.ids.get(source).cloned().ok_or_else(|| {
             PlanError::Conflict(
                 Some(key.to_owned()),
@@ -171,7 +185,7 @@ impl Orgs<'_> {
         })
     }
 
-    fn name(&self, id: &str) -> &str {
+    pub(super) fn name(&self, id: &str) -> &str {
         self.names.get(id).map(String::as_str).unwrap_or("?")
     }
 }
@@ -338,9 +352,11 @@ pub(super) fn compute(
         changes,
     )?;
     Ok(Kept {
-        groups: group_ids.into_values().collect(),
-        identities: identity_ids.into_values().collect(),
+        groups: group_ids.values().cloned().collect(),
+        identities: identity_ids.values().cloned().collect(),
         subjects: subject_ids,
+        group_ids,
+        identity_ids,
     })
 }
 
@@ -349,6 +365,10 @@ pub(super) struct Kept {
     groups: HashSet<String>,
     identities: HashSet<String>,
     subjects: HashSet<String>,
+    /// Row ids of the desired groups by source.
+    pub(super) group_ids: HashMap<String, String>,
+    /// Row ids of the desired identities by source.
+    pub(super) identity_ids: HashMap<String, String>,
 }
 
 fn plan_subjects(

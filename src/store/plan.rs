@@ -5,9 +5,12 @@ use std::fmt;
 
 use sqlx::{AnyConnection, Row};
 
-use super::desired::{Desired, DesiredMembership, DesiredOrg, DesiredOwned};
-use super::owned;
+use super::desired::{
+    Desired, DesiredMembership, DesiredOrg, DesiredOwned, DesiredProject, DesiredProjectMembership,
+    DesiredResource,
+};
 use super::{ApplyOptions, Backend, Dsn, StoreError};
+use super::{owned, projects};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_millis() -> i64 {
@@ -170,6 +173,47 @@ pub(super) enum Op {
         id: String,
         m: owned::Subject,
     },
+    CreateResource {
+        id: String,
+        org_id: String,
+        root_id: String,
+        relay_id: Option<String>,
+        r: DesiredResource,
+    },
+    UpdateResource {
+        id: String,
+        org_id: String,
+        relay_id: Option<String>,
+        r: DesiredResource,
+    },
+    CreateProject {
+        id: String,
+        org_id: String,
+        root_id: String,
+        gateway_id: Option<String>,
+        connections: Vec<String>,
+        p: DesiredProject,
+    },
+    UpdateProject {
+        id: String,
+        org_id: String,
+        gateway_id: Option<String>,
+        add: Vec<String>,
+        remove: Vec<String>,
+        p: DesiredProject,
+    },
+    CreateProjectMember {
+        id: String,
+        project_id: String,
+        /// The subject column (one of a fixed list) and its value: an email for a user.
+        column: &'static str,
+        value: String,
+        m: DesiredProjectMembership,
+    },
+    UpdateProjectMember {
+        id: String,
+        m: DesiredProjectMembership,
+    },
     DeleteRow {
         table: owned::Table,
         id: String,
@@ -192,6 +236,19 @@ impl Op {
                 | Self::UpdateSubject { .. }
                 | Self::DeleteRow { .. }
                 | Self::OrphanRow { .. }
+        )
+    }
+
+    /// Whether [`projects::execute`] carries the operation out.
+    fn is_project(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateResource { .. }
+                | Self::UpdateResource { .. }
+                | Self::CreateProject { .. }
+                | Self::UpdateProject { .. }
+                | Self::CreateProjectMember { .. }
+                | Self::UpdateProjectMember { .. }
         )
     }
 }
@@ -385,6 +442,7 @@ pub(crate) async fn compute(
 ) -> Result<Plan, PlanError> {
     let (orgs, memberships) = load(conn, backend).await?;
     let existing_owned = owned::load(conn, backend).await?;
+    let existing_projects = projects::load(conn).await?;
     let mut plan = Plan::default();
     let by_source: HashMap<&str, &OrgRow> = orgs
         .iter()
@@ -631,7 +689,25 @@ pub(crate) async fn compute(
         &mut plan.changes,
     )?;
 
+    let kept_projects = projects::compute(
+        &existing_projects,
+        desired,
+        &orgs_view,
+        &projects::OwnedIds {
+            groups: &kept_owned.group_ids,
+            identities: &kept_owned.identity_ids,
+        },
+        options,
+        &mut plan.changes,
+    )?;
+
     if options.prune {
+        projects::prune(
+            &existing_projects,
+            &kept_projects,
+            &orgs_view,
+            &mut plan.changes,
+        );
         owned::prune(&existing_owned, &kept_owned, &orgs_view, &mut plan.changes);
         let kept_m: HashSet<String> = plan
             .changes
@@ -758,6 +834,13 @@ pub(crate) async fn execute(
             };
             insert_memberships(conn, &changes[i..j], users, now, backend).await?;
             i = j;
+        } else if changes[i].op.is_project() {
+            let users = match &mut users {
+                Some(u) => u,
+                None => users.insert(load_users(conn).await?),
+            };
+            projects::execute(conn, &changes[i].op, now, backend, users).await?;
+            i += 1;
         } else if changes[i].op.is_owned() {
             let users = match &mut users {
                 Some(u) => u,

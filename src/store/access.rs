@@ -1,0 +1,282 @@
+//! Answers about projects and reach: the projects of one organization, and everything one user
+//! can reach and through what. Each is a handful of indexed queries whatever the store's size:
+//! a user's rows are found through indexes on `user_id`, and nested groups by one recursive
+//! query from the groups that list the user.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use k8s_openapi::jiff::Timestamp;
+use sqlx::{AnyPool, Row};
+
+use crate::api::RoleBinding;
+use crate::domain::temporary::{self, RoleState};
+
+/// A project as [`super::Store::projects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectInfo {
+    /// Slug, unique in the organization.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// `namespace/name` of the Kubernetes object.
+    pub name: String,
+    /// The gateway's `namespace/name`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// The app connections' `namespace/name`, sorted.
+    pub app_connections: Vec<String>,
+    /// Project memberships.
+    pub members: i64,
+}
+
+/// One place a user can reach, and how.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEntry {
+    /// `ROOT` or `ROOT/SUB`.
+    pub organization: String,
+    /// The project's slug, for project access.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The roles in effect now.
+    pub roles: Vec<String>,
+    /// Through what: `membership NAME`, `invite NAME`, or `group NS/NAME` (with the chain of
+    /// nested groups that leads to it).
+    pub via: String,
+}
+
+const ORG_PATH: &str = "CASE WHEN p.slug IS NULL THEN o.slug ELSE p.slug || '/' || o.slug END";
+
+/// The projects of one organization (its own only: a root's list leaves out what its
+/// sub-organizations created).
+pub(super) async fn projects(
+    pool: &AnyPool,
+    org_id: &str,
+) -> Result<Vec<ProjectInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT pr.id, pr.slug, pr.display_name, pr.name, g.name, \
+           (SELECT COUNT(*) FROM project_memberships pm WHERE pm.project_id = pr.id) \
+         FROM projects pr LEFT JOIN org_resources g ON g.id = pr.gateway_id \
+         WHERE pr.organization_id = $1 ORDER BY pr.slug",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    let mut uses: HashMap<String, Vec<String>> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT pc.project_id, c.name FROM project_connections pc JOIN org_resources c ON c.id = pc.connection_id \
+         WHERE pc.organization_id = $1",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?
+    {
+        uses.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let mut app_connections = uses.remove(&id).unwrap_or_default();
+            app_connections.sort();
+            ProjectInfo {
+                slug: r.get(1),
+                display_name: r.get(2),
+                name: r.get(3),
+                gateway: r.get(4),
+                app_connections,
+                members: r.get(5),
+            }
+        })
+        .collect())
+}
+
+/// The roles of a row that are in effect at `now`; `None` when none grants access (all
+/// pending, or `no-access`).
+fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
+    let roles: Vec<RoleBinding> = serde_json::from_str(roles).ok()?;
+    let granted_at = Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
+    let active: Vec<String> = roles
+        .iter()
+        .filter(|r| {
+            matches!(
+                temporary::state(r, granted_at, now),
+                Ok(RoleState::Active { .. })
+            )
+        })
+        .map(|r| r.role.clone())
+        .collect();
+    if active.is_empty() || active.iter().all(|r| r == "no-access") {
+        None
+    } else {
+        Some(active)
+    }
+}
+
+/// Everything the user `email` can reach at `now`: organizations through memberships (and a
+/// root's groups added to a sub-organization), projects through project memberships of the
+/// user or of any group that contains them (nested groups followed). `None` when the store
+/// has no such user.
+pub(super) async fn access(
+    pool: &AnyPool,
+    email: &str,
+    now: Timestamp,
+) -> Result<Option<Vec<AccessEntry>>, sqlx::Error> {
+    let email = crate::domain::slug::normalize_email(email);
+    let Some(user) = sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let user_id: String = user.get(0);
+    let mut out = Vec::new();
+
+    let via_membership = |source: Option<String>, uid: Option<String>| {
+        let name = source.unwrap_or_else(|| "-".into());
+        match uid {
+            Some(u) if u.contains("#invite:") => format!("invite (ProjectMembership {name})"),
+            Some(u) if u.contains("#admin:") => format!("admin of SubOrganization {name}"),
+            Some(_) => format!("membership {name}"),
+            None => "membership (not managed by suborg)".into(),
+        }
+    };
+    for r in sqlx::query(&format!(
+        "SELECT {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid \
+         FROM memberships m JOIN organizations o ON o.id = m.organization_id \
+         LEFT JOIN organizations p ON p.id = o.parent_id WHERE m.user_id = $1"
+    ))
+    .bind(&user_id)
+    .fetch_all(pool)
+    .await?
+    {
+        if let Some(roles) = in_effect(&r.get::<String, _>(1), r.get(2), now) {
+            out.push(AccessEntry {
+                organization: r.get(0),
+                project: None,
+                roles,
+                via: via_membership(r.get(3), r.get(4)),
+            });
+        }
+    }
+
+    // Every group that contains the user, directly or through nested groups, with the way
+    // each was reached (first found, shortest chain).
+    let reach = "WITH RECURSIVE reach(id) AS ( \
+           SELECT group_id FROM group_members WHERE user_id = $1 \
+           UNION SELECT gm.group_id FROM group_members gm JOIN reach r ON gm.member_group_id = r.id)";
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut direct: Vec<String> = Vec::new();
+    let mut inside: HashMap<String, Vec<String>> = HashMap::new();
+    for r in sqlx::query(&format!(
+        "{reach} SELECT g.id, g.name, \
+           (SELECT COUNT(*) FROM group_members d WHERE d.group_id = g.id AND d.user_id = $1) \
+         FROM groups g WHERE g.id IN (SELECT id FROM reach)"
+    ))
+    .bind(&user_id)
+    .fetch_all(pool)
+    .await?
+    {
+        let id: String = r.get(0);
+        if r.get::<i64, _>(2) > 0 {
+            direct.push(id.clone());
+        }
+        names.insert(id, r.get(1));
+    }
+    if !names.is_empty() {
+        for r in sqlx::query(&format!(
+            "{reach} SELECT member_group_id, group_id FROM group_members \
+             WHERE member_group_id IN (SELECT id FROM reach)"
+        ))
+        .bind(&user_id)
+        .fetch_all(pool)
+        .await?
+        {
+            inside.entry(r.get(0)).or_default().push(r.get(1));
+        }
+    }
+    let mut chain: HashMap<String, String> = HashMap::new();
+    direct.sort_by(|a, b| names[a].cmp(&names[b]));
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for g in direct {
+        chain.insert(g.clone(), format!("group {}", names[&g]));
+        queue.push_back(g);
+    }
+    while let Some(g) = queue.pop_front() {
+        let mut parents = inside.get(&g).cloned().unwrap_or_default();
+        parents.sort();
+        for p in parents {
+            if !chain.contains_key(&p)
+                && let Some(name) = names.get(&p)
+            {
+                let via = format!(
+                    "group {name} (through {})",
+                    chain[&g].trim_start_matches("group ")
+                );
+                chain.insert(p.clone(), via);
+                queue.push_back(p);
+            }
+        }
+    }
+
+    if !chain.is_empty() {
+        for r in sqlx::query(&format!(
+            "{reach} SELECT {ORG_PATH}, s.roles, s.created_at, s.group_id \
+             FROM subject_memberships s JOIN organizations o ON o.id = s.organization_id \
+             LEFT JOIN organizations p ON p.id = o.parent_id WHERE s.group_id IN (SELECT id FROM reach)"
+        ))
+        .bind(&user_id)
+        .fetch_all(pool)
+        .await?
+        {
+            if let Some(roles) = in_effect(&r.get::<String, _>(1), r.get(2), now) {
+                let group: String = r.get(3);
+                out.push(AccessEntry {
+                    organization: r.get(0),
+                    project: None,
+                    roles,
+                    via: chain.get(&group).cloned().unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    for r in sqlx::query(&format!(
+        "{reach} SELECT {ORG_PATH}, pr.slug, pm.roles, pm.created_at, pm.source_name, pm.user_id, \
+           COALESCE(pm.group_id, pm.shared_group_id) \
+         FROM project_memberships pm JOIN projects pr ON pr.id = pm.project_id \
+         JOIN organizations o ON o.id = pr.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
+         WHERE pm.user_id = $1 OR pm.group_id IN (SELECT id FROM reach) OR pm.shared_group_id IN (SELECT id FROM reach)"
+    ))
+    .bind(&user_id)
+    .fetch_all(pool)
+    .await?
+    {
+        let Some(roles) = in_effect(&r.get::<String, _>(2), r.get(3), now) else {
+            continue;
+        };
+        let via = match (r.get::<Option<String>, _>(5), r.get::<Option<String>, _>(6)) {
+            (Some(_), _) => format!(
+                "project membership {}",
+                r.get::<Option<String>, _>(4).unwrap_or_else(|| "-".into())
+            ),
+            (None, Some(group)) => chain.get(&group).cloned().unwrap_or_default(),
+            (None, None) => continue,
+        };
+        out.push(AccessEntry {
+            organization: r.get(0),
+            project: Some(r.get(1)),
+            roles,
+            via,
+        });
+    }
+    // One line per route; the same route found twice (a group reached two ways) once.
+    let unique: BTreeSet<AccessEntry> = out.into_iter().collect();
+    let mut out: Vec<AccessEntry> = unique.into_iter().collect();
+    out.sort_by(|a, b| {
+        (&a.organization, &a.project, &a.via).cmp(&(&b.organization, &b.project, &b.via))
+    });
+    Ok(Some(out))
+}
