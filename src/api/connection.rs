@@ -233,6 +233,8 @@ pub trait OrgResource: kube::Resource<DynamicType = ()> {
     }
     /// Deletion policy.
     fn deletion_policy(&self) -> DeletionPolicy;
+    /// The common part of the current status.
+    fn status_common(&self) -> Option<&CommonStatus>;
 }
 
 macro_rules! org_resource {
@@ -253,6 +255,9 @@ macro_rules! org_resource {
             }
             fn deletion_policy(&self) -> DeletionPolicy {
                 self.spec.deletion_policy
+            }
+            fn status_common(&self) -> Option<&CommonStatus> {
+                self.status.as_ref().map(|s| &s.common)
             }
             $($extra)*
         }

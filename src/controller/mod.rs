@@ -37,7 +37,10 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, CustomResourceExt};
 
-use crate::api::{Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
+use crate::api::{
+    AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
 use reconcile::Kind;
 use sync::{Caches, SyncResult, Syncer};
 
@@ -178,7 +181,12 @@ pub async fn check_crds(client: &Client) -> Result<(), Error> {
     one::<SubOrganization>(client).await?;
     one::<OrgMembership>(client).await?;
     one::<Group>(client).await?;
-    one::<MachineIdentity>(client).await
+    one::<MachineIdentity>(client).await?;
+    one::<AppConnection>(client).await?;
+    one::<Gateway>(client).await?;
+    one::<Relay>(client).await?;
+    one::<Project>(client).await?;
+    one::<ProjectMembership>(client).await
 }
 
 fn watcher_config(selector: Option<&str>) -> watcher::Config {
@@ -311,6 +319,26 @@ pub async fn run(
     );
     let identities = Controller::new(
         Api::<DeserializeGuard<MachineIdentity>>::all(client.clone()),
+        wc.clone(),
+    );
+    let connections = Controller::new(
+        Api::<DeserializeGuard<AppConnection>>::all(client.clone()),
+        wc.clone(),
+    );
+    let gateways = Controller::new(
+        Api::<DeserializeGuard<Gateway>>::all(client.clone()),
+        wc.clone(),
+    );
+    let relays = Controller::new(
+        Api::<DeserializeGuard<Relay>>::all(client.clone()),
+        wc.clone(),
+    );
+    let projects = Controller::new(
+        Api::<DeserializeGuard<Project>>::all(client.clone()),
+        wc.clone(),
+    );
+    let project_members = Controller::new(
+        Api::<DeserializeGuard<ProjectMembership>>::all(client.clone()),
         wc,
     );
     let (ns_reader, ns_writer) = reflector::store::<kube::core::PartialObjectMeta<Namespace>>();
@@ -328,6 +356,11 @@ pub async fn run(
         memberships: members.store(),
         groups: groups.store(),
         identities: identities.store(),
+        connections: connections.store(),
+        gateways: gateways.store(),
+        relays: relays.store(),
+        projects: projects.store(),
+        project_memberships: project_members.store(),
         namespaces: ns_reader,
     };
     let recorder = Some(Recorder::new(
@@ -342,6 +375,11 @@ pub async fn run(
     let (member_tx, member_rx) = mpsc::unbounded();
     let (group_tx, group_rx) = mpsc::unbounded();
     let (identity_tx, identity_rx) = mpsc::unbounded();
+    let (connection_tx, connection_rx) = mpsc::unbounded();
+    let (gateway_tx, gateway_rx) = mpsc::unbounded();
+    let (relay_tx, relay_rx) = mpsc::unbounded();
+    let (project_tx, project_rx) = mpsc::unbounded();
+    let (project_member_tx, project_member_rx) = mpsc::unbounded();
     let fanout_caches = caches.clone();
     let syncer = Arc::new(
         Syncer::new(
@@ -359,6 +397,16 @@ pub async fn run(
             fan_out(&fanout_caches.memberships, &member_tx, result, now);
             fan_out(&fanout_caches.groups, &group_tx, result, now);
             fan_out(&fanout_caches.identities, &identity_tx, result, now);
+            fan_out(&fanout_caches.connections, &connection_tx, result, now);
+            fan_out(&fanout_caches.gateways, &gateway_tx, result, now);
+            fan_out(&fanout_caches.relays, &relay_tx, result, now);
+            fan_out(&fanout_caches.projects, &project_tx, result, now);
+            fan_out(
+                &fanout_caches.project_memberships,
+                &project_member_tx,
+                result,
+                now,
+            );
         })),
     );
     let ctx = Arc::new(Context {
@@ -423,7 +471,24 @@ pub async fn run(
     let members = drive(members, member_rx, stop.clone(), ctx.clone());
     let groups = drive(groups, group_rx, stop.clone(), ctx.clone());
     let identities = drive(identities, identity_rx, stop.clone(), ctx.clone());
-    futures::join!(orgs, subs, members, groups, identities, ns_task);
+    let connections = drive(connections, connection_rx, stop.clone(), ctx.clone());
+    let gateways = drive(gateways, gateway_rx, stop.clone(), ctx.clone());
+    let relays = drive(relays, relay_rx, stop.clone(), ctx.clone());
+    let projects = drive(projects, project_rx, stop.clone(), ctx.clone());
+    let project_members = drive(project_members, project_member_rx, stop.clone(), ctx.clone());
+    futures::join!(
+        orgs,
+        subs,
+        members,
+        groups,
+        identities,
+        connections,
+        gateways,
+        relays,
+        projects,
+        project_members,
+        ns_task
+    );
     tracing::info!("controllers stopped");
 
     if let Some((api, lc)) = &lease {

@@ -24,8 +24,8 @@ use tracing::Instrument;
 use super::sync::SyncResult;
 use super::{Context, Error, FINALIZER, MANAGER, status};
 use crate::api::{
-    CONDITION_READY, CommonStatus, Group, MachineIdentity, OrgMembership, Organization,
-    SubOrganization,
+    AppConnection, CONDITION_READY, CommonStatus, Gateway, Group, MachineIdentity, OrgMembership,
+    Organization, Project, ProjectMembership, Relay, SubOrganization,
 };
 use crate::domain::problem::ObjectKey;
 use crate::domain::tree;
@@ -118,6 +118,41 @@ kind!(
     crate::api::MachineIdentityStatus,
     tree::identity_key,
     status::identity,
+    namespaced
+);
+kind!(
+    AppConnection,
+    crate::api::OrgResourceStatus,
+    tree::namespaced_key,
+    status::resource,
+    namespaced
+);
+kind!(
+    Gateway,
+    crate::api::OrgResourceStatus,
+    tree::namespaced_key,
+    status::resource,
+    namespaced
+);
+kind!(
+    Relay,
+    crate::api::OrgResourceStatus,
+    tree::namespaced_key,
+    status::resource,
+    namespaced
+);
+kind!(
+    Project,
+    crate::api::ProjectStatus,
+    tree::project_key,
+    status::project,
+    namespaced
+);
+kind!(
+    ProjectMembership,
+    crate::api::ProjectMembershipStatus,
+    tree::project_membership_key,
+    status::project_membership,
     namespaced
 );
 
@@ -317,7 +352,10 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Acti
     let still_there = result.index.organizations.contains_key(&uid)
         || result.index.memberships.contains_key(&uid)
         || result.index.groups.contains_key(&uid)
-        || result.index.identities.contains_key(&uid);
+        || result.index.identities.contains_key(&uid)
+        || result.index.resources.contains_key(&uid)
+        || result.index.projects.contains_key(&uid)
+        || result.index.project_memberships.contains_key(&uid);
     if still_there {
         return Err(Error::DeletionBlocked(format!(
             "{} {:?}: its rows are still in the store",

@@ -13,9 +13,10 @@ use kube::{Resource, ResourceExt};
 
 use super::sync::SyncResult;
 use crate::api::{
-    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity, MachineIdentityStatus,
-    OrgMembership, OrgMembershipStatus, Organization, OrganizationStatus, SubOrganization,
-    SubOrganizationStatus,
+    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity,
+    MachineIdentityStatus, OrgMembership, OrgMembershipStatus, OrgResource, OrgResourceStatus,
+    Organization, OrganizationStatus, Project, ProjectMembership, ProjectMembershipStatus,
+    ProjectStatus, SubOrganization, SubOrganizationStatus,
 };
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary::{self, RoleState};
@@ -325,5 +326,98 @@ pub fn identity(i: &MachineIdentity, result: &SyncResult, now: Timestamp) -> Mac
             entry.cloned(),
             now,
         ),
+    }
+}
+
+/// The status an AppConnection, Gateway or Relay should have after `result`.
+pub fn resource<K: OrgResource>(o: &K, result: &SyncResult, now: Timestamp) -> OrgResourceStatus {
+    let uid = o.uid();
+    let entry = uid.as_deref().and_then(|u| result.index.resources.get(u));
+    let r = o.organization_ref();
+    let v = verdict(
+        &tree::namespaced_key(o),
+        uid.as_deref(),
+        result,
+        entry.map(|_| format!("in the store under {} {:?}", r.kind, r.name)),
+    );
+    OrgResourceStatus {
+        common: common(o, v, o.status_common(), entry.cloned(), now),
+    }
+}
+
+/// The status a Project should have after `result`.
+pub fn project(p: &Project, result: &SyncResult, now: Timestamp) -> ProjectStatus {
+    let uid = p.uid();
+    let entry = uid.as_deref().and_then(|u| result.index.projects.get(u));
+    let r = &p.spec.organization_ref;
+    let v = verdict(
+        &tree::project_key(p),
+        uid.as_deref(),
+        result,
+        entry.map(|(_, slug, members)| {
+            format!(
+                "in the store as {slug:?} under {} {:?} with {members} members",
+                r.kind, r.name
+            )
+        }),
+    );
+    ProjectStatus {
+        common: common(
+            p,
+            v,
+            p.status.as_ref().map(|s| &s.common),
+            entry.map(|(id, _, _)| id.clone()),
+            now,
+        ),
+        slug: entry.map(|(_, slug, _)| slug.clone()),
+        members: entry.map(|(_, _, m)| *m),
+    }
+}
+
+/// The status a ProjectMembership should have after `result`.
+pub fn project_membership(
+    m: &ProjectMembership,
+    result: &SyncResult,
+    now: Timestamp,
+) -> ProjectMembershipStatus {
+    let uid = m.uid();
+    let entry = uid
+        .as_deref()
+        .and_then(|u| result.index.project_memberships.get(u));
+    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let active: Vec<String> = m
+        .spec
+        .roles
+        .iter()
+        .filter(|r| {
+            matches!(
+                temporary::state(r, granted_at, now),
+                Ok(RoleState::Active { .. })
+            )
+        })
+        .map(|r| r.role.clone())
+        .collect();
+    let v = verdict(
+        &tree::project_membership_key(m),
+        uid.as_deref(),
+        result,
+        entry.map(|_| {
+            if active.is_empty() {
+                "in the store with no role in effect".to_owned()
+            } else {
+                format!("in the store with project roles {}", active.join(", "))
+            }
+        }),
+    );
+    ProjectMembershipStatus {
+        common: common(
+            m,
+            v,
+            m.status.as_ref().map(|s| &s.common),
+            entry.map(|(id, _)| id.clone()),
+            now,
+        ),
+        project_id: entry.map(|(_, p)| p.clone()),
+        active_roles: if entry.is_some() { active } else { vec![] },
     }
 }

@@ -23,7 +23,10 @@ use kube::runtime::reflector::Store as Cache;
 use kube::{Resource, ResourceExt};
 
 use super::metrics::Metrics;
-use crate::api::{Group, MachineIdentity, OrgMembership, Organization, SubOrganization};
+use crate::api::{
+    AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
 use crate::domain::tree::{self, ObjectSet};
@@ -44,6 +47,16 @@ pub struct Caches {
     pub groups: Cache<DeserializeGuard<Group>>,
     /// MachineIdentities.
     pub identities: Cache<DeserializeGuard<MachineIdentity>>,
+    /// AppConnections.
+    pub connections: Cache<DeserializeGuard<AppConnection>>,
+    /// Gateways.
+    pub gateways: Cache<DeserializeGuard<Gateway>>,
+    /// Relays.
+    pub relays: Cache<DeserializeGuard<Relay>>,
+    /// Projects.
+    pub projects: Cache<DeserializeGuard<Project>>,
+    /// ProjectMemberships.
+    pub project_memberships: Cache<DeserializeGuard<ProjectMembership>>,
     /// Namespaces (metadata only: their labels decide delegation).
     pub namespaces: Cache<PartialObjectMeta<Namespace>>,
 }
@@ -186,6 +199,11 @@ impl Caches {
             && self.memberships.wait_until_ready().await.is_ok()
             && self.groups.wait_until_ready().await.is_ok()
             && self.identities.wait_until_ready().await.is_ok()
+            && self.connections.wait_until_ready().await.is_ok()
+            && self.gateways.wait_until_ready().await.is_ok()
+            && self.relays.wait_until_ready().await.is_ok()
+            && self.projects.wait_until_ready().await.is_ok()
+            && self.project_memberships.wait_until_ready().await.is_ok()
             && self.namespaces.wait_until_ready().await.is_ok()
     }
 
@@ -200,6 +218,17 @@ impl Caches {
         let mut memberships = unguard(&self.memberships, "OrgMembership", set_, refs_, fp);
         let mut groups = unguard(&self.groups, "Group", set_, refs_, fp);
         let mut identities = unguard(&self.identities, "MachineIdentity", set_, refs_, fp);
+        let mut connections = unguard(&self.connections, "AppConnection", set_, refs_, fp);
+        let mut gateways = unguard(&self.gateways, "Gateway", set_, refs_, fp);
+        let mut relays = unguard(&self.relays, "Relay", set_, refs_, fp);
+        let mut projects = unguard(&self.projects, "Project", set_, refs_, fp);
+        let mut project_memberships = unguard(
+            &self.project_memberships,
+            "ProjectMembership",
+            set_,
+            refs_,
+            fp,
+        );
         for ns in self.namespaces.state() {
             let mut h = DefaultHasher::new();
             ns.metadata.name.hash(&mut h);
@@ -235,15 +264,30 @@ impl Caches {
         memberships.retain(|m| !deleting(m));
         groups.retain(|g| !deleting(g));
         identities.retain(|i| !deleting(i));
+        connections.retain(|o| !deleting(o));
+        gateways.retain(|o| !deleting(o));
+        relays.retain(|o| !deleting(o));
+        projects.retain(|o| !deleting(o));
+        project_memberships.retain(|o| !deleting(o));
         sort_stable(&mut set.organizations);
         sort_stable(&mut subs);
         sort_stable(&mut memberships);
         sort_stable(&mut groups);
         sort_stable(&mut identities);
+        sort_stable(&mut connections);
+        sort_stable(&mut gateways);
+        sort_stable(&mut relays);
+        sort_stable(&mut projects);
+        sort_stable(&mut project_memberships);
         set.sub_organizations = subs;
         set.memberships = memberships;
         set.groups = groups;
         set.identities = identities;
+        set.connections = connections;
+        set.gateways = gateways;
+        set.relays = relays;
+        set.projects = projects;
+        set.project_memberships = project_memberships;
         Snapshot {
             set,
             held,
@@ -253,14 +297,21 @@ impl Caches {
     }
 }
 
-/// The next moment any accepted membership's temporary role starts or ends.
+/// The next moment any membership's or project membership's temporary role starts or ends.
 fn next_change(set: &ObjectSet, now: Timestamp) -> Option<Timestamp> {
-    set.memberships
+    let roles = set
+        .memberships
         .iter()
-        .flat_map(|m| {
-            let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-            m.spec
-                .roles
+        .map(|m| (&m.metadata, &m.spec.roles))
+        .chain(
+            set.project_memberships
+                .iter()
+                .map(|m| (&m.metadata, &m.spec.roles)),
+        );
+    roles
+        .flat_map(|(meta, roles)| {
+            let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+            roles
                 .iter()
                 .filter_map(move |r| temporary::state(r, granted_at, now).ok()?.next_change())
         })
@@ -570,12 +621,32 @@ impl Syncer {
         for i in &set.identities {
             count("MachineIdentity", tree::identity_key(i), i.uid());
         }
+        for o in &set.connections {
+            count("AppConnection", tree::namespaced_key(o), o.uid());
+        }
+        for o in &set.gateways {
+            count("Gateway", tree::namespaced_key(o), o.uid());
+        }
+        for o in &set.relays {
+            count("Relay", tree::namespaced_key(o), o.uid());
+        }
+        for o in &set.projects {
+            count("Project", tree::namespaced_key(o), o.uid());
+        }
+        for o in &set.project_memberships {
+            count("ProjectMembership", tree::namespaced_key(o), o.uid());
+        }
         for key in &set.rejected {
             let kind = match key.kind.as_str() {
                 "Organization" => "Organization",
                 "SubOrganization" => "SubOrganization",
                 "Group" => "Group",
                 "MachineIdentity" => "MachineIdentity",
+                "AppConnection" => "AppConnection",
+                "Gateway" => "Gateway",
+                "Relay" => "Relay",
+                "Project" => "Project",
+                "ProjectMembership" => "ProjectMembership",
                 _ => "OrgMembership",
             };
             *counts.entry((kind, "False")).or_default() += 1;
@@ -595,6 +666,13 @@ fn remove(set: &mut ObjectSet, key: &ObjectKey) {
             .retain(|o| tree::sub_organization_key(o) != *key),
         "Group" => set.groups.retain(|o| tree::group_key(o) != *key),
         "MachineIdentity" => set.identities.retain(|o| tree::identity_key(o) != *key),
+        "AppConnection" => set.connections.retain(|o| tree::namespaced_key(o) != *key),
+        "Gateway" => set.gateways.retain(|o| tree::namespaced_key(o) != *key),
+        "Relay" => set.relays.retain(|o| tree::namespaced_key(o) != *key),
+        "Project" => set.projects.retain(|o| tree::namespaced_key(o) != *key),
+        "ProjectMembership" => set
+            .project_memberships
+            .retain(|o| tree::namespaced_key(o) != *key),
         _ => set.memberships.retain(|o| tree::membership_key(o) != *key),
     }
 }

@@ -698,11 +698,12 @@ fn add_projects(
                     && !explicit.contains_key(&(organization.clone(), email.clone()))
                     && !invited.contains_key(&(organization.clone(), email.clone()))
                 {
-                    // Provisioned by the invite: a root membership keyed by the root and the
-                    // email, so it stays while any invite of the user does.
+                    // Provisioned by the invite: a root membership keyed by the first project
+                    // membership that invites the user (another takes the row over when that
+                    // one goes), so a conflict on it holds back that object alone.
                     invited.insert((organization.clone(), email.clone()), d.memberships.len());
                     d.memberships.push(DesiredMembership {
-                        source_uid: format!("{organization}#invite:{email}"),
+                        source_uid: format!("{}#invite:{email}", source_key(m)),
                         source_name: m.name_any(),
                         organization: organization.clone(),
                         email: email.clone(),

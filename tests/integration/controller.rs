@@ -66,6 +66,11 @@ struct World {
     members: Writer<DeserializeGuard<OrgMembership>>,
     groups: Writer<DeserializeGuard<Group>>,
     identities: Writer<DeserializeGuard<MachineIdentity>>,
+    connections: Writer<DeserializeGuard<AppConnection>>,
+    gateways: Writer<DeserializeGuard<Gateway>>,
+    relays: Writer<DeserializeGuard<Relay>>,
+    projects: Writer<DeserializeGuard<Project>>,
+    project_members: Writer<DeserializeGuard<ProjectMembership>>,
     namespaces: Writer<PartialObjectMeta<Namespace>>,
     _dir: tempfile::TempDir,
     dsn: String,
@@ -96,6 +101,16 @@ impl World {
         let (ns_r, mut ns_w) = reflector::store();
         let (group_r, mut group_w) = reflector::store();
         let (identity_r, mut identity_w) = reflector::store();
+        let (connection_r, mut connection_w) = reflector::store();
+        let (gateway_r, mut gateway_w) = reflector::store();
+        let (relay_r, mut relay_w) = reflector::store();
+        let (project_r, mut project_w) = reflector::store();
+        let (pm_r, mut pm_w) = reflector::store();
+        fill(&mut connection_w, Vec::new());
+        fill(&mut gateway_w, Vec::new());
+        fill(&mut relay_w, Vec::new());
+        fill(&mut project_w, Vec::new());
+        fill(&mut pm_w, Vec::new());
         fill(&mut org_w, guard(orgs));
         fill(&mut sub_w, guard(subs));
         fill(&mut mem_w, guard(members));
@@ -111,6 +126,11 @@ impl World {
                 memberships: mem_r,
                 groups: group_r,
                 identities: identity_r,
+                connections: connection_r,
+                gateways: gateway_r,
+                relays: relay_r,
+                projects: project_r,
+                project_memberships: pm_r,
                 namespaces: ns_r,
             },
             orgs: org_w,
@@ -118,6 +138,11 @@ impl World {
             members: mem_w,
             groups: group_w,
             identities: identity_w,
+            connections: connection_w,
+            gateways: gateway_w,
+            relays: relay_w,
+            projects: project_w,
+            project_members: pm_w,
             namespaces: ns_w,
             _dir: dir,
             dsn,
