@@ -475,7 +475,12 @@ pub async fn run(
     let gateways = drive(gateways, gateway_rx, stop.clone(), ctx.clone());
     let relays = drive(relays, relay_rx, stop.clone(), ctx.clone());
     let projects = drive(projects, project_rx, stop.clone(), ctx.clone());
-    let project_members = drive(project_members, project_member_rx, stop.clone(), ctx.clone());
+    let project_members = drive(
+        project_members,
+        project_member_rx,
+        stop.clone(),
+        ctx.clone(),
+    );
     futures::join!(
         orgs,
         subs,

@@ -13,10 +13,10 @@ use kube::{Resource, ResourceExt};
 
 use super::sync::SyncResult;
 use crate::api::{
-    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity,
-    MachineIdentityStatus, OrgMembership, OrgMembershipStatus, OrgResource, OrgResourceStatus,
-    Organization, OrganizationStatus, Project, ProjectMembership, ProjectMembershipStatus,
-    ProjectStatus, SubOrganization, SubOrganizationStatus,
+    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity, MachineIdentityStatus,
+    OrgMembership, OrgMembershipStatus, OrgResource, OrgResourceStatus, Organization,
+    OrganizationStatus, Project, ProjectMembership, ProjectMembershipStatus, ProjectStatus,
+    SubOrganization, SubOrganizationStatus,
 };
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary::{self, RoleState};

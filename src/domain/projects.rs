@@ -538,7 +538,8 @@ fn check_project_memberships<'a>(
                     first.name
                 ),
             ));
-        } else {
+        } else if errors.is_empty() {
+            // A rejected membership does not take the subject's place from a good one.
             holders.insert(holder, key.clone());
         }
         if errors.is_empty() {

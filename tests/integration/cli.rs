@@ -261,7 +261,12 @@ fn crd_prints_every_crd() {
             "suborganizations.suborg.io",
             "orgmemberships.suborg.io",
             "groups.suborg.io",
-            "machineidentities.suborg.io"
+            "machineidentities.suborg.io",
+            "appconnections.suborg.io",
+            "relays.suborg.io",
+            "gateways.suborg.io",
+            "projects.suborg.io",
+            "projectmemberships.suborg.io"
         ]
     );
 }
@@ -285,13 +290,13 @@ fn apply_then_get_on_a_store() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        text(&out).contains("Plan (dry run, nothing written): 24 to create"),
+        text(&out).contains("Plan (dry run, nothing written): 38 to create"),
         "{}",
         text(&out)
     );
     let out = suborg(&["apply", "-f", examples, "--store", &store], None);
     assert!(
-        text(&out).contains("Applied: 24 to create, 0 to update, 0 to delete, 0 to orphan."),
+        text(&out).contains("Applied: 38 to create, 0 to update, 0 to delete, 0 to orphan."),
         "{}",
         text(&out)
     );
@@ -303,7 +308,7 @@ fn apply_then_get_on_a_store() {
     let out = suborg(&["get", "tree", "--store", &store], None);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "acme (Acme Corporation): 7 members\n├── engineering (Engineering): 3 members\n├── marketing (Marketing): 2 members\n└── sales-emea (Sales): 2 members\n"
+        "acme (Acme Corporation): 8 members\n├── engineering (Engineering): 3 members\n├── marketing (Marketing): 2 members\n└── sales-emea (Sales): 2 members\n"
     );
     // A root's members are its own; what was added in a sub-organization stays there.
     let out = suborg(
@@ -341,7 +346,8 @@ fn apply_then_get_on_a_store() {
         None,
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 7);
+    // Seven OrgMemberships, and heidi, provisioned by a project invite.
+    assert_eq!(v.as_array().unwrap().len(), 8);
     assert!(
         v.as_array()
             .unwrap()
@@ -354,6 +360,98 @@ fn apply_then_get_on_a_store() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no organization \"globex\" in the store"));
+}
+
+#[test]
+fn projects_and_access_follow_visibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme");
+    let out = suborg(&["apply", "-f", examples, "--store", &store], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let slugs = |org: &str| -> Vec<String> {
+        let out = suborg(
+            &[
+                "get", "projects", "--org", org, "--store", &store, "-o", "json",
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["slug"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A root sees only root projects; a sub-organization only its own.
+    assert_eq!(slugs("acme"), ["billing"]);
+    assert_eq!(slugs("acme/engineering"), ["api"]);
+    assert!(slugs("acme/sales-emea").is_empty());
+
+    let access = |email: &str| -> Vec<(String, String, String)> {
+        let out = suborg(
+            &[
+                "get", "access", "--user", email, "--store", &store, "-o", "json",
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["organization"].as_str().unwrap().to_owned(),
+                    e["project"].as_str().unwrap_or("-").to_owned(),
+                    e["via"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let heidi = access("Heidi@acme.example");
+    assert_eq!(
+        heidi,
+        [
+            (
+                "acme".into(),
+                "-".into(),
+                "invite (ProjectMembership billing-heidi)".into()
+            ),
+            (
+                "acme".into(),
+                "billing".into(),
+                "project membership billing-heidi".into()
+            ),
+        ]
+    );
+    // bob reaches engineering's api through backend, which nests backend-leads.
+    assert!(
+        access("bob@acme.example").contains(&(
+            "acme/engineering".into(),
+            "api".into(),
+            "group team-engineering/backend (through team-engineering/backend-leads)".into()
+        )),
+        "{:?}",
+        access("bob@acme.example")
+    );
+    let out = suborg(
+        &[
+            "get",
+            "access",
+            "--user",
+            "nobody@acme.example",
+            "--store",
+            &store,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("no user \"nobody@acme.example\" in the store"));
+    let out = suborg(&["get", "projects", "--store", &store], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("get projects needs --org"));
 }
 
 #[test]
@@ -449,7 +547,7 @@ fn progress_shows_on_a_terminal_only() {
     assert!(tty.status.success(), "{t}");
     assert!(t.contains("reading manifests: 6 files"), "{t}");
     assert!(
-        t.contains("planning 4 organizations and 14 memberships"),
+        t.contains("planning 4 organizations and 15 memberships"),
         "{t}"
     );
     // The line is erased before the plan is printed.

@@ -204,3 +204,130 @@ pub fn identity(
     i.metadata.namespace = Some(namespace.into());
     i
 }
+
+fn owner(kind: OrganizationKind, name: &str) -> OrganizationRef {
+    OrganizationRef {
+        kind,
+        name: name.into(),
+    }
+}
+
+pub fn local(name: &str) -> LocalObjectRef {
+    LocalObjectRef {
+        name: name.into(),
+        namespace: None,
+    }
+}
+
+pub fn project(namespace: &str, name: &str, kind: OrganizationKind, org: &str) -> Project {
+    let mut p = Project::new(
+        name,
+        ProjectSpec {
+            organization_ref: owner(kind, org),
+            slug: None,
+            display_name: None,
+            description: None,
+            app_connections: vec![],
+            gateway_ref: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    p.metadata.namespace = Some(namespace.into());
+    p
+}
+
+pub fn connection(namespace: &str, name: &str, kind: OrganizationKind, org: &str) -> AppConnection {
+    let mut c = AppConnection::new(
+        name,
+        AppConnectionSpec {
+            organization_ref: owner(kind, org),
+            app: "aws".into(),
+            display_name: None,
+            config: [("region".to_string(), "eu-west-1".to_string())].into(),
+            credentials_ref: Some(CredentialsRef {
+                name: format!("{name}-credentials"),
+                namespace: None,
+            }),
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    c.metadata.namespace = Some(namespace.into());
+    c
+}
+
+pub fn gateway(
+    namespace: &str,
+    name: &str,
+    kind: OrganizationKind,
+    org: &str,
+    relay: Option<LocalObjectRef>,
+) -> Gateway {
+    let mut g = Gateway::new(
+        name,
+        GatewaySpec {
+            organization_ref: owner(kind, org),
+            display_name: None,
+            relay_ref: relay,
+            config: Default::default(),
+            credentials_ref: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    g.metadata.namespace = Some(namespace.into());
+    g
+}
+
+pub fn relay(namespace: &str, name: &str, kind: OrganizationKind, org: &str) -> Relay {
+    let mut r = Relay::new(
+        name,
+        RelaySpec {
+            organization_ref: owner(kind, org),
+            display_name: None,
+            config: Default::default(),
+            credentials_ref: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    r.metadata.namespace = Some(namespace.into());
+    r
+}
+
+/// A project membership of a user.
+pub fn project_user(namespace: &str, name: &str, project: &str, email: &str) -> ProjectMembership {
+    let mut m = ProjectMembership::new(
+        name,
+        ProjectMembershipSpec {
+            project_ref: local(project),
+            subject: Subject {
+                kind: SubjectKind::User,
+                email: Some(email.into()),
+                name: None,
+                namespace: None,
+            },
+            roles: vec![role("member")],
+            invite: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    m.metadata.namespace = Some(namespace.into());
+    m
+}
+
+/// A project membership of a group or machine identity.
+pub fn project_subject(
+    namespace: &str,
+    name: &str,
+    project: &str,
+    kind: SubjectKind,
+    subject: &str,
+    subject_ns: Option<&str>,
+) -> ProjectMembership {
+    let mut m = project_user(namespace, name, project, "x@x.example");
+    m.spec.subject = Subject {
+        kind,
+        email: None,
+        name: Some(subject.into()),
+        namespace: subject_ns.map(Into::into),
+    };
+    m
+}

@@ -11,6 +11,7 @@ mod domain;
 mod examples;
 mod fixtures;
 mod groups;
+mod projects;
 mod properties;
 mod proxy;
 mod store;

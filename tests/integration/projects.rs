@@ -1,0 +1,577 @@
+//! Projects: scoped to their organization, members only from what it can see, and app
+//! connections, gateways and relays never shared across organizations.
+
+use k8s_openapi::jiff::Timestamp;
+use suborg::api::*;
+use suborg::domain::Reason;
+use suborg::domain::tree::{ObjectSet, Outcome, check};
+use suborg::store::{ProjectSubject, desired_from};
+
+use crate::fixtures::*;
+
+use OrganizationKind::{Organization as Root, SubOrganization as Sub};
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+/// acme (members alice, bob, carol, dave), sub-organizations eng (admin bob; carol added) and
+/// ops (admin alice); a root group `admins` and identity `ci`, both added to eng; eng's own
+/// group `oncall`; a project per organization.
+fn base() -> ObjectSet {
+    ObjectSet {
+        organizations: vec![org("acme")],
+        sub_organizations: vec![
+            suborg("eng", "acme", &["bob@x.io"]),
+            suborg("ops", "acme", &["alice@x.io"]),
+        ],
+        memberships: vec![
+            root_member("platform", "acme", "alice@x.io"),
+            root_member("platform", "acme", "bob@x.io"),
+            root_member("platform", "acme", "carol@x.io"),
+            root_member("platform", "acme", "dave@x.io"),
+            sub_member("team-eng", "eng", "carol@x.io"),
+            subject_in(
+                "team-eng",
+                "eng-admins",
+                Sub,
+                "eng",
+                SubjectKind::Group,
+                "admins",
+                Some("platform"),
+            ),
+            subject_in(
+                "team-eng",
+                "eng-ci",
+                Sub,
+                "eng",
+                SubjectKind::MachineIdentity,
+                "ci",
+                Some("platform"),
+            ),
+        ],
+        groups: vec![
+            group("platform", "admins", Root, "acme", vec![user("alice@x.io")]),
+            group("team-eng", "oncall", Sub, "eng", vec![user("carol@x.io")]),
+            group("team-ops", "ops-team", Sub, "ops", vec![]),
+        ],
+        identities: vec![
+            identity("platform", "ci", Root, "acme"),
+            identity("team-ops", "ops-bot", Sub, "ops"),
+        ],
+        projects: vec![
+            project("platform", "billing", Root, "acme"),
+            project("team-eng", "api", Sub, "eng"),
+            project("team-ops", "runbooks", Sub, "ops"),
+        ],
+        namespaces: [
+            ("platform".to_string(), labels("acme")),
+            ("team-eng".to_string(), labels("eng")),
+            ("team-ops".to_string(), labels("ops")),
+        ]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn problems(o: &Outcome) -> Vec<(String, Reason)> {
+    o.problems
+        .iter()
+        .map(|p| (p.object.as_ref().unwrap().name.clone(), p.reason))
+        .collect()
+}
+
+fn message(o: &Outcome, reason: Reason) -> String {
+    o.problems
+        .iter()
+        .find(|p| p.reason == reason)
+        .unwrap_or_else(|| panic!("no {reason}: {:#?}", o.problems))
+        .message
+        .clone()
+}
+
+#[test]
+fn each_organization_adds_what_it_can_see() {
+    let mut set = base();
+    set.project_memberships = vec![
+        // Root project: any root member, the root's own group and identity.
+        project_user("platform", "billing-dave", "billing", "dave@x.io"),
+        project_subject(
+            "platform",
+            "billing-admins",
+            "billing",
+            SubjectKind::Group,
+            "admins",
+            None,
+        ),
+        project_subject(
+            "platform",
+            "billing-ci",
+            "billing",
+            SubjectKind::MachineIdentity,
+            "ci",
+            None,
+        ),
+        // Sub project: a member added there, its named admin, its own group, and the root's
+        // group and identity once added.
+        project_user("team-eng", "api-carol", "api", "carol@x.io"),
+        project_user("team-eng", "api-bob", "api", "bob@x.io"),
+        project_subject(
+            "team-eng",
+            "api-oncall",
+            "api",
+            SubjectKind::Group,
+            "oncall",
+            None,
+        ),
+        project_subject(
+            "team-eng",
+            "api-admins",
+            "api",
+            SubjectKind::Group,
+            "admins",
+            Some("platform"),
+        ),
+        project_subject(
+            "team-eng",
+            "api-ci",
+            "api",
+            SubjectKind::MachineIdentity,
+            "ci",
+            Some("platform"),
+        ),
+        // ops' own identity in ops' project.
+        project_subject(
+            "team-ops",
+            "runbooks-bot",
+            "runbooks",
+            SubjectKind::MachineIdentity,
+            "ops-bot",
+            None,
+        ),
+    ];
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert_eq!(o.accepted.projects, [0, 1, 2]);
+    assert_eq!(o.accepted.project_memberships, (0..9).collect::<Vec<_>>());
+
+    let d = desired_from(&set, &o.accepted, now());
+    assert_eq!(d.projects.len(), 3);
+    let subjects: Vec<&ProjectSubject> = d.project_memberships.iter().map(|m| &m.subject).collect();
+    // The root's group in eng's project is the shared one (added to eng); eng's own is its own.
+    assert!(matches!(subjects[1], ProjectSubject::Own("Group", _)));
+    assert!(matches!(subjects[5], ProjectSubject::Own("Group", _)));
+    assert!(matches!(subjects[6], ProjectSubject::Shared("Group", _)));
+    assert!(matches!(
+        subjects[7],
+        ProjectSubject::Shared("MachineIdentity", _)
+    ));
+}
+
+#[test]
+fn a_sub_organization_project_sees_only_users_added_to_it() {
+    let mut set = base();
+    // dave is a root member but was never added to eng.
+    set.project_memberships = vec![project_user("team-eng", "api-dave", "api", "dave@x.io")];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("api-dave".into(), Reason::SubjectNotInOrganization)]
+    );
+    let m = message(&o, Reason::SubjectNotInOrganization);
+    assert!(
+        m.contains("\"dave@x.io\" has not been added to SubOrganization \"eng\"")
+            && m.contains("must be added to the sub-organization")
+            && m.contains("Project \"team-eng/api\""),
+        "{m}"
+    );
+    assert!(o.accepted.project_memberships.is_empty());
+}
+
+#[test]
+fn a_root_project_adds_root_members_or_invites_new_users() {
+    let mut set = base();
+    set.project_memberships = vec![project_user(
+        "platform",
+        "billing-erin",
+        "billing",
+        "erin@x.io",
+    )];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("billing-erin".into(), Reason::SubjectNotInOrganization)]
+    );
+    assert!(message(&o, Reason::SubjectNotInOrganization).contains("set spec.invite"));
+
+    // The invite provisions her at the root: a root membership with the invite's role.
+    set.project_memberships[0].spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    let d = desired_from(&set, &o.accepted, now());
+    let invited: Vec<_> = d
+        .memberships
+        .iter()
+        .filter(|m| m.email == "erin@x.io")
+        .collect();
+    assert_eq!(invited.len(), 1);
+    assert!(invited[0].source_uid.contains("#invite:erin@x.io"));
+    assert!(invited[0].roles.contains("\"member\""));
+
+    // A second invite of the same user provisions her once; an OrgMembership makes it moot.
+    let mut again = project_user("platform", "billing-erin-2", "billing", "Erin@X.io");
+    again.spec.invite = set.project_memberships[0].spec.invite.clone();
+    set.projects
+        .push(project("platform", "payroll", Root, "acme"));
+    again.spec.project_ref = local("payroll");
+    set.project_memberships.push(again);
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    let d = desired_from(&set, &o.accepted, now());
+    assert_eq!(
+        d.memberships
+            .iter()
+            .filter(|m| m.email == "erin@x.io")
+            .count(),
+        1
+    );
+    set.memberships
+        .push(root_member("platform", "acme", "erin@x.io"));
+    let o = check(&set, now());
+    let d = desired_from(&set, &o.accepted, now());
+    let erin: Vec<_> = d
+        .memberships
+        .iter()
+        .filter(|m| m.email == "erin@x.io")
+        .collect();
+    assert_eq!(erin.len(), 1);
+    assert!(!erin[0].source_uid.contains("#invite:"));
+}
+
+#[test]
+fn invites_happen_at_the_root_and_respect_its_email_domains() {
+    let mut set = base();
+    let mut m = project_user("team-eng", "api-erin", "api", "erin@x.io");
+    m.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships = vec![m];
+    let o = check(&set, now());
+    let reasons: Vec<Reason> = o.problems.iter().map(|p| p.reason).collect();
+    assert!(reasons.contains(&Reason::InviteOutsideRoot), "{reasons:?}");
+    assert!(message(&o, Reason::InviteOutsideRoot).contains("users are provisioned at the root"));
+
+    let mut set = base();
+    set.organizations[0].spec.authentication = Some(
+        serde_json::from_value(serde_json::json!({
+            "allowedEmailDomains": ["x.io"]
+        }))
+        .unwrap(),
+    );
+    let mut m = project_user("platform", "billing-eve", "billing", "eve@evil.example");
+    m.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships = vec![m];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("billing-eve".into(), Reason::EmailDomainNotAllowed)]
+    );
+}
+
+#[test]
+fn groups_and_identities_must_be_visible_in_the_project_organization() {
+    let mut set = base();
+    set.groups
+        .push(group("platform", "auditors", Root, "acme", vec![]));
+    set.project_memberships = vec![
+        // A root group never added to eng.
+        project_subject(
+            "team-eng",
+            "api-auditors",
+            "api",
+            SubjectKind::Group,
+            "auditors",
+            Some("platform"),
+        ),
+        // A sibling's group and identity.
+        project_subject(
+            "team-eng",
+            "api-ops",
+            "api",
+            SubjectKind::Group,
+            "ops-team",
+            Some("team-ops"),
+        ),
+        project_subject(
+            "team-eng",
+            "api-ops-bot",
+            "api",
+            SubjectKind::MachineIdentity,
+            "ops-bot",
+            Some("team-ops"),
+        ),
+        // A sub-organization's group in a root project.
+        project_subject(
+            "platform",
+            "billing-oncall",
+            "billing",
+            SubjectKind::Group,
+            "oncall",
+            Some("team-eng"),
+        ),
+        // Nothing by that name.
+        project_subject(
+            "platform",
+            "billing-ghost",
+            "billing",
+            SubjectKind::Group,
+            "ghost",
+            None,
+        ),
+    ];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("api-auditors".into(), Reason::SubjectNotInOrganization),
+            ("api-ops".into(), Reason::SubjectNotVisible),
+            ("api-ops-bot".into(), Reason::SubjectNotVisible),
+            ("billing-oncall".into(), Reason::SubjectNotVisible),
+            ("billing-ghost".into(), Reason::SubjectNotFound),
+        ]
+    );
+    assert!(
+        message(&o, Reason::SubjectNotInOrganization)
+            .contains("has not been added to SubOrganization \"eng\"")
+    );
+    assert!(o.accepted.project_memberships.is_empty());
+}
+
+#[test]
+fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
+    let mut set = base();
+    set.project_memberships = vec![
+        project_user("team-eng", "api-carol", "api", "carol@x.io"),
+        project_subject(
+            "team-eng",
+            "api-admins",
+            "api",
+            SubjectKind::Group,
+            "admins",
+            Some("platform"),
+        ),
+    ];
+    assert_eq!(check(&set, now()).accepted.project_memberships, [0, 1]);
+
+    // carol leaves the root: her eng membership is rejected (it says why) and her project
+    // membership is held back quietly, in the same check.
+    let mut gone = set.clone();
+    gone.memberships
+        .retain(|m| m.metadata.name.as_deref() != Some("acme-carol"));
+    let o = check(&gone, now());
+    assert_eq!(
+        problems(&o),
+        [("eng-carol".into(), Reason::SubjectNotInRoot)],
+        "only the sub-organization membership reports"
+    );
+    assert_eq!(o.accepted.project_memberships, [1]);
+
+    // The root group is taken out of eng: the project membership through it goes too.
+    let mut gone = set.clone();
+    gone.memberships
+        .retain(|m| m.metadata.name.as_deref() != Some("eng-admins"));
+    let o = check(&gone, now());
+    assert_eq!(
+        problems(&o),
+        [("api-admins".into(), Reason::SubjectNotInOrganization)]
+    );
+    assert_eq!(o.accepted.project_memberships, [0]);
+}
+
+#[test]
+fn connections_and_gateways_are_never_shared_across_organizations() {
+    let mut set = base();
+    set.connections = vec![
+        connection("platform", "aws-root", Root, "acme"),
+        connection("team-ops", "aws-ops", Sub, "ops"),
+        connection("team-eng", "aws-eng", Sub, "eng"),
+    ];
+    set.relays = vec![relay("platform", "relay-root", Root, "acme")];
+    set.gateways = vec![
+        gateway(
+            "platform",
+            "gw-root",
+            Root,
+            "acme",
+            Some(local("relay-root")),
+        ),
+        // eng's gateway through the root's relay: not its own.
+        gateway(
+            "team-eng",
+            "gw-eng",
+            Sub,
+            "eng",
+            Some(LocalObjectRef {
+                name: "relay-root".into(),
+                namespace: Some("platform".into()),
+            }),
+        ),
+    ];
+    let sibling = LocalObjectRef {
+        name: "aws-ops".into(),
+        namespace: Some("team-ops".into()),
+    };
+    let root = LocalObjectRef {
+        name: "aws-root".into(),
+        namespace: Some("platform".into()),
+    };
+    set.projects[1].spec.app_connections = vec![local("aws-eng"), sibling];
+    set.projects[2].spec.app_connections = vec![local("aws-ops"), root];
+    set.projects[0].spec.gateway_ref = Some(local("gw-root"));
+    set.projects[0].spec.app_connections = vec![local("aws-root")];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("gw-eng".into(), Reason::ResourceNotInOrganization),
+            ("api".into(), Reason::ResourceNotInOrganization),
+            ("runbooks".into(), Reason::ResourceNotInOrganization),
+        ]
+    );
+    let api = o
+        .problems
+        .iter()
+        .find(|p| p.object.as_ref().unwrap().name == "api")
+        .unwrap();
+    assert_eq!(api.field, "spec.appConnections[1]");
+    assert!(
+        api.message
+            .contains("AppConnection \"team-ops/aws-ops\" belongs to SubOrganization \"ops\"")
+            && api
+                .message
+                .contains("Project \"api\" belongs to SubOrganization \"eng\""),
+        "{}",
+        api.message
+    );
+    let runbooks = o
+        .problems
+        .iter()
+        .find(|p| p.object.as_ref().unwrap().name == "runbooks")
+        .unwrap();
+    assert!(
+        runbooks
+            .message
+            .contains("belongs to Organization \"acme\"")
+            && runbooks.message.contains("not with the root"),
+        "{}",
+        runbooks.message
+    );
+    assert_eq!(o.accepted.projects, [0]);
+    assert_eq!(o.accepted.gateways, [0]);
+    assert_eq!(o.accepted.connections, [0, 1, 2]);
+}
+
+#[test]
+fn references_that_go_nowhere_or_twice_are_named() {
+    let mut set = base();
+    set.connections = vec![connection("platform", "aws", Root, "acme")];
+    set.projects[0].spec.app_connections = vec![local("aws"), local("aws")];
+    set.projects[0].spec.gateway_ref = Some(local("missing-gw"));
+    set.project_memberships = vec![project_user(
+        "platform",
+        "x",
+        "no-such-project",
+        "dave@x.io",
+    )];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("billing".into(), Reason::DuplicateReference),
+            ("billing".into(), Reason::ReferenceNotFound),
+            ("x".into(), Reason::ReferenceNotFound),
+        ]
+    );
+    assert!(
+        o.problems[1]
+            .message
+            .contains("Gateway \"platform/missing-gw\" does not exist")
+    );
+    assert!(
+        o.problems[2]
+            .message
+            .contains("Project \"platform/no-such-project\" does not exist")
+    );
+}
+
+#[test]
+fn credentials_stay_in_the_object_namespace() {
+    let mut set = base();
+    let mut c = connection("team-eng", "github", Sub, "eng");
+    c.spec.credentials_ref = Some(CredentialsRef {
+        name: "stolen".into(),
+        namespace: Some("platform".into()),
+    });
+    set.connections = vec![c];
+    let mut same = connection("team-eng", "aws", Sub, "eng");
+    same.spec.credentials_ref = Some(CredentialsRef {
+        name: "aws".into(),
+        namespace: Some("team-eng".into()),
+    });
+    set.connections.push(same);
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("github".into(), Reason::SecretOutsideNamespace)]
+    );
+    assert_eq!(o.problems[0].field, "spec.credentialsRef.namespace");
+    assert!(o.problems[0].message.contains("Secret platform/stolen"));
+    assert_eq!(o.accepted.connections, [1]);
+    // The store gets the reference, never more.
+    let d = desired_from(&set, &o.accepted, now());
+    assert_eq!(
+        d.resources[0].credentials.as_deref(),
+        Some(r#"{"name":"aws","namespace":"team-eng"}"#)
+    );
+}
+
+#[test]
+fn project_slugs_are_unique_within_an_organization_only() {
+    let mut set = base();
+    let mut dup = project("platform", "billing-2", Root, "acme");
+    dup.spec.slug = Some("billing".into());
+    set.projects.push(dup);
+    // The same slug in a sub-organization is another scope.
+    let mut eng = project("team-eng", "eng-billing", Sub, "eng");
+    eng.spec.slug = Some("billing".into());
+    set.projects.push(eng);
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("billing-2".into(), Reason::SlugConflict)]);
+    assert!(message(&o, Reason::SlugConflict).contains("unique within an organization"));
+}
+
+#[test]
+fn project_memberships_follow_delegation_and_are_unique() {
+    let mut set = base();
+    set.namespaces
+        .insert("elsewhere".into(), Default::default());
+    let mut m = project_user("elsewhere", "sneaky", "api", "carol@x.io");
+    m.spec.project_ref.namespace = Some("team-eng".into());
+    set.project_memberships = vec![
+        m,
+        project_user("team-eng", "api-carol", "api", "carol@x.io"),
+        project_user("team-eng", "api-carol-again", "api", "Carol@x.io"),
+    ];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("sneaky".into(), Reason::NamespaceNotAllowed),
+            ("api-carol-again".into(), Reason::DuplicateMembership),
+        ]
+    );
+}
