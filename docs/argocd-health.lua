@@ -1,6 +1,5 @@
--- Argo CD health for suborg's kinds (Organization, SubOrganization, OrgMembership, Group,
--- MachineIdentity), read from
--- the Ready condition the controller writes. See docs/argocd.md.
+-- Argo CD health for every suborg.io kind, read from the Ready condition the controller
+-- writes. See docs/argocd.md.
 local hs = {}
 local generation = obj.metadata and obj.metadata.generation
 local status = obj.status

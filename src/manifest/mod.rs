@@ -750,6 +750,8 @@ pub fn cel_reason(message: &str) -> Reason {
         Reason::InvalidSlug
     } else if m.starts_with("sso ") || m.starts_with("scim.") {
         Reason::InvalidAuthentication
+    } else if m.starts_with("keys are at most") {
+        Reason::SchemaViolation
     } else if m == api::CONFIG_NO_CREDENTIALS_MESSAGE {
         Reason::CredentialInConfig
     } else if m.starts_with("only users are invited") || m.starts_with("a project invite") {

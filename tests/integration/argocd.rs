@@ -130,6 +130,11 @@ fn the_documented_configuration_carries_the_tested_script_for_each_kind() {
         "OrgMembership",
         "Group",
         "MachineIdentity",
+        "AppConnection",
+        "Gateway",
+        "Relay",
+        "Project",
+        "ProjectMembership",
     ] {
         let key = format!("  resource.customizations.health.suborg.io_{kind}: |\n");
         let at = doc

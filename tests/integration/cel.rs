@@ -280,3 +280,81 @@ fn selector_only_with_from_selector() {
     });
     assert!(o.validate_cel().is_ok());
 }
+
+#[test]
+fn connection_config_holds_no_credentials() {
+    let mut c = connection("team-eng", "db", OrganizationKind::SubOrganization, "eng");
+    assert_eq!(messages(c.validate_cel()), Vec::<String>::new());
+    for key in [
+        "password",
+        "DB_PASSWORD",
+        "apiKey",
+        "private_key",
+        "clientSecret",
+        "token",
+    ] {
+        c.spec.config = [(key.to_string(), "x".to_string())].into();
+        let m = messages(c.validate_cel());
+        assert_eq!(m.len(), 1, "{key}: {m:?}");
+        assert!(
+            m[0].starts_with("spec.config: holds non-secret settings only"),
+            "{m:?}"
+        );
+    }
+    c.spec.config = [("region".to_string(), "x".repeat(5000))].into();
+    assert!(messages(c.validate_cel())[0].contains("values at most 4096"));
+}
+
+#[test]
+fn invites_are_for_users_and_never_make_admins() {
+    let mut m = project_user("platform", "p", "billing", "a@x.io");
+    m.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    assert_eq!(messages(m.validate_cel()), Vec::<String>::new());
+    m.spec.invite = Some(ProjectInvite {
+        organization_role: "admin".into(),
+    });
+    assert!(
+        messages(m.validate_cel())[0]
+            .contains("a project invite cannot make an organization admin")
+    );
+    let mut g = project_subject("platform", "g", "billing", SubjectKind::Group, "ops", None);
+    g.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    assert_eq!(
+        messages(g.validate_cel()),
+        [
+            "spec.invite: only users are invited: groups and machine identities are added to the organization first"
+        ]
+    );
+}
+
+#[test]
+fn projects_do_not_move_and_memberships_keep_their_project() {
+    let old = project(
+        "platform",
+        "billing",
+        OrganizationKind::Organization,
+        "acme",
+    );
+    let mut new = old.clone();
+    new.spec.organization_ref = OrganizationRef {
+        kind: OrganizationKind::SubOrganization,
+        name: "eng".into(),
+    };
+    let m = messages(new.validate_cel_update(&old));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].starts_with("spec.organizationRef: is immutable: a project stays in the organization that created it"), "{m:?}");
+
+    let old = project_user("platform", "p", "billing", "a@x.io");
+    let mut new = old.clone();
+    new.spec.project_ref.name = "payroll".into();
+    assert!(
+        messages(new.validate_cel_update(&old))[0].starts_with("spec.projectRef: is immutable")
+    );
+    let mut new = old.clone();
+    new.spec.roles = vec![role("no-access"), role("viewer")];
+    assert!(messages(new.validate_cel())[0].contains("no-access cannot be combined"));
+}

@@ -88,6 +88,11 @@ fn crds_carry_names_categories_and_printer_columns() {
             ("OrgMembership".to_string(), "Namespaced".to_string()),
             ("Group".to_string(), "Namespaced".to_string()),
             ("MachineIdentity".to_string(), "Namespaced".to_string()),
+            ("AppConnection".to_string(), "Namespaced".to_string()),
+            ("Relay".to_string(), "Namespaced".to_string()),
+            ("Gateway".to_string(), "Namespaced".to_string()),
+            ("Project".to_string(), "Namespaced".to_string()),
+            ("ProjectMembership".to_string(), "Namespaced".to_string()),
         ]
     );
 }

@@ -19,10 +19,10 @@ fn examples() -> PathBuf {
 fn the_acme_tree_is_valid() {
     let r = check(&examples().join("acme"));
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
-    assert_eq!(r.files, 7);
+    assert_eq!(r.files, 8);
     assert_eq!(
-        r.objects, 21,
-        "1 root, 3 sub-organizations, 13 memberships, 3 groups, 1 machine identity"
+        r.objects, 34,
+        "1 root, 3 sub-organizations, 13 memberships, 3 groups, 1 machine identity, 1 relay, 1 gateway, 2 app connections, 2 projects, 7 project memberships"
     );
     assert_eq!(
         r.ignored, 2,
@@ -334,6 +334,72 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "metadata.namespace",
         "may not hold machine identities",
     ),
+    (
+        "project-uses-sibling-connection",
+        ResourceNotInOrganization,
+        "spec.appConnections[0]",
+        "AppConnection \"team-sales/sales-aws\" belongs to SubOrganization \"sales\", but Project \"api\" belongs to SubOrganization \"engineering\"",
+    ),
+    (
+        "project-uses-root-connection",
+        ResourceNotInOrganization,
+        "spec.appConnections[0]",
+        "belongs to Organization \"acme\", but Project \"api\" belongs to SubOrganization \"engineering\"",
+    ),
+    (
+        "gateway-with-foreign-relay",
+        ResourceNotInOrganization,
+        "spec.relayRef",
+        "Relay \"platform/root-relay\" belongs to Organization \"acme\"",
+    ),
+    (
+        "suborg-project-user-not-added",
+        SubjectNotInOrganization,
+        "spec.subject.email",
+        "has not been added to SubOrganization \"engineering\"",
+    ),
+    (
+        "root-project-user-not-member",
+        SubjectNotInOrganization,
+        "spec.subject.email",
+        "or set spec.invite to provision them",
+    ),
+    (
+        "invite-in-suborg-project",
+        InviteOutsideRoot,
+        "spec.invite",
+        "users are provisioned at the root",
+    ),
+    (
+        "invite-a-group",
+        InvalidInvite,
+        "spec.invite",
+        "only users are invited",
+    ),
+    (
+        "root-group-not-added-to-suborg",
+        SubjectNotInOrganization,
+        "spec.subject",
+        "has not been added to SubOrganization \"engineering\"",
+    ),
+    (
+        "secret-in-another-namespace",
+        SecretOutsideNamespace,
+        "spec.credentialsRef.namespace",
+        "references Secret platform/platform-admin-token",
+    ),
+    (
+        "credential-in-config",
+        CredentialInConfig,
+        "spec.config",
+        "belongs in the Secret named by credentialsRef",
+    ),
+    (
+        "project-slug-conflict",
+        SlugConflict,
+        "spec.slug",
+        "project slugs are unique within an organization",
+    ),
 ];
 
 #[test]
@@ -408,6 +474,11 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
                 "Group" if sub_group => "3",
                 "Group" => "1",
                 "OrgMembership" => "2",
+                // What projects use, the projects, then their members.
+                "AppConnection" | "Relay" => "4",
+                "Gateway" => "5",
+                "Project" => "6",
+                "ProjectMembership" => "7",
                 _ => "-1",
             };
             let wave = v["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].as_str();
@@ -415,5 +486,5 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
             seen += 1;
         }
     }
-    assert!(seen >= 21, "{seen}");
+    assert!(seen >= 34, "{seen}");
 }

@@ -80,8 +80,8 @@ async fn apply_is_idempotent() {
         let plan = store.apply(&d, OPTS).await.unwrap();
         assert_eq!(
             plan.count(Action::Create),
-            24,
-            "4 organizations, 14 memberships (admins included), 3 groups, 1 identity, 2 added to engineering"
+            38,
+            "4 organizations, 15 memberships (admins and an invite included), 3 groups, 1 identity, 2 added to engineering, 4 connections, gateways and relays, 2 projects, 7 project memberships"
         );
         let stamp = count(&store, "SELECT MAX(updated_at) FROM memberships").await;
         let again = store.apply(&d, OPTS).await.unwrap();
@@ -91,10 +91,11 @@ async fn apply_is_idempotent() {
             stamp,
             "no row touched"
         );
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 7);
+        // Seven members and one user provisioned by a project invite.
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM users").await, 8);
         let tree = store.tree().await.unwrap();
         assert_eq!(tree.len(), 1);
-        assert_eq!(tree[0].members, 7);
+        assert_eq!(tree[0].members, 8);
         let subs: Vec<(&str, i64)> = tree[0]
             .sub_organizations
             .iter()
@@ -364,6 +365,21 @@ async fn a_renamed_source_keeps_its_row() {
                 m.organization = "new-uid".into();
             }
         }
+        for r in &mut renamed.resources {
+            if r.organization == old {
+                r.organization = "new-uid".into();
+            }
+        }
+        for p in &mut renamed.projects {
+            if p.organization == old {
+                p.organization = "new-uid".into();
+            }
+        }
+        for m in &mut renamed.project_memberships {
+            if m.organization == old {
+                m.organization = "new-uid".into();
+            }
+        }
         let plan = store.apply(&renamed, PRUNE).await.unwrap();
         assert_eq!(plan.count(Action::Create), 0, "{plan:#?}");
         assert_eq!(plan.count(Action::Delete), 0, "{plan:#?}");
@@ -429,11 +445,11 @@ async fn two_writers_at_once_converge() {
         let (pa, pb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(
             pa.changes.len() + pb.changes.len(),
-            24,
+            38,
             "one writer did the work, the other found nothing to do"
         );
         assert_eq!(count(&a, "SELECT COUNT(*) FROM organizations").await, 4);
-        assert_eq!(count(&a, "SELECT COUNT(*) FROM memberships").await, 14);
+        assert_eq!(count(&a, "SELECT COUNT(*) FROM memberships").await, 15);
         a.close().await;
         b.close().await;
     }
@@ -447,7 +463,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
         store.close().await;
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 3);
         // A schema from a newer suborg is refused, not written over.
         sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
         store.close().await;
@@ -459,7 +475,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
                 err,
                 StoreError::SchemaTooNew {
                     found: 999,
-                    known: 2,
+                    known: 3,
                     ..
                 }
             ),
@@ -757,8 +773,12 @@ async fn groups_identities_and_what_was_added_are_stored_once() {
             .groups
             .retain(|g| !g.group.name.ends_with("/security-reviewers"));
         fewer.subject_memberships.retain(|m| m.kind != "Group");
+        fewer
+            .project_memberships
+            .retain(|m| !m.subject_name.ends_with("/security-reviewers"));
         let plan = store.apply(&fewer, PRUNE).await.unwrap();
-        assert_eq!(plan.count(Action::Delete), 2, "{plan:?}");
+        // The group, where it was added, and the two projects it was in.
+        assert_eq!(plan.count(Action::Delete), 4, "{plan:?}");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM groups").await, 2);
         assert_eq!(
             count(&store, "SELECT COUNT(*) FROM subject_memberships").await,
@@ -822,6 +842,116 @@ async fn the_database_enforces_the_group_invariants() {
             )
             .await,
             0
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_enforces_the_project_invariants() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let pool = store.pool();
+        let acme_id = id_of(&store, "organizations", "slug", "acme").await;
+        let eng = id_of(&store, "organizations", "slug", "engineering").await;
+        let billing = id_of(&store, "projects", "slug", "billing").await;
+        let api = id_of(&store, "projects", "slug", "api").await;
+        let github = id_of(&store, "org_resources", "name", "team-engineering/github").await;
+        let datacenter = id_of(&store, "org_resources", "name", "platform/datacenter").await;
+        let reviewers = id_of(&store, "groups", "name", "platform/security-reviewers").await;
+        let grace = id_of(&store, "users", "email", "grace@acme.example").await;
+        let carol = id_of(&store, "users", "email", "carol@acme.example").await;
+        let refused = |sql: String| async move {
+            let r = sqlx::raw_sql(&sql).execute(pool).await;
+            assert!(r.is_err(), "the database accepted: {sql}");
+        };
+        // A root project cannot use engineering's connection, under either organization.
+        refused(format!("INSERT INTO project_connections (project_id, organization_id, connection_id, connection_kind) VALUES ('{billing}', '{acme_id}', '{github}', 'AppConnection')")).await;
+        refused(format!("INSERT INTO project_connections (project_id, organization_id, connection_id, connection_kind) VALUES ('{billing}', '{eng}', '{github}', 'AppConnection')")).await;
+        // Nor engineering's project the root's gateway; nor is a gateway a connection.
+        refused(format!("UPDATE projects SET gateway_id = '{datacenter}', gateway_org_id = '{eng}', gateway_kind = 'Gateway' WHERE id = '{api}'")).await;
+        refused(format!("UPDATE projects SET gateway_id = '{datacenter}', gateway_org_id = '{acme_id}', gateway_kind = 'Gateway' WHERE id = '{api}'")).await;
+        refused(format!("INSERT INTO project_connections (project_id, organization_id, connection_id, connection_kind) VALUES ('{billing}', '{acme_id}', '{datacenter}', 'AppConnection')")).await;
+        // grace was never added to engineering, so its project cannot hold her.
+        refused(format!("INSERT INTO project_memberships (id, managed, project_id, organization_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) VALUES ('x1', 0, '{api}', '{eng}', 'User', '{grace}', '[]', 'Delete', 0, 0)")).await;
+        // The root's group is engineering's only through where it was added, never as its own.
+        refused(format!("INSERT INTO project_memberships (id, managed, project_id, organization_id, subject_kind, group_id, roles, deletion_policy, created_at, updated_at) VALUES ('x2', 0, '{api}', '{eng}', 'Group', '{reviewers}', '[]', 'Delete', 0, 0)")).await;
+        // Two subjects in one row.
+        refused(format!("INSERT INTO project_memberships (id, managed, project_id, organization_id, subject_kind, user_id, shared_group_id, roles, deletion_policy, created_at, updated_at) VALUES ('x3', 0, '{api}', '{eng}', 'User', '{carol}', '{reviewers}', '[]', 'Delete', 0, 0)")).await;
+
+        // Removing carol from engineering revokes her project membership there at once.
+        let before = count(&store, "SELECT COUNT(*) FROM project_memberships").await;
+        sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
+            .bind(&eng)
+            .bind(&carol)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM project_memberships").await,
+            before - 1
+        );
+        // Taking the root's group out of engineering revokes what engineering's project gave it.
+        sqlx::query("DELETE FROM subject_memberships WHERE organization_id = $1 AND group_id = $2")
+            .bind(&eng)
+            .bind(&reviewers)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM project_memberships").await,
+            before - 2
+        );
+        // Deleting a connection takes it out of the projects that used it.
+        sqlx::query("DELETE FROM org_resources WHERE id = $1")
+            .bind(&github)
+            .execute(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM project_connections").await,
+            1
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_project_does_not_move_between_organizations() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        store.apply(&d, PRUNE).await.unwrap();
+        let mut moved = d.clone();
+        let eng = moved.projects[1].organization.clone();
+        moved.projects[0].organization = eng;
+        moved.projects[0].connections.clear();
+        moved.projects[0].gateway = None;
+        let Err(StoreError::SourceConflict { uid, message }) = store.apply(&moved, PRUNE).await
+        else {
+            panic!("a project moved to another organization")
+        };
+        assert_eq!(uid, moved.projects[0].source_uid);
+        assert!(
+            message.contains("stays in the organization that created it"),
+            "{message}"
+        );
+        // Nothing was written; the next good apply finds nothing to do.
+        assert!(store.apply(&d, PRUNE).await.unwrap().is_empty());
+
+        // Everything a project holds goes with it, and a removed project's rows are pruned.
+        let mut fewer = d.clone();
+        fewer.projects.retain(|p| p.slug != "api");
+        fewer
+            .project_memberships
+            .retain(|m| m.project != d.projects[1].source_uid);
+        let plan = store.apply(&fewer, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Delete), 5, "{plan:#?}");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM projects").await, 1);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM project_memberships").await,
+            3
         );
         store.close().await;
     }
