@@ -111,10 +111,10 @@ fn check_resources<'a, K: OrgResource>(
     subs: &Subs<'a>,
     relays: Option<&Checked<'a>>,
     what: &str,
-    accepted: &mut Vec<usize>,
     out: &mut Outcome,
-) -> Checked<'a> {
+) -> (Checked<'a>, Vec<usize>) {
     let mut checked = HashMap::with_capacity(list.len());
+    let mut accepted = Vec::new();
     for (i, o) in list.iter().enumerate() {
         let key = namespaced_key(o);
         let (ns, _) = ns_name(o);
@@ -164,7 +164,7 @@ fn check_resources<'a, K: OrgResource>(
         };
         checked.insert(ns_name(o), (presence, o.organization_ref()));
     }
-    checked
+    (checked, accepted)
 }
 
 /// Checks projects, their connections and gateway, and project memberships.
@@ -176,37 +176,25 @@ pub(super) fn check<'a>(
     now: Timestamp,
     out: &mut Outcome,
 ) {
-    let mut accepted = Vec::new();
-    let relays = check_resources(
-        set,
-        &set.relays,
-        roots,
-        subs,
-        None,
-        "relays",
-        &mut accepted,
-        out,
-    );
-    out.accepted.relays = std::mem::take(&mut accepted);
-    let gateways = check_resources(
+    let (relays, accepted) = check_resources(set, &set.relays, roots, subs, None, "relays", out);
+    out.accepted.relays = accepted;
+    let (gateways, accepted) = check_resources(
         set,
         &set.gateways,
         roots,
         subs,
         Some(&relays),
         "gateways",
-        &mut accepted,
         out,
     );
-    out.accepted.gateways = std::mem::take(&mut accepted);
-    let connections = check_resources(
+    out.accepted.gateways = accepted;
+    let (connections, accepted) = check_resources(
         set,
         &set.connections,
         roots,
         subs,
         None,
         "app connections",
-        &mut accepted,
         out,
     );
     out.accepted.connections = accepted;

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use k8s_openapi::jiff::Timestamp;
 use sqlx::{AnyPool, Row};
 
+use super::Backend;
 use crate::api::RoleBinding;
 use crate::domain::temporary::{self, RoleState};
 
@@ -117,23 +118,33 @@ fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<Stri
 /// Everything the user `email` can reach at `now`: organizations through memberships (and a
 /// root's groups added to a sub-organization), projects through project memberships of the
 /// user or of any group that contains them (nested groups followed). `None` when the store
-/// has no such user.
+/// has no such user. Three statements whatever the store's size: the user with their
+/// memberships; the groups that contain them with the edges that lead there; what those
+/// groups and the user were given.
 pub(super) async fn access(
     pool: &AnyPool,
+    backend: Backend,
     email: &str,
     now: Timestamp,
 ) -> Result<Option<Vec<AccessEntry>>, sqlx::Error> {
     let email = crate::domain::slug::normalize_email(email);
-    let Some(user) = sqlx::query("SELECT id FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(pool)
-        .await?
-    else {
+    // One connection for the three statements: one health check instead of three, and the
+    // statements stay prepared on it.
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT u.id, {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid \
+         FROM users u LEFT JOIN memberships m ON m.user_id = u.id \
+         LEFT JOIN organizations o ON o.id = m.organization_id \
+         LEFT JOIN organizations p ON p.id = o.parent_id WHERE u.email = $1"
+    ))
+    .bind(&email)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let user_id: String = user.get(0);
+    let user_id: String = first.get(0);
     let mut out = Vec::new();
-
     let via_membership = |source: Option<String>, uid: Option<String>| {
         let name = source.unwrap_or_else(|| "-".into());
         match uid {
@@ -143,62 +154,47 @@ pub(super) async fn access(
             None => "membership (not managed by suborg)".into(),
         }
     };
-    for r in sqlx::query(&format!(
-        "SELECT {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid \
-         FROM memberships m JOIN organizations o ON o.id = m.organization_id \
-         LEFT JOIN organizations p ON p.id = o.parent_id WHERE m.user_id = $1"
-    ))
-    .bind(&user_id)
-    .fetch_all(pool)
-    .await?
-    {
-        if let Some(roles) = in_effect(&r.get::<String, _>(1), r.get(2), now) {
+    for r in &rows {
+        let Some(roles) = r.get::<Option<String>, _>(2) else {
+            continue; // a user row without memberships
+        };
+        if let Some(roles) = in_effect(&roles, r.get(3), now) {
             out.push(AccessEntry {
-                organization: r.get(0),
+                organization: r.get(1),
                 project: None,
                 roles,
-                via: via_membership(r.get(3), r.get(4)),
+                via: via_membership(r.get(4), r.get(5)),
             });
         }
     }
 
-    // Every group that contains the user, directly or through nested groups, with the way
-    // each was reached (first found, shortest chain).
-    let reach = "WITH RECURSIVE reach(id) AS ( \
-           SELECT group_id FROM group_members WHERE user_id = $1 \
-           UNION SELECT gm.group_id FROM group_members gm JOIN reach r ON gm.member_group_id = r.id)";
+    // Every group that contains the user, directly (no `child`) or through a nested group
+    // (`child`, the group it contains on the way).
+    let reach = "WITH RECURSIVE reach(id, child) AS ( \
+           SELECT group_id, CAST(NULL AS TEXT) FROM group_members WHERE user_id = $1 \
+           UNION SELECT gm.group_id, gm.member_group_id FROM group_members gm \
+             JOIN reach r ON gm.member_group_id = r.id)";
     let mut names: HashMap<String, String> = HashMap::new();
     let mut direct: Vec<String> = Vec::new();
     let mut inside: HashMap<String, Vec<String>> = HashMap::new();
     for r in sqlx::query(&format!(
-        "{reach} SELECT g.id, g.name, \
-           (SELECT COUNT(*) FROM group_members d WHERE d.group_id = g.id AND d.user_id = $1) \
-         FROM groups g WHERE g.id IN (SELECT id FROM reach)"
+        "{reach} SELECT r.id, r.child, g.name FROM reach r JOIN groups g ON g.id = r.id"
     ))
     .bind(&user_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?
     {
         let id: String = r.get(0);
-        if r.get::<i64, _>(2) > 0 {
-            direct.push(id.clone());
+        match r.get::<Option<String>, _>(1) {
+            None => direct.push(id.clone()),
+            Some(child) => inside.entry(child).or_default().push(id.clone()),
         }
-        names.insert(id, r.get(1));
+        names.insert(id, r.get(2));
     }
-    if !names.is_empty() {
-        for r in sqlx::query(&format!(
-            "{reach} SELECT member_group_id, group_id FROM group_members \
-             WHERE member_group_id IN (SELECT id FROM reach)"
-        ))
-        .bind(&user_id)
-        .fetch_all(pool)
-        .await?
-        {
-            inside.entry(r.get(0)).or_default().push(r.get(1));
-        }
-    }
+    // The shortest chain to each group, from the groups that list the user.
     let mut chain: HashMap<String, String> = HashMap::new();
     direct.sort_by(|a, b| names[a].cmp(&names[b]));
+    direct.dedup();
     let mut queue: VecDeque<String> = VecDeque::new();
     for g in direct {
         chain.insert(g.clone(), format!("group {}", names[&g]));
@@ -221,42 +217,42 @@ pub(super) async fn access(
         }
     }
 
-    if !chain.is_empty() {
-        for r in sqlx::query(&format!(
-            "{reach} SELECT {ORG_PATH}, s.roles, s.created_at, s.group_id \
-             FROM subject_memberships s JOIN organizations o ON o.id = s.organization_id \
-             LEFT JOIN organizations p ON p.id = o.parent_id WHERE s.group_id IN (SELECT id FROM reach)"
-        ))
-        .bind(&user_id)
-        .fetch_all(pool)
-        .await?
-        {
-            if let Some(roles) = in_effect(&r.get::<String, _>(1), r.get(2), now) {
-                let group: String = r.get(3);
-                out.push(AccessEntry {
-                    organization: r.get(0),
-                    project: None,
-                    roles,
-                    via: chain.get(&group).cloned().unwrap_or_default(),
-                });
-            }
-        }
-    }
-
-    for r in sqlx::query(&format!(
-        "{reach} SELECT {ORG_PATH}, pr.slug, pm.roles, pm.created_at, pm.source_name, pm.user_id, \
+    // What the groups were given where they were added, and the projects of the user and of
+    // the groups. The groups are known by now: they go in as one JSON list, which keeps the
+    // statement simple for the planner (a recursive subquery here made PostgreSQL plan hash
+    // joins over whole tables).
+    let ids: Vec<&String> = chain.keys().collect();
+    let ids = serde_json::to_string(&ids).expect("strings serialize");
+    let groups = match backend {
+        Backend::Sqlite => "(SELECT value FROM json_each($2))",
+        Backend::Postgres => "(SELECT jsonb_array_elements_text(CAST($2 AS jsonb)))",
+    };
+    let projects = "SELECT {ORG_PATH}, pr.slug, pm.roles, pm.created_at, pm.source_name, pm.user_id, \
            COALESCE(pm.group_id, pm.shared_group_id) \
          FROM project_memberships pm JOIN projects pr ON pr.id = pm.project_id \
-         JOIN organizations o ON o.id = pr.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
-         WHERE pm.user_id = $1 OR pm.group_id IN (SELECT id FROM reach) OR pm.shared_group_id IN (SELECT id FROM reach)"
-    ))
-    .bind(&user_id)
-    .fetch_all(pool)
-    .await?
-    {
+         JOIN organizations o ON o.id = pr.organization_id LEFT JOIN organizations p ON p.id = o.parent_id"
+        .replace("{ORG_PATH}", ORG_PATH);
+    let sql = if chain.is_empty() {
+        format!("{projects} WHERE pm.user_id = $1")
+    } else {
+        format!(
+            "SELECT {ORG_PATH}, CAST(NULL AS TEXT), s.roles, s.created_at, CAST(NULL AS TEXT), CAST(NULL AS TEXT), s.group_id \
+             FROM subject_memberships s JOIN organizations o ON o.id = s.organization_id \
+             LEFT JOIN organizations p ON p.id = o.parent_id WHERE s.group_id IN {groups} \
+             UNION ALL {projects} WHERE pm.user_id = $1 \
+             UNION ALL {projects} WHERE pm.group_id IN {groups} \
+             UNION ALL {projects} WHERE pm.shared_group_id IN {groups}"
+        )
+    };
+    let mut q = sqlx::query(&sql).bind(&user_id);
+    if !chain.is_empty() {
+        q = q.bind(ids);
+    }
+    for r in q.fetch_all(&mut *conn).await? {
         let Some(roles) = in_effect(&r.get::<String, _>(2), r.get(3), now) else {
             continue;
         };
+        let project: Option<String> = r.get(1);
         let via = match (r.get::<Option<String>, _>(5), r.get::<Option<String>, _>(6)) {
             (Some(_), _) => format!(
                 "project membership {}",
@@ -267,7 +263,7 @@ pub(super) async fn access(
         };
         out.push(AccessEntry {
             organization: r.get(0),
-            project: Some(r.get(1)),
+            project,
             roles,
             via,
         });

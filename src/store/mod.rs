@@ -274,6 +274,9 @@ async fn set_up(conn: &mut sqlx::AnyConnection, setup: &str) -> Result<(), sqlx:
     Ok(())
 }
 
+/// Changes in one apply from which the planner's statistics are refreshed.
+const ANALYZE_AFTER: usize = 1000;
+
 /// The [`Store`] on SQLite or PostgreSQL.
 pub struct SqlStore {
     pool: AnyPool,
@@ -372,6 +375,14 @@ impl Store for SqlStore {
                     .execute(&mut *conn)
                     .await
                     .map_err(self.query_error())?;
+                // After a bulk change the planner's statistics describe another store: refresh
+                // them, or lookups by user may scan whole tables until autovacuum (PostgreSQL)
+                // or never (SQLite) catches up. Best effort: the data is committed either way.
+                if plan.changes.len() >= ANALYZE_AFTER {
+                    if let Err(e) = sqlx::query("ANALYZE").execute(&mut *conn).await {
+                        tracing::warn!(error = %e, "refreshing the planner's statistics failed");
+                    }
+                }
                 Ok(plan)
             }
             Err(e) => {
@@ -503,9 +514,14 @@ impl Store for SqlStore {
     }
 
     async fn access(&self, email: &str) -> Result<Option<Vec<AccessEntry>>, StoreError> {
-        access::access(&self.pool, email, k8s_openapi::jiff::Timestamp::now())
-            .await
-            .map_err(self.query_error())
+        access::access(
+            &self.pool,
+            self.dsn.backend,
+            email,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(self.query_error())
     }
 
     async fn owned(&self, org_id: &str) -> Result<Vec<OwnedInfo>, StoreError> {

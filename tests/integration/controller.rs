@@ -22,7 +22,10 @@ use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
 
-use super::fixtures::{group, identity, role, subject_in, suborg, temporary, user, user_in};
+use super::fixtures::{
+    connection, group, identity, project, project_user, role, subject_in, suborg, temporary, user,
+    user_in,
+};
 
 /// Gives an object what the API server would: uid, generation, creation time, our finalizer.
 fn stored<K: Resource>(mut o: K, uid: &str) -> K {
@@ -328,6 +331,129 @@ async fn removing_a_root_membership_revokes_sub_organization_access_in_the_same_
     let tree = store.tree().await.unwrap();
     assert_eq!(tree[0].members, 1);
     assert_eq!(tree[0].sub_organizations[0].members, 1);
+}
+
+/// acme's tree plus what projects need: a connection and a project in eng, alice in it by
+/// her eng membership; a root project with bob, and a root connection.
+fn with_projects() -> World {
+    let mut w = acme();
+    let eng_conn = stored(
+        connection(
+            "team-eng",
+            "github",
+            OrganizationKind::SubOrganization,
+            "eng",
+        ),
+        "uid-github",
+    );
+    let root_conn = stored(
+        connection("team-a", "aws", OrganizationKind::Organization, "acme"),
+        "uid-aws",
+    );
+    let mut api = project("team-eng", "api", OrganizationKind::SubOrganization, "eng");
+    api.spec.app_connections = vec![LocalObjectRef {
+        name: "github".into(),
+        namespace: None,
+    }];
+    let api = stored(api, "uid-api");
+    let billing = stored(
+        project("team-a", "billing", OrganizationKind::Organization, "acme"),
+        "uid-billing",
+    );
+    let alice_api = stored(
+        project_user("team-eng", "alice-api", "api", "alice@acme.example"),
+        "uid-alice-api",
+    );
+    let bob_billing = stored(
+        project_user("team-a", "bob-billing", "billing", "bob@acme.example"),
+        "uid-bob-billing",
+    );
+    fill(&mut w.connections, guard(vec![eng_conn, root_conn]));
+    fill(&mut w.gateways, Vec::new());
+    fill(&mut w.relays, Vec::new());
+    fill(&mut w.projects, guard(vec![api, billing]));
+    fill(&mut w.project_members, guard(vec![alice_api, bob_billing]));
+    w
+}
+
+#[tokio::test]
+async fn projects_sync_and_revoking_a_membership_revokes_project_access_at_once() {
+    let mut w = with_projects();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let before = syncer.sync().await;
+    assert!(before.failure.is_none(), "{:?}", before.failure);
+    assert!(before.conflicts.is_empty(), "{:?}", before.conflicts);
+    let api = object(&w.caches.projects, "api");
+    let s = status::project(&api, &before, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!((s.slug.as_deref(), s.members), (Some("api"), Some(1)));
+    let conn = object(&w.caches.connections, "github");
+    assert_eq!(
+        ready(&status::resource(&conn, &before, now()).common).0,
+        "True"
+    );
+    let m = object(&w.caches.project_memberships, "alice-api");
+    let s = status::project_membership(&m, &before, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!(s.active_roles, ["member"]);
+    assert_eq!(
+        s.project_id,
+        before.index.projects.get("uid-api").map(|p| p.0.clone())
+    );
+
+    // alice leaves the root: her eng membership and her project access go in the same sync;
+    // the project membership says it waits on another object.
+    let alice = object(&w.caches.memberships, "alice");
+    w.members
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(alice))));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    assert!(
+        !after
+            .index
+            .project_memberships
+            .contains_key("uid-alice-api")
+    );
+    assert!(
+        after
+            .index
+            .project_memberships
+            .contains_key("uid-bob-billing")
+    );
+    let s = status::project_membership(&m, &after, now());
+    assert_eq!(ready(&s.common).1, "DependencyNotReady", "{s:?}");
+    assert!(s.active_roles.is_empty() && s.common.id.is_none());
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    assert!(
+        store
+            .access("alice@acme.example")
+            .await
+            .unwrap()
+            .is_none_or(|a| a.is_empty()),
+        "alice reaches nothing"
+    );
+
+    // A project pointed at the root's connection is rejected, naming both organizations.
+    let mut api = object(&w.caches.projects, "api");
+    api.spec.app_connections[0] = LocalObjectRef {
+        name: "aws".into(),
+        namespace: Some("team-a".into()),
+    };
+    api.metadata.generation = Some(2);
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(api.clone()))));
+    let moved = syncer.sync().await;
+    let s = status::project(&api, &moved, now());
+    let (st, reason, message) = ready(&s.common);
+    assert_eq!(
+        (st, reason),
+        ("False", "ResourceNotInOrganization"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Organization \"acme\"") && message.contains("SubOrganization \"eng\""),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -956,3 +956,64 @@ async fn a_project_does_not_move_between_organizations() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn access_follows_memberships_groups_and_projects() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let bob = store.access("Bob@Acme.example").await.unwrap().unwrap();
+        let routes: Vec<(&str, Option<&str>, &str)> = bob
+            .iter()
+            .map(|e| {
+                (
+                    e.organization.as_str(),
+                    e.project.as_deref(),
+                    e.via.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("acme", None, "membership bob"),
+                ("acme", Some("billing"), "group platform/security-reviewers"),
+                (
+                    "acme/engineering",
+                    None,
+                    "admin of SubOrganization engineering"
+                ),
+                (
+                    "acme/engineering",
+                    None,
+                    "group platform/security-reviewers"
+                ),
+                (
+                    "acme/engineering",
+                    Some("api"),
+                    "group platform/security-reviewers"
+                ),
+                (
+                    "acme/engineering",
+                    Some("api"),
+                    "group team-engineering/backend (through team-engineering/backend-leads)"
+                ),
+            ],
+            "{}",
+            f.dsn
+        );
+        assert_eq!(bob[1].roles, ["viewer"]);
+        // A user with no route anywhere but the root; and no such user at all.
+        let dana = store.access("dana@acme.example").await.unwrap().unwrap();
+        assert!(dana.iter().all(|e| e.project.is_none()), "{dana:?}");
+        assert!(store.access("nobody@acme.example").await.unwrap().is_none());
+        // A no-access role reaches nothing.
+        sqlx::query("UPDATE project_memberships SET roles = '[{\"role\":\"no-access\"}]' WHERE source_name = 'billing-security'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let bob = store.access("bob@acme.example").await.unwrap().unwrap();
+        assert!(!bob.iter().any(|e| e.project.as_deref() == Some("billing")));
+        store.close().await;
+    }
+}
