@@ -223,6 +223,11 @@ impl Env {
                 Api::namespaced(self.client.clone(), &m.namespace().unwrap());
             let _ = api.delete(&m.name_any(), &dp).await;
         }
+        delete_all::<ProjectMembership>(&self.client, &selector).await;
+        delete_all::<Project>(&self.client, &selector).await;
+        delete_all::<AppConnection>(&self.client, &selector).await;
+        delete_all::<Gateway>(&self.client, &selector).await;
+        delete_all::<Relay>(&self.client, &selector).await;
         let groups: Api<Group> = Api::all(self.client.clone());
         for g in groups.list(&selector).await.unwrap() {
             let api: Api<Group> = Api::namespaced(self.client.clone(), &g.namespace().unwrap());
@@ -253,6 +258,20 @@ impl Env {
     }
 }
 
+/// Deletes every object of a namespaced kind the selector matches and waits until they are
+/// gone (their finalizers released).
+async fn delete_all<K>(client: &Client, selector: &ListParams)
+where
+    K: ApiFor + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let all: Api<K> = Api::all(client.clone());
+    for o in all.list(selector).await.unwrap() {
+        let api = K::api_for(client.clone(), o.namespace().as_deref());
+        let _ = api.delete(&o.name_any(), &DeleteParams::default()).await;
+    }
+    wait_for(|| async { all.list(selector).await.unwrap().items.is_empty() }).await;
+}
+
 /// The Api of an object of a kind, namespaced or not.
 trait ApiFor: Resource<DynamicType = ()> + Sized {
     fn api_for(client: Client, namespace: Option<&str>) -> Api<Self>;
@@ -276,7 +295,15 @@ macro_rules! namespaced {
         }
     )*};
 }
-namespaced!(Group, MachineIdentity);
+namespaced!(
+    Group,
+    MachineIdentity,
+    AppConnection,
+    Gateway,
+    Relay,
+    Project,
+    ProjectMembership
+);
 impl ApiFor for OrgMembership {
     fn api_for(client: Client, namespace: Option<&str>) -> Api<Self> {
         Api::namespaced(client, namespace.expect("memberships are namespaced"))
@@ -319,6 +346,16 @@ where
 trait HasCommon {
     fn common(&self) -> Option<&CommonStatus>;
 }
+macro_rules! has_common {
+    ($($k:ty),*) => {$(
+        impl HasCommon for $k {
+            fn common(&self) -> Option<&CommonStatus> {
+                self.status.as_ref().map(|s| &s.common)
+            }
+        }
+    )*};
+}
+has_common!(Project, ProjectMembership, AppConnection, Gateway, Relay);
 impl HasCommon for Organization {
     fn common(&self) -> Option<&CommonStatus> {
         self.status.as_ref().map(|s| &s.common)
@@ -633,5 +670,76 @@ async fn a_root_group_flows_down_once_added_and_its_removal_revokes_it() {
         .await
         .unwrap();
     wait_ready(&members, "reviewers", "False", "SubjectNotFound").await;
+    env.clean_up().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_sub_organization_project_sees_only_what_was_added_and_loses_it_on_revocation() {
+    use super::fixtures::{connection, project, project_user};
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.root_member("carol", "carol@acme.example"))
+        .await;
+    env.apply(env.sub_member("carol-eng", "carol@acme.example"))
+        .await;
+    env.apply(connection(
+        &env.sub_ns,
+        "github",
+        OrganizationKind::SubOrganization,
+        &env.org("eng"),
+    ))
+    .await;
+    let mut api = project(
+        &env.sub_ns,
+        "api",
+        OrganizationKind::SubOrganization,
+        &env.org("eng"),
+    );
+    api.spec.app_connections = vec![LocalObjectRef {
+        name: "github".into(),
+        namespace: None,
+    }];
+    env.apply(api).await;
+    env.apply(project_user(
+        &env.sub_ns,
+        "carol-api",
+        "api",
+        "carol@acme.example",
+    ))
+    .await;
+    env.apply(project_user(
+        &env.sub_ns,
+        "dave-api",
+        "api",
+        "dave@acme.example",
+    ))
+    .await;
+    let projects: Api<Project> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    let p = wait_ready(&projects, "api", "True", "Synced").await;
+    assert_eq!(p.status.unwrap().members, Some(1));
+    let pms: Api<ProjectMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    wait_ready(&pms, "carol-api", "True", "Synced").await;
+    wait_ready(&pms, "dave-api", "False", "SubjectNotInOrganization").await;
+    // The API server refuses moving a project to another organization.
+    let moved = serde_json::json!({"spec": {"organizationRef": {"kind": "Organization", "name": env.org("acme")}}});
+    let err = projects
+        .patch("api", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .expect_err("organizationRef is immutable");
+    assert!(err.to_string().contains("is immutable"), "{err}");
+    // carol leaves engineering: her project access goes with it.
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    members
+        .delete("carol-eng", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ready(&pms, "carol-api", "False", "SubjectNotInOrganization").await;
+    let store = env.store().await;
+    let access = store.access("carol@acme.example").await.unwrap().unwrap();
+    assert!(access.iter().all(|e| e.project.is_none()), "{access:?}");
     env.clean_up().await;
 }
