@@ -385,18 +385,7 @@ pub fn project_membership(
         .as_deref()
         .and_then(|u| result.index.project_memberships.get(u));
     let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    let active: Vec<String> = m
-        .spec
-        .roles
-        .iter()
-        .filter(|r| {
-            matches!(
-                temporary::state(r, granted_at, now),
-                Ok(RoleState::Active { .. })
-            )
-        })
-        .map(|r| r.role.clone())
-        .collect();
+    let active = temporary::active_roles(&m.spec.roles, granted_at, now);
     let v = verdict(
         &tree::project_membership_key(m),
         uid.as_deref(),

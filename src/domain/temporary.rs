@@ -168,6 +168,16 @@ pub fn state(
     })
 }
 
+/// The names of the roles among `roles`, first granted at `granted_at`, in effect at `now`
+/// (neither pending nor expired).
+pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp) -> Vec<String> {
+    roles
+        .iter()
+        .filter(|r| matches!(state(r, granted_at, now), Ok(RoleState::Active { .. })))
+        .map(|r| r.role.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use sqlx::{AnyPool, Row};
 
 use super::Backend;
 use crate::api::RoleBinding;
-use crate::domain::temporary::{self, RoleState};
+use crate::domain::temporary;
 
 /// A project as [`super::Store::projects`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -98,16 +98,7 @@ pub(super) async fn projects(
 fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
     let roles: Vec<RoleBinding> = serde_json::from_str(roles).ok()?;
     let granted_at = Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
-    let active: Vec<String> = roles
-        .iter()
-        .filter(|r| {
-            matches!(
-                temporary::state(r, granted_at, now),
-                Ok(RoleState::Active { .. })
-            )
-        })
-        .map(|r| r.role.clone())
-        .collect();
+    let active = temporary::active_roles(&roles, granted_at, now);
     if active.is_empty() || active.iter().all(|r| r == "no-access") {
         None
     } else {

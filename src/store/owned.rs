@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sqlx::{AnyConnection, Row};
 
 use super::desired::{Desired, DesiredGroupMember, DesiredOwned, DesiredSubjectMembership};
-use super::plan::{Action, Change, Op, PlanError, Sourced, new_id, placeholders, sourced};
+use super::plan::{
+    Action, Change, Op, PlanError, Sourced, by_source, new_id, placeholders, row_for, sourced,
+};
 use super::{ApplyOptions, Backend};
 
 /// The tables of this module. Their names are fixed here, never taken from input.
@@ -44,6 +46,39 @@ impl Table {
             Self::ProjectMemberships => "project membership",
         }
     }
+}
+
+/// The change that removes a managed row no longer desired, or only lets go of it when its
+/// deletion policy is `Orphan`.
+pub(super) fn removal(
+    table: Table,
+    id: &str,
+    source: &Option<String>,
+    policy: &str,
+    target: String,
+) -> Change {
+    let orphan = policy == "Orphan";
+    let id = id.to_owned();
+    Change::new(
+        if orphan {
+            Action::Orphan
+        } else {
+            Action::Delete
+        },
+        if table == Table::SubjectMemberships {
+            "membership"
+        } else {
+            table.kind()
+        },
+        target,
+        vec![],
+        source.clone(),
+        if orphan {
+            Op::OrphanRow { table, id }
+        } else {
+            Op::DeleteRow { table, id }
+        },
+    )
 }
 
 /// A member of a group row: a user by email, or a group by row id.
@@ -201,10 +236,7 @@ fn plan_owned(
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<HashMap<String, String>, PlanError> {
-    let by_source: HashMap<&str, &OwnedRow> = rows
-        .iter()
-        .filter_map(|r| r.source_uid.as_deref().map(|s| (s, r)))
-        .collect();
+    let owners = by_source(rows);
     let by_name: HashMap<(&str, &str), &OwnedRow> = rows
         .iter()
         .map(|r| ((r.organization_id.as_str(), r.name.as_str()), r))
@@ -222,23 +254,14 @@ fn plan_owned(
                 DesiredGroupMember::Group(uid) => ids.get(uid).cloned().map(MemberRef::Group),
             })
             .collect();
-        let existing = by_source.get(o.source_uid.as_str()).copied().or_else(|| {
-            by_name
-                .get(&(org_id.as_str(), o.name.as_str()))
-                .copied()
-                .filter(|r| r.claimable(&wanted))
-        });
-        match existing {
+        let key = (org_id.as_str(), o.name.as_str());
+        match row_for(&owners, &by_name, &o.source_uid, &key, &wanted) {
             Some(row) => {
-                if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(
-                        Some(o.source_uid.clone()),
-                        format!(
-                            "{} {target} already exists in the store and suborg did not create it: apply with --adopt to take it over",
-                            table.kind()
-                        ),
-                    ));
-                }
+                row.writable_by(
+                    &o.source_uid,
+                    options,
+                    &format!("{} {target}", table.kind()),
+                )?;
                 if row.organization_id != org_id {
                     return Err(PlanError::Conflict(
                         Some(o.source_uid.clone()),
@@ -380,11 +403,7 @@ fn plan_subjects(
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<HashSet<String>, PlanError> {
-    let by_source: HashMap<&str, &SubjectRow> = existing
-        .subjects
-        .iter()
-        .filter_map(|r| r.source_uid.as_deref().map(|s| (s, r)))
-        .collect();
+    let owners = by_source(&existing.subjects);
     let by_pair: HashMap<(&str, &str), &SubjectRow> = existing
         .subjects
         .iter()
@@ -413,22 +432,10 @@ fn plan_subjects(
             )
         })?;
         let target = format!("{} {} in {}", m.kind, m.subject_name, orgs.name(&org_id));
-        let existing_row = by_source.get(m.source_uid.as_str()).copied().or_else(|| {
-            by_pair
-                .get(&(org_id.as_str(), subject_id.as_str()))
-                .copied()
-                .filter(|r| r.claimable(&wanted))
-        });
-        match existing_row {
+        let key = (org_id.as_str(), subject_id.as_str());
+        match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
             Some(row) => {
-                if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(
-                        Some(m.source_uid.clone()),
-                        format!(
-                            "{target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
-                        ),
-                    ));
-                }
+                row.writable_by(&m.source_uid, options, &target)?;
                 if row.organization_id != org_id || row.subject_id != subject_id {
                     return Err(PlanError::Conflict(
                         Some(m.source_uid.clone()),
@@ -489,36 +496,9 @@ fn plan_subjects(
 /// Plans the removal (or orphaning) of managed rows that are no longer desired: subject
 /// memberships first, then groups and identities.
 pub(super) fn prune(existing: &Existing, kept: &Kept, orgs: &Orgs<'_>, changes: &mut Vec<Change>) {
-    let mut gone =
-        |table: Table, id: &str, source: &Option<String>, policy: &str, target: String| {
-            let orphan = policy == "Orphan";
-            changes.push(Change::new(
-                if orphan {
-                    Action::Orphan
-                } else {
-                    Action::Delete
-                },
-                if table == Table::SubjectMemberships {
-                    "membership"
-                } else {
-                    table.kind()
-                },
-                target,
-                vec![],
-                source.clone(),
-                if orphan {
-                    Op::OrphanRow {
-                        table,
-                        id: id.to_owned(),
-                    }
-                } else {
-                    Op::DeleteRow {
-                        table,
-                        id: id.to_owned(),
-                    }
-                },
-            ));
-        };
+    let mut gone = |table: Table, id: &str, source: &Option<String>, policy: &str, target| {
+        changes.push(removal(table, id, source, policy, target));
+    };
     let names: HashMap<&str, &str> = existing
         .groups
         .iter()

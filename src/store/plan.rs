@@ -298,6 +298,47 @@ pub(super) trait Sourced {
     fn source_changes(&self, uid: &str) -> bool {
         self.source() != Some(uid) || !self.managed()
     }
+
+    /// Refuses to write `source` over a row suborg did not create, unless adoption is asked for.
+    fn writable_by(
+        &self,
+        source: &str,
+        options: ApplyOptions,
+        what: &str,
+    ) -> Result<(), PlanError> {
+        if self.managed() || options.adopt {
+            Ok(())
+        } else {
+            Err(PlanError::Conflict(
+                Some(source.to_owned()),
+                format!(
+                    "{what} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                ),
+            ))
+        }
+    }
+}
+
+/// Stored rows by the source they came from.
+pub(super) fn by_source<R: Sourced>(rows: &[R]) -> HashMap<&str, &R> {
+    rows.iter()
+        .filter_map(|r| r.source().map(|s| (s, r)))
+        .collect()
+}
+
+/// The stored row the desired `source` writes to: the one it already owns, or the one with
+/// its natural key `key` (slug, subject, name) that it may take over.
+pub(super) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
+    by_source: &HashMap<&str, &'r R>,
+    by_key: &HashMap<K, &'r R>,
+    source: &str,
+    key: &K,
+    wanted: &HashSet<&str>,
+) -> Option<&'r R> {
+    by_source
+        .get(source)
+        .copied()
+        .or_else(|| by_key.get(key).copied().filter(|r| r.claimable(wanted)))
 }
 
 /// Implements [`Sourced`] for row types with `managed` and `source_uid` fields.
@@ -444,10 +485,7 @@ pub(crate) async fn compute(
     let existing_owned = owned::load(conn, backend).await?;
     let existing_projects = projects::load(conn).await?;
     let mut plan = Plan::default();
-    let by_source: HashMap<&str, &OrgRow> = orgs
-        .iter()
-        .filter_map(|o| o.source_uid.as_deref().map(|s| (s, o)))
-        .collect();
+    let org_owners = by_source(&orgs);
     let by_slug: HashMap<(Option<&str>, &str), &OrgRow> = orgs
         .iter()
         .map(|o| ((o.parent_id.as_deref(), o.slug.as_str()), o))
@@ -484,24 +522,12 @@ pub(crate) async fn compute(
             })?),
             None => None,
         };
-        let existing = by_source.get(o.source_uid.as_str()).copied().or_else(|| {
-            // The same slug under the same parent: the object was renamed (a new source) or
-            // the row predates suborg.
-            by_slug
-                .get(&(parent_id.as_deref(), o.slug.as_str()))
-                .copied()
-                .filter(|row| row.claimable(&desired_sources))
-        });
-        match existing {
+        // Else the same slug under the same parent: the object was renamed (a new source) or
+        // the row predates suborg.
+        let key = (parent_id.as_deref(), o.slug.as_str());
+        match row_for(&org_owners, &by_slug, &o.source_uid, &key, &desired_sources) {
             Some(row) => {
-                if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(
-                        Some(o.source_uid.clone()),
-                        format!(
-                            "organization {target} already exists in the store and suborg did not create it: apply with --adopt to take it over"
-                        ),
-                    ));
-                }
+                row.writable_by(&o.source_uid, options, &format!("organization {target}"))?;
                 if row.parent_id != parent_id {
                     return Err(PlanError::Conflict(
                         Some(o.source_uid.clone()),
@@ -572,10 +598,7 @@ pub(crate) async fn compute(
             _ => None,
         }))
         .collect();
-    let m_by_source: HashMap<&str, &MembershipRow> = memberships
-        .iter()
-        .filter_map(|m| m.source_uid.as_deref().map(|s| (s, m)))
-        .collect();
+    let m_by_source = by_source(&memberships);
     let m_by_pair: HashMap<(&str, &str), &MembershipRow> = memberships
         .iter()
         .map(|m| ((m.organization_id.as_str(), m.email.as_str()), m))
@@ -610,23 +633,14 @@ pub(crate) async fn compute(
                 .unwrap_or_default();
             format!("{} in {org_name}", m.email)
         };
-        let existing = m_by_source.get(m.source_uid.as_str()).copied().or_else(|| {
-            m_by_pair
-                .get(&(org_id.as_str(), m.email.as_str()))
-                .copied()
-                .filter(|row| row.claimable(&desired_m))
-        });
-        match existing {
+        let key = (org_id.as_str(), m.email.as_str());
+        match row_for(&m_by_source, &m_by_pair, &m.source_uid, &key, &desired_m) {
             Some(row) => {
-                if !row.managed && !options.adopt {
-                    return Err(PlanError::Conflict(
-                        Some(m.source_uid.clone()),
-                        format!(
-                            "membership of {} already exists in the store and suborg did not create it: apply with --adopt to take it over",
-                            target()
-                        ),
-                    ));
-                }
+                row.writable_by(
+                    &m.source_uid,
+                    options,
+                    &format!("membership of {}", target()),
+                )?;
                 if row.organization_id != *org_id || row.email != m.email {
                     return Err(PlanError::Conflict(
                         Some(m.source_uid.clone()),

@@ -11,8 +11,8 @@ use sqlx::{AnyConnection, Row};
 use super::desired::{
     Desired, DesiredProject, DesiredProjectMembership, DesiredResource, ProjectSubject,
 };
-use super::owned::{Orgs, Table};
-use super::plan::{Action, Change, Op, PlanError, Sourced, new_id, sourced};
+use super::owned::{Orgs, Table, removal};
+use super::plan::{Action, Change, Op, PlanError, Sourced, by_source, new_id, row_for, sourced};
 use super::{ApplyOptions, Backend};
 
 sourced!(ResourceRow, ProjectRow, MemberRow);
@@ -187,24 +187,6 @@ pub(super) struct Kept {
     members: HashSet<String>,
 }
 
-fn adopt_or_conflict(
-    managed: bool,
-    options: ApplyOptions,
-    source: &str,
-    what: &str,
-) -> Result<(), PlanError> {
-    if managed || options.adopt {
-        Ok(())
-    } else {
-        Err(PlanError::Conflict(
-            Some(source.to_owned()),
-            format!(
-                "{what} already exists in the store and suborg did not create it: apply with --adopt to take it over"
-            ),
-        ))
-    }
-}
-
 /// Plans everything of this module that `desired` wants, before any pruning.
 pub(super) fn compute(
     existing: &Existing,
@@ -247,10 +229,7 @@ fn plan_resources(
     changes: &mut Vec<Change>,
 ) -> Result<HashMap<String, String>, PlanError> {
     let rows = &existing.resources;
-    let by_source: HashMap<&str, &ResourceRow> = rows
-        .iter()
-        .filter_map(|r| r.source_uid.as_deref().map(|s| (s, r)))
-        .collect();
+    let owners = by_source(rows);
     let by_name: HashMap<(&str, &str, &str), &ResourceRow> = rows
         .iter()
         .map(|r| {
@@ -267,15 +246,10 @@ fn plan_resources(
         let target = format!("{} {} in {}", r.kind, r.name, orgs.name(&org_id));
         // Relays come first in the desired state, so a gateway's relay has its id by now.
         let relay_id = r.relay.as_ref().and_then(|uid| ids.get(uid).cloned());
-        let row = by_source.get(r.source_uid.as_str()).copied().or_else(|| {
-            by_name
-                .get(&(org_id.as_str(), r.kind, r.name.as_str()))
-                .copied()
-                .filter(|row| row.claimable(&wanted))
-        });
-        match row {
+        let key = (org_id.as_str(), r.kind, r.name.as_str());
+        match row_for(&owners, &by_name, &r.source_uid, &key, &wanted) {
             Some(row) => {
-                adopt_or_conflict(row.managed, options, &r.source_uid, &target)?;
+                row.writable_by(&r.source_uid, options, &target)?;
                 if row.organization_id != org_id || row.kind != r.kind {
                     return Err(PlanError::Conflict(
                         Some(r.source_uid.clone()),
@@ -355,10 +329,7 @@ fn plan_projects(
     changes: &mut Vec<Change>,
 ) -> Result<HashMap<String, String>, PlanError> {
     let rows = &existing.projects;
-    let by_source: HashMap<&str, &ProjectRow> = rows
-        .iter()
-        .filter_map(|r| r.source_uid.as_deref().map(|s| (s, r)))
-        .collect();
+    let owners = by_source(rows);
     let by_slug: HashMap<(&str, &str), &ProjectRow> = rows
         .iter()
         .map(|r| ((r.organization_id.as_str(), r.slug.as_str()), r))
@@ -377,20 +348,10 @@ fn plan_projects(
             .iter()
             .filter_map(|uid| resource_ids.get(uid).cloned())
             .collect();
-        let row = by_source.get(p.source_uid.as_str()).copied().or_else(|| {
-            by_slug
-                .get(&(org_id.as_str(), p.slug.as_str()))
-                .copied()
-                .filter(|row| row.claimable(&wanted))
-        });
-        match row {
+        let key = (org_id.as_str(), p.slug.as_str());
+        match row_for(&owners, &by_slug, &p.source_uid, &key, &wanted) {
             Some(row) => {
-                adopt_or_conflict(
-                    row.managed,
-                    options,
-                    &p.source_uid,
-                    &format!("project {target}"),
-                )?;
+                row.writable_by(&p.source_uid, options, &format!("project {target}"))?;
                 if row.organization_id != org_id {
                     return Err(PlanError::Conflict(
                         Some(p.source_uid.clone()),
@@ -487,10 +448,7 @@ fn plan_members(
     changes: &mut Vec<Change>,
 ) -> Result<HashSet<String>, PlanError> {
     let rows = &existing.members;
-    let by_source: HashMap<&str, &MemberRow> = rows
-        .iter()
-        .filter_map(|r| r.source_uid.as_deref().map(|s| (s, r)))
-        .collect();
+    let owners = by_source(rows);
     let by_subject: HashMap<(&str, &str, &str), &MemberRow> = rows
         .iter()
         .map(|r| {
@@ -549,15 +507,10 @@ fn plan_members(
                 .copied()
                 .unwrap_or(m.project.as_str())
         );
-        let row = by_source.get(m.source_uid.as_str()).copied().or_else(|| {
-            by_subject
-                .get(&(project_id.as_str(), column, value.as_str()))
-                .copied()
-                .filter(|row| row.claimable(&wanted))
-        });
-        match row {
+        let key = (project_id.as_str(), column, value.as_str());
+        match row_for(&owners, &by_subject, &m.source_uid, &key, &wanted) {
             Some(row) => {
-                adopt_or_conflict(row.managed, options, &m.source_uid, &target)?;
+                row.writable_by(&m.source_uid, options, &target)?;
                 if row.project_id != project_id || row.subject != (column.to_owned(), value.clone())
                 {
                     return Err(PlanError::Conflict(
@@ -619,35 +572,8 @@ fn plan_members(
 /// Plans the removal (or orphaning) of managed rows no longer desired: project memberships,
 /// then projects, then what projects use (gateways before their relays).
 pub(super) fn prune(existing: &Existing, kept: &Kept, orgs: &Orgs<'_>, changes: &mut Vec<Change>) {
-    let mut gone = |table: Table,
-                    kind: &'static str,
-                    id: &str,
-                    source: &Option<String>,
-                    policy: &str,
-                    target: String| {
-        let orphan = policy == "Orphan";
-        changes.push(Change::new(
-            if orphan {
-                Action::Orphan
-            } else {
-                Action::Delete
-            },
-            kind,
-            target,
-            vec![],
-            source.clone(),
-            if orphan {
-                Op::OrphanRow {
-                    table,
-                    id: id.to_owned(),
-                }
-            } else {
-                Op::DeleteRow {
-                    table,
-                    id: id.to_owned(),
-                }
-            },
-        ));
+    let mut gone = |table: Table, id: &str, source: &Option<String>, policy: &str, target| {
+        changes.push(removal(table, id, source, policy, target));
     };
     let project_names: HashMap<&str, &str> = existing
         .projects
@@ -661,7 +587,6 @@ pub(super) fn prune(existing: &Existing, kept: &Kept, orgs: &Orgs<'_>, changes: 
     {
         gone(
             Table::ProjectMemberships,
-            "project membership",
             &r.id,
             &r.source_uid,
             &r.deletion_policy,
@@ -679,7 +604,6 @@ pub(super) fn prune(existing: &Existing, kept: &Kept, orgs: &Orgs<'_>, changes: 
     {
         gone(
             Table::Projects,
-            "project",
             &r.id,
             &r.source_uid,
             &r.deletion_policy,
@@ -694,7 +618,6 @@ pub(super) fn prune(existing: &Existing, kept: &Kept, orgs: &Orgs<'_>, changes: 
         {
             gone(
                 Table::Resources,
-                "resource",
                 &r.id,
                 &r.source_uid,
                 &r.deletion_policy,
