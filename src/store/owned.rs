@@ -271,22 +271,17 @@ fn plan_owned(
                         ),
                     ));
                 }
-                let mut fields = Vec::new();
-                if row.source_changes(&o.source_uid) {
-                    fields.push("source");
-                }
-                if row.display_name != o.display_name {
-                    fields.push("displayName");
-                }
-                if row.deletion_policy != o.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
                 let current = existing_members.get(&row.id).cloned().unwrap_or_default();
                 let add: Vec<MemberRef> = refs.difference(&current).cloned().collect();
                 let remove: Vec<MemberRef> = current.difference(&refs).cloned().collect();
-                if !add.is_empty() || !remove.is_empty() {
-                    fields.push("members");
-                }
+                let fields = row.changed_fields(
+                    &o.source_uid,
+                    &[
+                        ("displayName", row.display_name != o.display_name),
+                        ("deletionPolicy", row.deletion_policy != o.deletion_policy),
+                        ("members", !add.is_empty() || !remove.is_empty()),
+                    ],
+                );
                 ids.insert(o.source_uid.clone(), row.id.clone());
                 if !fields.is_empty() {
                     changes.push(Change::new(
@@ -446,16 +441,13 @@ fn plan_subjects(
                     ));
                 }
                 kept.insert(row.id.clone());
-                let mut fields = Vec::new();
-                if row.source_changes(&m.source_uid) {
-                    fields.push("source");
-                }
-                if row.roles != m.roles {
-                    fields.push("roles");
-                }
-                if row.deletion_policy != m.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
                 if !fields.is_empty() {
                     changes.push(Change::new(
                         Action::Update,

@@ -299,6 +299,16 @@ pub(super) trait Sourced {
         self.source() != Some(uid) || !self.managed()
     }
 
+    /// What writing `source` and the desired values changes: `source` when the row changes
+    /// hands or becomes managed, then the name of each field whose value `differs`.
+    fn changed_fields(&self, source: &str, differs: &[(&'static str, bool)]) -> Vec<&'static str> {
+        std::iter::once(("source", self.source_changes(source)))
+            .chain(differs.iter().copied())
+            .filter(|(_, d)| *d)
+            .map(|(f, _)| f)
+            .collect()
+    }
+
     /// Refuses to write `source` over a row suborg did not create, unless adoption is asked for.
     fn writable_by(
         &self,
@@ -536,25 +546,19 @@ pub(crate) async fn compute(
                         ),
                     ));
                 }
-                let mut fields = Vec::new();
-                if row.source_changes(&o.source_uid) {
-                    fields.push("source");
-                }
-                if row.slug != o.slug {
-                    fields.push("slug");
-                }
-                if row.display_name != o.display_name {
-                    fields.push("displayName");
-                }
-                if row.auth != o.auth {
-                    fields.push("authentication");
-                }
-                if row.member_namespaces != o.member_namespaces {
-                    fields.push("memberNamespaces");
-                }
-                if row.deletion_policy != o.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &o.source_uid,
+                    &[
+                        ("slug", row.slug != o.slug),
+                        ("displayName", row.display_name != o.display_name),
+                        ("authentication", row.auth != o.auth),
+                        (
+                            "memberNamespaces",
+                            row.member_namespaces != o.member_namespaces,
+                        ),
+                        ("deletionPolicy", row.deletion_policy != o.deletion_policy),
+                    ],
+                );
                 ids.insert(o.source_uid.clone(), (row.id.clone(), row.root_id.clone()));
                 if !fields.is_empty() {
                     plan.changes.push(Change {
@@ -650,16 +654,13 @@ pub(crate) async fn compute(
                         ),
                     ));
                 }
-                let mut fields = Vec::new();
-                if row.source_changes(&m.source_uid) {
-                    fields.push("source");
-                }
-                if row.roles != m.roles {
-                    fields.push("roles");
-                }
-                if row.deletion_policy != m.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
                 if !fields.is_empty() {
                     plan.changes.push(Change {
                         action: Action::Update,

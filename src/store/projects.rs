@@ -259,28 +259,17 @@ fn plan_resources(
                     ));
                 }
                 ids.insert(r.source_uid.clone(), row.id.clone());
-                let mut fields = Vec::new();
-                if row.source_changes(&r.source_uid) {
-                    fields.push("source");
-                }
-                if row.display_name != r.display_name {
-                    fields.push("displayName");
-                }
-                if row.app != r.app {
-                    fields.push("app");
-                }
-                if row.config != r.config {
-                    fields.push("config");
-                }
-                if row.credentials != r.credentials {
-                    fields.push("credentialsRef");
-                }
-                if row.relay_id != relay_id {
-                    fields.push("relayRef");
-                }
-                if row.deletion_policy != r.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &r.source_uid,
+                    &[
+                        ("displayName", row.display_name != r.display_name),
+                        ("app", row.app != r.app),
+                        ("config", row.config != r.config),
+                        ("credentialsRef", row.credentials != r.credentials),
+                        ("relayRef", row.relay_id != relay_id),
+                        ("deletionPolicy", row.deletion_policy != r.deletion_policy),
+                    ],
+                );
                 if !fields.is_empty() {
                     changes.push(Change::new(
                         Action::Update,
@@ -371,31 +360,18 @@ fn plan_projects(
                     .unwrap_or_default();
                 let add: Vec<String> = uses.difference(&current).cloned().collect();
                 let remove: Vec<String> = current.difference(&uses).cloned().collect();
-                let mut fields = Vec::new();
-                if row.source_changes(&p.source_uid) {
-                    fields.push("source");
-                }
-                if row.name != p.name {
-                    fields.push("name");
-                }
-                if row.slug != p.slug {
-                    fields.push("slug");
-                }
-                if row.display_name != p.display_name {
-                    fields.push("displayName");
-                }
-                if row.description != p.description {
-                    fields.push("description");
-                }
-                if row.gateway_id != gateway_id {
-                    fields.push("gatewayRef");
-                }
-                if !add.is_empty() || !remove.is_empty() {
-                    fields.push("appConnections");
-                }
-                if row.deletion_policy != p.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &p.source_uid,
+                    &[
+                        ("name", row.name != p.name),
+                        ("slug", row.slug != p.slug),
+                        ("displayName", row.display_name != p.display_name),
+                        ("description", row.description != p.description),
+                        ("gatewayRef", row.gateway_id != gateway_id),
+                        ("appConnections", !add.is_empty() || !remove.is_empty()),
+                        ("deletionPolicy", row.deletion_policy != p.deletion_policy),
+                    ],
+                );
                 if !fields.is_empty() {
                     changes.push(Change::new(
                         Action::Update,
@@ -522,16 +498,13 @@ fn plan_members(
                     ));
                 }
                 kept.insert(row.id.clone());
-                let mut fields = Vec::new();
-                if row.source_changes(&m.source_uid) {
-                    fields.push("source");
-                }
-                if row.roles != m.roles {
-                    fields.push("roles");
-                }
-                if row.deletion_policy != m.deletion_policy {
-                    fields.push("deletionPolicy");
-                }
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
                 if !fields.is_empty() {
                     changes.push(Change::new(
                         Action::Update,
