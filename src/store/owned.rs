@@ -283,34 +283,29 @@ fn plan_owned(
                     ],
                 );
                 ids.insert(o.source_uid.clone(), row.id.clone());
-                if !fields.is_empty() {
-                    changes.push(Change::new(
-                        Action::Update,
-                        table.kind(),
-                        target,
-                        fields,
-                        Some(o.source_uid.clone()),
-                        Op::UpdateOwned {
-                            table,
-                            id: row.id.clone(),
-                            org_id,
-                            org_depth: depth,
-                            owned: (*o).clone(),
-                            add,
-                            remove,
-                        },
-                    ));
-                }
+                changes.extend(Change::update(
+                    table.kind(),
+                    target,
+                    fields,
+                    &o.source_uid,
+                    || Op::UpdateOwned {
+                        table,
+                        id: row.id.clone(),
+                        org_id,
+                        org_depth: depth,
+                        owned: (*o).clone(),
+                        add,
+                        remove,
+                    },
+                ));
             }
             None => {
                 let id = new_id();
                 ids.insert(o.source_uid.clone(), id.clone());
-                changes.push(Change::new(
-                    Action::Create,
+                changes.push(Change::create(
                     table.kind(),
                     target,
-                    vec![],
-                    Some(o.source_uid.clone()),
+                    &o.source_uid,
                     Op::CreateOwned {
                         table,
                         id,
@@ -448,29 +443,24 @@ fn plan_subjects(
                         ("deletionPolicy", row.deletion_policy != m.deletion_policy),
                     ],
                 );
-                if !fields.is_empty() {
-                    changes.push(Change::new(
-                        Action::Update,
-                        "membership",
-                        target,
-                        fields,
-                        Some(m.source_uid.clone()),
-                        Op::UpdateSubject {
-                            id: row.id.clone(),
-                            m: m.clone(),
-                        },
-                    ));
-                }
+                changes.extend(Change::update(
+                    "membership",
+                    target,
+                    fields,
+                    &m.source_uid,
+                    || Op::UpdateSubject {
+                        id: row.id.clone(),
+                        m: m.clone(),
+                    },
+                ));
             }
             None => {
                 let id = new_id();
                 kept.insert(id.clone());
-                changes.push(Change::new(
-                    Action::Create,
+                changes.push(Change::create(
                     "membership",
                     target,
-                    vec![],
-                    Some(m.source_uid.clone()),
+                    &m.source_uid,
                     Op::CreateSubject {
                         id,
                         org_id,

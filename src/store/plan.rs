@@ -62,6 +62,39 @@ pub struct Change {
 }
 
 impl Change {
+    /// A new row for `source`.
+    pub(super) fn create(kind: &'static str, target: String, source: &str, op: Op) -> Self {
+        Self::new(
+            Action::Create,
+            kind,
+            target,
+            vec![],
+            Some(source.to_owned()),
+            op,
+        )
+    }
+
+    /// An update of the `fields` of `source`'s row, or nothing when none changed (the
+    /// statement is only built then: a no-op plan of a large store builds none).
+    pub(super) fn update(
+        kind: &'static str,
+        target: String,
+        fields: Vec<&'static str>,
+        source: &str,
+        op: impl FnOnce() -> Op,
+    ) -> Option<Self> {
+        (!fields.is_empty()).then(|| {
+            Self::new(
+                Action::Update,
+                kind,
+                target,
+                fields,
+                Some(source.to_owned()),
+                op(),
+            )
+        })
+    }
+
     pub(super) fn new(
         action: Action,
         kind: &'static str,

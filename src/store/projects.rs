@@ -12,7 +12,7 @@ use super::desired::{
     Desired, DesiredProject, DesiredProjectMembership, DesiredResource, ProjectSubject,
 };
 use super::owned::{Orgs, Table, removal};
-use super::plan::{Action, Change, Op, PlanError, Sourced, by_source, new_id, row_for, sourced};
+use super::plan::{Change, Op, PlanError, Sourced, by_source, new_id, row_for, sourced};
 use super::{ApplyOptions, Backend};
 
 sourced!(ResourceRow, ProjectRow, MemberRow);
@@ -270,31 +270,26 @@ fn plan_resources(
                         ("deletionPolicy", row.deletion_policy != r.deletion_policy),
                     ],
                 );
-                if !fields.is_empty() {
-                    changes.push(Change::new(
-                        Action::Update,
-                        "resource",
-                        target,
-                        fields,
-                        Some(r.source_uid.clone()),
-                        Op::UpdateResource {
-                            id: row.id.clone(),
-                            org_id,
-                            relay_id,
-                            r: r.clone(),
-                        },
-                    ));
-                }
+                changes.extend(Change::update(
+                    "resource",
+                    target,
+                    fields,
+                    &r.source_uid,
+                    || Op::UpdateResource {
+                        id: row.id.clone(),
+                        org_id,
+                        relay_id,
+                        r: r.clone(),
+                    },
+                ));
             }
             None => {
                 let id = new_id();
                 ids.insert(r.source_uid.clone(), id.clone());
-                changes.push(Change::new(
-                    Action::Create,
+                changes.push(Change::create(
                     "resource",
                     target,
-                    vec![],
-                    Some(r.source_uid.clone()),
+                    &r.source_uid,
                     Op::CreateResource {
                         id,
                         org_id,
@@ -372,33 +367,28 @@ fn plan_projects(
                         ("deletionPolicy", row.deletion_policy != p.deletion_policy),
                     ],
                 );
-                if !fields.is_empty() {
-                    changes.push(Change::new(
-                        Action::Update,
-                        "project",
-                        target,
-                        fields,
-                        Some(p.source_uid.clone()),
-                        Op::UpdateProject {
-                            id: row.id.clone(),
-                            org_id,
-                            gateway_id,
-                            add,
-                            remove,
-                            p: p.clone(),
-                        },
-                    ));
-                }
+                changes.extend(Change::update(
+                    "project",
+                    target,
+                    fields,
+                    &p.source_uid,
+                    || Op::UpdateProject {
+                        id: row.id.clone(),
+                        org_id,
+                        gateway_id,
+                        add,
+                        remove,
+                        p: p.clone(),
+                    },
+                ));
             }
             None => {
                 let id = new_id();
                 ids.insert(p.source_uid.clone(), id.clone());
-                changes.push(Change::new(
-                    Action::Create,
+                changes.push(Change::create(
                     "project",
                     target,
-                    vec![],
-                    Some(p.source_uid.clone()),
+                    &p.source_uid,
                     Op::CreateProject {
                         id,
                         org_id,
@@ -505,29 +495,24 @@ fn plan_members(
                         ("deletionPolicy", row.deletion_policy != m.deletion_policy),
                     ],
                 );
-                if !fields.is_empty() {
-                    changes.push(Change::new(
-                        Action::Update,
-                        "project membership",
-                        target,
-                        fields,
-                        Some(m.source_uid.clone()),
-                        Op::UpdateProjectMember {
-                            id: row.id.clone(),
-                            m: m.clone(),
-                        },
-                    ));
-                }
+                changes.extend(Change::update(
+                    "project membership",
+                    target,
+                    fields,
+                    &m.source_uid,
+                    || Op::UpdateProjectMember {
+                        id: row.id.clone(),
+                        m: m.clone(),
+                    },
+                ));
             }
             None => {
                 let id = new_id();
                 kept.insert(id.clone());
-                changes.push(Change::new(
-                    Action::Create,
+                changes.push(Change::create(
                     "project membership",
                     target,
-                    vec![],
-                    Some(m.source_uid.clone()),
+                    &m.source_uid,
                     Op::CreateProjectMember {
                         id,
                         project_id,
