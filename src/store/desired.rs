@@ -711,7 +711,8 @@ fn add_projects(
                             role: invite.organization_role.clone(),
                             temporary: None,
                         }]),
-                        deletion_policy: "Delete",
+                        // An orphaned project membership keeps the root membership it needs.
+                        deletion_policy: policy(m.spec.deletion_policy),
                     });
                 }
                 (ProjectSubject::User(email.clone()), email)

@@ -1017,3 +1017,47 @@ async fn access_follows_memberships_groups_and_projects() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn an_orphaned_invite_keeps_the_membership_it_needs() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        // The acme tree with heidi's invite marked Orphan.
+        let mut loader = Loader::new("default");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme");
+        suborg::cli::files::load(&[path], 8 << 20, &mut loader);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let (_, mut set, accepted) = loader.finish(now);
+        for m in &mut set.project_memberships {
+            if m.metadata.name.as_deref() == Some("billing-heidi") {
+                m.spec.deletion_policy = suborg::api::DeletionPolicy::Orphan;
+            }
+        }
+        let d = desired_from(&set, &accepted, now);
+        let heidi = d
+            .memberships
+            .iter()
+            .find(|m| m.email == "heidi@acme.example")
+            .unwrap();
+        assert!(heidi.source_uid.contains("#invite:"), "{heidi:?}");
+        assert_eq!(
+            heidi.deletion_policy, "Orphan",
+            "it follows its project membership"
+        );
+        store.apply(&d, PRUNE).await.unwrap();
+        let mut gone = d.clone();
+        gone.project_memberships
+            .retain(|m| m.source_name != "billing-heidi");
+        gone.memberships.retain(|m| m.email != "heidi@acme.example");
+        let plan = store.apply(&gone, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Orphan), 2, "{plan:#?}");
+        assert_eq!(plan.count(Action::Delete), 0, "{plan:#?}");
+        let heidi = store.access("heidi@acme.example").await.unwrap().unwrap();
+        assert_eq!(
+            heidi.len(),
+            2,
+            "still at the root and in billing: {heidi:?}"
+        );
+        store.close().await;
+    }
+}
