@@ -575,3 +575,176 @@ fn project_memberships_follow_delegation_and_are_unique() {
         ]
     );
 }
+
+mod properties {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+    use suborg::api::*;
+    use suborg::domain::slug::normalize_email;
+    use suborg::domain::tree::check;
+    use suborg::store::{ApplyOptions, SqlStore, Store, desired_from};
+
+    use super::{base, now};
+    use crate::fixtures::*;
+
+    /// Where a random object lives and whom it belongs to: (namespace, kind, organization).
+    const OWNERS: [(&str, OrganizationKind, &str); 3] = [
+        ("platform", OrganizationKind::Organization, "acme"),
+        ("team-eng", OrganizationKind::SubOrganization, "eng"),
+        ("team-ops", OrganizationKind::SubOrganization, "ops"),
+    ];
+    const USERS: [&str; 5] = [
+        "alice@x.io",
+        "bob@x.io",
+        "carol@x.io",
+        "dave@x.io",
+        "erin@x.io",
+    ];
+    /// Groups and identities of the base set, by (kind, namespace, name), and one that is not.
+    const SUBJECTS: [(SubjectKind, &str, &str); 6] = [
+        (SubjectKind::Group, "platform", "admins"),
+        (SubjectKind::Group, "team-eng", "oncall"),
+        (SubjectKind::Group, "team-ops", "ops-team"),
+        (SubjectKind::MachineIdentity, "platform", "ci"),
+        (SubjectKind::MachineIdentity, "team-ops", "ops-bot"),
+        (SubjectKind::Group, "platform", "ghost"),
+    ];
+
+    type Pm = (usize, usize, Option<usize>, bool, usize);
+
+    fn projects_and_members()
+    -> impl Strategy<Value = (Vec<(usize, Vec<usize>)>, Vec<usize>, Vec<Pm>)> {
+        (
+            // Projects: owner, and which connections they use.
+            prop::collection::vec((0..3usize, prop::collection::vec(0..3usize, 0..3)), 1..5),
+            // Connections: owner of connection i.
+            prop::collection::vec(0..3usize, 3..4),
+            // Project memberships: namespace, project, subject (a user, or one of SUBJECTS),
+            // invite, which user.
+            prop::collection::vec(
+                (
+                    0..3usize,
+                    0..5usize,
+                    prop::option::of(0..6usize),
+                    any::<bool>(),
+                    0..5usize,
+                ),
+                0..16,
+            ),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Whatever the rules accept satisfies visibility, and the store (whose keys hold the
+        /// same rules) takes it without a constraint error.
+        #[test]
+        fn accepted_projects_satisfy_visibility_and_the_store_agrees(
+            (projects, connections, members) in projects_and_members()
+        ) {
+            let mut set = base();
+            set.connections = connections
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| {
+                    let (ns, kind, org) = OWNERS[o];
+                    connection(ns, &format!("conn-{i}"), kind, org)
+                })
+                .collect();
+            set.projects = projects
+                .iter()
+                .enumerate()
+                .map(|(i, (o, uses))| {
+                    let (ns, kind, org) = OWNERS[*o];
+                    let mut p = project(ns, &format!("p{i}"), kind, org);
+                    p.spec.app_connections = uses
+                        .iter()
+                        .map(|&c| LocalObjectRef {
+                            name: format!("conn-{c}"),
+                            namespace: Some(OWNERS[connections[c]].0.into()),
+                        })
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    p
+                })
+                .collect();
+            set.project_memberships = members
+                .iter()
+                .enumerate()
+                .map(|(i, &(other_ns, p, subject, invite, user))| {
+                    // Mostly in the project's own namespace; now and then in another one.
+                    let p = p % set.projects.len();
+                    let own = set.projects[p].metadata.namespace.clone().unwrap();
+                    let ns = if other_ns == 0 && user == 0 { "team-ops" } else { own.as_str() };
+                    let mut m = match subject {
+                        None => project_user(ns, &format!("pm{i}"), &format!("p{p}"), USERS[user]),
+                        Some(s) => {
+                            let (kind, sns, name) = SUBJECTS[s];
+                            project_subject(ns, &format!("pm{i}"), &format!("p{p}"), kind, name, Some(sns))
+                        }
+                    };
+                    m.spec.project_ref.namespace = Some(own.clone());
+                    if invite && subject.is_none() {
+                        m.spec.invite = Some(ProjectInvite { organization_role: "member".into() });
+                    }
+                    m
+                })
+                .collect();
+            let o = check(&set, now());
+
+            let accepted_projects: HashSet<String> = o.accepted.projects.iter().map(|&i| set.projects[i].metadata.name.clone().unwrap()).collect();
+            for &i in &o.accepted.projects {
+                let p = &set.projects[i];
+                for r in &p.spec.app_connections {
+                    let c = set.connections.iter().find(|c| c.metadata.name.as_deref() == Some(r.name.as_str())).unwrap();
+                    prop_assert_eq!(&c.spec.organization_ref, &p.spec.organization_ref, "a project uses its own organization's connections");
+                }
+            }
+            let root_members: HashSet<String> = ["alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io"].iter().map(|e| e.to_string()).collect();
+            let eng_members: HashSet<&str> = ["carol@x.io", "bob@x.io"].into();
+            let ops_members: HashSet<&str> = ["alice@x.io"].into();
+            for &i in &o.accepted.project_memberships {
+                let m = &set.project_memberships[i];
+                prop_assert!(accepted_projects.contains(&m.spec.project_ref.name));
+                let p = set.projects.iter().find(|p| p.metadata.name.as_deref() == Some(m.spec.project_ref.name.as_str())).unwrap();
+                let owner = &p.spec.organization_ref;
+                let s = &m.spec.subject;
+                match (s.kind, owner.kind) {
+                    (SubjectKind::User, OrganizationKind::Organization) => {
+                        let email = normalize_email(s.email.as_deref().unwrap());
+                        prop_assert!(root_members.contains(&email) || m.spec.invite.is_some());
+                    }
+                    (SubjectKind::User, _) => {
+                        prop_assert!(m.spec.invite.is_none(), "no invites in a sub-organization");
+                        let email = s.email.as_deref().unwrap();
+                        let members = if owner.name == "eng" { &eng_members } else { &ops_members };
+                        prop_assert!(members.contains(email), "{} not in {}", email, owner.name);
+                    }
+                    (kind, _) => {
+                        let (_, sns, name) = SUBJECTS.iter().find(|(k, sns, n)| *k == kind && Some(*n) == s.name.as_deref() && Some(*sns) == s.namespace.as_deref()).copied().unwrap();
+                        let own = OWNERS.iter().find(|(ns, _, _)| *ns == sns).unwrap();
+                        let own_org = own.2 == owner.name;
+                        // The root's admins group and ci identity are added to eng only.
+                        let added = owner.name == "eng" && sns == "platform" && (name == "admins" || name == "ci");
+                        prop_assert!(own_org || added, "{:?} {} is not visible in {}", kind, name, owner.name);
+                    }
+                }
+            }
+
+            let d = desired_from(&set, &o.accepted, now());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let dsn = format!("sqlite://{}", dir.path().join("p.db").display());
+            let applied = rt.block_on(async {
+                let store = SqlStore::open(&dsn).await.unwrap();
+                let r = store.apply(&d, ApplyOptions::default()).await;
+                store.close().await;
+                r
+            });
+            prop_assert!(applied.is_ok(), "the store refused what the rules accepted: {:?}", applied.err());
+        }
+    }
+}
