@@ -611,10 +611,13 @@ mod properties {
         (SubjectKind::Group, "platform", "ghost"),
     ];
 
+    /// A project membership: namespace choice, project, subject (a user, or one of
+    /// SUBJECTS), invite, which user.
     type Pm = (usize, usize, Option<usize>, bool, usize);
+    /// A project: its owner, and the connections it uses.
+    type P = (usize, Vec<usize>);
 
-    fn projects_and_members()
-    -> impl Strategy<Value = (Vec<(usize, Vec<usize>)>, Vec<usize>, Vec<Pm>)> {
+    fn projects_and_members() -> impl Strategy<Value = (Vec<P>, Vec<usize>, Vec<Pm>)> {
         (
             // Projects: owner, and which connections they use.
             prop::collection::vec((0..3usize, prop::collection::vec(0..3usize, 0..3)), 1..5),
