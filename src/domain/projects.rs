@@ -379,26 +379,11 @@ fn check_project_memberships<'a>(
                     Some(Presence::Accepted) => false,
                     Some(_) => true,
                     None if m.spec.invite.is_some() => {
-                        if !target.allowed_domains.is_empty() {
-                            let domain =
-                                subject.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-                            if !target
-                                .allowed_domains
-                                .iter()
-                                .any(|d| d.eq_ignore_ascii_case(domain))
-                            {
-                                errors.push(Problem::error(
-                                    Reason::EmailDomainNotAllowed,
-                                    &key,
-                                    "spec.subject.email",
-                                    format!(
-                                        "{subject:?} cannot be invited: it is not in a domain Organization {:?} allows (spec.authentication.allowedEmailDomains: {})",
-                                        target.root,
-                                        target.allowed_domains.join(", ")
-                                    ),
-                                ));
-                            }
-                        }
+                        errors.extend(target.refuses_email(
+                            &subject,
+                            &key,
+                            "cannot be invited: it ",
+                        ));
                         false
                     }
                     None => {

@@ -458,6 +458,39 @@ pub(super) struct Target<'a> {
     pub(super) admins: &'a [String],
 }
 
+impl Target<'_> {
+    /// The problem with `email` joining this organization's root, if its domain is not one
+    /// the root allows. `what` prefixes the message (`"cannot be invited: "`).
+    pub(super) fn refuses_email(
+        &self,
+        email: &str,
+        key: &ObjectKey,
+        what: &str,
+    ) -> Option<Problem> {
+        if self.allowed_domains.is_empty() {
+            return None;
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if self
+            .allowed_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return None;
+        }
+        Some(Problem::error(
+            Reason::EmailDomainNotAllowed,
+            key,
+            "spec.subject.email",
+            format!(
+                "{email:?} {what}is not in a domain Organization {:?} allows (spec.authentication.allowedEmailDomains: {})",
+                self.root,
+                self.allowed_domains.join(", ")
+            ),
+        ))
+    }
+}
+
 /// Whether the object `key` may live in its namespace, given its target's delegation.
 pub(super) enum Admission {
     Admitted,
@@ -585,25 +618,7 @@ fn check_memberships<'a>(
         let (subject_kind, subject) = subject_id(m);
         match (subject_kind, target.kind) {
             (SubjectKind::User, OrganizationKind::Organization) => {
-                if !target.allowed_domains.is_empty() {
-                    let domain = subject.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-                    if !target
-                        .allowed_domains
-                        .iter()
-                        .any(|d| d.eq_ignore_ascii_case(domain))
-                    {
-                        errors.push(Problem::error(
-                            Reason::EmailDomainNotAllowed,
-                            &key,
-                            "spec.subject.email",
-                            format!(
-                                "{subject:?} is not in a domain Organization {:?} allows (spec.authentication.allowedEmailDomains: {})",
-                                target.root,
-                                target.allowed_domains.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                errors.extend(target.refuses_email(&subject, &key, ""));
             }
             (SubjectKind::User, OrganizationKind::SubOrganization) => {
                 // The sub-organization names them as an admin: a no-access membership there
