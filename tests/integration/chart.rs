@@ -277,11 +277,16 @@ fn rbac_grants_exactly_what_the_controller_uses() {
         "orgmemberships",
         "groups",
         "machineidentities",
+        "appconnections",
+        "relays",
+        "gateways",
+        "projects",
+        "projectmemberships",
     ];
     let sub = |s: &str| kinds.map(|k| format!("{k}/{s}"));
     let status = sub("status");
     let finalizers = sub("finalizers");
-    fn as_refs(v: &[String; 5]) -> Vec<&str> {
+    fn as_refs(v: &[String; 10]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
     // Every kind the controller serves, and no other.
