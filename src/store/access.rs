@@ -1,7 +1,10 @@
 //! Answers about projects and reach: the projects of one organization, and everything one user
-//! can reach and through what. Each is a handful of indexed queries whatever the store's size:
-//! a user's rows are found through indexes on `user_id`, and nested groups by one recursive
-//! query from the groups that list the user.
+//! can reach and through what. Each is a handful of index lookups whatever the store's size: a
+//! user's memberships through the (root, user) key of each root, their groups through the
+//! (organization, user) key of each organization they are in, nested groups by one recursive
+//! query, and their project memberships through indexes of that table. No index was added to
+//! the tables bulk applies write most (memberships, group members): each would cost every
+//! apply for a lookup the existing keys already serve.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -93,6 +96,15 @@ pub(super) async fn projects(
         .collect())
 }
 
+/// A subquery listing the strings of the JSON array bound as parameter `n`: the ids a lookup
+/// already found go back in as one parameter, whatever their number.
+fn json_list(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+        Backend::Postgres => format!("(SELECT jsonb_array_elements_text(CAST(${n} AS jsonb)))"),
+    }
+}
+
 /// The roles of a row that are in effect at `now`; `None` when none grants access (all
 /// pending, or `no-access`).
 fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
@@ -123,8 +135,9 @@ pub(super) async fn access(
     // statements stay prepared on it.
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query(&format!(
-        "SELECT u.id, {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid \
+        "SELECT u.id, {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid, m.organization_id \
          FROM users u LEFT JOIN memberships m ON m.user_id = u.id \
+           AND m.root_id IN (SELECT id FROM organizations WHERE depth = 0) \
          LEFT JOIN organizations o ON o.id = m.organization_id \
          LEFT JOIN organizations p ON p.id = o.parent_id WHERE u.email = $1"
     ))
@@ -161,10 +174,19 @@ pub(super) async fn access(
 
     // Every group that contains the user, directly (no `child`) or through a nested group
     // (`child`, the group it contains on the way).
-    let reach = "WITH RECURSIVE reach(id, child) AS ( \
-           SELECT group_id, CAST(NULL AS TEXT) FROM group_members WHERE user_id = $1 \
+    let orgs: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.get::<Option<String>, _>(6))
+        .collect();
+    let orgs = serde_json::to_string(&orgs).expect("strings serialize");
+    let reach = format!(
+        "WITH RECURSIVE reach(id, child) AS ( \
+           SELECT group_id, CAST(NULL AS TEXT) FROM group_members \
+             WHERE organization_id IN {} AND user_id = $1 \
            UNION SELECT gm.group_id, gm.member_group_id FROM group_members gm \
-             JOIN reach r ON gm.member_group_id = r.id)";
+             JOIN reach r ON gm.member_group_id = r.id)",
+        json_list(backend, 2)
+    );
     let mut names: HashMap<String, String> = HashMap::new();
     let mut direct: Vec<String> = Vec::new();
     let mut inside: HashMap<String, Vec<String>> = HashMap::new();
@@ -172,6 +194,7 @@ pub(super) async fn access(
         "{reach} SELECT r.id, r.child, g.name FROM reach r JOIN groups g ON g.id = r.id"
     ))
     .bind(&user_id)
+    .bind(orgs)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -214,10 +237,7 @@ pub(super) async fn access(
     // joins over whole tables).
     let ids: Vec<&String> = chain.keys().collect();
     let ids = serde_json::to_string(&ids).expect("strings serialize");
-    let groups = match backend {
-        Backend::Sqlite => "(SELECT value FROM json_each($2))",
-        Backend::Postgres => "(SELECT jsonb_array_elements_text(CAST($2 AS jsonb)))",
-    };
+    let groups = json_list(backend, 2);
     let projects = "SELECT {ORG_PATH}, pr.slug, pm.roles, pm.created_at, pm.source_name, pm.user_id, \
            COALESCE(pm.group_id, pm.shared_group_id) \
          FROM project_memberships pm JOIN projects pr ON pr.id = pm.project_id \

@@ -128,7 +128,3 @@ CREATE INDEX project_memberships_shared_group ON project_memberships (shared_gro
 CREATE INDEX project_memberships_identity ON project_memberships (identity_id);
 CREATE INDEX project_memberships_shared_identity ON project_memberships (shared_identity_id);
 CREATE INDEX project_memberships_org_user ON project_memberships (organization_id, user_id);
-
--- "Where can this user go": a user's memberships and direct group memberships by user.
-CREATE INDEX memberships_user ON memberships (user_id);
-CREATE INDEX group_members_user_only ON group_members (user_id);
