@@ -772,6 +772,77 @@ async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
         .expect("the reconcile succeeds");
 }
 
+/// The new kinds go through the same reconciler: each status lands on its own namespaced
+/// status subresource, with the project's figures.
+#[tokio::test]
+async fn project_kinds_write_their_own_status_subresources() {
+    let w = with_projects();
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let api = object(&w.caches.projects, "api");
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(api.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-eng/projects/api/status?"),
+        "{uri}"
+    );
+    assert_eq!(body["kind"], "Project");
+    assert_eq!(body["status"]["conditions"][0]["status"], "True");
+    assert_eq!(body["status"]["slug"], "api");
+    assert_eq!(body["status"]["members"], 1);
+    let status: ProjectStatus = serde_json::from_value(body["status"].clone()).unwrap();
+    let mut written = api.clone();
+    written.status = Some(status);
+    reply(send, &written);
+    task.await.unwrap().expect("the reconcile succeeds");
+
+    let m = object(&w.caches.project_memberships, "alice-api");
+    let body = status_round_trip(m, &ctx, &mut handle).await;
+    assert_eq!(body["status"]["activeRoles"][0], "member");
+    let c = object(&w.caches.connections, "github");
+    let body = status_round_trip(c, &ctx, &mut handle).await;
+    assert!(
+        !body.to_string().contains("credentials"),
+        "no credential reference in status: {body}"
+    );
+}
+
+/// Reconciles `o` against the mock API server: its one request must be the status patch on
+/// its own namespaced subresource, which the server accepts. Returns the patch.
+async fn status_round_trip<K: Kind>(
+    o: K,
+    ctx: &Arc<Context>,
+    handle: &mut ApiHandle,
+) -> serde_json::Value {
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(o.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(handle).await;
+    assert_eq!(method, "PATCH");
+    let path = format!(
+        "/apis/suborg.io/v1alpha1/namespaces/{}/{}/{}/status?",
+        o.namespace().unwrap(),
+        K::plural(&()),
+        o.name_any()
+    );
+    assert!(uri.starts_with(&path), "{uri}");
+    assert_eq!(body["kind"], K::KIND);
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"], "Synced",
+        "{body}"
+    );
+    let mut written = serde_json::to_value(&o).unwrap();
+    written["status"] = body["status"].clone();
+    reply(send, &written);
+    task.await.unwrap().expect("the reconcile succeeds");
+    body
+}
+
 #[tokio::test]
 async fn a_broken_rule_is_a_condition_not_an_error() {
     let stray = stored(suborg("ops", "missing", &["alice@acme.example"]), "uid-ops");
