@@ -148,11 +148,11 @@ fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
     })
 }
 
-/// Writes the problems of a report as `FILE: Kind/name: field: message`.
+/// Writes the problems of a report as `FILE: Kind/[namespace/]name: field: message`.
 pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
     for f in &report.problems {
         let p = &f.problem;
-        let object = p.object.as_ref().map(|o| format!("{}/{}", o.kind, o.name));
+        let object = p.object.as_ref().map(ToString::to_string);
         let field = if p.field.is_empty() {
             "-"
         } else {
