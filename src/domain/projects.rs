@@ -54,6 +54,18 @@ enum Found {
     Problem(Problem),
 }
 
+/// Whether a reference is fine; its problem, if any, is reported.
+fn settle(found: Found, out: &mut Outcome) -> bool {
+    match found {
+        Found::Same => true,
+        Found::Quiet => false,
+        Found::Problem(p) => {
+            out.problems.push(p);
+            false
+        }
+    }
+}
+
 /// Resolves `r` (a reference from `key`, owned by `owner`, at `field`) among `checked`.
 #[allow(clippy::too_many_arguments)]
 fn reference(
@@ -136,7 +148,7 @@ fn check_resources<'a, K: OrgResource>(
             ok = false;
         }
         if ok && let (Some(relays), Some(r)) = (relays, o.relay_ref()) {
-            match reference(
+            let found = reference(
                 set,
                 relays,
                 "Relay",
@@ -145,14 +157,8 @@ fn check_resources<'a, K: OrgResource>(
                 o.organization_ref(),
                 &key,
                 "spec.relayRef",
-            ) {
-                Found::Same => {}
-                Found::Quiet => ok = false,
-                Found::Problem(p) => {
-                    out.problems.push(p);
-                    ok = false;
-                }
-            }
+            );
+            ok = settle(found, out);
         }
         if ok {
             accepted.push(i);
@@ -263,41 +269,37 @@ fn check_projects<'a>(
                 ok = false;
                 continue;
             }
-            match reference(
-                set,
-                connections,
-                "AppConnection",
-                r,
-                ns,
-                owner,
-                &key,
-                &field,
+            if !settle(
+                reference(
+                    set,
+                    connections,
+                    "AppConnection",
+                    r,
+                    ns,
+                    owner,
+                    &key,
+                    &field,
+                ),
+                out,
             ) {
-                Found::Same => {}
-                Found::Quiet => ok = false,
-                Found::Problem(problem) => {
-                    out.problems.push(problem);
-                    ok = false;
-                }
+                ok = false;
             }
         }
         if let Some(r) = &p.spec.gateway_ref {
-            match reference(
-                set,
-                gateways,
-                "Gateway",
-                r,
-                ns,
-                owner,
-                &key,
-                "spec.gatewayRef",
+            if !settle(
+                reference(
+                    set,
+                    gateways,
+                    "Gateway",
+                    r,
+                    ns,
+                    owner,
+                    &key,
+                    "spec.gatewayRef",
+                ),
+                out,
             ) {
-                Found::Same => {}
-                Found::Quiet => ok = false,
-                Found::Problem(problem) => {
-                    out.problems.push(problem);
-                    ok = false;
-                }
+                ok = false;
             }
         }
         if ok {
