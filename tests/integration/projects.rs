@@ -741,13 +741,44 @@ mod properties {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let dir = tempfile::tempdir().unwrap();
             let dsn = format!("sqlite://{}", dir.path().join("p.db").display());
-            let applied = rt.block_on(async {
+            let (applied, access) = rt.block_on(async {
                 let store = SqlStore::open(&dsn).await.unwrap();
                 let r = store.apply(&d, ApplyOptions::default()).await;
+                let mut access = Vec::new();
+                for u in USERS {
+                    access.push((u, store.access(u).await.unwrap().unwrap_or_default()));
+                }
                 store.close().await;
-                r
+                (r, access)
             });
             prop_assert!(applied.is_ok(), "the store refused what the rules accepted: {:?}", applied.err());
+
+            // The store's answer agrees: every accepted user project membership is a route,
+            // and every project route is to an accepted project of the right organization.
+            let path = |p: &Project| match p.spec.organization_ref.kind {
+                OrganizationKind::Organization => p.spec.organization_ref.name.clone(),
+                OrganizationKind::SubOrganization => format!("acme/{}", p.spec.organization_ref.name),
+            };
+            for &i in &o.accepted.project_memberships {
+                let m = &set.project_memberships[i];
+                let Some(email) = m.spec.subject.email.as_deref() else { continue };
+                let p = set.projects.iter().find(|p| p.metadata.name.as_deref() == Some(m.spec.project_ref.name.as_str())).unwrap();
+                let routes = &access.iter().find(|(u, _)| *u == email).unwrap().1;
+                let via = format!("project membership {}", m.metadata.name.as_deref().unwrap());
+                prop_assert!(
+                    routes.iter().any(|e| e.project.as_deref() == Some(m.spec.project_ref.name.as_str()) && e.organization == path(p) && e.via == via),
+                    "{} has no route through {}: {:?}", email, via, routes
+                );
+            }
+            for (_, routes) in &access {
+                for e in routes {
+                    if let Some(slug) = &e.project {
+                        prop_assert!(accepted_projects.contains(slug), "a route to an unaccepted project: {:?}", e);
+                        let p = set.projects.iter().find(|p| p.metadata.name.as_deref() == Some(slug.as_str())).unwrap();
+                        prop_assert_eq!(&e.organization, &path(p));
+                    }
+                }
+            }
         }
     }
 }
