@@ -88,6 +88,9 @@ pub enum GetWhat {
     Identities,
     /// The projects of `--org` (its own: a root's list leaves out its sub-organizations').
     Projects,
+    /// The app connections, gateways and relays of `--org` (never inherited), with the Secret
+    /// each names.
+    Connections,
     /// Every organization and project `--user` can reach, and through what.
     Access,
 }
@@ -318,6 +321,30 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
             }
             format => write_structured(&mut out, format, &projects)?,
         },
+        Ok(Shown::Resources(resources)) => match args.output {
+            GetOutput::Table => {
+                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                let rows: Vec<Vec<String>> = resources
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.kind.clone(),
+                            r.name.clone(),
+                            r.display_name.clone(),
+                            dash(&r.app),
+                            dash(&r.relay),
+                            dash(&r.credentials_secret),
+                        ]
+                    })
+                    .collect();
+                write_table(
+                    &mut out,
+                    &["KIND", "NAME", "DISPLAY NAME", "APP", "RELAY", "SECRET"],
+                    &rows,
+                )?;
+            }
+            format => write_structured(&mut out, format, &resources)?,
+        },
         Ok(Shown::Access(entries)) => match args.output {
             GetOutput::Table => {
                 let rows: Vec<Vec<String>> = entries
@@ -354,6 +381,7 @@ enum Shown {
     Effective(Vec<crate::store::EffectiveMember>),
     Owned(Vec<crate::store::OwnedInfo>),
     Projects(Vec<crate::store::ProjectInfo>),
+    Resources(Vec<crate::store::ResourceInfo>),
     Access(Vec<crate::store::AccessEntry>),
 }
 
@@ -444,15 +472,24 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
                     .collect(),
             ))
         }
-        GetWhat::Projects => {
+        GetWhat::Projects | GetWhat::Connections => {
             let Some(wanted) = &args.org else {
-                return Err(StoreError::Conflict(
-                    "get projects needs --org ROOT or --org ROOT/SUB".into(),
-                ));
+                return Err(StoreError::Conflict(format!(
+                    "get {} needs --org ROOT or --org ROOT/SUB",
+                    if args.what == GetWhat::Projects {
+                        "projects"
+                    } else {
+                        "connections"
+                    }
+                )));
             };
             let orgs = store.organizations().await?;
             let id = resolve(&orgs, wanted)?;
-            Ok(Shown::Projects(store.projects(&id).await?))
+            if args.what == GetWhat::Projects {
+                Ok(Shown::Projects(store.projects(&id).await?))
+            } else {
+                Ok(Shown::Resources(store.resources(&id).await?))
+            }
         }
         GetWhat::Access => {
             let Some(email) = &args.user else {

@@ -34,6 +34,30 @@ pub struct ProjectInfo {
     pub members: i64,
 }
 
+/// An app connection, gateway or relay as [`super::Store::resources`] lists it: its
+/// configuration and the Secret it names, never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceInfo {
+    /// `AppConnection`, `Gateway` or `Relay`.
+    pub kind: String,
+    /// `namespace/name` of the Kubernetes object.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// The app of a connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// A gateway's relay, `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// The Secret holding the credentials, `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Non-secret settings.
+    pub config: serde_json::Value,
+}
+
 /// One place a user can reach, and how.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,6 +127,47 @@ fn json_list(backend: Backend, n: usize) -> String {
         Backend::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
         Backend::Postgres => format!("(SELECT jsonb_array_elements_text(CAST(${n} AS jsonb)))"),
     }
+}
+
+/// The app connections, gateways and relays of one organization (its own: they are never
+/// inherited).
+pub(super) async fn resources(
+    pool: &AnyPool,
+    org_id: &str,
+) -> Result<Vec<ResourceInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT r.kind, r.name, r.display_name, r.app, relay.name, r.credentials, r.config \
+         FROM org_resources r LEFT JOIN org_resources relay ON relay.id = r.relay_id \
+         WHERE r.organization_id = $1 ORDER BY r.kind, r.name",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let secret = r
+                .get::<Option<String>, _>(5)
+                .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+                .map(|c| {
+                    format!(
+                        "{}/{}",
+                        c["namespace"].as_str().unwrap_or_default(),
+                        c["name"].as_str().unwrap_or_default()
+                    )
+                });
+            ResourceInfo {
+                kind: r.get(0),
+                name: r.get(1),
+                display_name: r.get(2),
+                app: r.get(3),
+                relay: r.get(4),
+                credentials_secret: secret,
+                config: serde_json::from_str(&r.get::<String, _>(6))
+                    .unwrap_or(serde_json::Value::Null),
+            }
+        })
+        .collect())
 }
 
 /// The roles of a row that are in effect at `now`; `None` when none grants access (all

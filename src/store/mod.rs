@@ -18,7 +18,7 @@ mod owned;
 mod plan;
 mod projects;
 
-pub use access::{AccessEntry, ProjectInfo};
+pub use access::{AccessEntry, ProjectInfo, ResourceInfo};
 pub use desired::{
     Desired, DesiredGroup, DesiredGroupMember, DesiredMembership, DesiredOrg, DesiredOwned,
     DesiredProject, DesiredProjectMembership, DesiredResource, DesiredSubjectMembership,
@@ -257,6 +257,11 @@ pub trait Store {
         &self,
         org_id: &str,
     ) -> impl Future<Output = Result<Vec<ProjectInfo>, StoreError>> + Send;
+    /// The app connections, gateways and relays of one organization: its own only.
+    fn resources(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Vec<ResourceInfo>, StoreError>> + Send;
     /// Every organization and project the user `email` can reach now, and through what;
     /// `None` when the store has no such user.
     fn access(
@@ -509,6 +514,12 @@ impl Store for SqlStore {
 
     async fn projects(&self, org_id: &str) -> Result<Vec<ProjectInfo>, StoreError> {
         access::projects(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn resources(&self, org_id: &str) -> Result<Vec<ResourceInfo>, StoreError> {
+        access::resources(&self.pool, org_id)
             .await
             .map_err(self.query_error())
     }

@@ -452,6 +452,49 @@ fn projects_and_access_follow_visibility() {
     let out = suborg(&["get", "projects", "--store", &store], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("get projects needs --org"));
+
+    // Connections are per organization: engineering sees its own, not the root's.
+    let names = |org: &str| -> Vec<String> {
+        let out = suborg(
+            &[
+                "get",
+                "connections",
+                "--org",
+                org,
+                "--store",
+                &store,
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["kind"].as_str().unwrap(),
+                    r["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        names("acme"),
+        [
+            "AppConnection platform/aws-shared",
+            "Gateway platform/datacenter",
+            "Relay platform/eu-relay"
+        ]
+    );
+    assert_eq!(
+        names("acme/engineering"),
+        ["AppConnection team-engineering/github"]
+    );
+    assert!(names("acme/marketing").is_empty());
 }
 
 #[test]
