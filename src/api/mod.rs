@@ -27,6 +27,20 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` of every suborg object.
 pub const API_VERSION: &str = "suborg.io/v1alpha1";
 
+/// The kinds of `suborg.io` this version serves.
+pub const KINDS: [&str; 10] = [
+    "Organization",
+    "SubOrganization",
+    "OrgMembership",
+    "Group",
+    "MachineIdentity",
+    "AppConnection",
+    "Gateway",
+    "Relay",
+    "Project",
+    "ProjectMembership",
+];
+
 /// Every CustomResourceDefinition suborg installs, in the order they should be applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![

@@ -141,7 +141,6 @@ fn sort_stable<K: Resource>(v: &mut [K]) {
     });
 }
 
-/// Splits guarded objects into the valid ones and the keys of those that could not be read.
 /// The key of an object of `kind` with metadata `meta`, as [`tree`]'s key functions make it.
 fn key_of(
     kind: &str,
@@ -637,18 +636,11 @@ impl Syncer {
             count("ProjectMembership", tree::namespaced_key(o), o.uid());
         }
         for key in &set.rejected {
-            let kind = match key.kind.as_str() {
-                "Organization" => "Organization",
-                "SubOrganization" => "SubOrganization",
-                "Group" => "Group",
-                "MachineIdentity" => "MachineIdentity",
-                "AppConnection" => "AppConnection",
-                "Gateway" => "Gateway",
-                "Relay" => "Relay",
-                "Project" => "Project",
-                "ProjectMembership" => "ProjectMembership",
-                _ => "OrgMembership",
-            };
+            // The metric's label is one of the fixed kind names, never the key's own string.
+            let kind = crate::api::KINDS
+                .into_iter()
+                .find(|k| *k == key.kind)
+                .unwrap_or("OrgMembership");
             *counts.entry((kind, "False")).or_default() += 1;
         }
         self.metrics().set_objects(counts);

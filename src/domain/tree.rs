@@ -99,29 +99,17 @@ pub fn sub_organization_key(o: &SubOrganization) -> ObjectKey {
 
 /// Key of an OrgMembership object.
 pub fn membership_key(m: &OrgMembership) -> ObjectKey {
-    ObjectKey::namespaced(
-        "OrgMembership",
-        m.metadata.namespace.as_deref().unwrap_or_default(),
-        &m.name_any(),
-    )
+    namespaced_key(m)
 }
 
 /// Key of a Group object.
 pub fn group_key(g: &Group) -> ObjectKey {
-    ObjectKey::namespaced(
-        "Group",
-        g.metadata.namespace.as_deref().unwrap_or_default(),
-        &g.name_any(),
-    )
+    namespaced_key(g)
 }
 
 /// Key of a MachineIdentity object.
 pub fn identity_key(i: &MachineIdentity) -> ObjectKey {
-    ObjectKey::namespaced(
-        "MachineIdentity",
-        i.metadata.namespace.as_deref().unwrap_or_default(),
-        &i.name_any(),
-    )
+    namespaced_key(i)
 }
 
 /// Key of any namespaced object of a suborg kind.

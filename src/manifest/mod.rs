@@ -128,20 +128,6 @@ fn schemas() -> &'static Schemas {
     })
 }
 
-/// The kinds of `suborg.io` this version serves.
-const KINDS: [&str; 10] = [
-    "Organization",
-    "SubOrganization",
-    "OrgMembership",
-    "Group",
-    "MachineIdentity",
-    "AppConnection",
-    "Gateway",
-    "Relay",
-    "Project",
-    "ProjectMembership",
-];
-
 impl Loader {
     /// A loader that puts namespaced objects without `metadata.namespace` into
     /// `default_namespace`, as `kubectl apply` does with the context's namespace.
@@ -484,7 +470,7 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
         .and_then(Value::as_str)
         .unwrap_or("-");
     let unnamed = ObjectKey::cluster(kind, name);
-    if !KINDS.contains(&kind) {
+    if !api::KINDS.contains(&kind) {
         out.push(Item::Problem {
             counted: false,
             problem: Problem::error(
@@ -493,7 +479,7 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
                 "kind",
                 format!(
                     "suborg.io has no kind {kind:?}: the kinds are {}",
-                    KINDS.join(", ")
+                    api::KINDS.join(", ")
                 ),
             ),
         });

@@ -76,6 +76,12 @@ fn crds_carry_names_categories_and_printer_columns() {
             names.kind
         );
     }
+    // The kinds the manifest reader and the metrics know are the kinds served.
+    let mut served: Vec<String> = api::crds().into_iter().map(|c| c.spec.names.kind).collect();
+    let mut known: Vec<String> = api::KINDS.iter().map(|k| k.to_string()).collect();
+    served.sort();
+    known.sort();
+    assert_eq!(served, known);
     let scopes: Vec<(String, String)> = api::crds()
         .into_iter()
         .map(|c| (c.spec.names.kind, c.spec.scope))
