@@ -221,6 +221,16 @@ fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
     }
 }
 
+/// `namespace/name` of an object, as the store names groups, identities, projects and
+/// connections.
+fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
 fn policy(p: DeletionPolicy) -> &'static str {
     match p {
         DeletionPolicy::Delete => "Delete",
@@ -351,13 +361,6 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
     let org_key = |r: &crate::api::OrganizationRef| match r.kind {
         OrganizationKind::Organization => roots.get(r.name.as_str()).cloned(),
         OrganizationKind::SubOrganization => subs.get(r.name.as_str()).cloned(),
-    };
-    let ns_name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        )
     };
     let mut group_keys: HashMap<String, String> = HashMap::new();
     for &i in &accepted.groups {
@@ -574,7 +577,7 @@ fn add_projects(
                 continue;
             };
             let ns = o.meta().namespace.as_deref().unwrap_or_default();
-            let name = format!("{ns}/{}", o.name_any());
+            let name = ns_name(o.meta());
             keys.insert(name.clone(), source_key(o));
             out.push(DesiredResource {
                 source_uid: source_key(o),
@@ -627,7 +630,7 @@ fn add_projects(
             continue;
         };
         let ns = p.metadata.namespace.as_deref().unwrap_or_default();
-        let name = format!("{ns}/{}", p.name_any());
+        let name = ns_name(&p.metadata);
         let slug = effective_slug(&p.name_any(), p.spec.slug.as_deref()).to_owned();
         let mut uses: Vec<String> = p
             .spec
@@ -662,24 +665,24 @@ fn add_projects(
         });
     }
 
-    // Groups and identities by `namespace/name`: (source uid, owner's source uid).
-    let mut owned: HashMap<(SubjectKind, String), (String, Option<String>)> = HashMap::new();
-    for &i in &accepted.groups {
-        let g = &set.groups[i];
-        let name = format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any());
-        owned.insert(
-            (SubjectKind::Group, name),
-            (source_key(g), org_key(&g.spec.organization_ref)),
-        );
-    }
-    for &i in &accepted.identities {
-        let m = &set.identities[i];
-        let name = format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any());
-        owned.insert(
-            (SubjectKind::MachineIdentity, name),
-            (source_key(m), org_key(&m.spec.organization_ref)),
-        );
-    }
+    // Groups and identities by `namespace/name`: (source uid, owner's source uid), as the
+    // desired state already holds them.
+    let owned: HashMap<(SubjectKind, String), (String, String)> = d
+        .groups
+        .iter()
+        .map(|g| (SubjectKind::Group, &g.group))
+        .chain(
+            d.identities
+                .iter()
+                .map(|i| (SubjectKind::MachineIdentity, i)),
+        )
+        .map(|(kind, o)| {
+            (
+                (kind, o.name.clone()),
+                (o.source_uid.clone(), o.organization.clone()),
+            )
+        })
+        .collect();
     let mut invited: HashMap<(String, String), usize> = HashMap::new();
     for &i in &accepted.project_memberships {
         let m = &set.project_memberships[i];
@@ -731,7 +734,7 @@ fn add_projects(
                 } else {
                     "MachineIdentity"
                 };
-                if owner.as_deref() == Some(organization.as_str()) {
+                if *owner == organization {
                     (ProjectSubject::Own(kind, uid.clone()), name)
                 } else {
                     (ProjectSubject::Shared(kind, uid.clone()), name)
