@@ -77,18 +77,7 @@ impl<'a> Owned<'a> {
         target: &Target<'_>,
         key: &ObjectKey,
     ) -> Problem {
-        let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
-        let owner = match kind {
-            SubjectKind::Group => self
-                .groups
-                .get(&(ns, name))
-                .map(|(_, g)| &g.spec.organization_ref),
-            _ => self
-                .identities
-                .get(&(ns, name))
-                .map(|(_, i)| &i.spec.organization_ref),
-        };
-        match owner {
+        match self.find(kind, subject).map(|(_, owner)| owner) {
             Some(o) if o.kind == OrganizationKind::SubOrganization => Problem::error(
                 Reason::SubjectNotVisible,
                 key,
@@ -123,18 +112,8 @@ impl<'a> Owned<'a> {
         key: &ObjectKey,
     ) -> Visibility {
         let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
-        let found = match kind {
-            SubjectKind::Group => self
-                .groups
-                .get(&(ns, name))
-                .map(|(p, g)| (*p, &g.spec.organization_ref)),
-            _ => self
-                .identities
-                .get(&(ns, name))
-                .map(|(p, i)| (*p, &i.spec.organization_ref)),
-        };
         let what = kind.as_str();
-        let owner = match found {
+        let owner = match self.find(kind, subject) {
             Some((Presence::Accepted, owner)) => owner,
             Some(_) => return Visibility::Quiet,
             None if self
