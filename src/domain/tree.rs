@@ -441,7 +441,7 @@ pub(super) struct Target<'a> {
     /// Name of the root organization (itself, for a root).
     pub(super) root: &'a str,
     pub(super) policy: Option<&'a MemberNamespaces>,
-    pub(super) allowed_domains: &'a [String],
+    allowed_domains: &'a [String],
     /// The admins a sub-organization names (none for a root).
     pub(super) admins: &'a [String],
 }

@@ -469,22 +469,22 @@ impl Store for SqlStore {
         for r in rows {
             index.groups.insert(r.get(0), (r.get(1), r.get(2)));
         }
+        // Identities and connections, gateways, relays: rows with nothing but an id to report.
         let rows = sqlx::query(
-            "SELECT source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL",
+            "SELECT 'identity', source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL \
+             UNION ALL \
+             SELECT 'resource', source_uid, id FROM org_resources WHERE source_uid IS NOT NULL",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(self.query_error())?;
         for r in rows {
-            index.identities.insert(r.get(0), r.get(1));
-        }
-        let rows =
-            sqlx::query("SELECT source_uid, id FROM org_resources WHERE source_uid IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.query_error())?;
-        for r in rows {
-            index.resources.insert(r.get(0), r.get(1));
+            let map = if r.get::<String, _>(0) == "identity" {
+                &mut index.identities
+            } else {
+                &mut index.resources
+            };
+            map.insert(r.get(1), r.get(2));
         }
         let rows = sqlx::query(
             "SELECT p.source_uid, p.id, p.slug, (SELECT COUNT(*) FROM project_memberships m WHERE m.project_id = p.id) \
