@@ -741,10 +741,7 @@ pub(crate) async fn compute(
         &existing_projects,
         desired,
         &orgs_view,
-        &projects::OwnedIds {
-            groups: &kept_owned.group_ids,
-            identities: &kept_owned.identity_ids,
-        },
+        &kept_owned,
         options,
         &mut plan.changes,
     )?;

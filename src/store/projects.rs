@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 use super::desired::{
     Desired, DesiredProject, DesiredProjectMembership, DesiredResource, ProjectSubject,
 };
-use super::owned::{Orgs, Table, removal};
+use super::owned::{self, Orgs, Table, removal};
 use super::plan::{Change, Op, PlanError, Sourced, by_source, new_id, row_for, sourced};
 use super::{ApplyOptions, Backend};
 
@@ -73,13 +73,14 @@ const SUBJECT_COLUMNS: [&str; 5] = [
     "shared_identity_id",
 ];
 
-fn subject_column(s: &ProjectSubject) -> (&'static str, &str) {
+/// The column of `project_memberships` that holds `s`.
+fn subject_column(s: &ProjectSubject) -> &'static str {
     match s {
-        ProjectSubject::User(email) => ("user_id", email),
-        ProjectSubject::Own("Group", uid) => ("group_id", uid),
-        ProjectSubject::Shared("Group", uid) => ("shared_group_id", uid),
-        ProjectSubject::Own(_, uid) => ("identity_id", uid),
-        ProjectSubject::Shared(_, uid) => ("shared_identity_id", uid),
+        ProjectSubject::User(_) => "user_id",
+        ProjectSubject::Own("Group", _) => "group_id",
+        ProjectSubject::Shared("Group", _) => "shared_group_id",
+        ProjectSubject::Own(..) => "identity_id",
+        ProjectSubject::Shared(..) => "shared_identity_id",
     }
 }
 
@@ -174,12 +175,6 @@ pub(super) async fn load(conn: &mut AnyConnection) -> Result<Existing, sqlx::Err
     })
 }
 
-/// Row ids of groups and identities by source, from the plan of `owned`.
-pub(super) struct OwnedIds<'a> {
-    pub(super) groups: &'a HashMap<String, String>,
-    pub(super) identities: &'a HashMap<String, String>,
-}
-
 /// Row ids the plan keeps; pruning removes the rest.
 pub(super) struct Kept {
     resources: HashSet<String>,
@@ -192,7 +187,7 @@ pub(super) fn compute(
     existing: &Existing,
     desired: &Desired,
     orgs: &Orgs<'_>,
-    owned: &OwnedIds<'_>,
+    owned: &owned::Kept,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<Kept, PlanError> {
@@ -409,7 +404,7 @@ fn plan_members(
     desired: &[DesiredProjectMembership],
     projects: &[DesiredProject],
     project_ids: &HashMap<String, String>,
-    owned: &OwnedIds<'_>,
+    owned: &owned::Kept,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<HashSet<String>, PlanError> {
@@ -448,18 +443,18 @@ fn plan_members(
             .get(&m.project)
             .cloned()
             .ok_or_else(|| missing("project"))?;
-        let (column, value) = subject_column(&m.subject);
+        let column = subject_column(&m.subject);
         // Users are keyed by email (their row id may not exist yet); groups and identities by
         // row id.
         let value = match &m.subject {
-            ProjectSubject::User(_) => value.to_owned(),
+            ProjectSubject::User(email) => email.clone(),
             ProjectSubject::Own("Group", uid) | ProjectSubject::Shared("Group", uid) => owned
-                .groups
+                .group_ids
                 .get(uid)
                 .cloned()
                 .ok_or_else(|| missing("group"))?,
             ProjectSubject::Own(_, uid) | ProjectSubject::Shared(_, uid) => owned
-                .identities
+                .identity_ids
                 .get(uid)
                 .cloned()
                 .ok_or_else(|| missing("machine identity"))?,
