@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use sqlx::{AnyPool, Row};
 
 use super::Backend;
+use super::desired::{ADMIN_SOURCE, INVITE_SOURCE};
 use crate::api::RoleBinding;
 use crate::domain::temporary;
 
@@ -217,8 +218,8 @@ pub(super) async fn access(
     let via_membership = |source: Option<String>, uid: Option<String>| {
         let name = source.unwrap_or_else(|| "-".into());
         match uid {
-            Some(u) if u.contains("#invite:") => format!("invite (ProjectMembership {name})"),
-            Some(u) if u.contains("#admin:") => format!("admin of SubOrganization {name}"),
+            Some(u) if u.contains(INVITE_SOURCE) => format!("invite (ProjectMembership {name})"),
+            Some(u) if u.contains(ADMIN_SOURCE) => format!("admin of SubOrganization {name}"),
             Some(_) => format!("membership {name}"),
             None => "membership (not managed by suborg)".into(),
         }

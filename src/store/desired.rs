@@ -221,6 +221,13 @@ fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
     }
 }
 
+/// What follows the object's key in the source of a membership a SubOrganization makes for
+/// an admin it names (`<uid>#admin:<email>`).
+pub(crate) const ADMIN_SOURCE: &str = "#admin:";
+/// What follows the object's key in the source of a root membership a project invite makes
+/// (`<uid>#invite:<email>`).
+pub(crate) const INVITE_SOURCE: &str = "#invite:";
+
 /// `namespace/name` of an object, as the store names groups, identities, projects and
 /// connections.
 fn ns_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -509,7 +516,7 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
                     }
                 }
                 None => d.memberships.push(DesiredMembership {
-                    source_uid: format!("{key}#admin:{email}"),
+                    source_uid: format!("{key}{ADMIN_SOURCE}{email}"),
                     source_name: s.name_any(),
                     organization: key.clone(),
                     email,
@@ -706,7 +713,7 @@ fn add_projects(
                     // one goes), so a conflict on it holds back that object alone.
                     invited.insert((organization.clone(), email.clone()), d.memberships.len());
                     d.memberships.push(DesiredMembership {
-                        source_uid: format!("{}#invite:{email}", source_key(m)),
+                        source_uid: format!("{}{INVITE_SOURCE}{email}", source_key(m)),
                         source_name: m.name_any(),
                         organization: organization.clone(),
                         email: email.clone(),
