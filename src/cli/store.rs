@@ -1,5 +1,6 @@
 //! `suborg apply` and `suborg get`: the whole job without a cluster, on a store.
 
+use clap::ValueEnum;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -432,13 +433,7 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
             ))
         }
         GetWhat::Members => {
-            let Some(wanted) = &args.org else {
-                return Err(StoreError::Conflict(
-                    "get members needs --org ROOT or --org ROOT/SUB".into(),
-                ));
-            };
-            let orgs = store.organizations().await?;
-            let id = resolve(&orgs, wanted)?;
+            let id = org_id(store, args).await?;
             if args.effective {
                 Ok(Shown::Effective(store.effective_members(&id).await?))
             } else {
@@ -446,18 +441,7 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
             }
         }
         GetWhat::Groups | GetWhat::Identities => {
-            let Some(wanted) = &args.org else {
-                return Err(StoreError::Conflict(format!(
-                    "get {} needs --org ROOT or --org ROOT/SUB",
-                    if args.what == GetWhat::Groups {
-                        "groups"
-                    } else {
-                        "identities"
-                    }
-                )));
-            };
-            let orgs = store.organizations().await?;
-            let id = resolve(&orgs, wanted)?;
+            let id = org_id(store, args).await?;
             let kind = if args.what == GetWhat::Groups {
                 "Group"
             } else {
@@ -472,25 +456,12 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
                     .collect(),
             ))
         }
-        GetWhat::Projects | GetWhat::Connections => {
-            let Some(wanted) = &args.org else {
-                return Err(StoreError::Conflict(format!(
-                    "get {} needs --org ROOT or --org ROOT/SUB",
-                    if args.what == GetWhat::Projects {
-                        "projects"
-                    } else {
-                        "connections"
-                    }
-                )));
-            };
-            let orgs = store.organizations().await?;
-            let id = resolve(&orgs, wanted)?;
-            if args.what == GetWhat::Projects {
-                Ok(Shown::Projects(store.projects(&id).await?))
-            } else {
-                Ok(Shown::Resources(store.resources(&id).await?))
-            }
-        }
+        GetWhat::Projects => Ok(Shown::Projects(
+            store.projects(&org_id(store, args).await?).await?,
+        )),
+        GetWhat::Connections => Ok(Shown::Resources(
+            store.resources(&org_id(store, args).await?).await?,
+        )),
         GetWhat::Access => {
             let Some(email) = &args.user else {
                 return Err(StoreError::Conflict("get access needs --user EMAIL".into()));
@@ -503,6 +474,22 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
             }
         }
     }
+}
+
+/// The store id of the organization `--org` names, which `get members`, `groups`,
+/// `identities`, `projects` and `connections` need.
+async fn org_id(store: &SqlStore, args: &GetArgs) -> Result<String, StoreError> {
+    let Some(wanted) = &args.org else {
+        let what = args
+            .what
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        return Err(StoreError::Conflict(format!(
+            "get {what} needs --org ROOT or --org ROOT/SUB"
+        )));
+    };
+    resolve(&store.organizations().await?, wanted)
 }
 
 /// Finds `ROOT`, `ROOT/SUB`, or a sub-organization slug that is unique in the store.
