@@ -68,7 +68,7 @@ pub enum GroupMemberKind {
 /// defaults to the group's own).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name) && !has(self.namespace)) : (has(self.name) && !has(self.email))").message("a member of kind User is named by email, a Group by name (and optionally namespace)"))]
+#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name) && !has(self.__namespace__)) : (has(self.name) && !has(self.email))").message("a member of kind User is named by email, a Group by name (and optionally namespace)"))]
 pub struct GroupMember {
     /// `User` or `Group`.
     pub kind: GroupMemberKind,

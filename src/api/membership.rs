@@ -78,7 +78,7 @@ impl SubjectKind {
 /// The subject of a membership: a User by `email`, a Group or MachineIdentity by `name`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name) && !has(self.namespace)) : (has(self.name) && !has(self.email))").message("a subject of kind User is named by email, a Group or MachineIdentity by name (and optionally namespace)"))]
+#[x_kube(validation = Rule::new("self.kind == 'User' ? (has(self.email) && !has(self.name) && !has(self.__namespace__)) : (has(self.name) && !has(self.email))").message("a subject of kind User is named by email, a Group or MachineIdentity by name (and optionally namespace)"))]
 pub struct Subject {
     /// `User`, `Group` or `MachineIdentity`.
     pub kind: SubjectKind,

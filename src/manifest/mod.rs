@@ -6,6 +6,7 @@
 //! whole path from bytes to problems pure, so it is fuzzed and benchmarked as one piece.
 
 pub mod cel;
+pub mod cel_fields;
 pub mod schema;
 mod strict;
 
@@ -758,17 +759,25 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// One part of a DNS name: lowercase letters, digits and '-', starting and ending with a letter
+/// or digit.
+fn is_dns_part(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
+/// A namespace name (RFC 1123 label): one part of at most 63 characters.
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns_part(s)
+}
+
+/// An object name as the API server checks it (`IsDNS1123Subdomain`): at most 253 characters
+/// in all, with no limit on one dot-separated part.
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253 && s.split('.').all(is_dns_part)
 }
 
 /// Checks a whole manifest set held in memory: `(file name, bytes)` pairs.

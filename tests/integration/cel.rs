@@ -218,6 +218,14 @@ fn subjects_are_named_by_their_kind() {
     assert!(m.validate_cel().is_ok(), "a Group is named by name");
     m.spec.subject.email = Some("a@x.io".into());
     assert!(m.validate_cel().is_err(), "a Group has no email");
+
+    // `namespace` is a CEL reserved word: the rule reads it as `self.__namespace__`, as the
+    // API server requires, and the offline engine must see the field under that name too.
+    let mut m = root_member("ns", "acme", "a@x.io");
+    m.spec.subject.namespace = Some("platform".into());
+    let found = messages(m.validate_cel());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("spec.subject: a subject of kind User"));
 }
 
 #[test]

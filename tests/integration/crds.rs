@@ -170,8 +170,8 @@ fn every_cel_message_has_a_reason() {
 
 /// What the API server checks when a CRD is created, so `kubectl apply -f crds/` cannot fail:
 /// a structural schema (a type on every node), list-map keys that are required, defaults that
-/// satisfy their own schema, CEL rules that compile, use only `self`/`oldSelf`, and stay within
-/// the cost budget.
+/// satisfy their own schema, CEL rules that compile, use only `self`/`oldSelf`, select only
+/// declared fields by their escaped names, and stay within the cost budget.
 #[test]
 fn crds_are_what_the_api_server_accepts() {
     use kube::core::cel::{CompiledSchema, ScopeContext, analyze_rule, compile_schema};
@@ -263,6 +263,9 @@ fn crds_are_what_the_api_server_accepts() {
         let compiled = compile_schema(&schema);
         let mut problems = Vec::new();
         walk("", &schema, &compiled, &mut problems);
+        // The server's type check: a reserved word or a name with `-`, `.`, `/` or `_` is a
+        // field only under its escaped name (`self.__namespace__`).
+        problems.extend(suborg::manifest::cel_fields::undeclared_fields(&schema));
         assert!(
             problems.is_empty(),
             "{}: {problems:#?}",

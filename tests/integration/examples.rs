@@ -269,6 +269,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "a subject of kind User is named by email",
     ),
     (
+        "user-with-namespace",
+        InvalidSubject,
+        "spec.subject",
+        "a subject of kind User is named by email",
+    ),
+    (
         "wrong-api-version",
         UnsupportedApiVersion,
         "apiVersion",
@@ -487,4 +493,52 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
         }
     }
     assert!(seen >= 34, "{seen}");
+}
+
+/// Object names follow Kubernetes (a DNS-1123 subdomain: 253 characters, no limit on one
+/// dot-separated part); whether a name can also be the slug is the slug rule's business.
+#[test]
+fn object_names_follow_kubernetes_and_slugs_follow_their_own_rule() {
+    let org = |name: &str, slug: Option<&str>| {
+        let slug = slug.map(|s| format!("\n  slug: {s}")).unwrap_or_default();
+        format!(
+            "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: {name}\nspec:\n  displayName: Acme{slug}\n"
+        )
+    };
+    let check = |yaml: String| {
+        suborg::manifest::check_sources(
+            [("names.yaml", yaml.as_bytes())],
+            "default",
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .problems
+    };
+    let sixty_four = "a".repeat(64);
+    assert_eq!(
+        check(org(&sixty_four, None)),
+        vec![],
+        "a 64-character slug-like name"
+    );
+
+    let seventy = "b".repeat(70);
+    let problems = check(org(&seventy, None));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].problem.reason, InvalidSlug);
+    assert_eq!(
+        check(org(&seventy, Some("acme"))),
+        vec![],
+        "spec.slug makes it valid"
+    );
+
+    let dotted = format!("{}.example.com", "c".repeat(100));
+    let problems = check(org(&dotted, None));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].problem.reason, InvalidSlug);
+    assert_eq!(check(org(&dotted, Some("acme"))), vec![]);
+
+    let too_long = "d".repeat(254);
+    let problems = check(org(&too_long, Some("acme")));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].problem.reason, SchemaViolation);
+    assert_eq!(problems[0].problem.field, "metadata.name");
 }
