@@ -15,7 +15,7 @@
 //! (that membership says why), so removing someone from an organization revokes their project
 //! access in the same sync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kube::ResourceExt;
 
@@ -23,11 +23,12 @@ use super::groups::place;
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email};
 use super::tree::{
-    Members, ObjectSet, Outcome, Presence, Resolved, Roots, Subs, admission, check_roles,
-    namespaced_key, precedence, resolve_target, subject_id_of,
+    Members, ObjectSet, Outcome, Presence, Resolved, RootMembers, Roots, Subs, admission,
+    check_roles, namespaced_key, precedence, resolve_target, subject_id_of,
 };
 use crate::api::{
-    LocalObjectRef, OrgResource, OrganizationKind, OrganizationRef, Project, SubjectKind,
+    LocalObjectRef, OrgResource, OrganizationKind, OrganizationRef, Project, ProjectMembership,
+    SubjectKind,
 };
 use k8s_openapi::jiff::Timestamp;
 
@@ -173,15 +174,16 @@ fn check_resources<'a, K: OrgResource>(
     (checked, accepted)
 }
 
-/// Checks projects, their connections and gateway, and project memberships.
+/// Projects by `(namespace, name)`, accepted or not.
+pub(super) type Projects<'a> = HashMap<(&'a str, &'a str), (Presence, &'a Project)>;
+
+/// Checks app connections, gateways, relays and projects: what needs no membership.
 pub(super) fn check<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,
-    members: &Members<'a>,
-    now: Timestamp,
     out: &mut Outcome,
-) {
+) -> Projects<'a> {
     let (relays, accepted) = check_resources(set, &set.relays, roots, subs, None, "relays", out);
     out.accepted.relays = accepted;
     let (gateways, accepted) = check_resources(
@@ -204,9 +206,7 @@ pub(super) fn check<'a>(
         out,
     );
     out.accepted.connections = accepted;
-
-    let projects = check_projects(set, roots, subs, &connections, &gateways, out);
-    check_project_memberships(set, roots, subs, members, &projects, now, out);
+    check_projects(set, roots, subs, &connections, &gateways, out)
 }
 
 fn check_projects<'a>(
@@ -216,7 +216,7 @@ fn check_projects<'a>(
     connections: &Checked<'a>,
     gateways: &Checked<'a>,
     out: &mut Outcome,
-) -> HashMap<(&'a str, &'a str), (Presence, &'a Project)> {
+) -> Projects<'a> {
     let mut order: Vec<usize> = (0..set.projects.len()).collect();
     order.sort_by_cached_key(|&i| precedence(&set.projects[i], i));
     let mut slugs: HashMap<(OrganizationKind, &str, &str), &Project> = HashMap::new();
@@ -316,20 +316,84 @@ fn check_projects<'a>(
     projects
 }
 
+/// Project memberships already decided, and who holds each place in a project.
+#[derive(Default)]
+pub(super) struct Decided<'a> {
+    done: HashSet<usize>,
+    holders: HashMap<(String, SubjectKind, String), ObjectKey>,
+    /// Users a root project's invite provisions, by (root, email): root users from then on,
+    /// who can be added to sub-organizations and groups like any other.
+    pub(super) invited: HashMap<(&'a str, String), Presence>,
+}
+
+/// Which project memberships a pass decides.
+enum Pass<'m, 'a> {
+    /// Invites of users who have no root membership: decided before the organizations'
+    /// memberships, since the user they provision is a root user.
+    Invites(&'m RootMembers<'a>),
+    /// Every other project membership, once organization memberships are decided.
+    Rest(&'m Members<'a>),
+}
+
+/// Decides the project invites that provision a root user (see [`Pass::Invites`]).
+pub(super) fn check_invites<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    subs: &Subs<'a>,
+    projects: &Projects<'a>,
+    root_members: &RootMembers<'a>,
+    now: Timestamp,
+    out: &mut Outcome,
+) -> Decided<'a> {
+    let mut decided = Decided::default();
+    let pass = Pass::Invites(root_members);
+    check_project_memberships(set, roots, subs, projects, &pass, &mut decided, now, out);
+    decided
+}
+
+/// Decides the project memberships the invite pass left.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_memberships<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    subs: &Subs<'a>,
+    projects: &Projects<'a>,
+    members: &Members<'a>,
+    mut decided: Decided<'a>,
+    now: Timestamp,
+    out: &mut Outcome,
+) {
+    let pass = Pass::Rest(members);
+    check_project_memberships(set, roots, subs, projects, &pass, &mut decided, now, out);
+    out.accepted.project_memberships.sort_unstable();
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_project_memberships<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,
-    members: &Members<'a>,
-    projects: &HashMap<(&'a str, &'a str), (Presence, &'a Project)>,
+    projects: &Projects<'a>,
+    pass: &Pass<'_, 'a>,
+    decided: &mut Decided<'a>,
     now: Timestamp,
     out: &mut Outcome,
 ) {
     let mut order: Vec<usize> = (0..set.project_memberships.len()).collect();
     order.sort_by_cached_key(|&i| precedence(&set.project_memberships[i], i));
-    let mut holders: HashMap<(String, SubjectKind, String), ObjectKey> = HashMap::new();
     for i in order {
+        if decided.done.contains(&i) {
+            continue;
+        }
+        let m = &set.project_memberships[i];
+        if let Pass::Invites(root_members) = pass {
+            let Some(user) = provisions_root_user(m, projects, root_members) else {
+                continue;
+            };
+            // Rejected until it passes every check, so what depends on it stays quiet.
+            decided.invited.entry(user).or_insert(Presence::Rejected);
+        }
+        decided.done.insert(i);
         let m = &set.project_memberships[i];
         let key = namespaced_key(m);
         let (ns, _) = ns_name(m);
@@ -375,19 +439,19 @@ fn check_project_memberships<'a>(
             "Project {project_name:?} of {} {:?}",
             target.kind, target.name
         );
-        let quiet = match (kind, target.kind) {
-            (SubjectKind::User, OrganizationKind::Organization) => {
+        let members = match pass {
+            Pass::Invites(_) => None,
+            Pass::Rest(members) => Some(*members),
+        };
+        let quiet = match (members, kind, target.kind) {
+            (None, _, _) => {
+                errors.extend(target.refuses_email(&subject, &key, "cannot be invited: it "));
+                false
+            }
+            (Some(members), SubjectKind::User, OrganizationKind::Organization) => {
                 match members.root.get(&(target.name, subject.clone())) {
                     Some(Presence::Accepted) => false,
                     Some(_) => true,
-                    None if m.spec.invite.is_some() => {
-                        errors.extend(target.refuses_email(
-                            &subject,
-                            &key,
-                            "cannot be invited: it ",
-                        ));
-                        false
-                    }
                     None => {
                         errors.push(Problem::error(
                             Reason::SubjectNotInOrganization,
@@ -402,7 +466,7 @@ fn check_project_memberships<'a>(
                     }
                 }
             }
-            (SubjectKind::User, OrganizationKind::SubOrganization) => {
+            (Some(members), SubjectKind::User, OrganizationKind::SubOrganization) => {
                 if m.spec.invite.is_some() {
                     errors.push(Problem::error(
                         Reason::InviteOutsideRoot,
@@ -433,7 +497,7 @@ fn check_project_memberships<'a>(
                     }
                 }
             }
-            (kind, _) => match members.owned.find(kind, &subject) {
+            (Some(members), kind, _) => match members.owned.find(kind, &subject) {
                 None => {
                     errors.push(Problem::error(
                         Reason::SubjectNotFound,
@@ -501,7 +565,7 @@ fn check_project_memberships<'a>(
             &mut out.problems,
         );
         let holder = (project_name.clone(), kind, subject.clone());
-        if let Some(first) = holders.get(&holder) {
+        if let Some(first) = decided.holders.get(&holder) {
             errors.push(Problem::error(
                 Reason::DuplicateMembership,
                 &key,
@@ -515,12 +579,42 @@ fn check_project_memberships<'a>(
             ));
         } else if errors.is_empty() {
             // A rejected membership does not take the subject's place from a good one.
-            holders.insert(holder, key.clone());
+            decided.holders.insert(holder, key.clone());
         }
         if errors.is_empty() {
             out.accepted.project_memberships.push(i);
+            if members.is_none() {
+                decided
+                    .invited
+                    .insert((target.root, subject), Presence::Accepted);
+            }
         }
         out.problems.extend(errors);
     }
-    out.accepted.project_memberships.sort_unstable();
+}
+
+/// The root and user a project membership provisions by invite, when it is one that does: a
+/// user without a root membership, invited to an accepted project of a root.
+fn provisions_root_user<'a>(
+    m: &'a ProjectMembership,
+    projects: &Projects<'a>,
+    root_members: &RootMembers<'a>,
+) -> Option<(&'a str, String)> {
+    let s = &m.spec.subject;
+    if m.spec.invite.is_none() || s.kind != SubjectKind::User {
+        return None;
+    }
+    let (ns, _) = ns_name(m);
+    let r = &m.spec.project_ref;
+    let pns = r.namespace.as_deref().unwrap_or(ns);
+    let Some((Presence::Accepted, p)) = projects.get(&(pns, r.name.as_str())) else {
+        return None;
+    };
+    let owner = &p.spec.organization_ref;
+    let user = (
+        owner.name.as_str(),
+        normalize_email(s.email.as_deref().unwrap_or_default()),
+    );
+    (owner.kind == OrganizationKind::Organization && !root_members.contains_key(&user))
+        .then_some(user)
 }

@@ -179,8 +179,11 @@ pub fn check(set: &ObjectSet, now: Timestamp) -> Outcome {
     let mut out = Outcome::default();
     let roots = check_organizations(set, &mut out);
     let subs = check_sub_organizations(set, &roots, &mut out);
-    let members = check_memberships(set, &roots, &subs, now, &mut out);
-    super::projects::check(set, &roots, &subs, &members, now, &mut out);
+    let projects = super::projects::check(set, &roots, &subs, &mut out);
+    let (members, invites) = check_memberships(set, &roots, &subs, &projects, now, &mut out);
+    super::projects::check_memberships(
+        set, &roots, &subs, &projects, &members, invites, now, &mut out,
+    );
     out
 }
 
@@ -283,15 +286,48 @@ pub(super) type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
 
 /// Every user with a root membership, accepted or not, for the admin check: an admin whose root
 /// membership is rejected is reported there, not again on the sub-organization.
+/// Users a root project invites count too: the invite provisions them at the root.
 fn declared_root_members(set: &ObjectSet) -> HashSet<(&str, String)> {
-    set.memberships
+    let mut members: HashSet<(&str, String)> = set
+        .memberships
         .iter()
         .filter(|m| {
             m.spec.organization_ref.kind == OrganizationKind::Organization
                 && m.spec.subject.kind == SubjectKind::User
         })
         .map(|m| (m.spec.organization_ref.name.as_str(), subject_id(m).1))
-        .collect()
+        .collect();
+    let root_projects: HashMap<(&str, &str), &str> = set
+        .projects
+        .iter()
+        .filter(|p| p.spec.organization_ref.kind == OrganizationKind::Organization)
+        .map(|p| {
+            let meta = &p.metadata;
+            (
+                (
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                ),
+                p.spec.organization_ref.name.as_str(),
+            )
+        })
+        .collect();
+    for m in &set.project_memberships {
+        let s = &m.spec.subject;
+        if m.spec.invite.is_none() || s.kind != SubjectKind::User {
+            continue;
+        }
+        let ns = m.metadata.namespace.as_deref().unwrap_or_default();
+        let r = &m.spec.project_ref;
+        let pns = r.namespace.as_deref().unwrap_or(ns);
+        if let Some(root) = root_projects.get(&(pns, r.name.as_str())) {
+            members.insert((
+                root,
+                normalize_email(s.email.as_deref().unwrap_or_default()),
+            ));
+        }
+    }
+    members
 }
 
 fn check_sub_organizations<'a>(
@@ -536,11 +572,13 @@ fn check_memberships<'a>(
     set: &'a ObjectSet,
     roots: &Roots<'a>,
     subs: &Subs<'a>,
+    projects: &super::projects::Projects<'a>,
     now: Timestamp,
     out: &mut Outcome,
-) -> Members<'a> {
-    // Users' root memberships first, so sub-organization memberships can ask who is in the
-    // root; groups and machine identities last, once their members' memberships are known.
+) -> (Members<'a>, super::projects::Decided<'a>) {
+    // Users' root memberships first, then the project invites that provision root users, so
+    // sub-organization memberships can ask who is in the root; groups and machine identities
+    // last, once their members' memberships are known.
     let mut order: Vec<usize> = (0..set.memberships.len()).collect();
     order.sort_by_cached_key(|&i| {
         let m = &set.memberships[i];
@@ -556,11 +594,25 @@ fn check_memberships<'a>(
     let mut owned: Option<super::groups::Owned<'a>> = None;
     let mut holders: HashMap<(OrganizationKind, &str, SubjectKind, String), ObjectKey> =
         HashMap::new();
+    let mut invites = None;
     for i in order {
         let m = &set.memberships[i];
         let key = membership_key(m);
         let r = &m.spec.organization_ref;
         let mut errors = Vec::new();
+        let at_root =
+            m.spec.subject.kind == SubjectKind::User && r.kind == OrganizationKind::Organization;
+        if !at_root && invites.is_none() {
+            invites = Some(invited_users(
+                set,
+                roots,
+                subs,
+                projects,
+                &mut root_members,
+                now,
+                out,
+            ));
+        }
         if m.spec.subject.kind != SubjectKind::User && owned.is_none() {
             // Every user membership is decided: groups can be checked against them now.
             owned = Some(super::groups::check(
@@ -715,16 +767,40 @@ fn check_memberships<'a>(
         }
     }
     out.accepted.memberships.sort_unstable();
+    let invites = match invites {
+        Some(i) => i,
+        None => invited_users(set, roots, subs, projects, &mut root_members, now, out),
+    };
     let owned = match owned {
         Some(o) => o,
         None => super::groups::check(set, roots, subs, &root_members, &sub_members, out),
     };
-    Members {
+    let members = Members {
         root: root_members,
         sub: sub_members,
         owned,
         added,
+    };
+    (members, invites)
+}
+
+/// Decides the project invites that provision root users, and counts those users as root
+/// members: the seed's user provisioned through a project invite is a root user like any other.
+fn invited_users<'a>(
+    set: &'a ObjectSet,
+    roots: &Roots<'a>,
+    subs: &Subs<'a>,
+    projects: &super::projects::Projects<'a>,
+    root_members: &mut RootMembers<'a>,
+    now: Timestamp,
+    out: &mut Outcome,
+) -> super::projects::Decided<'a> {
+    let decided =
+        super::projects::check_invites(set, roots, subs, projects, root_members, now, out);
+    for (user, presence) in &decided.invited {
+        root_members.entry(user.clone()).or_insert(*presence);
     }
+    decided
 }
 
 /// What an object's target resolved to.

@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
 use suborg::domain::Reason;
 use suborg::domain::tree::{ObjectSet, Outcome, check};
-use suborg::store::{ProjectSubject, desired_from};
+use suborg::store::{ProjectSubject, Store, desired_from};
 
 use crate::fixtures::*;
 
@@ -248,6 +248,80 @@ fn a_root_project_adds_root_members_or_invites_new_users() {
         .collect();
     assert_eq!(erin.len(), 1);
     assert!(!erin[0].source_uid.contains("#invite:"));
+}
+
+/// The seed: a user provisioned at the root through a project invite is a user of the root,
+/// and can be added to sub-organizations and root groups, and named an admin, like any other.
+#[test]
+fn an_invited_user_is_a_root_user_everywhere() {
+    let mut set = base();
+    let mut invite = project_user("platform", "billing-erin", "billing", "erin@x.io");
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships = vec![invite];
+    set.memberships
+        .push(sub_member("team-eng", "eng", "erin@x.io"));
+    set.groups[0].spec.members.push(user("erin@x.io"));
+    set.sub_organizations
+        .push(suborg("sales", "acme", &["erin@x.io"]));
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert_eq!(o.accepted.sub_organizations.len(), 3);
+
+    // The store takes it: her sub-organization rows rest on the root membership the invite
+    // made, and she is in the root group.
+    let d = desired_from(&set, &o.accepted, now());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("invite.db").display());
+    let routes = rt.block_on(async {
+        let store = suborg::store::SqlStore::open(&dsn).await.unwrap();
+        store
+            .apply(&d, suborg::store::ApplyOptions::default())
+            .await
+            .expect("the store takes an invited user's sub-organization memberships");
+        let routes = store.access("erin@x.io").await.unwrap().unwrap_or_default();
+        store.close().await;
+        routes
+    });
+    let orgs: Vec<&str> = routes.iter().map(|e| e.organization.as_str()).collect();
+    for org in ["acme", "acme/eng", "acme/sales"] {
+        assert!(orgs.contains(&org), "erin reaches {org}: {routes:?}");
+    }
+    assert!(
+        routes.iter().any(|e| e.via.contains("platform/admins")),
+        "erin is in the root group: {routes:?}"
+    );
+
+    // Without the invite she is nobody's: each place that needed her says so.
+    set.project_memberships[0].spec.invite = None;
+    let o = check(&set, now());
+    let reasons: Vec<Reason> = o.problems.iter().map(|p| p.reason).collect();
+    for r in [
+        Reason::SubjectNotInOrganization,
+        Reason::SubjectNotInRoot,
+        Reason::AdminNotInRoot,
+        Reason::GroupMemberNotInOrganization,
+    ] {
+        assert!(reasons.contains(&r), "{r:?} missing: {reasons:?}");
+    }
+
+    // An invite that is refused (a sub-organization project) provisions nobody.
+    let mut set = base();
+    let mut invite = project_user("team-eng", "api-erin", "api", "erin@x.io");
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships = vec![invite];
+    set.memberships
+        .push(sub_member("team-eng", "eng", "erin@x.io"));
+    let o = check(&set, now());
+    let reasons: Vec<Reason> = o.problems.iter().map(|p| p.reason).collect();
+    assert!(reasons.contains(&Reason::SubjectNotInRoot), "{reasons:?}");
 }
 
 #[test]
