@@ -65,10 +65,6 @@ pub enum Error {
         /// What happened, without secrets.
         message: String,
     },
-    /// Adding or removing the finalizer, or the work around it, failed. Boxed: the finalizer
-    /// error wraps this type, which would otherwise contain itself.
-    #[error("{0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// A deletion has to wait (a root with sub-organizations, rows still in the store).
     #[error("{0}")]
     DeletionBlocked(String),
@@ -83,15 +79,9 @@ pub enum Error {
 impl Error {
     /// The error's fixed category.
     pub fn category(&self) -> &'static str {
-        use kube::runtime::finalizer::Error as F;
         match self {
             Self::Kube(_) => "KubeApiError",
             Self::Store { category, .. } => category,
-            Self::Finalizer(inner) => match inner.as_ref() {
-                F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
-                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "KubeApiError",
-                F::UnnamedObject | F::InvalidFinalizer => "InvalidObject",
-            },
             Self::DeletionBlocked(_) => "DeletionBlocked",
             Self::CrdsMissing(_) => "CrdsMissing",
             Self::LeaseLost => "LeaseLost",
@@ -230,6 +220,56 @@ async fn log_result<T>(
     }
 }
 
+/// A cache of `api`'s objects and the stream of watch events that fills it, without
+/// `managedFields` (never read, and the bulk of a large object). The stream marks the cache
+/// ready at its first complete listing.
+fn watched<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    mark: sync::ReadyMark,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let mut marked = false;
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .inspect(move |event| {
+            if !marked && matches!(event, Ok(watcher::Event::InitDone)) {
+                marked = true;
+                mark.mark();
+            }
+        })
+        .applied_objects();
+    (reader, stream)
+}
+
+/// One kind's controller, on a cache of its own (see [`watched`]).
+fn controller<K: Kind>(
+    client: &Client,
+    wc: &watcher::Config,
+    mark: &sync::ReadyMark,
+) -> Controller<DeserializeGuard<K>> {
+    let (reader, stream) = watched(
+        Api::<DeserializeGuard<K>>::all(client.clone()),
+        wc.clone(),
+        mark.clone(),
+    );
+    Controller::for_stream(stream, reader)
+}
+
 /// Runs one kind's controller: its watch plus the objects a sync queued, until `stop`.
 async fn drive<K: Kind>(
     controller: Controller<DeserializeGuard<K>>,
@@ -301,54 +341,22 @@ pub async fn run(
     };
 
     let wc = watcher_config(config.selector.as_deref());
-    let orgs = Controller::new(
-        Api::<DeserializeGuard<Organization>>::all(client.clone()),
-        wc.clone(),
-    );
-    let subs = Controller::new(
-        Api::<DeserializeGuard<SubOrganization>>::all(client.clone()),
-        wc.clone(),
-    );
-    let members = Controller::new(
-        Api::<DeserializeGuard<OrgMembership>>::all(client.clone()),
-        wc.clone(),
-    );
-    let groups = Controller::new(
-        Api::<DeserializeGuard<Group>>::all(client.clone()),
-        wc.clone(),
-    );
-    let identities = Controller::new(
-        Api::<DeserializeGuard<MachineIdentity>>::all(client.clone()),
-        wc.clone(),
-    );
-    let connections = Controller::new(
-        Api::<DeserializeGuard<AppConnection>>::all(client.clone()),
-        wc.clone(),
-    );
-    let gateways = Controller::new(
-        Api::<DeserializeGuard<Gateway>>::all(client.clone()),
-        wc.clone(),
-    );
-    let relays = Controller::new(
-        Api::<DeserializeGuard<Relay>>::all(client.clone()),
-        wc.clone(),
-    );
-    let projects = Controller::new(
-        Api::<DeserializeGuard<Project>>::all(client.clone()),
-        wc.clone(),
-    );
-    let project_members = Controller::new(
-        Api::<DeserializeGuard<ProjectMembership>>::all(client.clone()),
-        wc,
-    );
-    let (ns_reader, ns_writer) = reflector::store::<kube::core::PartialObjectMeta<Namespace>>();
-    let namespaces = reflector::reflector(
-        ns_writer,
-        watcher(
-            Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
+    // Ten kinds and the Namespaces.
+    let (readiness, mark) = sync::Readiness::new(11);
+    let orgs = controller::<Organization>(&client, &wc, &mark);
+    let subs = controller::<SubOrganization>(&client, &wc, &mark);
+    let members = controller::<OrgMembership>(&client, &wc, &mark);
+    let groups = controller::<Group>(&client, &wc, &mark);
+    let identities = controller::<MachineIdentity>(&client, &wc, &mark);
+    let connections = controller::<AppConnection>(&client, &wc, &mark);
+    let gateways = controller::<Gateway>(&client, &wc, &mark);
+    let relays = controller::<Relay>(&client, &wc, &mark);
+    let projects = controller::<Project>(&client, &wc, &mark);
+    let project_members = controller::<ProjectMembership>(&client, &wc, &mark);
+    let (ns_reader, namespaces) = watched(
+        Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+        mark,
     );
     let caches = Caches {
         organizations: orgs.store(),
@@ -362,6 +370,7 @@ pub async fn run(
         projects: projects.store(),
         project_memberships: project_members.store(),
         namespaces: ns_reader,
+        ready: readiness,
     };
     let recorder = Some(Recorder::new(
         client.clone(),

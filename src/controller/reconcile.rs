@@ -15,7 +15,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -214,20 +213,102 @@ async fn reconcile_object<K: Kind>(
         }
     };
     let api = K::api(ctx.client.clone(), obj.namespace().as_deref());
-    let (inner_api, inner_ctx) = (api.clone(), ctx.clone());
-    let result = finalizer(&api, FINALIZER, obj, |event| async move {
-        match event {
-            Event::Apply(o) => apply(o, &inner_api, &inner_ctx).await,
-            Event::Cleanup(o) => cleanup(o, &inner_api, &inner_ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = with_finalizer(&api, obj, &ctx).await;
     ctx.health.metrics.reconciled(K::KIND, started.elapsed());
     if result.is_ok() {
         ctx.backoff.reset(&guard_key::<K>(&guard));
     }
     result
+}
+
+/// The finalizer around apply and cleanup.
+///
+/// The object comes from the cache, which may not have seen the controller's own last write yet
+/// (a finalizer added or removed a moment ago, and the object queued again meanwhile). So every
+/// finalizer patch is guarded by a test of the list it read, and when that test fails the object
+/// is read afresh and the decision made again; an object already gone is done. A new object is
+/// applied in the same reconcile as its finalizer is added, without waiting for the echo.
+async fn with_finalizer<K: Kind>(
+    api: &Api<K>,
+    obj: Arc<K>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let mut obj = obj;
+    for attempt in 0..3 {
+        let has = obj.finalizers().iter().any(|f| f == FINALIZER);
+        let deleting = obj.meta().deletion_timestamp.is_some();
+        let patched = match (deleting, has) {
+            (false, true) => return apply(obj, api, ctx).await,
+            // Not ours to hold back.
+            (true, false) => return Ok(Action::await_change()),
+            (false, false) => patch_finalizers(api, &obj, true).await,
+            (true, true) => {
+                let action = cleanup(obj.clone(), api, ctx).await?;
+                match patch_finalizers(api, &obj, false).await {
+                    Ok(_) | Err(Stale::Gone) => return Ok(action),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match patched {
+            Ok(updated) => obj = Arc::new(updated),
+            Err(Stale::Gone) => return Ok(Action::await_change()),
+            Err(Stale::Changed) if attempt < 2 => match api.get_opt(&obj.name_any()).await {
+                Ok(Some(fresh)) => obj = Arc::new(fresh),
+                Ok(None) => return Ok(Action::await_change()),
+                Err(e) => return Err(Error::Kube(e)),
+            },
+            Err(Stale::Changed) => break,
+            Err(Stale::Failed(e)) => return Err(Error::Kube(e)),
+        }
+    }
+    Err(Error::Kube(kube::Error::Service(
+        "the object kept changing while its finalizer was written; retrying".into(),
+    )))
+}
+
+/// Why a finalizer patch did not land.
+enum Stale {
+    /// The object changed since it was read (the patch's test failed, or a conflict).
+    Changed,
+    /// The object is gone.
+    Gone,
+    Failed(kube::Error),
+}
+
+/// Adds (`add`) or removes suborg's finalizer with a JSON patch that first tests the list as
+/// `o` has it, so a stale read never drops or duplicates someone else's finalizer.
+async fn patch_finalizers<K: Kind>(api: &Api<K>, o: &K, add: bool) -> Result<K, Stale> {
+    let current = o.finalizers();
+    let wanted: Vec<&str> = current
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != FINALIZER)
+        .chain(add.then_some(FINALIZER))
+        .collect();
+    let test = if o.meta().finalizers.is_none() {
+        serde_json::json!({"op": "test", "path": "/metadata/finalizers", "value": null})
+    } else {
+        serde_json::json!({"op": "test", "path": "/metadata/finalizers", "value": current})
+    };
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        test,
+        {"op": "add", "path": "/metadata/finalizers", "value": wanted},
+    ]))
+    .expect("a well-formed JSON patch");
+    match api
+        .patch(
+            &o.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(updated) => Ok(updated),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(Stale::Gone),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => Err(Stale::Changed),
+        Err(e) => Err(Stale::Failed(e)),
+    }
 }
 
 fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {

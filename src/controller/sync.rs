@@ -59,6 +59,8 @@ pub struct Caches {
     pub project_memberships: Cache<DeserializeGuard<ProjectMembership>>,
     /// Namespaces (metadata only: their labels decide delegation).
     pub namespaces: Cache<PartialObjectMeta<Namespace>>,
+    /// When all of the above hold a full listing.
+    pub ready: Readiness,
 }
 
 /// A store-wide failure: every object reports it.
@@ -189,21 +191,69 @@ fn reference<K: Resource<DynamicType = ()>>(o: &K) -> ObjectReference {
     o.object_ref(&())
 }
 
+/// Whether every cache holds a full listing.
+///
+/// kube's `Store::wait_until_ready` keeps one waker: of several tasks waiting on one cache, only
+/// the last to poll is woken, and the controller's own runner is already one of them. A reconcile
+/// or the readiness probe waiting there could sleep forever. So each watch stream reports its
+/// first complete listing here instead, where any number may wait.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    rx: tokio::sync::watch::Receiver<usize>,
+    expected: usize,
+    /// Keeps the channel open for caches filled by hand.
+    _filled: Option<Arc<tokio::sync::watch::Sender<usize>>>,
+}
+
+/// Held by a watch stream: marks its cache as filled, once.
+#[derive(Clone, Debug)]
+pub struct ReadyMark {
+    tx: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl ReadyMark {
+    /// One more cache holds a full listing.
+    pub fn mark(&self) {
+        self.tx.send_modify(|n| *n += 1);
+    }
+}
+
+impl Readiness {
+    /// Readiness of `expected` caches, and the mark their streams share. When every mark is
+    /// dropped (the watches ended) before all are filled, waiting ends with `false`.
+    pub fn new(expected: usize) -> (Self, ReadyMark) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let readiness = Self {
+            rx,
+            expected,
+            _filled: None,
+        };
+        (readiness, ReadyMark { tx: Arc::new(tx) })
+    }
+
+    /// Caches that were filled before they were handed over (tests, tools).
+    pub fn filled() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        Self {
+            rx,
+            expected: 0,
+            _filled: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Waits until every cache is filled; `false` if one never will be.
+    pub async fn wait(&self) -> bool {
+        let mut rx = self.rx.clone();
+        let expected = self.expected;
+        rx.wait_for(|n| *n >= expected).await.is_ok()
+    }
+}
+
 impl Caches {
     /// Waits until every cache holds a full listing; `false` if one never will (its watch is
     /// gone). Nothing is synced before: pruning from a half-filled cache would delete rows.
     pub async fn ready(&self) -> bool {
-        self.organizations.wait_until_ready().await.is_ok()
-            && self.sub_organizations.wait_until_ready().await.is_ok()
-            && self.memberships.wait_until_ready().await.is_ok()
-            && self.groups.wait_until_ready().await.is_ok()
-            && self.identities.wait_until_ready().await.is_ok()
-            && self.connections.wait_until_ready().await.is_ok()
-            && self.gateways.wait_until_ready().await.is_ok()
-            && self.relays.wait_until_ready().await.is_ok()
-            && self.projects.wait_until_ready().await.is_ok()
-            && self.project_memberships.wait_until_ready().await.is_ok()
-            && self.namespaces.wait_until_ready().await.is_ok()
+        self.ready.wait().await
     }
 
     /// Takes a snapshot of the caches.

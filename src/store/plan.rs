@@ -805,18 +805,18 @@ pub(crate) async fn compute(
         gone.sort_by_key(|o| o.parent_id.is_none());
         let mut removed: HashSet<&str> = HashSet::new();
         for row in gone {
-            let orphan = row.deletion_policy == "Orphan";
+            // A root whose sub-organizations stay in the store (orphaned by their own policy,
+            // or never suborg's) keeps its row too, unmanaged: the database refuses to remove
+            // it, and those rows would mean nothing without it. Its object can still go.
             let has_children = orgs.iter().any(|c| {
                 c.parent_id.as_deref() == Some(row.id.as_str()) && !removed.contains(c.id.as_str())
             });
-            if has_children && !orphan {
-                return Err(PlanError::Conflict(
-                    row.source_uid.clone(),
-                    format!(
-                        "organization {} is no longer declared but still has sub-organizations in the store: it is kept until they are gone",
-                        row.slug
-                    ),
-                ));
+            let orphan = row.deletion_policy == "Orphan" || has_children;
+            if has_children && row.deletion_policy != "Orphan" {
+                tracing::info!(
+                    organization = %row.slug,
+                    "sub-organizations remain in the store: the organization's row is kept, no longer managed"
+                );
             }
             if !orphan {
                 removed.insert(row.id.as_str());

@@ -17,7 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use suborg::api::*;
 use suborg::controller::http::Health;
 use suborg::controller::reconcile::{self, Kind};
-use suborg::controller::sync::{Caches, SyncResult, Syncer};
+use suborg::controller::sync::{Caches, Readiness, SyncResult, Syncer};
 use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
@@ -135,6 +135,7 @@ impl World {
                 projects: project_r,
                 project_memberships: pm_r,
                 namespaces: ns_r,
+                ready: Readiness::filled(),
             },
             orgs: org_w,
             subs: sub_w,
@@ -708,6 +709,29 @@ fn reply<K: serde::Serialize>(send: SendResponse<Response<Body>>, object: &K) {
     );
 }
 
+/// Answers every further request with `object` until the reconcile ends; its result.
+async fn answer_until_done<K: serde::Serialize>(
+    handle: &mut ApiHandle,
+    mut task: tokio::task::JoinHandle<
+        Result<kube::runtime::controller::Action, suborg::controller::Error>,
+    >,
+    object: &K,
+) -> Result<kube::runtime::controller::Action, suborg::controller::Error> {
+    loop {
+        tokio::select! {
+            r = &mut task => return r.unwrap(),
+            request = handle.next_request() => match request {
+                Some((request, send)) => {
+                    assert_ne!(request.method(), "GET", "no further reads: {}", request.uri());
+                    reply(send, object);
+                }
+                // The reconcile is over and has dropped its client.
+                None => return task.await.unwrap(),
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn reconcile_adds_the_finalizer_first() {
     let w = acme();
@@ -729,7 +753,10 @@ async fn reconcile_adds_the_finalizer_first() {
     let mut with = fresh.clone();
     with.metadata.finalizers = Some(vec![FINALIZER.into()]);
     reply(send, &with);
-    task.await.unwrap().expect("the reconcile succeeds");
+    // Then, without waiting for the echo, the status.
+    answer_until_done(&mut handle, task, &with)
+        .await
+        .expect("the reconcile succeeds");
 }
 
 #[tokio::test]
@@ -934,8 +961,11 @@ async fn cleanup_removes_the_rows_then_the_finalizer() {
         uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-a/orgmemberships/bob?"),
         "{uri}"
     );
-    // A JSON patch that removes the finalizer (guarded by a test of its value).
-    assert!(body.to_string().contains("remove"), "{body}");
+    // A JSON patch that sets the list without suborg's finalizer, guarded by a test of the
+    // list as read.
+    assert_eq!(body[0]["op"], "test", "{body}");
+    assert_eq!(body[0]["value"], serde_json::json!([FINALIZER]), "{body}");
+    assert_eq!(body[1]["value"], serde_json::json!([]), "{body}");
     let mut gone = bob.clone();
     gone.metadata.finalizers = Some(vec![]);
     reply(send, &gone);
@@ -948,6 +978,79 @@ async fn cleanup_removes_the_rows_then_the_finalizer() {
             .unwrap()
             .memberships
             .contains_key("uid-bob")
+    );
+}
+
+fn status_reply(send: SendResponse<Response<Body>>, code: u16, reason: &str) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(
+                serde_json::to_vec(&serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": reason, "reason": reason, "code": code,
+                }))
+                .unwrap(),
+            ))
+            .unwrap(),
+    );
+}
+
+/// The cache had not seen the finalizer the last reconcile added: the guarded patch fails,
+/// the object is read afresh, and nothing is added twice.
+#[tokio::test]
+async fn a_stale_read_reads_again_instead_of_failing() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    let current = object(&w.caches.organizations, "acme");
+    let mut stale = current.clone();
+    stale.metadata.finalizers = None;
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(stale))),
+        ctx,
+    ));
+    let (method, _, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert_eq!(body[0]["op"], "test", "{body}");
+    status_reply(send, 422, "Invalid");
+    let (method, uri, _, send) = next(&mut handle).await;
+    assert_eq!(method, "GET");
+    assert!(
+        uri.starts_with("/apis/suborg.io/v1alpha1/organizations/acme"),
+        "{uri}"
+    );
+    reply(send, &current);
+    answer_until_done(&mut handle, task, &current)
+        .await
+        .expect("the fresh object already has the finalizer");
+}
+
+/// Removing the finalizer of an object that is already gone is success, not an error.
+#[tokio::test]
+async fn releasing_an_object_already_gone_is_done() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let bob = deleted(object(&w.caches.memberships, "bob"));
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bob.clone()))));
+    let (client, mut handle) = mock();
+    let ctx = context(client, syncer);
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob))),
+        ctx.clone(),
+    ));
+    let (method, _, _, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    status_reply(send, 404, "NotFound");
+    task.await
+        .unwrap()
+        .expect("a gone object needs nothing more");
+    assert!(
+        !ctx.health
+            .metrics
+            .render()
+            .contains("suborg_reconcile_failures_total{")
     );
 }
 

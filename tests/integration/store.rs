@@ -278,6 +278,26 @@ async fn prune_follows_the_deletion_policy() {
             2
         );
         assert!(store.apply(&less, PRUNE).await.unwrap().is_empty());
+
+        // Everything deleted (`kubectl delete -f`): the root cannot leave while marketing's
+        // orphaned row stays, so it stays too, no longer managed, and the plan goes through.
+        let nothing = Desired::default();
+        let plan = store.apply(&nothing, PRUNE).await.unwrap();
+        assert!(plan.count(Action::Delete) > 0, "{plan:#?}");
+        let orgs: Vec<(String, i64)> =
+            sqlx::query("SELECT slug, managed FROM organizations ORDER BY slug")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+        assert_eq!(
+            orgs,
+            [("acme".to_owned(), 0), ("marketing".to_owned(), 0)],
+            "engineering deleted; acme kept for its orphaned child"
+        );
+        assert!(store.apply(&nothing, PRUNE).await.unwrap().is_empty());
         store.close().await;
     }
 }
