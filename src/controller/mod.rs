@@ -89,6 +89,28 @@ impl Error {
     }
 }
 
+/// Publishes `event` about `reference`. An Event that cannot be written is logged, except in a
+/// namespace being deleted, where the API server refuses every new object and the object the
+/// Event is about is going too.
+pub async fn publish(
+    recorder: &Recorder,
+    event: &kube::runtime::events::Event,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) {
+    match recorder.publish(event, reference).await {
+        Ok(()) => {}
+        Err(kube::Error::Api(e))
+            if e.code == 403
+                && e.details.as_ref().is_some_and(|d| {
+                    d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+                }) =>
+        {
+            tracing::debug!(error = %e, "no Event in a namespace being deleted");
+        }
+        Err(e) => tracing::warn!(error = %e, "publishing an Event failed"),
+    }
+}
+
 /// `d` plus up to a tenth more, at random.
 pub fn jitter(d: Duration) -> Duration {
     let r = uuid::Uuid::new_v4().as_u128() as u64 % 1000;
@@ -399,6 +421,10 @@ pub async fn run(
             recorder.clone(),
             health.clone(),
         )
+        .with_debounce(sync::Debounce {
+            quiet: Duration::from_millis(500),
+            max_wait: Duration::from_secs(10),
+        })
         .with_fanout(Box::new(move |result| {
             let now = Timestamp::now();
             fan_out(&fanout_caches.organizations, &org_tx, result, now);

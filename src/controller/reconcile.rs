@@ -243,9 +243,11 @@ async fn with_finalizer<K: Kind>(
             (true, false) => return Ok(Action::await_change()),
             (false, false) => patch_finalizers(api, &obj, true).await,
             (true, true) => {
-                let action = cleanup(obj.clone(), api, ctx).await?;
+                if let Some(wait) = cleanup(obj.clone(), api, ctx).await? {
+                    return Ok(wait);
+                }
                 match patch_finalizers(api, &obj, false).await {
-                    Ok(_) | Err(Stale::Gone) => return Ok(action),
+                    Ok(_) | Err(Stale::Gone) => return Ok(Action::await_change()),
                     Err(e) => Err(e),
                 }
             }
@@ -352,8 +354,11 @@ async fn write_status<K: Kind>(
             .iter()
             .find(|c| c.type_ == CONDITION_READY)
     {
+        // A root waiting for its sub-organizations to go is the order of a deletion, not a
+        // fault.
+        let warning = condition.status == "False" && condition.reason != "HasSubOrganizations";
         let event = KubeEvent {
-            type_: if condition.status == "False" {
+            type_: if warning {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -363,9 +368,7 @@ async fn write_status<K: Kind>(
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&event, &o.object_ref(&())).await {
-            tracing::warn!(error = %e, "publishing an Event failed");
-        }
+        super::publish(recorder, &event, &o.object_ref(&())).await;
     }
     Ok(())
 }
@@ -408,7 +411,8 @@ pub fn next_visit(result: &SyncResult, now: Timestamp, resync: Duration) -> Dura
     }
 }
 
-async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action, Error> {
+/// Removes the object's rows. `Some(action)` when the finalizer must stay for now.
+async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Option<Action>, Error> {
     // The snapshot leaves the deleted object out (an Organization with sub-organizations
     // stays), so the sync's pruning removes its rows, or orphans them as its policy says.
     let result = ctx.syncer.sync().await;
@@ -423,11 +427,14 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Acti
     {
         let desired = o.desired(&result, Timestamp::now());
         write_status(&*o, api, ctx, &desired).await?;
-        return Err(Error::DeletionBlocked(format!(
-            "Organization {:?} still has sub-organizations: {}",
-            o.name_any(),
-            children.join(", ")
-        )));
+        // Its status says why; it is queued again when they go (and looked at soon anyway).
+        tracing::info!(
+            kind = K::KIND,
+            name = %o.name_any(),
+            sub_organizations = %children.join(", "),
+            "the organization leaves the store after its sub-organizations"
+        );
+        return Ok(Some(Action::requeue(Duration::from_secs(5))));
     }
     let uid = o.uid().unwrap_or_default();
     let still_there = result.index.organizations.contains_key(&uid)
@@ -445,7 +452,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Acti
         )));
     }
     tracing::info!(kind = K::KIND, name = %o.name_any(), "rows removed from the store; finalizer released");
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 /// What happens after a failed reconcile: a Warning Event, a count, a retry with backoff.
@@ -468,7 +475,7 @@ pub fn error_policy<K: Kind>(
             secondary: None,
         };
         tokio::spawn(async move {
-            let _ = recorder.publish(&event, &reference).await;
+            super::publish(&recorder, &event, &reference).await;
         });
     }
     Action::requeue(ctx.backoff.next(&key))

@@ -399,6 +399,21 @@ pub struct Syncer {
     recorder: Option<Recorder>,
     metrics: Arc<super::http::Health>,
     fanout: Option<Fanout>,
+    debounce: Debounce,
+}
+
+/// How long a changed tree must stay unchanged before it is synced, and the longest a change
+/// waits for that.
+///
+/// `kubectl apply -f dir/` or an Argo CD wave creates objects one request at a time; a sync in
+/// the middle would see a sub-organization without the root memberships of its admins, say, and
+/// report a problem that is gone a moment later. A short quiet period lets a burst land whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Debounce {
+    /// The quiet period (zero: sync at once).
+    pub quiet: Duration,
+    /// The longest a change waits for quiet.
+    pub max_wait: Duration,
 }
 
 /// Called after each sync that ran, to reconcile the objects whose status it changed.
@@ -424,7 +439,14 @@ impl Syncer {
             recorder,
             metrics: health,
             fanout: None,
+            debounce: Debounce::default(),
         }
+    }
+
+    /// Waits for the tree to stay unchanged for `debounce.quiet` before syncing a change.
+    pub fn with_debounce(mut self, debounce: Debounce) -> Self {
+        self.debounce = debounce;
+        self
     }
 
     /// Calls `fanout` after every sync that ran.
@@ -461,7 +483,22 @@ impl Syncer {
             ));
         }
         let mut state = self.state.lock().await;
-        let snapshot = self.caches.snapshot();
+        let mut snapshot = self.caches.snapshot();
+        if state.result.is_some()
+            && state.fingerprint != Some(snapshot.fingerprint)
+            && !self.debounce.quiet.is_zero()
+        {
+            let started = Instant::now();
+            while started.elapsed() < self.debounce.max_wait {
+                tokio::time::sleep(self.debounce.quiet).await;
+                let again = self.caches.snapshot();
+                let settled = again.fingerprint == snapshot.fingerprint;
+                snapshot = again;
+                if settled {
+                    break;
+                }
+            }
+        }
         let now = Timestamp::now();
         if let (Some(result), Some(at)) = (&state.result, state.synced_at) {
             let same_input = state.fingerprint == Some(snapshot.fingerprint);
@@ -635,9 +672,7 @@ impl Syncer {
         if let Some(recorder) = self.recorder.clone() {
             tokio::spawn(async move {
                 for (event, reference) in events {
-                    if let Err(e) = recorder.publish(&event, &reference).await {
-                        tracing::warn!(error = %e, "publishing an Event failed");
-                    }
+                    super::publish(&recorder, &event, &reference).await;
                 }
             });
         }

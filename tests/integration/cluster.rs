@@ -22,6 +22,8 @@ use suborg::store::{SqlStore, Store};
 
 use super::fixtures::{role, suborg, user_in};
 
+mod examples;
+
 const TIMEOUT: Duration = Duration::from_secs(90);
 
 struct Env {

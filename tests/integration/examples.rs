@@ -459,8 +459,9 @@ fn the_cases_share_a_valid_base() {
     assert_eq!(r.objects, 3);
 }
 
-/// Argo CD applies the example tree in waves: namespaces, then roots, then sub-organizations,
-/// then memberships.
+/// Argo CD applies the example tree in waves, and waits for each to be healthy: namespaces,
+/// then roots, then sub-organizations with the root members they name as admins, then the
+/// memberships in sub-organizations. `kubectl apply -f` takes the files in the same order.
 #[test]
 fn the_example_tree_carries_sync_waves_in_dependency_order() {
     let mut seen = 0;
@@ -472,14 +473,17 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
             // Root groups and identities come with the sub-organizations (before the
             // memberships that add them); sub-organization groups after the memberships of the
             // users they list.
-            let sub_group = kind == "Group"
-                && v["spec"]["organizationRef"]["kind"].as_str() == Some("SubOrganization");
+            let in_sub = v["spec"]["organizationRef"]["kind"].as_str() == Some("SubOrganization");
+            let sub_group = kind == "Group" && in_sub;
             let expected = match kind {
                 "Organization" => "0",
                 "SubOrganization" | "MachineIdentity" => "1",
                 "Group" if sub_group => "3",
                 "Group" => "1",
-                "OrgMembership" => "2",
+                // Root members with the sub-organizations that name them as admins; the
+                // memberships in a sub-organization after it.
+                "OrgMembership" if in_sub => "2",
+                "OrgMembership" => "1",
                 // What projects use, the projects, then their members.
                 "AppConnection" | "Relay" => "4",
                 "Gateway" => "5",

@@ -1,0 +1,473 @@
+//! The README's quickstart and the Helm chart's RBAC on a real API server, with the example
+//! tree itself (`examples/acme`). Its names are fixed (`acme`, namespace `platform`), so these
+//! tests run one at a time (`.config/nextest.toml` puts them in one test group) and each
+//! removes the examples before it ends. The controller runs as the `suborg` binary, as a user
+//! runs it, managing every object without the `suborg.io/e2e` label: the other end-to-end
+//! tests label theirs and run beside it untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use suborg::api;
+
+/// Every object `examples/acme` declares, of the ten kinds.
+const EXAMPLE_OBJECTS: usize = 34;
+/// How long deleting the examples may take until every finalizer is released.
+const RELEASE_WITHIN: Duration = Duration::from_secs(20);
+/// How long `suborg run` may take to exit on SIGTERM.
+const EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a shell command line from the repository root (as the README's commands run), with
+/// `suborg` on the PATH; panics with its output when it fails.
+fn sh(line: &str) -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_suborg")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .args(["-c", line])
+        .current_dir(root())
+        .env("PATH", path)
+        .output()
+        .expect("sh runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "`{line}` failed:\n{text}");
+    text
+}
+
+/// `suborg run` as a child process, its JSON log in a file.
+struct Running {
+    child: Child,
+    log: PathBuf,
+    lease: (String, String),
+}
+
+impl Running {
+    /// Starts the controller on `store`, taking the Lease `lease` in `namespace`;
+    /// `kubeconfig` replaces the caller's.
+    fn start(
+        dir: &Path,
+        store: &str,
+        namespace: &str,
+        lease: &str,
+        kubeconfig: Option<&Path>,
+    ) -> Self {
+        let log = dir.join(format!("suborg-{lease}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suborg"));
+        cmd.args([
+            "run",
+            "--store",
+            store,
+            "--metrics-addr",
+            "off",
+            "--log-format",
+            "json",
+            "--selector",
+            "!suborg.io/e2e",
+            "--leader-election",
+            "--lease-namespace",
+            namespace,
+            "--lease-name",
+            lease,
+            "--identity",
+            "e2e-examples",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(k) = kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        Running {
+            child: cmd.spawn().expect("suborg run starts"),
+            log,
+            lease: (namespace.to_owned(), lease.to_owned()),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines at WARN or ERROR.
+    fn complaints(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Sends SIGTERM; the process must exit cleanly within [`EXIT_WITHIN`] and leave the
+    /// Lease to whoever comes next.
+    async fn terminate(mut self, client: &Client) {
+        let pid = self.child.id().to_string();
+        let sent = Instant::now();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if sent.elapsed() > EXIT_WITHIN {
+                let _ = self.child.kill();
+                panic!(
+                    "suborg run was still running {EXIT_WITHIN:?} after SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.success(),
+            "suborg run exited with {status}:\n{}",
+            self.log()
+        );
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &self.lease.0);
+        let lease = leases
+            .get(&self.lease.1)
+            .await
+            .expect("the Lease was taken");
+        assert_eq!(
+            lease.spec.and_then(|s| s.holder_identity),
+            None,
+            "the Lease is released on the way out"
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn resources() -> Vec<ApiResource> {
+    api::crds()
+        .iter()
+        .map(|crd| {
+            let names = &crd.spec.names;
+            ApiResource {
+                group: crd.spec.group.clone(),
+                version: crd.spec.versions[0].name.clone(),
+                api_version: format!("{}/{}", crd.spec.group, crd.spec.versions[0].name),
+                kind: names.kind.clone(),
+                plural: names.plural.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The objects of the ten kinds that are not another test's.
+async fn example_objects(client: &Client) -> Vec<DynamicObject> {
+    let mut out = Vec::new();
+    let lp = ListParams::default().labels("!suborg.io/e2e");
+    for ar in resources() {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        for mut o in api.list(&lp).await.unwrap() {
+            o.types = Some(kube::core::TypeMeta {
+                api_version: ar.api_version.clone(),
+                kind: ar.kind.clone(),
+            });
+            out.push(o);
+        }
+    }
+    out
+}
+
+fn describe(o: &DynamicObject) -> String {
+    format!(
+        "{}/{}{}",
+        o.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("?"),
+        o.metadata
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default(),
+        o.metadata.name.as_deref().unwrap_or("?")
+    )
+}
+
+/// Why `o` is not Ready=True at its current generation, if it is not.
+fn not_ready(o: &DynamicObject) -> Option<String> {
+    let status = &o.data["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    let observed = status["observedGeneration"].as_i64();
+    match ready {
+        Some(c) if c["status"] == "True" && observed == o.metadata.generation => None,
+        Some(c) => Some(format!(
+            "{}: Ready={} {} ({}), observedGeneration {observed:?} of {:?}",
+            describe(o),
+            c["status"],
+            c["reason"],
+            c["message"],
+            o.metadata.generation
+        )),
+        None => Some(format!("{}: no Ready condition", describe(o))),
+    }
+}
+
+/// Waits until all example objects are Ready=True at their generation; returns their uids.
+async fn wait_all_ready(client: &Client, running: &Running) -> Vec<String> {
+    let deadline = Instant::now() + super::TIMEOUT;
+    loop {
+        let objects = example_objects(client).await;
+        let problems: Vec<String> = objects.iter().filter_map(not_ready).collect();
+        if objects.len() == EXAMPLE_OBJECTS && problems.is_empty() {
+            return objects
+                .iter()
+                .filter_map(|o| o.metadata.uid.clone())
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {EXAMPLE_OBJECTS} objects, not Ready: {problems:#?}\n{}",
+            objects.len(),
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Warning Events about any of `uids`.
+async fn warnings_about(client: &Client, uids: &[String]) -> Vec<String> {
+    let events: Api<Event> = Api::all(client.clone());
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .and_then(|r| r.uid.as_ref())
+                .is_some_and(|u| uids.contains(u))
+        })
+        .map(|e| format!("{:?}: {:?}", e.reason, e.note))
+        .collect()
+}
+
+/// `kubectl delete -f examples/acme`, then every object of the ten kinds must be gone (its
+/// finalizer released) within [`RELEASE_WITHIN`]; both deletion policies are in the examples.
+async fn delete_examples(client: &Client, running: &Running) {
+    sh("kubectl delete -f examples/acme --wait=false");
+    let started = Instant::now();
+    loop {
+        let left = example_objects(client).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < RELEASE_WITHIN,
+            "still there {RELEASE_WITHIN:?} after kubectl delete: {:?}\n{}",
+            left.iter().map(describe).collect::<Vec<_>>(),
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The namespaces go too (the API server's namespace controller), before the next test
+    // applies them again.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + super::TIMEOUT;
+    for ns in [
+        "platform",
+        "team-engineering",
+        "team-sales",
+        "team-marketing",
+    ] {
+        while namespaces.get_opt(ns).await.unwrap().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "namespace {ns} is not going away"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Leaves no example object behind from an earlier, interrupted run: a controller of this
+/// test's own releases them.
+async fn start_clean(client: &Client, dir: &Path) {
+    if example_objects(client).await.is_empty() {
+        return;
+    }
+    let store = format!("sqlite://{}", dir.join("leftovers.db").display());
+    let running = Running::start(dir, &store, "default", "suborg-e2e-leftovers", None);
+    delete_examples(client, &running).await;
+}
+
+/// The README's quickstart, verbatim, on a fresh cluster: the CRDs (client-side and
+/// server-side apply), the example tree, every object Ready at its generation — whether the
+/// controller starts after the objects exist or before — with no Warning Event and no failed
+/// reconcile; deleting everything releases every finalizer within seconds; SIGTERM stops the
+/// controller at once and hands its Lease back.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn the_quickstart_on_a_fresh_cluster() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    start_clean(&client, dir.path()).await;
+    sh("suborg crd | kubectl apply -f -");
+    sh("suborg crd | kubectl apply --server-side -f -");
+    for crd in api::crds() {
+        sh(&format!(
+            "kubectl wait --for condition=established --timeout=60s crd/{}",
+            crd.metadata.name.as_deref().unwrap()
+        ));
+    }
+    let store = format!("sqlite://{}", dir.path().join("quickstart.db").display());
+
+    // The objects first, then the controller.
+    sh("suborg validate -f examples/acme");
+    sh("kubectl apply -f examples/acme");
+    let running = Running::start(dir.path(), &store, "default", "suborg-e2e-quickstart", None);
+    let uids = wait_all_ready(&client, &running).await;
+    assert_eq!(
+        running.complaints(),
+        Vec::<String>::new(),
+        "no warning or failed reconcile"
+    );
+    assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
+    let tree = sh(&format!("suborg get tree --store {store}"));
+    assert!(
+        tree.contains("acme (Acme Corporation): 8 members"),
+        "{tree}"
+    );
+    delete_examples(&client, &running).await;
+    running.terminate(&client).await;
+    // Deleted, except what asked to be kept: marketing, and acme for its sake.
+    let tree = sh(&format!("suborg get tree --store {store}"));
+    assert!(
+        tree.contains("marketing") && !tree.contains("engineering"),
+        "{tree}"
+    );
+
+    // The controller first, then the objects, applied on a running controller. A new store:
+    // the first one keeps marketing (deletionPolicy Orphan) and so its root, unmanaged.
+    let store = format!("sqlite://{}", dir.path().join("quickstart-2.db").display());
+    let running = Running::start(dir.path(), &store, "default", "suborg-e2e-quickstart", None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sh("kubectl apply -f examples/acme");
+    let uids = wait_all_ready(&client, &running).await;
+    assert_eq!(
+        running.complaints(),
+        Vec::<String>::new(),
+        "no warning or failed reconcile"
+    );
+    assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
+    delete_examples(&client, &running).await;
+    running.terminate(&client).await;
+}
+
+/// The chart's ClusterRole and Role are sufficient and no more: the chart installed by the real
+/// Helm library, the controller run with its ServiceAccount's token, the examples all Ready
+/// without one `Forbidden`; and that ServiceAccount cannot read Secrets.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn the_charts_rbac_is_sufficient_and_no_more() {
+    let python = std::env::var("SUBORG_HELM_PYTHON").expect(
+        "SUBORG_HELM_PYTHON names a Python with helm-python-sdk (see .ci/run): the chart is installed with the real Helm library",
+    );
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    start_clean(&client, dir.path()).await;
+    sh("suborg crd | kubectl apply --server-side -f -");
+    let (namespace, release) = ("suborg-e2e-rbac", "suborg");
+    let helm = |action: &str| {
+        let out = Command::new(&python)
+            .args(["tests/chart/cluster.py", action, namespace, release])
+            .current_dir(root())
+            .output()
+            .expect("the helm script runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && text.contains("\"ok\""),
+            "helm {action}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    helm("uninstall");
+    helm("install");
+
+    // A kubeconfig holding only the ServiceAccount's token.
+    let sa = format!("system:serviceaccount:{namespace}:suborg");
+    let token = sh(&format!(
+        "kubectl create token suborg -n {namespace} --duration=1h"
+    ));
+    let server =
+        sh("kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}'");
+    let ca = sh(
+        "kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}'",
+    );
+    let kubeconfig = dir.path().join("serviceaccount.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: sa\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: sa}}\ncurrent-context: sa\n",
+            server.trim(),
+            ca.trim(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+    // Least privilege: no Secrets, anywhere.
+    for verb in ["get", "list", "watch"] {
+        let out = Command::new("kubectl")
+            .args(["auth", "can-i", verb, "secrets", "-A", "--as", &sa])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "no",
+            "the chart's ServiceAccount can {verb} Secrets"
+        );
+    }
+
+    let store = format!("sqlite://{}", dir.path().join("rbac.db").display());
+    let running = Running::start(
+        dir.path(),
+        &store,
+        namespace,
+        "suborg-leader",
+        Some(&kubeconfig),
+    );
+    sh("kubectl apply -f examples/acme");
+    let uids = wait_all_ready(&client, &running).await;
+    delete_examples(&client, &running).await;
+    let log = running.log();
+    assert!(!log.to_lowercase().contains("forbidden"), "{log}");
+    assert_eq!(running.complaints(), Vec::<String>::new());
+    assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
+    running.terminate(&client).await;
+    helm("uninstall");
+}
