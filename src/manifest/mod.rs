@@ -424,6 +424,30 @@ fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<V
 }
 
 /// Routes one document by apiVersion and kind and admits it.
+/// What the API server's admission finds in one document on its own: type metadata, the
+/// structural schema and the CEL rules of its kind; nothing that needs another object. `None`
+/// for a document of another kind (a Namespace, a Deployment), which is not suborg's to check.
+pub fn admission_problems(value: Value, default_namespace: &str) -> Option<Vec<Problem>> {
+    let mut items = Vec::new();
+    admit_document(value, default_namespace, &mut items);
+    let mut problems = Vec::new();
+    let mut ours = false;
+    for item in items {
+        match item {
+            Item::Ignored | Item::Namespace(..) => {}
+            Item::Problem { problem, .. } => {
+                ours = true;
+                problems.push(problem);
+            }
+            Item::Object { problems: p, .. } => {
+                ours = true;
+                problems.extend(p);
+            }
+        }
+    }
+    ours.then_some(problems)
+}
+
 fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
     let detached = |reason, message: String| Item::Problem {
         counted: false,

@@ -471,3 +471,160 @@ async fn the_charts_rbac_is_sufficient_and_no_more() {
     running.terminate(&client).await;
     helm("uninstall");
 }
+
+/// Runs `kubectl apply --dry-run=server` on one object: the API server's whole admission
+/// (schema, strict field validation, CEL), nothing stored. `Err` holds what it said.
+fn server_admits(doc: &serde_json::Value) -> Result<(), String> {
+    let mut child = Command::new("kubectl")
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The documents of every YAML file under `dir`.
+fn documents(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            // A document that is not YAML never reaches the API server: kubectl refuses it.
+            let Ok(v) = <serde_json::Value as serde::Deserialize>::deserialize(doc) else {
+                break;
+            };
+            if !v.is_null() {
+                out.push((f.display().to_string(), v));
+            }
+        }
+    }
+    out
+}
+
+/// Admission parity with the real API server: every valid example is admitted; every document
+/// of `examples/invalid` that `suborg validate` refuses on its own (schema or CEL, no other
+/// object needed) is refused by the API server too, naming the same field and, for a CEL
+/// rule, with the same message; and every document it admits on its own, the server admits.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn admission_agrees_with_the_api_server() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    start_clean(&client, dir.path()).await;
+    sh("suborg crd | kubectl apply --server-side -f -");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut created: Vec<String> = Vec::new();
+    let mut ensure_namespace = |name: &str, created: &mut Vec<String>| {
+        if !created.iter().any(|n| n == name)
+            && Command::new("kubectl")
+                .args(["create", "namespace", name])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        {
+            created.push(name.to_owned());
+        }
+    };
+
+    // The valid tree, admitted as a whole.
+    for (_, doc) in documents(&root().join("examples/acme")) {
+        if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+            ensure_namespace(ns, &mut created);
+        }
+    }
+    sh("kubectl apply --dry-run=server -f examples/acme");
+
+    let (mut checked, mut refused) = (0, 0);
+    let mut disagreements = Vec::new();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root().join("examples/invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    for case in cases {
+        for (file, doc) in documents(&case) {
+            let Some(problems) = suborg::manifest::admission_problems(doc.clone(), "default")
+            else {
+                continue;
+            };
+            if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+                ensure_namespace(ns, &mut created);
+            }
+            let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_owned();
+            let what = format!("{file}: {} {name}", doc["kind"].as_str().unwrap_or("?"));
+            checked += 1;
+            let verdict = server_admits(&doc);
+            if verdict.is_err() {
+                refused += 1;
+            }
+            match (problems.is_empty(), verdict) {
+                (true, Ok(())) => {}
+                (true, Err(said)) => disagreements.push(format!(
+                    "{what}: admitted offline, refused by the server: {said}"
+                )),
+                (false, Ok(())) => disagreements.push(format!(
+                    "{what}: refused offline ({problems:?}), admitted by the server"
+                )),
+                (false, Err(said)) => {
+                    for p in &problems {
+                        // Type metadata (an unknown kind or version, no kind at all) is named
+                        // in the server's own words; every rule names the field.
+                        // kubectl, in front of the server, refuses a document without a
+                        // name (`generateName` and apply do not mix): the offline rule follows.
+                        let field_named = p.field.is_empty()
+                            || p.reason == suborg::domain::Reason::MissingTypeMeta
+                            || p.field == "apiVersion"
+                            || p.field == "kind"
+                            || said.contains(&p.field);
+                        let cel = p.message.split(':').next().unwrap_or_default();
+                        let rule_named = !said.contains("Invalid value: \"object\"")
+                            || said.contains(cel.trim());
+                        if !field_named || !rule_named {
+                            disagreements.push(format!(
+                                "{what}: offline {:?} at {:?} ({}), the server said: {said}",
+                                p.reason, p.field, p.message
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ns in &created {
+        let _ = namespaces
+            .delete(ns, &kube::api::DeleteParams::default())
+            .await;
+    }
+    eprintln!(
+        "{checked} documents of examples/invalid: {refused} refused by the API server, the same as offline"
+    );
+    assert!(checked > 60, "only {checked} documents checked");
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
