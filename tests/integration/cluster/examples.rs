@@ -540,7 +540,7 @@ async fn admission_agrees_with_the_api_server() {
     sh("suborg crd | kubectl apply --server-side -f -");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let mut created: Vec<String> = Vec::new();
-    let mut ensure_namespace = |name: &str, created: &mut Vec<String>| {
+    let ensure_namespace = |name: &str, created: &mut Vec<String>| {
         if !created.iter().any(|n| n == name)
             && Command::new("kubectl")
                 .args(["create", "namespace", name])
