@@ -322,6 +322,18 @@ async fn start_clean(client: &Client, dir: &Path) {
     delete_examples(client, &running).await;
 }
 
+/// A client, a directory of the test's own, no example left from an earlier run, and the
+/// CRDs installed by server-side apply.
+async fn prepare() -> (Client, tempfile::TempDir) {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    start_clean(&client, dir.path()).await;
+    sh("suborg crd | kubectl apply --server-side -f -");
+    (client, dir)
+}
+
 /// The README's quickstart, verbatim, on a fresh cluster: the CRDs (client-side and
 /// server-side apply), the example tree, every object Ready at its generation — whether the
 /// controller starts after the objects exist or before — with no Warning Event and no failed
@@ -330,13 +342,9 @@ async fn start_clean(client: &Client, dir: &Path) {
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn the_quickstart_on_a_fresh_cluster() {
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG points at a cluster");
-    let dir = tempfile::tempdir().unwrap();
-    start_clean(&client, dir.path()).await;
+    let (client, dir) = prepare().await;
+    // As the README has it (client-side apply), over the server-side apply of `prepare`.
     sh("suborg crd | kubectl apply -f -");
-    sh("suborg crd | kubectl apply --server-side -f -");
     for crd in api::crds() {
         sh(&format!(
             "kubectl wait --for condition=established --timeout=60s crd/{}",
@@ -396,12 +404,7 @@ async fn the_charts_rbac_is_sufficient_and_no_more() {
     let python = std::env::var("SUBORG_HELM_PYTHON").expect(
         "SUBORG_HELM_PYTHON names a Python with helm-python-sdk (see .ci/run): the chart is installed with the real Helm library",
     );
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG points at a cluster");
-    let dir = tempfile::tempdir().unwrap();
-    start_clean(&client, dir.path()).await;
-    sh("suborg crd | kubectl apply --server-side -f -");
+    let (client, dir) = prepare().await;
     let (namespace, release) = ("suborg-e2e-rbac", "suborg");
     let helm = |action: &str| {
         let out = Command::new(&python)
@@ -532,12 +535,7 @@ fn documents(dir: &Path) -> Vec<(String, serde_json::Value)> {
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn admission_agrees_with_the_api_server() {
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG points at a cluster");
-    let dir = tempfile::tempdir().unwrap();
-    start_clean(&client, dir.path()).await;
-    sh("suborg crd | kubectl apply --server-side -f -");
+    let (client, _dir) = prepare().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let mut created: Vec<String> = Vec::new();
     let ensure_namespace = |name: &str, created: &mut Vec<String>| {
