@@ -92,9 +92,26 @@ pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     Some(SignedDuration::from_nanos(total_nanos as i64))
 }
 
-/// Parses an RFC 3339 timestamp.
+/// Parses an RFC 3339 timestamp, over the whole range RFC 3339 (and the API server) accept:
+/// years 0000 to 9999. The last hours of year 9999 lie past the largest instant this crate's
+/// clock can hold (its bounds leave room for every UTC offset); they are taken as that instant,
+/// which no temporary role will outlive.
 pub fn parse_time(s: &str) -> Option<Timestamp> {
-    s.parse().ok()
+    if let Ok(t) = s.parse() {
+        return Some(t);
+    }
+    // `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`: valid civil fields and offset, but out of range.
+    let offset_at = s.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 19)?;
+    let (civil, offset) = s.split_at(offset_at);
+    let valid_offset = matches!(offset, "Z" | "z")
+        || (offset.len() == 6
+            && offset.as_bytes()[3] == b':'
+            && offset[1..3].parse::<u8>().is_ok_and(|h| h < 24)
+            && offset[4..6].parse::<u8>().is_ok_and(|m| m < 60));
+    let civil = civil.replacen(['t'], "T", 1);
+    let dt: k8s_openapi::jiff::civil::DateTime = civil.parse().ok()?;
+    (valid_offset && civil.as_bytes().get(10) == Some(&b'T') && dt.year() == 9999)
+        .then_some(Timestamp::MAX)
 }
 
 /// The `[start, end)` window of a temporary role first granted at `granted_at`.
@@ -181,6 +198,32 @@ pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_over_its_whole_range() {
+        for s in [
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:59:59+01:00",
+            "9999-12-31t10:00:00-05:00",
+            "0000-01-01T00:00:00Z",
+            "2026-06-01T12:00:00Z",
+        ] {
+            assert!(parse_time(s).is_some(), "{s}");
+        }
+        assert_eq!(parse_time("9999-12-31T23:59:59Z"), Some(Timestamp::MAX));
+        for s in [
+            "9999-12-32T00:00:00Z",
+            "9999-12-31T24:00:00Z",
+            "9999-12-31 23:59:59Z",
+            "9999-12-31T23:59:59",
+            "9999-12-31T23:59:59+25:00",
+            "10000-01-01T00:00:00Z",
+            "soon",
+        ] {
+            assert!(parse_time(s).is_none(), "{s}");
+        }
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

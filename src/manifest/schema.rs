@@ -210,12 +210,10 @@ impl Node {
             return err(format!("{} does not match the pattern {p}", render_str(s)));
         }
         match self.format.as_deref() {
-            Some("date-time") if s.parse::<k8s_openapi::jiff::Timestamp>().is_err() => {
-                err(format!(
-                    "{} is not an RFC 3339 date-time such as 2026-01-01T09:00:00Z",
-                    render_str(s)
-                ))
-            }
+            Some("date-time") if crate::domain::temporary::parse_time(s).is_none() => err(format!(
+                "{} is not an RFC 3339 date-time such as 2026-01-01T09:00:00Z",
+                render_str(s)
+            )),
             Some("duration") if crate::domain::temporary::parse_duration(s).is_none() => {
                 err(format!(
                     "{} is not a duration such as 90m, 8h or 1h30m",

@@ -1,6 +1,8 @@
-//! Store addresses: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`. A password
-//! may also come from `SUBORG_STORE_PASSWORD` or the file named by `SUBORG_STORE_PASSWORD_FILE`,
-//! so it need not sit in a command line. Displaying a DSN never shows the password.
+//! Store addresses: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]`. A
+//! password may also come from the `password` parameter, `SUBORG_STORE_PASSWORD` or the file
+//! named by `SUBORG_STORE_PASSWORD_FILE`, so it need not sit in a command line; exactly one of
+//! them may give it (two are refused, naming the sources). Displaying a DSN never shows the
+//! password, wherever it was: user-info, `password`, `sslpassword` and `options` are masked.
 
 use std::fmt;
 
@@ -111,10 +113,34 @@ impl Dsn {
             },
             None => (None, None),
         };
+        // One source of the password, so which one is used is never a surprise: the DSN's
+        // user-info, its `password` parameter, or the environment (variable or file).
+        let in_query = host.split_once('?').is_some_and(|(_, q)| {
+            q.split('&')
+                .any(|kv| secret_key(kv.split('=').next().unwrap_or_default()))
+        });
+        let from_env = env_password()?;
+        let sources: Vec<&str> = [
+            (password.is_some(), "the DSN's user-info"),
+            (in_query, "the DSN's password parameter"),
+            (
+                from_env.is_some(),
+                "SUBORG_STORE_PASSWORD or SUBORG_STORE_PASSWORD_FILE",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect();
+        if sources.len() > 1 {
+            return Err(StoreError::InvalidDsn(format!(
+                "the password is given more than once ({}): give it in one place",
+                sources.join(" and ")
+            )));
+        }
         // A password in the DSN is already URL-encoded; one from the environment is raw.
         let password = match password {
             Some(p) => Some(p),
-            None => env_password()?.map(|p| encode(&p)),
+            None => from_env.map(|p| encode(&p)),
         };
         let auth = match (user, &password) {
             (Some(u), Some(p)) => format!("{u}:{p}@"),
@@ -131,7 +157,7 @@ impl Dsn {
         Ok(Self {
             backend: Backend::Postgres,
             url: format!("postgres://{auth}{host}"),
-            shown: format!("postgres://{shown_auth}{host}"),
+            shown: format!("postgres://{shown_auth}{}", mask_query(host)),
         })
     }
 
@@ -161,17 +187,42 @@ fn encode(p: &str) -> String {
         .collect()
 }
 
-/// A DSN for messages: any password replaced by `***`.
+/// Query parameters whose value is a secret (libpq's names), or may hold one (`options`
+/// passes arbitrary settings to the server).
+fn secret_key(key: &str) -> bool {
+    matches!(
+        key.to_ascii_lowercase().as_str(),
+        "password" | "sslpassword" | "options"
+    )
+}
+
+/// `host/db?query` with the value of every secret parameter replaced by `***`.
+fn mask_query(s: &str) -> String {
+    let Some((head, query)) = s.split_once('?') else {
+        return s.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if secret_key(k) => format!("{k}=***"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
+}
+
+/// A DSN for messages: any password replaced by `***`, in the user-info and in the query.
 pub fn redact(s: &str) -> String {
+    let s = mask_query(s);
     match (s.find("://"), s.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &s[scheme + 3..at];
             match userinfo.split_once(':') {
                 Some((user, _)) => format!("{}{user}:***{}", &s[..scheme + 3], &s[at..]),
-                None => s.to_owned(),
+                None => s,
             }
         }
-        _ => s.to_owned(),
+        _ => s,
     }
 }
 
@@ -201,6 +252,49 @@ mod tests {
         );
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert!(!redact("bogus://u:hunter2@h").contains("hunter2"));
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_never_shown() {
+        for dsn in [
+            "postgres://u@127.0.0.1:1/db?password=hunter2",
+            "postgres://u@127.0.0.1:1/db?options=-c%20x%3Dy&password=hunter2",
+            "postgres://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2&x=1",
+            "postgres://u@h/db?sslpassword=hunter2",
+            "postgres://u@h/db?options=-c%20password%3Dhunter2",
+        ] {
+            let d = parse(dsn, None);
+            assert!(!d.to_string().contains("hunter2"), "{d}");
+            assert!(!format!("{d:?}").contains("hunter2"), "{d:?}");
+            assert!(!redact(dsn).contains("hunter2"), "{}", redact(dsn));
+            assert!(
+                d.connect_url().contains("hunter2"),
+                "the driver still gets it"
+            );
+        }
+        let d = parse(
+            "postgres://u@h/db?sslmode=require&application_name=suborg",
+            None,
+        );
+        assert_eq!(
+            d.to_string(),
+            "postgres://u@h/db?sslmode=require&application_name=suborg"
+        );
+    }
+
+    #[test]
+    fn a_password_given_twice_is_refused_naming_the_sources_only() {
+        for (dsn, env) in [
+            ("postgres://u:pw-alpha@h/db", Some("pw-bravo")),
+            ("postgres://u@h/db?password=pw-alpha", Some("pw-bravo")),
+            ("postgres://u:pw-alpha@h/db?password=pw-bravo", None),
+        ] {
+            let e = Dsn::parse_with(dsn, || Ok(env.map(str::to_owned)))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("given more than once"), "{e}");
+            assert!(!e.contains("pw-alpha") && !e.contains("pw-bravo"), "{e}");
+        }
     }
 
     #[test]

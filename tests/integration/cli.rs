@@ -543,6 +543,41 @@ fn an_unreachable_store_names_it_without_the_password() {
     assert!(!t.contains("hunter2"), "{t}");
 }
 
+/// Every form a DSN can carry a password in: none of them reaches the output.
+#[test]
+fn no_password_reaches_the_output_in_any_form() {
+    for dsn in [
+        "postgres://u@127.0.0.1:1/db?password=hunter2",
+        "postgres://u@127.0.0.1:1/db?options=-c%20x%3Dy&password=hunter2",
+        "postgres://u@127.0.0.1:1/db?password=hunter2&sslmode=bogus",
+        "postgres://u:hunter2@127.0.0.1:99999/db",
+        "postgres://u@127.0.0.1:1/db?options=-c%20password%3Dhunter2",
+    ] {
+        for command in [&["get", "tree"][..], &["apply", "-f", "-"][..]] {
+            let mut args = command.to_vec();
+            args.extend(["--store", dsn]);
+            let out = suborg(&args, Some(ORG.as_bytes()));
+            let t = text(&out);
+            assert_ne!(out.status.code(), Some(0), "{t}");
+            assert!(!t.contains("hunter2"), "{dsn}: {t}");
+        }
+    }
+    // From the environment and the DSN at once: refused, naming where, never what.
+    let out = Command::new(env!("CARGO_BIN_EXE_suborg"))
+        .args([
+            "get",
+            "tree",
+            "--store",
+            "postgres://u:hunter2@127.0.0.1:1/db",
+        ])
+        .env("SUBORG_STORE_PASSWORD", "hunter3")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(t.contains("given more than once"), "{t}");
+    assert!(!t.contains("hunter2") && !t.contains("hunter3"), "{t}");
+}
+
 /// The README's main command on a machine where the default store's directory does not exist.
 #[test]
 fn the_default_store_is_created_where_none_exists() {
