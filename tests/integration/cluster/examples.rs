@@ -293,14 +293,22 @@ async fn delete_examples(client: &Client, running: &Running) {
     }
     // The namespaces go too (the API server's namespace controller), before the next test
     // applies them again.
+    wait_gone(client, &EXAMPLE_NAMESPACES).await;
+}
+
+/// The namespaces `examples/acme` declares.
+const EXAMPLE_NAMESPACES: [&str; 4] = [
+    "platform",
+    "team-engineering",
+    "team-sales",
+    "team-marketing",
+];
+
+/// Waits until none of `names` is a namespace, not even a terminating one.
+async fn wait_gone(client: &Client, names: &[&str]) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let deadline = Instant::now() + super::TIMEOUT;
-    for ns in [
-        "platform",
-        "team-engineering",
-        "team-sales",
-        "team-marketing",
-    ] {
+    for ns in names {
         while namespaces.get_opt(ns).await.unwrap().is_some() {
             assert!(
                 Instant::now() < deadline,
@@ -315,6 +323,8 @@ async fn delete_examples(client: &Client, running: &Running) {
 /// test's own releases them.
 async fn start_clean(client: &Client, dir: &Path) {
     if example_objects(client).await.is_empty() {
+        // An earlier test's namespaces may still be terminating.
+        wait_gone(client, &EXAMPLE_NAMESPACES).await;
         return;
     }
     let store = format!("sqlite://{}", dir.join("leftovers.db").display());
@@ -620,6 +630,8 @@ async fn admission_agrees_with_the_api_server() {
             .delete(ns, &kube::api::DeleteParams::default())
             .await;
     }
+    let created: Vec<&str> = created.iter().map(String::as_str).collect();
+    wait_gone(&client, &created).await;
     eprintln!(
         "{checked} documents of examples/invalid: {refused} refused by the API server, the same as offline"
     );
