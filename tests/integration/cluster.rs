@@ -254,8 +254,11 @@ impl Env {
         })
         .await;
         self.stop().await;
+        // Namespaces have no delete-collection: one by one.
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let _ = namespaces.delete_collection(&dp, &selector).await;
+        for ns in [&self.root_ns, &self.sub_ns] {
+            let _ = namespaces.delete(ns, &dp).await;
+        }
         drop(self.dir);
     }
 }

@@ -483,6 +483,10 @@ async fn the_charts_rbac_is_sufficient_and_no_more() {
     assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
     running.terminate(&client).await;
     helm("uninstall");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let _ = namespaces
+        .delete(namespace, &kube::api::DeleteParams::default())
+        .await;
 }
 
 /// Runs `kubectl apply --dry-run=server` on one object: the API server's whole admission
