@@ -724,8 +724,18 @@ async fn a_sub_organization_project_sees_only_what_was_added_and_loses_it_on_rev
     ))
     .await;
     let projects: Api<Project> = Api::namespaced(env.client.clone(), &env.sub_ns);
-    let p = wait_ready(&projects, "api", "True", "Synced").await;
-    assert_eq!(p.status.unwrap().members, Some(1));
+    wait_ready(&projects, "api", "True", "Synced").await;
+    // Ready as soon as the project is in the store; its count follows its members' sync.
+    wait_for(|| async {
+        projects
+            .get("api")
+            .await
+            .ok()
+            .and_then(|p| p.status)
+            .and_then(|s| s.members)
+            == Some(1)
+    })
+    .await;
     let pms: Api<ProjectMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
     wait_ready(&pms, "carol-api", "True", "Synced").await;
     wait_ready(&pms, "dave-api", "False", "SubjectNotInOrganization").await;

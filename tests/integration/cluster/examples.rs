@@ -276,7 +276,7 @@ async fn warnings_about(client: &Client, uids: &[String]) -> Vec<String> {
 /// `kubectl delete -f examples/acme`, then every object of the ten kinds must be gone (its
 /// finalizer released) within [`RELEASE_WITHIN`]; both deletion policies are in the examples.
 async fn delete_examples(client: &Client, running: &Running) {
-    sh("kubectl delete -f examples/acme --wait=false");
+    sh("kubectl delete -f examples/acme --wait=false --ignore-not-found");
     let started = Instant::now();
     loop {
         let left = example_objects(client).await;
