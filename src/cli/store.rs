@@ -193,7 +193,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
 pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let store = open_async(args.store.as_deref()).await?;
+        let store = open_read_only_async(args.store.as_deref()).await?;
         let out = read(&store, args).await;
         store.close().await;
         out
@@ -402,6 +402,11 @@ pub(crate) fn prepare_store(store: Option<&str>) -> String {
 /// Opens the store, creating the directory of a SQLite file.
 async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
     SqlStore::open(&prepare_store(store)).await
+}
+
+/// Opens the store for reading only: `get` never writes, so a read-only file is enough.
+async fn open_read_only_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
+    SqlStore::open_read_only(&store.map(str::to_owned).unwrap_or_else(default_store)).await
 }
 
 async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {

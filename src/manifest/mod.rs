@@ -394,8 +394,24 @@ fn split_documents(text: &str) -> Vec<&str> {
 /// `line` is where the piece starts in its file.
 fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
     let mut out = Vec::new();
+    if let Some(at) = strict::too_deep(text, strict::MAX_DEPTH) {
+        let problem = Problem::detached(
+            Reason::InvalidYaml,
+            format!(
+                "nests flow collections ([ or {{) more than {} levels deep at line {}: refused before parsing (Kubernetes objects are not nested that deep)",
+                strict::MAX_DEPTH,
+                line + at - 1
+            ),
+        );
+        out.push(Some(vec![Item::Problem {
+            counted: false,
+            problem,
+        }]));
+        return out;
+    }
+    let budget = strict::budget_for(text.len());
     for doc in serde_yaml::Deserializer::from_str(text) {
-        match strict::StrictValue::deserialize(doc) {
+        match strict::with_budget(budget, || strict::StrictValue::deserialize(doc)) {
             Ok(strict::StrictValue(Value::Null)) => out.push(None),
             Ok(strict::StrictValue(value)) => {
                 let mut items = Vec::new();

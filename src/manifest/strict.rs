@@ -1,10 +1,45 @@
 //! A JSON value deserialized with duplicate mapping keys refused. YAML forbids them, but a plain
 //! `serde_json::Value` would keep the last one silently — a typo'd manifest would lose data.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+thread_local! {
+    /// How many more values the document being read may produce, its aliases expanded.
+    static BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The values a document of `bytes` bytes may produce, aliases expanded: a document without
+/// aliases produces fewer than one value for every two bytes; YAML's anchors and merge keys
+/// are meant for reuse, not for multiplying a small file into millions of values.
+pub fn budget_for(bytes: usize) -> usize {
+    10_000 + 2 * bytes
+}
+
+/// Runs `f` (which reads one document) allowing it `budget` values: past that, reading fails
+/// with an error that says so. Bounds the memory an alias bomb can take.
+pub fn with_budget<T>(budget: usize, f: impl FnOnce() -> T) -> T {
+    BUDGET.with(|b| b.set(budget));
+    let out = f();
+    BUDGET.with(|b| b.set(usize::MAX));
+    out
+}
+
+/// Counts one value against the budget.
+fn spend<E: de::Error>() -> Result<(), E> {
+    BUDGET.with(|b| match b.get() {
+        0 => Err(E::custom(
+            "the document expands to more values than its size allows (aliases referenced over and over); refused",
+        )),
+        n => {
+            b.set(n - 1);
+            Ok(())
+        }
+    })
+}
 
 /// A [`Value`] whose mappings had no duplicate keys.
 pub struct StrictValue(pub Value);
@@ -24,36 +59,45 @@ impl<'de> Visitor<'de> for StrictVisitor {
         f.write_str("a YAML value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        spend()?;
         Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        spend()?;
         Ok(Value::Number(v.into()))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        spend()?;
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        spend()?;
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom(format!("{v} is not a number JSON can hold")))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        spend()?;
         Ok(Value::String(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        spend()?;
         Ok(Value::String(v))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        spend()?;
         Ok(Value::Null)
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        spend()?;
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(StrictVisitor)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        spend()?;
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         while let Some(StrictValue(v)) = seq.next_element()? {
             out.push(v);
@@ -61,6 +105,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        spend()?;
         let mut out = Map::new();
         let mut merged = Vec::new();
         while let Some(key) = map.next_key::<KeyString>()? {
@@ -174,4 +219,64 @@ mod tests {
         );
         assert!(parse("a: .nan\n").is_err());
     }
+}
+/// The deepest nesting the YAML reader takes. Kubernetes objects are shallow (suborg's kinds
+/// nest under ten levels); the YAML parser's time grows with the square of the flow depth, so
+/// a document nested deeper is refused before it is parsed.
+pub const MAX_DEPTH: usize = 100;
+
+/// The 1-based line where `text` first nests flow collections (`[`, `{`) deeper than `limit`,
+/// if it does. Quoted scalars and comments are skipped; one linear pass.
+pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut line, mut i) = (0usize, 1usize, 0usize);
+    let mut prev = b'\n';
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\n' => line += 1,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'#' if prev == b' ' || prev == b'\t' || prev == b'\n' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\''
+                if matches!(
+                    prev,
+                    b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':' | b'-'
+                ) =>
+            {
+                let quote = b;
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if quote == b'"' => i += 1,
+                        b'\n' => line += 1,
+                        c if c == quote => {
+                            // '' is an escaped quote inside a single-quoted scalar.
+                            if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+        i += 1;
+    }
+    None
 }

@@ -48,6 +48,7 @@ pub struct Dsn {
     pub backend: Backend,
     url: String,
     shown: String,
+    read_only: bool,
 }
 
 impl fmt::Debug for Dsn {
@@ -91,6 +92,7 @@ impl Dsn {
                 backend: Backend::Sqlite,
                 url: format!("sqlite://{path}{sep}mode=rwc"),
                 shown: format!("sqlite://{path}"),
+                read_only: false,
             });
         }
         let rest = s
@@ -158,7 +160,41 @@ impl Dsn {
             backend: Backend::Postgres,
             url: format!("postgres://{auth}{host}"),
             shown: format!("postgres://{shown_auth}{}", mask_query(host)),
+            read_only: false,
         })
+    }
+
+    /// The same store, for reading only: SQLite opens the file read-only (never creating it),
+    /// PostgreSQL sessions refuse writes.
+    pub fn read_only(mut self) -> Self {
+        if self.backend == Backend::Sqlite {
+            self.url = self.url.replace("mode=rwc", "mode=ro");
+        }
+        self.read_only = true;
+        self
+    }
+
+    /// Whether the store is opened for reading only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Statements run on every new connection.
+    pub(crate) fn connection_setup(&self) -> &'static str {
+        match (self.backend, self.read_only) {
+            // The journal mode is the writer's to set; a reader only waits for locks.
+            (Backend::Sqlite, true) => "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
+            (Backend::Postgres, true) => "SET default_transaction_read_only = on",
+            (backend, false) => backend.connection_setup(),
+        }
+    }
+
+    /// The SQLite file, for a SQLite store.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        (self.backend == Backend::Sqlite)
+            .then(|| self.shown.strip_prefix("sqlite://"))
+            .flatten()
+            .map(|p| p.split('?').next().unwrap_or(p))
     }
 
     /// The URL handed to the driver (with the password).

@@ -30,6 +30,23 @@ pub fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
+/// The schema version of the store (0 for a database suborg never wrote), read without
+/// writing.
+pub async fn current(pool: &AnyPool, dsn: &Dsn) -> Result<i64, StoreError> {
+    let version: Result<Option<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT MAX(version) FROM suborg_schema")
+            .fetch_one(pool)
+            .await;
+    match version {
+        Ok(v) => Ok(v.unwrap_or(0)),
+        Err(sqlx::Error::Database(e)) if e.message().contains("suborg_schema") => Ok(0),
+        Err(source) => Err(StoreError::Unavailable {
+            dsn: dsn.to_string(),
+            source,
+        }),
+    }
+}
+
 /// Brings the schema up to date.
 pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
     let unavailable = |source| StoreError::Unavailable {

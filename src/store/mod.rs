@@ -291,12 +291,48 @@ pub struct SqlStore {
 impl SqlStore {
     /// Opens (creating a SQLite file when needed) and migrates the store at `dsn`.
     pub async fn open(dsn: &str) -> Result<Self, StoreError> {
-        let dsn = Dsn::parse(dsn)?;
+        let store = Self::connect(Dsn::parse(dsn)?).await?;
+        migrate::run(&store.pool, &store.dsn).await?;
+        Ok(store)
+    }
+
+    /// Opens the store at `dsn` for reading only: nothing is created or migrated, and the
+    /// connections refuse writes, so a read-only file or a replica is enough. A store whose
+    /// schema is not this binary's is refused with what to do.
+    pub async fn open_read_only(dsn: &str) -> Result<Self, StoreError> {
+        let dsn = Dsn::parse(dsn)?.read_only();
+        if let Some(path) = dsn.sqlite_path()
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::InvalidDsn(format!(
+                "{dsn}: there is no store at {path} (suborg apply creates one)"
+            )));
+        }
+        let store = Self::connect(dsn).await?;
+        let version = migrate::current(&store.pool, &store.dsn).await?;
+        if version > migrate::latest() {
+            return Err(StoreError::SchemaTooNew {
+                dsn: store.dsn.to_string(),
+                found: version,
+                known: migrate::latest(),
+            });
+        }
+        if version < migrate::latest() {
+            return Err(StoreError::InvalidDsn(format!(
+                "{}: the store's schema is version {version}, older than this suborg's {}: a writing command (suborg apply, or the controller) migrates it first",
+                store.dsn,
+                migrate::latest()
+            )));
+        }
+        Ok(store)
+    }
+
+    async fn connect(dsn: Dsn) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         // One direct connection first, set up as the pool's will be: a refused, wrong or
         // corrupt database fails now, with the driver's reason, instead of after the pool's
         // retries time out.
-        let setup = dsn.backend.connection_setup();
+        let setup = dsn.connection_setup();
         let unavailable = |source| StoreError::Unavailable {
             dsn: dsn.to_string(),
             source,
@@ -319,9 +355,7 @@ impl SqlStore {
                 dsn: dsn.to_string(),
                 source,
             })?;
-        let store = Self { pool, dsn };
-        migrate::run(&store.pool, &store.dsn).await?;
-        Ok(store)
+        Ok(Self { pool, dsn })
     }
 
     /// The pool, for tests that must write around the Rust API.

@@ -512,13 +512,14 @@ fn an_invalid_set_writes_nothing() {
         "{}",
         text(&out)
     );
+    // Not even the store was created.
     let out = suborg(&["get", "orgs", "--store", &store], None);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        1,
-        "only the header: {}",
+    assert!(
+        text(&out).contains("there is no store at"),
+        "{}",
         text(&out)
     );
+    assert!(!dir.path().join("s.db").exists());
 }
 
 #[test]
@@ -690,4 +691,93 @@ fn get_shows_groups_identities_and_effective_members_by_visibility() {
     );
     let plain = get(&["members", "--org", "acme/engineering"]);
     assert!(!plain.to_string().contains("alice@acme.example"));
+}
+
+fn membership_with_labels(labels: &str) -> String {
+    format!(
+        "apiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata:\n  name: flat\n  namespace: platform\n  labels: {labels}\nspec:\n  organizationRef: {{kind: Organization, name: acme}}\n  subject: {{kind: User, email: a@acme.example}}\n  roles: [{{role: member}}]\n"
+    )
+}
+
+/// Flow collections nested past any real object are refused before the YAML parser (whose
+/// time grows with the square of the depth) sees them, naming the line and the limit.
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let doc = format!(
+        "{ORG}---\n# a comment with [[[ brackets\n{}",
+        membership_with_labels(&deep)
+    );
+    rejected(
+        doc.as_bytes(),
+        &["more than 100 levels deep at line 13", "[InvalidYaml]"],
+    );
+    // Brackets inside quotes are text, and nesting within the limit is the parser's to read.
+    let quoted = format!("{{a: \"{}\"}}", "[".repeat(500));
+    let out = suborg(
+        &["validate", "-f", "-"],
+        Some(membership_with_labels(&quoted).as_bytes()),
+    );
+    assert!(!text(&out).contains("levels deep"), "{}", text(&out));
+    let ninety = format!("{{a: {}x{}}}", "[".repeat(90), "]".repeat(90));
+    let out = suborg(
+        &["validate", "-f", "-"],
+        Some(membership_with_labels(&ninety).as_bytes()),
+    );
+    assert!(!text(&out).contains("levels deep"), "{}", text(&out));
+}
+
+/// One anchor referenced over and over: refused once the values outgrow what the document's
+/// size allows, not after filling memory.
+#[test]
+fn a_flat_alias_bomb_is_refused() {
+    let anchor = vec!["r"; 10_000].join(", ");
+    let refs = vec!["*a"; 10_000].join(", ");
+    let labels = format!("{{x: &a [{anchor}], y: [{refs}]}}");
+    rejected(
+        membership_with_labels(&labels).as_bytes(),
+        &[
+            "expands to more values than its size allows",
+            "[InvalidYaml]",
+        ],
+    );
+    // Anchors used as meant (a few reuses, merge keys) are fine.
+    let reuse = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n  labels: &l {team: platform}\n  annotations: *l\nspec: {}\n";
+    let out = suborg(&["validate", "-f", "-"], Some(reuse.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// `get` only reads: a store whose files are read-only is read, an old or missing one is named
+/// with what to do, and nothing is created.
+#[test]
+fn get_opens_the_store_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let dsn = format!("sqlite://{}", db.display());
+    let out = suborg(&["apply", "-f", "-", "--store", &dsn], Some(ORG.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let out = suborg(&["get", "tree", "--store", &dsn], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("acme"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database file is untouched"
+    );
+
+    let missing = format!("sqlite://{}", dir.path().join("none.db").display());
+    let out = suborg(&["get", "tree", "--store", &missing], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("there is no store at"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.path().join("none.db").exists(), "get creates nothing");
 }
