@@ -12,11 +12,12 @@ thread_local! {
     static BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// The values a document of `bytes` bytes may produce, aliases expanded: a document without
-/// aliases produces fewer than one value for every two bytes; YAML's anchors and merge keys
-/// are meant for reuse, not for multiplying a small file into millions of values.
+/// The values a document of `bytes` bytes may produce, aliases expanded: without aliases a
+/// document produces at most about one value for every two bytes (`[a,b]`: three values in
+/// five bytes), so this leaves room for anchors and merge keys used for reuse, and none for
+/// multiplying a small file into millions of values.
 pub fn budget_for(bytes: usize) -> usize {
-    10_000 + 2 * bytes
+    1_000 + bytes
 }
 
 /// Runs `f` (which reads one document) allowing it `budget` values: past that, reading fails
@@ -181,45 +182,6 @@ impl<'de> Deserialize<'de> for KeyString {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(s: &str) -> Result<Value, String> {
-        serde_yaml::from_str::<StrictValue>(s)
-            .map(|v| v.0)
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn duplicate_keys_are_refused_at_any_depth() {
-        assert!(parse("a: 1\na: 2\n").unwrap_err().contains("duplicate"));
-        assert!(
-            parse("spec:\n  x: 1\n  x: 1\n")
-                .unwrap_err()
-                .contains("duplicate key \"x\"")
-        );
-        assert!(parse("- {a: 1, a: 1}\n").is_err());
-    }
-
-    #[test]
-    fn merge_keys_are_applied() {
-        let v =
-            parse("base: &b {a: 1, b: 1}\nother: &o {c: 3}\nx:\n  <<: [*b, *o]\n  b: 2\n").unwrap();
-        assert_eq!(v["x"], serde_json::json!({"a": 1, "b": 2, "c": 3}));
-        assert!(parse("x:\n  <<: 5\n").is_err());
-    }
-
-    #[test]
-    fn values_convert_like_json() {
-        let v = parse("a: [1, -2, 1.5, true, null, x]\n1: b\n").unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"a": [1, -2, 1.5, true, null, "x"], "1": "b"})
-        );
-        assert!(parse("a: .nan\n").is_err());
-    }
-}
 /// The deepest nesting the YAML reader takes. Kubernetes objects are shallow (suborg's kinds
 /// nest under ten levels); the YAML parser's time grows with the square of the flow depth, so
 /// a document nested deeper is refused before it is parsed.
@@ -279,4 +241,77 @@ pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Value, String> {
+        serde_yaml::from_str::<StrictValue>(s)
+            .map(|v| v.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn depth_counts_flow_brackets_outside_quotes_and_comments() {
+        assert_eq!(too_deep("a: [[[x]]]\n", 3), None);
+        assert_eq!(too_deep("a: [[[[x]]]]\n", 3), Some(1));
+        assert_eq!(too_deep("a: 1\nb: {c: [{d: [x]}]}\n", 3), Some(2));
+        // Closed brackets free their level.
+        assert_eq!(too_deep("a: [[x]]\nb: [[y]]\n", 2), None);
+        // Quoted text and comments are not structure.
+        assert_eq!(too_deep("a: \"[[[[\"\nb: '[[[[ it''s [['\n", 1), None);
+        assert_eq!(too_deep("a: 1 # [[[[\n", 1), None);
+        assert_eq!(too_deep("a: \"x\\\"[[[[\"\n", 1), None);
+        // A '#' inside a plain scalar is text; brackets after it still count.
+        assert_eq!(too_deep("a: b#[[c\n", 1), Some(1));
+        assert_eq!(too_deep("x: 1\n\"multi\nline\"\nb: [[[q]]]", 2), Some(4));
+    }
+
+    #[test]
+    fn the_value_budget_stops_a_document_that_expands() {
+        let bomb = format!(
+            "x: &a [{}]\ny: [{}]\n",
+            vec!["r"; 100].join(", "),
+            vec!["*a"; 100].join(", ")
+        );
+        let e = with_budget(1_000, || parse(&bomb)).unwrap_err();
+        assert!(
+            e.contains("expands to more values than its size allows"),
+            "{e}"
+        );
+        assert!(with_budget(budget_for(bomb.len()) * 10, || parse(&bomb)).is_ok());
+        // The budget is the reading's alone.
+        assert!(parse(&bomb).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        assert!(parse("a: 1\na: 2\n").unwrap_err().contains("duplicate"));
+        assert!(
+            parse("spec:\n  x: 1\n  x: 1\n")
+                .unwrap_err()
+                .contains("duplicate key \"x\"")
+        );
+        assert!(parse("- {a: 1, a: 1}\n").is_err());
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let v =
+            parse("base: &b {a: 1, b: 1}\nother: &o {c: 3}\nx:\n  <<: [*b, *o]\n  b: 2\n").unwrap();
+        assert_eq!(v["x"], serde_json::json!({"a": 1, "b": 2, "c": 3}));
+        assert!(parse("x:\n  <<: 5\n").is_err());
+    }
+
+    #[test]
+    fn values_convert_like_json() {
+        let v = parse("a: [1, -2, 1.5, true, null, x]\n1: b\n").unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": [1, -2, 1.5, true, null, "x"], "1": "b"})
+        );
+        assert!(parse("a: .nan\n").is_err());
+    }
 }
