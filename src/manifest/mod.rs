@@ -10,6 +10,8 @@ pub mod cel_fields;
 pub mod schema;
 mod strict;
 
+pub use strict::{MAX_DEPTH, budget_for};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 

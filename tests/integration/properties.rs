@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use suborg::api::*;
+use suborg::domain::Reason;
 use suborg::domain::slug::{effective_slug, is_valid_slug, normalize_email};
 use suborg::domain::tree::{ObjectSet, check};
 use suborg::manifest::check_sources;
@@ -29,6 +30,41 @@ proptest! {
     fn arbitrary_yaml_never_panics(doc in yaml_document()) {
         let r = check_sources([("fuzz.yaml", doc.as_bytes())], "default", now());
         prop_assert!(r.errors + r.warnings == r.problems.len());
+    }
+
+    /// Documents shaped to hurt a YAML reader (deep flow nesting, anchors referenced over and
+    /// over, both inside an object): never a panic; past the depth limit or the value budget,
+    /// one InvalidYaml saying which.
+    #[test]
+    fn hostile_shapes_are_refused_by_their_limit(
+        depth in 0usize..400,
+        anchor in 1usize..300,
+        refs in 0usize..300,
+        closers in prop::bool::ANY,
+    ) {
+        let nest = format!("{}x{}", "[".repeat(depth), if closers { "]".repeat(depth) } else { String::new() });
+        let items = vec!["r"; anchor].join(", ");
+        let aliases = vec!["*a"; refs].join(", ");
+        let doc = format!(
+            "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n  labels: {{n: {nest}, x: &a [{items}], y: [{aliases}]}}\nspec: {{}}\n"
+        );
+        let r = check_sources([("hostile.yaml", doc.as_bytes())], "default", now());
+        prop_assert!(r.errors + r.warnings == r.problems.len());
+        let said = |words: &str| r.problems.iter().any(|p| p.problem.reason == Reason::InvalidYaml && p.problem.message.contains(words));
+        // The anchored list and every alias of it, plus the dozen values around them.
+        let values = (anchor + 1) * (refs + 1);
+        let budget = suborg::manifest::budget_for(doc.len());
+        if !closers {
+            // Unbalanced: broken YAML one way or another, and said so.
+            prop_assert!(r.errors > 0);
+        } else if depth + 1 > suborg::manifest::MAX_DEPTH {
+            // `labels: {` is one level more.
+            prop_assert!(said("levels deep"), "{:?}", r.problems);
+        } else if values > budget {
+            prop_assert!(said("expands to more values"), "{:?}", r.problems);
+        } else if values + 20 < budget {
+            prop_assert!(!said("levels deep") && !said("expands to more values"), "{:?}", r.problems);
+        }
     }
 
     #[test]
