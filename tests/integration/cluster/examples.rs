@@ -254,6 +254,18 @@ async fn wait_all_ready(client: &Client, running: &Running) -> Vec<String> {
     }
 }
 
+/// Waits until every example object is Ready, and then finds no warning or failed reconcile
+/// in the controller's log and no Warning Event about any of them.
+async fn ready_without_complaint(client: &Client, running: &Running) {
+    let uids = wait_all_ready(client, running).await;
+    assert_eq!(
+        running.complaints(),
+        Vec::<String>::new(),
+        "no warning or failed reconcile"
+    );
+    assert_eq!(warnings_about(client, &uids).await, Vec::<String>::new());
+}
+
 /// Warning Events about any of `uids`.
 async fn warnings_about(client: &Client, uids: &[String]) -> Vec<String> {
     let events: Api<Event> = Api::all(client.clone());
@@ -367,13 +379,7 @@ async fn the_quickstart_on_a_fresh_cluster() {
     sh("suborg validate -f examples/acme");
     sh("kubectl apply -f examples/acme");
     let running = Running::start(dir.path(), &store, "default", "suborg-e2e-quickstart", None);
-    let uids = wait_all_ready(&client, &running).await;
-    assert_eq!(
-        running.complaints(),
-        Vec::<String>::new(),
-        "no warning or failed reconcile"
-    );
-    assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
+    ready_without_complaint(&client, &running).await;
     let tree = sh(&format!("suborg get tree --store {store}"));
     assert!(
         tree.contains("acme (Acme Corporation): 8 members"),
@@ -394,13 +400,7 @@ async fn the_quickstart_on_a_fresh_cluster() {
     let running = Running::start(dir.path(), &store, "default", "suborg-e2e-quickstart", None);
     tokio::time::sleep(Duration::from_secs(1)).await;
     sh("kubectl apply -f examples/acme");
-    let uids = wait_all_ready(&client, &running).await;
-    assert_eq!(
-        running.complaints(),
-        Vec::<String>::new(),
-        "no warning or failed reconcile"
-    );
-    assert_eq!(warnings_about(&client, &uids).await, Vec::<String>::new());
+    ready_without_complaint(&client, &running).await;
     delete_examples(&client, &running).await;
     running.terminate(&client).await;
 }
