@@ -195,7 +195,12 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
     let result = rt.block_on(async {
         let store = open_read_only_async(args.store.as_deref()).await?;
         let out = read(&store, args).await;
+        // What the rows show is only as good as the rows: say when some break an invariant.
+        let damage = store.damage().await;
         store.close().await;
+        for line in damage.into_iter().flatten() {
+            eprintln!("suborg: warning: the store holds a row suborg would never write: {line}");
+        }
         out
     });
     let mut out = io::stdout().lock();

@@ -11,6 +11,7 @@
 //! transaction under the write lock. A plan with nothing in it touches no row.
 
 mod access;
+mod damage;
 mod desired;
 mod dsn;
 mod migrate;

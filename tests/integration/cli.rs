@@ -781,3 +781,51 @@ fn get_opens_the_store_read_only() {
     );
     assert!(!dir.path().join("none.db").exists(), "get creates nothing");
 }
+
+/// Rows written around suborg that break what the API enforces (an uppercase slug, a padded
+/// display name) or what SQLite enforces only when asked (foreign keys): `get` still shows the
+/// store, and warns that it holds them.
+#[test]
+fn get_warns_about_rows_suborg_would_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let dsn = format!("sqlite://{}", db.display());
+    let out = suborg(&["apply", "-f", "-", "--store", &dsn], Some(ORG.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let clean = suborg(&["get", "tree", "--store", &dsn], None);
+    assert!(!text(&clean).contains("warning"), "{}", text(&clean));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = format!("sqlite://{}", db.display())
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .foreign_keys(false)
+            .connect()
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('x1', 0, 0, '', 'x1', 'Engineering', ' Padded ', 'Delete', 0, 0)",
+            "INSERT INTO memberships (id, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) VALUES ('m1', 0, 'gone', 'gone', 'User', 'nobody', '[]', 'Delete', 0, 0)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        conn.close().await.unwrap();
+    });
+    let out = suborg(&["get", "tree", "--store", &dsn], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("slug \"Engineering\" is not 1-64 lowercase"),
+        "{t}"
+    );
+    assert!(
+        t.contains("display name \" Padded \" starts or ends with a space"),
+        "{t}"
+    );
+    assert!(t.contains("row(s) of memberships point at rows of"), "{t}");
+}

@@ -1,0 +1,86 @@
+//! Rows that break an invariant the database could not enforce when they were written: rows
+//! written around suborg on SQLite with foreign keys off (SQLite's per-connection default), or
+//! slugs and display names the API would refuse. suborg never writes such rows; `get` reports
+//! them so a damaged store does not pass for a valid one.
+
+use sqlx::Row;
+
+use super::{Backend, SqlStore, StoreError};
+
+/// Tables with a slug, and whether they have a display name.
+const SLUGGED: &[&str] = &["organizations", "projects"];
+/// Tables with a display name.
+const NAMED: &[&str] = &[
+    "organizations",
+    "groups",
+    "machine_identities",
+    "org_resources",
+    "projects",
+];
+
+impl SqlStore {
+    /// What is wrong with the store's rows, one line each (empty when nothing is).
+    pub async fn damage(&self) -> Result<Vec<String>, StoreError> {
+        let query = |source| StoreError::Query {
+            dsn: self.dsn().to_string(),
+            source,
+        };
+        let mut found = Vec::new();
+        let backend = self.dsn().backend;
+        if backend == Backend::Sqlite {
+            // PostgreSQL always enforces its foreign keys; SQLite only on connections that ask.
+            let rows = sqlx::query("PRAGMA foreign_key_check")
+                .fetch_all(self.pool())
+                .await
+                .map_err(query)?;
+            let mut counts: std::collections::BTreeMap<(String, String), usize> =
+                std::collections::BTreeMap::new();
+            for r in rows {
+                let table: String = r.try_get(0).map_err(query)?;
+                let parent: String = r.try_get(2).map_err(query)?;
+                *counts.entry((table, parent)).or_default() += 1;
+            }
+            for ((table, parent), n) in counts {
+                found.push(format!(
+                    "{n} row(s) of {table} point at rows of {parent} that do not exist (written with foreign keys off)"
+                ));
+            }
+        }
+        for table in SLUGGED {
+            let sql = match backend {
+                Backend::Sqlite => format!(
+                    "SELECT slug FROM {table} WHERE length(slug) NOT BETWEEN 1 AND 64 OR slug GLOB '*[^a-z0-9-]*' ORDER BY slug"
+                ),
+                Backend::Postgres => format!(
+                    "SELECT slug FROM {table} WHERE slug !~ '^[a-z0-9-]{{1,64}}$' ORDER BY slug"
+                ),
+            };
+            for r in sqlx::query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .map_err(query)?
+            {
+                let slug: String = r.try_get(0).map_err(query)?;
+                found.push(format!(
+                    "{table}: slug {slug:?} is not 1-64 lowercase letters, digits and '-'"
+                ));
+            }
+        }
+        for table in NAMED {
+            let sql = format!(
+                "SELECT display_name FROM {table} WHERE display_name <> trim(display_name) ORDER BY display_name"
+            );
+            for r in sqlx::query(&sql)
+                .fetch_all(self.pool())
+                .await
+                .map_err(query)?
+            {
+                let name: String = r.try_get(0).map_err(query)?;
+                found.push(format!(
+                    "{table}: display name {name:?} starts or ends with a space"
+                ));
+            }
+        }
+        Ok(found)
+    }
+}
