@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Backend, SqlStore, StoreError};
 
-/// Tables with a slug, and whether they have a display name.
+/// Tables with a slug.
 const SLUGGED: &[&str] = &["organizations", "projects"];
 /// Tables with a display name.
 const NAMED: &[&str] = &[
@@ -55,12 +55,7 @@ impl SqlStore {
                     "SELECT slug FROM {table} WHERE slug !~ '^[a-z0-9-]{{1,64}}$' ORDER BY slug"
                 ),
             };
-            for r in sqlx::query(&sql)
-                .fetch_all(self.pool())
-                .await
-                .map_err(query)?
-            {
-                let slug: String = r.try_get(0).map_err(query)?;
+            for slug in self.first_column(&sql).await? {
                 found.push(format!(
                     "{table}: slug {slug:?} is not 1-64 lowercase letters, digits and '-'"
                 ));
@@ -70,17 +65,27 @@ impl SqlStore {
             let sql = format!(
                 "SELECT display_name FROM {table} WHERE display_name <> trim(display_name) ORDER BY display_name"
             );
-            for r in sqlx::query(&sql)
-                .fetch_all(self.pool())
-                .await
-                .map_err(query)?
-            {
-                let name: String = r.try_get(0).map_err(query)?;
+            for name in self.first_column(&sql).await? {
                 found.push(format!(
                     "{table}: display name {name:?} starts or ends with a space"
                 ));
             }
         }
         Ok(found)
+    }
+
+    /// The first column of every row `sql` returns, as text.
+    async fn first_column(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        let query = |source| StoreError::Query {
+            dsn: self.dsn().to_string(),
+            source,
+        };
+        sqlx::query(sql)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query)?
+            .iter()
+            .map(|r| r.try_get(0).map_err(query))
+            .collect()
     }
 }
