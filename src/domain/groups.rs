@@ -21,7 +21,7 @@ use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
 use super::tree::{
     Admission, ObjectSet, Outcome, Presence, Resolved, RootMembers, Roots, Subs, Target, admission,
-    group_key, identity_key, resolve_target,
+    group_key, identity_key, ns_name, resolve_target,
 };
 use crate::api::{Group, GroupMemberKind, MachineIdentity, OrganizationKind, SubjectKind};
 
@@ -30,13 +30,6 @@ pub(super) struct Owned<'a> {
     groups: HashMap<(&'a str, &'a str), (Presence, &'a Group)>,
     identities: HashMap<(&'a str, &'a str), (Presence, &'a MachineIdentity)>,
     set: &'a ObjectSet,
-}
-
-fn ns_name<K: kube::Resource>(o: &K) -> (&str, &str) {
-    (
-        o.meta().namespace.as_deref().unwrap_or_default(),
-        o.meta().name.as_deref().unwrap_or_default(),
-    )
 }
 
 /// Whether a group or identity may be added to a sub-organization.

@@ -24,7 +24,7 @@ use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email};
 use super::tree::{
     Members, ObjectSet, Outcome, Presence, Resolved, RootMembers, Roots, Subs, admission,
-    check_roles, namespaced_key, precedence, resolve_target, subject_id_of,
+    check_roles, namespaced_key, ns_name, precedence, resolve_target, subject_id_of,
 };
 use crate::api::{
     LocalObjectRef, OrgResource, OrganizationKind, OrganizationRef, Project, ProjectMembership,
@@ -34,13 +34,6 @@ use k8s_openapi::jiff::Timestamp;
 
 /// Checked objects of one kind by `(namespace, name)`: accepted or not, and their owner.
 type Checked<'a> = HashMap<(&'a str, &'a str), (Presence, &'a OrganizationRef)>;
-
-fn ns_name<K: kube::Resource>(o: &K) -> (&str, &str) {
-    (
-        o.meta().namespace.as_deref().unwrap_or_default(),
-        o.meta().name.as_deref().unwrap_or_default(),
-    )
-}
 
 fn describe(r: &OrganizationRef) -> String {
     format!("{} {:?}", r.kind, r.name)
@@ -394,7 +387,6 @@ fn check_project_memberships<'a>(
             decided.invited.entry(user).or_insert(Presence::Rejected);
         }
         decided.done.insert(i);
-        let m = &set.project_memberships[i];
         let key = namespaced_key(m);
         let (ns, _) = ns_name(m);
         let r = &m.spec.project_ref;
@@ -600,6 +592,19 @@ fn provisions_root_user<'a>(
     projects: &Projects<'a>,
     root_members: &RootMembers<'a>,
 ) -> Option<(&'a str, String)> {
+    let user = invited_to_root(m, |key| match projects.get(&key) {
+        Some((Presence::Accepted, p)) => Some(&p.spec.organization_ref),
+        _ => None,
+    })?;
+    (!root_members.contains_key(&user)).then_some(user)
+}
+
+/// The root and user `m` invites, when it is a User invite into a project of a root;
+/// `organization_of` finds a project's organization by its `(namespace, name)`.
+pub(super) fn invited_to_root<'a>(
+    m: &'a ProjectMembership,
+    organization_of: impl FnOnce((&'a str, &'a str)) -> Option<&'a OrganizationRef>,
+) -> Option<(&'a str, String)> {
     let s = &m.spec.subject;
     if m.spec.invite.is_none() || s.kind != SubjectKind::User {
         return None;
@@ -607,14 +612,11 @@ fn provisions_root_user<'a>(
     let (ns, _) = ns_name(m);
     let r = &m.spec.project_ref;
     let pns = r.namespace.as_deref().unwrap_or(ns);
-    let Some((Presence::Accepted, p)) = projects.get(&(pns, r.name.as_str())) else {
-        return None;
-    };
-    let owner = &p.spec.organization_ref;
-    let user = (
-        owner.name.as_str(),
-        normalize_email(s.email.as_deref().unwrap_or_default()),
-    );
-    (owner.kind == OrganizationKind::Organization && !root_members.contains_key(&user))
-        .then_some(user)
+    let owner = organization_of((pns, r.name.as_str()))?;
+    (owner.kind == OrganizationKind::Organization).then(|| {
+        (
+            owner.name.as_str(),
+            normalize_email(s.email.as_deref().unwrap_or_default()),
+        )
+    })
 }

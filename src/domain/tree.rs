@@ -284,6 +284,14 @@ pub(super) struct Subs<'a> {
 /// dependants stay quiet).
 pub(super) type RootMembers<'a> = HashMap<(&'a str, String), Presence>;
 
+/// An object's `(namespace, name)`, empty where unset.
+pub(super) fn ns_name<K: kube::Resource>(o: &K) -> (&str, &str) {
+    (
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
 /// Every user with a root membership, accepted or not, for the admin check: an admin whose root
 /// membership is rejected is reported there, not again on the sub-organization.
 /// Users a root project invites count too: the invite provisions them at the root.
@@ -297,36 +305,14 @@ fn declared_root_members(set: &ObjectSet) -> HashSet<(&str, String)> {
         })
         .map(|m| (m.spec.organization_ref.name.as_str(), subject_id(m).1))
         .collect();
-    let root_projects: HashMap<(&str, &str), &str> = set
+    let organizations: HashMap<(&str, &str), &OrganizationRef> = set
         .projects
         .iter()
-        .filter(|p| p.spec.organization_ref.kind == OrganizationKind::Organization)
-        .map(|p| {
-            let meta = &p.metadata;
-            (
-                (
-                    meta.namespace.as_deref().unwrap_or_default(),
-                    meta.name.as_deref().unwrap_or_default(),
-                ),
-                p.spec.organization_ref.name.as_str(),
-            )
-        })
+        .map(|p| (ns_name(p), &p.spec.organization_ref))
         .collect();
-    for m in &set.project_memberships {
-        let s = &m.spec.subject;
-        if m.spec.invite.is_none() || s.kind != SubjectKind::User {
-            continue;
-        }
-        let ns = m.metadata.namespace.as_deref().unwrap_or_default();
-        let r = &m.spec.project_ref;
-        let pns = r.namespace.as_deref().unwrap_or(ns);
-        if let Some(root) = root_projects.get(&(pns, r.name.as_str())) {
-            members.insert((
-                root,
-                normalize_email(s.email.as_deref().unwrap_or_default()),
-            ));
-        }
-    }
+    members.extend(set.project_memberships.iter().filter_map(|m| {
+        super::projects::invited_to_root(m, |key| organizations.get(&key).copied())
+    }));
     members
 }
 
