@@ -356,7 +356,8 @@ async fn write_status<K: Kind>(
     {
         // A root waiting for its sub-organizations to go is the order of a deletion, not a
         // fault.
-        let warning = condition.status == "False" && condition.reason != "HasSubOrganizations";
+        let warning =
+            condition.status == "False" && condition.reason != status::HAS_SUB_ORGANIZATIONS;
         let event = KubeEvent {
             type_: if warning {
                 EventType::Warning

@@ -80,7 +80,7 @@ pub fn verdict(
     {
         return Verdict {
             status: "False",
-            reason: "HasSubOrganizations".to_owned(),
+            reason: HAS_SUB_ORGANIZATIONS.to_owned(),
             message: format!(
                 "being deleted, but kept in the store while sub-organizations remain: {}; delete them first",
                 children.join(", ")
@@ -118,6 +118,10 @@ pub fn verdict(
 /// Longest condition message written: the schema allows 32 KiB, and an object breaking many
 /// rules at once must still get its status written.
 pub const MAX_MESSAGE: usize = 4096;
+
+/// The Ready reason of a root whose deletion waits for its sub-organizations: the order of a
+/// deletion, not a fault (its Event is Normal).
+pub const HAS_SUB_ORGANIZATIONS: &str = "HasSubOrganizations";
 
 fn bounded(mut message: String) -> String {
     if message.len() > MAX_MESSAGE {

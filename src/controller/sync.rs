@@ -201,8 +201,6 @@ fn reference<K: Resource<DynamicType = ()>>(o: &K) -> ObjectReference {
 pub struct Readiness {
     rx: tokio::sync::watch::Receiver<usize>,
     expected: usize,
-    /// Keeps the channel open for caches filled by hand.
-    _filled: Option<Arc<tokio::sync::watch::Sender<usize>>>,
 }
 
 /// Held by a watch stream: marks its cache as filled, once.
@@ -220,25 +218,16 @@ impl ReadyMark {
 
 impl Readiness {
     /// Readiness of `expected` caches, and the mark their streams share. When every mark is
-    /// dropped (the watches ended) before all are filled, waiting ends with `false`.
+    /// dropped (the watches ended) before all are filled, waiting ends with `false`; once they
+    /// were all filled, it stays `true`.
     pub fn new(expected: usize) -> (Self, ReadyMark) {
         let (tx, rx) = tokio::sync::watch::channel(0);
-        let readiness = Self {
-            rx,
-            expected,
-            _filled: None,
-        };
-        (readiness, ReadyMark { tx: Arc::new(tx) })
+        (Self { rx, expected }, ReadyMark { tx: Arc::new(tx) })
     }
 
     /// Caches that were filled before they were handed over (tests, tools).
     pub fn filled() -> Self {
-        let (tx, rx) = tokio::sync::watch::channel(0);
-        Self {
-            rx,
-            expected: 0,
-            _filled: Some(Arc::new(tx)),
-        }
+        Self::new(0).0
     }
 
     /// Waits until every cache is filled; `false` if one never will be.
