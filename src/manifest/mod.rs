@@ -396,19 +396,18 @@ fn split_documents(text: &str) -> Vec<&str> {
 /// `line` is where the piece starts in its file.
 fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
     let mut out = Vec::new();
-    if let Some(at) = strict::too_deep(text, strict::MAX_DEPTH) {
-        let problem = Problem::detached(
-            Reason::InvalidYaml,
-            format!(
-                "nests flow collections ([ or {{) more than {} levels deep at line {}: refused before parsing (Kubernetes objects are not nested that deep)",
-                strict::MAX_DEPTH,
-                line + at - 1
-            ),
-        );
-        out.push(Some(vec![Item::Problem {
+    let invalid = |message: String| {
+        Some(vec![Item::Problem {
             counted: false,
-            problem,
-        }]));
+            problem: Problem::detached(Reason::InvalidYaml, message),
+        }])
+    };
+    if let Some(at) = strict::too_deep(text, strict::MAX_DEPTH) {
+        out.push(invalid(format!(
+            "nests flow collections ([ or {{) more than {} levels deep at line {}: refused before parsing (Kubernetes objects are not nested that deep)",
+            strict::MAX_DEPTH,
+            line + at - 1
+        )));
         return out;
     }
     let budget = strict::budget_for(text.len());
@@ -427,12 +426,7 @@ fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<V
                     .unwrap_or_default();
                 let msg = e.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                let problem =
-                    Problem::detached(Reason::InvalidYaml, format!("is not valid YAML{at}: {msg}"));
-                out.push(Some(vec![Item::Problem {
-                    counted: false,
-                    problem,
-                }]));
+                out.push(invalid(format!("is not valid YAML{at}: {msg}")));
                 // The parser cannot resynchronise within a document; the next piece starts clean.
                 break;
             }
