@@ -198,8 +198,15 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
         // What the rows show is only as good as the rows: say when some break an invariant.
         let damage = store.damage().await;
         store.close().await;
-        for line in damage.into_iter().flatten() {
-            eprintln!("suborg: warning: the store holds a row suborg would never write: {line}");
+        match damage {
+            Ok(lines) => {
+                for line in lines {
+                    eprintln!(
+                        "suborg: warning: the store holds a row suborg would never write: {line}"
+                    );
+                }
+            }
+            Err(e) => eprintln!("suborg: warning: the store's rows could not be checked: {e}"),
         }
         out
     });

@@ -51,8 +51,10 @@ impl SqlStore {
                 Backend::Sqlite => format!(
                     "SELECT slug FROM {table} WHERE length(slug) NOT BETWEEN 1 AND 64 OR slug GLOB '*[^a-z0-9-]*' ORDER BY slug"
                 ),
+                // The API's own pattern; the length as the schema bounds it.
                 Backend::Postgres => format!(
-                    "SELECT slug FROM {table} WHERE slug !~ '^[a-z0-9-]{{1,64}}$' ORDER BY slug"
+                    "SELECT slug FROM {table} WHERE length(slug) NOT BETWEEN 1 AND 64 OR slug !~ '{}' ORDER BY slug",
+                    crate::api::SLUG_PATTERN
                 ),
             };
             for slug in self.first_column(&sql).await? {
