@@ -747,16 +747,23 @@ fn a_flat_alias_bomb_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-/// `get` only reads: a store whose files are read-only is read, an old or missing one is named
-/// with what to do, and nothing is created.
-#[test]
-fn get_opens_the_store_read_only() {
-    use std::os::unix::fs::PermissionsExt;
+/// A SQLite store in a directory of its own, holding the Organization `acme`: the directory,
+/// the file and the DSN.
+fn store_with_org() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let dsn = format!("sqlite://{}", db.display());
     let out = suborg(&["apply", "-f", "-", "--store", &dsn], Some(ORG.as_bytes()));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    (dir, db, dsn)
+}
+
+/// `get` only reads: a store whose files are read-only is read, an old or missing one is named
+/// with what to do, and nothing is created.
+#[test]
+fn get_opens_the_store_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, db, dsn) = store_with_org();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let p = entry.unwrap().path();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
@@ -787,11 +794,7 @@ fn get_opens_the_store_read_only() {
 /// store, and warns that it holds them.
 #[test]
 fn get_warns_about_rows_suborg_would_never_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
-    let dsn = format!("sqlite://{}", db.display());
-    let out = suborg(&["apply", "-f", "-", "--store", &dsn], Some(ORG.as_bytes()));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (_dir, db, dsn) = store_with_org();
     let clean = suborg(&["get", "tree", "--store", &dsn], None);
     assert!(!text(&clean).contains("warning"), "{}", text(&clean));
 
