@@ -780,7 +780,10 @@ mod properties {
                     prop_assert_eq!(&c.spec.organization_ref, &p.spec.organization_ref, "a project uses its own organization's connections");
                 }
             }
-            let root_members: HashSet<String> = ["alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io"].iter().map(|e| e.to_string()).collect();
+            // The root's users: its members, and whoever an accepted project invite brought in
+            // (an invited user is a user of the root, so other root projects may add them too).
+            let mut root_members: HashSet<String> = ["alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io"].iter().map(|e| e.to_string()).collect();
+            root_members.extend(o.accepted.project_memberships.iter().map(|&i| &set.project_memberships[i]).filter(|m| m.spec.invite.is_some()).filter_map(|m| m.spec.subject.email.as_deref()).map(normalize_email));
             let eng_members: HashSet<&str> = ["carol@x.io", "bob@x.io"].into();
             let ops_members: HashSet<&str> = ["alice@x.io"].into();
             for &i in &o.accepted.project_memberships {
