@@ -1,7 +1,8 @@
 //! Rows that break an invariant the database could not enforce when they were written: rows
 //! written around suborg on SQLite with foreign keys off (SQLite's per-connection default), or
-//! slugs and display names the API would refuse. suborg never writes such rows; `get` reports
-//! them so a damaged store does not pass for a valid one.
+//! slugs and display names the API would refuse, written before migration 4 made the database
+//! check them (its checks guard new writes only, so an old store still upgrades). suborg never
+//! writes such rows; `get` reports them so a damaged store does not pass for a valid one.
 
 use sqlx::Row;
 

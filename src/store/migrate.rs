@@ -6,22 +6,51 @@ use sqlx::AnyPool;
 
 use super::{Backend, Dsn, StoreError};
 
+/// The SQL of one migration: one text for both backends, or one each where their dialects
+/// differ (SQLite cannot add a constraint to an existing table; PostgreSQL has no `RAISE` in a
+/// trigger body).
+enum Sql {
+    Both(&'static str),
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+impl Sql {
+    fn for_backend(&self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Sql::Both(sql), _) => sql,
+            (Sql::Each { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (Sql::Each { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
 /// `(version, description, SQL)`, oldest first. Never edit one that has shipped: add another.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (
         1,
         "organizations, users, memberships",
-        include_str!("migrations/0001_organizations.sql"),
+        Sql::Both(include_str!("migrations/0001_organizations.sql")),
     ),
     (
         2,
         "groups, machine identities, group members, subject memberships",
-        include_str!("migrations/0002_groups.sql"),
+        Sql::Both(include_str!("migrations/0002_groups.sql")),
     ),
     (
         3,
         "app connections, gateways, relays, projects, project memberships",
-        include_str!("migrations/0003_projects.sql"),
+        Sql::Both(include_str!("migrations/0003_projects.sql")),
+    ),
+    (
+        4,
+        "slug format and trimmed display names enforced by the database",
+        Sql::Each {
+            sqlite: include_str!("migrations/0004_field_rules.sqlite.sql"),
+            postgres: include_str!("migrations/0004_field_rules.postgres.sql"),
+        },
     ),
 ];
 
@@ -79,10 +108,10 @@ pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
             .filter(|&i| MIGRATIONS[i].0 > current)
             .collect();
         for i in pending {
-            let (version, description, sql) = MIGRATIONS[i];
+            let (version, description, ref sql) = MIGRATIONS[i];
             {
                 use sqlx::Executor;
-                (&mut *conn).execute(sqlx::raw_sql(sql)).await?;
+                (&mut *conn).execute(sqlx::raw_sql(sql.for_backend(dsn.backend))).await?;
             }
             sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES ($1, $2, $3)")
                 .bind(version)

@@ -811,6 +811,16 @@ fn get_warns_about_rows_suborg_would_never_write() {
             .connect()
             .await
             .unwrap();
+        // A writer that also removed the database's own guards on slugs and display names.
+        let triggers: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert!(!triggers.is_empty(), "the store guards its fields");
+        for t in triggers {
+            sqlx::query(&format!("DROP TRIGGER {t}")).execute(&mut conn).await.unwrap();
+        }
         for sql in [
             "INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('x1', 0, 0, '', 'x1', 'Engineering', ' Padded ', 'Delete', 0, 0)",
             "INSERT INTO memberships (id, managed, organization_id, root_id, subject_kind, user_id, roles, deletion_policy, created_at, updated_at) VALUES ('m1', 0, 'gone', 'gone', 'User', 'nobody', '[]', 'Delete', 0, 0)",

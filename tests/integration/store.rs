@@ -155,6 +155,45 @@ async fn the_database_enforces_the_invariants() {
             .execute(pool)
             .await;
         assert!(r.is_err(), "{}: duplicate slug accepted", f.dsn);
+        // What the API enforces on single fields: a slug of lowercase letters, digits and '-',
+        // trimmed display names; inserted or updated around suborg, they are refused too.
+        for (slug, display) in [
+            ("Engineering", "X"),
+            ("eng ", "X"),
+            ("eng_x", "X"),
+            ("ok", " X"),
+            ("ok", "X "),
+        ] {
+            let r = sqlx::query("INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('bad', 0, 0, '', 'bad', $1, $2, 'Delete', 0, 0)")
+                .bind(slug)
+                .bind(display)
+                .execute(pool)
+                .await;
+            assert!(
+                r.is_err(),
+                "{}: organization {slug:?} / {display:?} accepted",
+                f.dsn
+            );
+        }
+        for set in ["slug = 'Acme'", "display_name = ' Acme'"] {
+            let r = sqlx::query(&format!("UPDATE organizations SET {set} WHERE id = $1"))
+                .bind(&acme_id)
+                .execute(pool)
+                .await;
+            assert!(r.is_err(), "{}: {set} accepted", f.dsn);
+        }
+        for table in ["groups", "machine_identities"] {
+            let r = sqlx::query(&format!(
+                "UPDATE {table} SET display_name = display_name || ' '"
+            ))
+            .execute(pool)
+            .await;
+            assert!(
+                r.is_err(),
+                "{}: a padded display name in {table} accepted",
+                f.dsn
+            );
+        }
         // Authentication only at the root.
         let r = sqlx::query("UPDATE organizations SET auth = '{}' WHERE id = $1")
             .bind(&eng_id)
@@ -475,6 +514,80 @@ async fn two_writers_at_once_converge() {
     }
 }
 
+/// A store written before the database checked slugs and display names, holding rows that
+/// break them, still upgrades: the checks guard every write from then on, and the rows already
+/// there are reported, not a reason to refuse the store.
+#[tokio::test]
+async fn a_store_holding_bad_rows_still_upgrades() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let pool = store.pool();
+        // Back to schema 3: the field checks of migration 4 removed.
+        let drops: Vec<String> = match store.dsn().backend {
+            Backend::Sqlite => sqlx::query_scalar("SELECT 'DROP TRIGGER ' || name FROM sqlite_master WHERE type = 'trigger'")
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+            Backend::Postgres => sqlx::query_scalar("SELECT 'ALTER TABLE ' || conrelid::regclass::text || ' DROP CONSTRAINT ' || conname FROM pg_constraint WHERE conname LIKE '%_slug_format' OR conname LIKE '%_display_name_trimmed'")
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(
+            drops.len(),
+            if store.dsn().backend == Backend::Sqlite {
+                14
+            } else {
+                7
+            },
+            "{drops:?}"
+        );
+        for d in drops {
+            sqlx::query(&d).execute(pool).await.unwrap();
+        }
+        sqlx::query("DELETE FROM suborg_schema WHERE version = 4")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('x1', 0, 0, '', 'x1', 'Engineering', ' Padded ', 'Delete', 0, 0)")
+            .execute(pool)
+            .await
+            .unwrap();
+        store.close().await;
+
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        assert_eq!(
+            count(&store, "SELECT MAX(version) FROM suborg_schema").await,
+            4
+        );
+        let damage = store.damage().await.unwrap();
+        assert!(
+            damage.iter().any(|d| d.contains("slug \"Engineering\"")),
+            "{}: {damage:?}",
+            f.dsn
+        );
+        assert!(
+            damage
+                .iter()
+                .any(|d| d.contains("display name \" Padded \"")),
+            "{}: {damage:?}",
+            f.dsn
+        );
+        let r = sqlx::query("UPDATE organizations SET slug = 'Acme' WHERE slug = 'acme'")
+            .execute(store.pool())
+            .await;
+        assert!(r.is_err(), "{}: the check is back after the upgrade", f.dsn);
+        // suborg's own writes go on.
+        assert!(
+            store.plan(&acme(), OPTS).await.unwrap().is_empty(),
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn reopening_and_migrating_again_changes_nothing() {
     for f in fresh_stores().await {
@@ -483,7 +596,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
         store.close().await;
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 3);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 4);
         // A schema from a newer suborg is refused, not written over.
         sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
         store.close().await;
@@ -495,7 +608,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
                 err,
                 StoreError::SchemaTooNew {
                     found: 999,
-                    known: 3,
+                    known: 4,
                     ..
                 }
             ),
