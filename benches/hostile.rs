@@ -1,6 +1,7 @@
 //! Hostile input: how long `suborg validate` takes, and how much memory, on documents built to
 //! make a YAML reader slow or large, against their nesting depth and alias fan-out. Both must
-//! stay flat: refused at once, with peak memory a small multiple of the input.
+//! stay flat: refused at once, an alias bomb taking no more memory than a plain document of its
+//! size (the `plain` rows: values packed as densely as YAML allows, no aliases).
 //!
 //! Run with `cargo bench --bench hostile`. Each case runs in a child process of its own, so its
 //! peak resident memory (`VmHWM`) is its alone.
@@ -29,12 +30,22 @@ fn alias_bomb(fan: usize) -> String {
     )
 }
 
+/// The baseline: a plain document of about the alias bomb's size, no aliases, as dense in
+/// values as YAML allows, so the memory it takes is what the parser needs per byte of input.
+fn plain(n: usize) -> String {
+    format!(
+        "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n  labels: {{x: [{}]}}\nspec: {{}}\n",
+        vec!["r"; n].join(",")
+    )
+}
+
 fn case(name: &str) -> String {
     let (kind, n) = name.split_once('=').expect("kind=n");
     let n: usize = n.parse().unwrap();
     match kind {
         "depth" => nested(n),
         "fan" => alias_bomb(n),
+        "plain" => plain(n),
         _ => panic!("unknown case {name}"),
     }
 }
@@ -96,6 +107,9 @@ fn main() {
         "fan=3000",
         "fan=10000",
         "fan=30000",
+        "plain=5000",
+        "plain=30000",
+        "plain=100000",
     ];
     for name in cases {
         let out = Command::new(&exe)
