@@ -565,7 +565,11 @@ impl Syncer {
                     set.rejected.insert(key.clone());
                     conflicts.insert(object, message);
                 }
-                Err(e @ (StoreError::Unavailable { .. } | StoreError::Query { .. })) => {
+                Err(
+                    e @ (StoreError::Unavailable { .. }
+                    | StoreError::Query { .. }
+                    | StoreError::TimedOut { .. }),
+                ) => {
                     return SyncResult::failed("StoreUnavailable", e.to_string());
                 }
                 Err(e @ StoreError::SchemaTooNew { .. }) => {

@@ -27,7 +27,11 @@ impl Backend {
             Self::Sqlite => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA busy_timeout = 10000;"
             }
-            Self::Postgres => "",
+            // A statement, a lock wait (the advisory write lock included) or a transaction left
+            // idle may not hold the store forever; the client side has its own deadline too.
+            Self::Postgres => {
+                "SET statement_timeout = '60s'; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '120s'"
+            }
         }
     }
 
@@ -184,7 +188,9 @@ impl Dsn {
         match (self.backend, self.read_only) {
             // The journal mode is the writer's to set; a reader only waits for locks.
             (Backend::Sqlite, true) => "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
-            (Backend::Postgres, true) => "SET default_transaction_read_only = on",
+            (Backend::Postgres, true) => {
+                "SET default_transaction_read_only = on; SET statement_timeout = '60s'; SET lock_timeout = '30s'"
+            }
             (backend, false) => backend.connection_setup(),
         }
     }

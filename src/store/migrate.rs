@@ -2,7 +2,7 @@
 //! under the write lock. A database whose schema is newer than the binary is refused: running
 //! an old binary against it could write rows the newer schema does not expect.
 
-use sqlx::AnyPool;
+use sqlx::{Acquire, AnyPool};
 
 use super::{Backend, Dsn, StoreError};
 
@@ -82,12 +82,14 @@ pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
         dsn: dsn.to_string(),
         source,
     };
-    let mut conn = pool.acquire().await.map_err(unavailable)?;
-    sqlx::query(dsn.backend.begin_write())
-        .execute(&mut *conn)
+    // sqlx's transaction: dropped half-way, it is rolled back before the connection is used
+    // again.
+    let mut tx = pool
+        .begin_with(dsn.backend.begin_write())
         .await
         .map_err(unavailable)?;
     let result = async {
+        let conn = tx.acquire().await?;
         if dsn.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7364016152)").execute(&mut *conn).await?;
         }
@@ -124,15 +126,9 @@ pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
     }
     .await;
     match result {
-        Ok(Ok(())) => {
-            sqlx::query("COMMIT")
-                .execute(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
+        Ok(Ok(())) => tx.commit().await.map_err(unavailable),
         Ok(Err(found)) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = tx.rollback().await;
             Err(StoreError::SchemaTooNew {
                 dsn: dsn.to_string(),
                 found,
@@ -140,7 +136,7 @@ pub async fn run(pool: &AnyPool, dsn: &Dsn) -> Result<(), StoreError> {
             })
         }
         Err(source) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = tx.rollback().await;
             Err(unavailable(source))
         }
     }

@@ -29,6 +29,8 @@ pub use dsn::{Backend, Dsn};
 
 pub use plan::{Action, Change, Plan};
 
+use std::time::Duration;
+
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
@@ -70,6 +72,18 @@ pub enum StoreError {
         uid: String,
         /// What is wrong and what to do.
         message: String,
+    },
+    /// The store did not answer in time (a database that stopped responding, a lock held
+    /// elsewhere); whatever the transaction had written was rolled back.
+    #[error(
+        "store {dsn} did not answer within {}s; nothing was written, the transaction was rolled back",
+        after.as_secs()
+    )]
+    TimedOut {
+        /// The DSN, password removed.
+        dsn: String,
+        /// How long it was given.
+        after: std::time::Duration,
     },
     /// A query failed.
     #[error("store {dsn}: {source}")]
@@ -283,10 +297,19 @@ async fn set_up(conn: &mut sqlx::AnyConnection, setup: &str) -> Result<(), sqlx:
 /// Changes in one apply from which the planner's statistics are refreshed.
 const ANALYZE_AFTER: usize = 1000;
 
+/// How long opening a connection may take: a database that does not answer at all (packets
+/// dropped) would otherwise hold the caller for the operating system's TCP timeout, minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one apply or index read may take, client side, by default: server-side timeouts
+/// (PostgreSQL's `statement_timeout`, `lock_timeout`) cannot fire when the server is gone.
+const DEADLINE: Duration = Duration::from_secs(120);
+
 /// The [`Store`] on SQLite or PostgreSQL.
 pub struct SqlStore {
     pool: AnyPool,
     dsn: Dsn,
+    deadline: Duration,
 }
 
 impl SqlStore {
@@ -338,17 +361,25 @@ impl SqlStore {
             dsn: dsn.to_string(),
             source,
         };
-        {
+        let probe = async {
             use sqlx::Connection;
-            let mut probe = sqlx::AnyConnection::connect(dsn.connect_url())
-                .await
-                .map_err(unavailable)?;
-            set_up(&mut probe, setup).await.map_err(unavailable)?;
+            let mut probe = sqlx::AnyConnection::connect(dsn.connect_url()).await?;
+            set_up(&mut probe, setup).await?;
             let _ = probe.close().await;
+            Ok(())
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
+            Ok(r) => r.map_err(unavailable)?,
+            Err(_) => {
+                return Err(unavailable(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                ))));
+            }
         }
         let pool = AnyPoolOptions::new()
             .max_connections(dsn.max_connections())
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(CONNECT_TIMEOUT)
             .after_connect(move |conn, _| Box::pin(set_up(conn, setup)))
             .connect(dsn.connect_url())
             .await
@@ -356,7 +387,33 @@ impl SqlStore {
                 dsn: dsn.to_string(),
                 source,
             })?;
-        Ok(Self { pool, dsn })
+        Ok(Self {
+            pool,
+            dsn,
+            deadline: DEADLINE,
+        })
+    }
+
+    /// Gives each apply and index read at most `deadline` (120 s unless set), after which it
+    /// fails with [`StoreError::TimedOut`] and its transaction is rolled back.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs `f` within the deadline.
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.deadline, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::TimedOut {
+                    dsn: self.dsn.to_string(),
+                    after: self.deadline,
+                })
+            })
     }
 
     /// The pool, for tests that must write around the Rust API.
@@ -372,6 +429,54 @@ impl SqlStore {
     /// Closes every connection.
     pub async fn close(self) {
         self.pool.close().await;
+    }
+
+    /// One apply: the write lock first, then the plan, so two writers never plan from the same
+    /// state. The transaction is sqlx's: when this future is dropped half-way (the deadline,
+    /// a cancelled caller), the connection rolls it back before it is used again, so no
+    /// connection goes back to the pool inside a transaction or holding the advisory lock.
+    async fn apply_now(
+        &self,
+        desired: &Desired,
+        options: ApplyOptions,
+    ) -> Result<Plan, StoreError> {
+        use sqlx::Acquire;
+        let mut tx = self
+            .pool
+            .begin_with(self.dsn.backend.begin_write())
+            .await
+            .map_err(self.query_error())?;
+        if self.dsn.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7364016153)")
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error())?;
+        }
+        let result = async {
+            let conn = tx.acquire().await?;
+            let plan = plan::compute(conn, desired, options, self.dsn.backend).await?;
+            plan::execute(conn, &plan, self.dsn.backend).await?;
+            Ok::<_, plan::PlanError>(plan)
+        }
+        .await;
+        let plan = match result {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Nothing half-written: the transaction goes, whatever failed.
+                let _ = tx.rollback().await;
+                return Err(e.with_dsn(&self.dsn));
+            }
+        };
+        tx.commit().await.map_err(self.query_error())?;
+        // After a bulk change the planner's statistics describe another store: refresh them,
+        // or lookups by user may scan whole tables until autovacuum (PostgreSQL) or never
+        // (SQLite) catches up. Best effort: the data is committed either way.
+        if plan.changes.len() >= ANALYZE_AFTER
+            && let Err(e) = sqlx::query("ANALYZE").execute(&self.pool).await
+        {
+            tracing::warn!(error = %e, "refreshing the planner's statistics failed");
+        }
+        Ok(plan)
     }
 
     fn query_error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -391,46 +496,7 @@ impl Store for SqlStore {
     }
 
     async fn apply(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
-        // The write lock first, then the plan, so two writers never plan from the same state.
-        sqlx::query(self.dsn.backend.begin_write())
-            .execute(&mut *conn)
-            .await
-            .map_err(self.query_error())?;
-        if self.dsn.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7364016153)")
-                .execute(&mut *conn)
-                .await
-                .map_err(self.query_error())?;
-        }
-        let result = async {
-            let plan = plan::compute(&mut conn, desired, options, self.dsn.backend).await?;
-            plan::execute(&mut conn, &plan, self.dsn.backend).await?;
-            Ok::<_, plan::PlanError>(plan)
-        }
-        .await;
-        match result {
-            Ok(plan) => {
-                sqlx::query("COMMIT")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(self.query_error())?;
-                // After a bulk change the planner's statistics describe another store: refresh
-                // them, or lookups by user may scan whole tables until autovacuum (PostgreSQL)
-                // or never (SQLite) catches up. Best effort: the data is committed either way.
-                if plan.changes.len() >= ANALYZE_AFTER {
-                    if let Err(e) = sqlx::query("ANALYZE").execute(&mut *conn).await {
-                        tracing::warn!(error = %e, "refreshing the planner's statistics failed");
-                    }
-                }
-                Ok(plan)
-            }
-            Err(e) => {
-                // Nothing half-written: the transaction goes, whatever failed.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e.with_dsn(&self.dsn))
-            }
-        }
+        self.within(self.apply_now(desired, options)).await
     }
 
     async fn organizations(&self) -> Result<Vec<OrgInfo>, StoreError> {
@@ -459,92 +525,95 @@ impl Store for SqlStore {
     }
 
     async fn index(&self) -> Result<StoreIndex, StoreError> {
-        let mut index = StoreIndex::default();
-        let rows = sqlx::query(
-            "SELECT o.source_uid, o.id, o.slug, o.root_id, \
-             (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
-             (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
-             FROM organizations o WHERE o.source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
+        self.within(async {
+            let mut index = StoreIndex::default();
+            let rows = sqlx::query(
+                "SELECT o.source_uid, o.id, o.slug, o.root_id, \
+                 (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
+                 (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
+                 FROM organizations o WHERE o.source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                index.organizations.insert(
+                    r.get(0),
+                    OrgEntry {
+                        id: r.get(1),
+                        slug: r.get(2),
+                        root_id: r.get(3),
+                        members: r.get(4),
+                        sub_organizations: r.get(5),
+                    },
+                );
+            }
+            // Users' memberships and the groups and identities added to sub-organizations: both
+            // come from OrgMembership objects.
+            let rows = sqlx::query(
+                "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL \
+                 UNION ALL \
+                 SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
+            }
+            let rows = sqlx::query(
+                "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
+                 FROM groups g WHERE g.source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                index.groups.insert(r.get(0), (r.get(1), r.get(2)));
+            }
+            // Identities and connections, gateways, relays: rows with nothing but an id to report.
+            let rows = sqlx::query(
+                "SELECT 'identity', source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL \
+                 UNION ALL \
+                 SELECT 'resource', source_uid, id FROM org_resources WHERE source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                let map = if r.get::<String, _>(0) == "identity" {
+                    &mut index.identities
+                } else {
+                    &mut index.resources
+                };
+                map.insert(r.get(1), r.get(2));
+            }
+            let rows = sqlx::query(
+                "SELECT p.source_uid, p.id, p.slug, (SELECT COUNT(*) FROM project_memberships m WHERE m.project_id = p.id) \
+                 FROM projects p WHERE p.source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                index
+                    .projects
+                    .insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+            }
+            let rows = sqlx::query(
+                "SELECT source_uid, id, project_id FROM project_memberships WHERE source_uid IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_error())?;
+            for r in rows {
+                index
+                    .project_memberships
+                    .insert(r.get(0), (r.get(1), r.get(2)));
+            }
+            Ok(index)
+        })
         .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index.organizations.insert(
-                r.get(0),
-                OrgEntry {
-                    id: r.get(1),
-                    slug: r.get(2),
-                    root_id: r.get(3),
-                    members: r.get(4),
-                    sub_organizations: r.get(5),
-                },
-            );
-        }
-        // Users' memberships and the groups and identities added to sub-organizations: both
-        // come from OrgMembership objects.
-        let rows = sqlx::query(
-            "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL \
-             UNION ALL \
-             SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
-        }
-        let rows = sqlx::query(
-            "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
-             FROM groups g WHERE g.source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index.groups.insert(r.get(0), (r.get(1), r.get(2)));
-        }
-        // Identities and connections, gateways, relays: rows with nothing but an id to report.
-        let rows = sqlx::query(
-            "SELECT 'identity', source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL \
-             UNION ALL \
-             SELECT 'resource', source_uid, id FROM org_resources WHERE source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            let map = if r.get::<String, _>(0) == "identity" {
-                &mut index.identities
-            } else {
-                &mut index.resources
-            };
-            map.insert(r.get(1), r.get(2));
-        }
-        let rows = sqlx::query(
-            "SELECT p.source_uid, p.id, p.slug, (SELECT COUNT(*) FROM project_memberships m WHERE m.project_id = p.id) \
-             FROM projects p WHERE p.source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index
-                .projects
-                .insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
-        }
-        let rows = sqlx::query(
-            "SELECT source_uid, id, project_id FROM project_memberships WHERE source_uid IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.query_error())?;
-        for r in rows {
-            index
-                .project_memberships
-                .insert(r.get(0), (r.get(1), r.get(2)));
-        }
-        Ok(index)
     }
 
     async fn projects(&self, org_id: &str) -> Result<Vec<ProjectInfo>, StoreError> {

@@ -797,6 +797,189 @@ async fn a_database_lost_mid_apply_leaves_the_state_before() {
     admin.close().await;
 }
 
+/// Whether an apply is in the middle of its transaction: on PostgreSQL a statement of it runs;
+/// on SQLite the write lock is taken (a second writer cannot begin).
+async fn mid_transaction(f: &Fresh, admin: Option<&sqlx::AnyPool>) -> bool {
+    match admin {
+        Some(admin) => {
+            let db = f.dsn.rsplit_once('/').unwrap().1;
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'INSERT INTO memberships%' AND state = 'active'")
+                .bind(db)
+                .fetch_one(admin)
+                .await
+                .unwrap()
+                .get(0);
+            n > 0
+        }
+        None => {
+            use sqlx::{ConnectOptions, Connection};
+            let path = f.dsn.strip_prefix("sqlite://").unwrap();
+            let Ok(mut conn) = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .busy_timeout(std::time::Duration::ZERO)
+                .connect()
+                .await
+            else {
+                return false;
+            };
+            let busy = sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .is_err();
+            if !busy {
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            }
+            let _ = conn.close().await;
+            busy
+        }
+    }
+}
+
+/// An apply whose caller goes away in the middle of the transaction (a cancelled reconcile, a
+/// deadline) leaves nothing behind: no half-written rows, and no pooled connection still inside
+/// that transaction or holding the write lock, so every later apply goes through.
+#[tokio::test]
+async fn a_cancelled_apply_leaves_no_transaction_behind() {
+    for f in fresh_stores().await {
+        let admin = match std::env::var("SUBORG_TEST_POSTGRES") {
+            Ok(a) if f.dsn.starts_with("postgres") => {
+                Some(sqlx::AnyPool::connect(&a).await.unwrap())
+            }
+            _ => None,
+        };
+        let store = std::sync::Arc::new(SqlStore::open(&f.dsn).await.unwrap());
+        let task = {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(&big(60_000), OPTS).await })
+        };
+        let mut caught = false;
+        for _ in 0..5000 {
+            if mid_transaction(&f, admin.as_ref()).await {
+                caught = true;
+                break;
+            }
+            if task.is_finished() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            caught,
+            "{}: the apply finished before it could be cancelled",
+            f.dsn
+        );
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        // As many applies at once as the pool has connections: one of them gets the connection
+        // the cancelled apply used.
+        let applies = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(&acme(), OPTS).await })
+        });
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            futures::future::join_all(applies),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{}: applies after a cancelled one hung", f.dsn));
+        for r in all {
+            r.unwrap().unwrap_or_else(|e| panic!("{}: {e}", f.dsn));
+        }
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE slug = 'big'"
+            )
+            .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM users WHERE email LIKE '%@big.example'"
+            )
+            .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        assert!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE slug = 'acme'"
+            )
+            .await
+                == 1,
+            "{}",
+            f.dsn
+        );
+    }
+}
+
+/// A database that stops answering without closing anything (packets dropped): an apply gives up
+/// at its deadline instead of holding the controller, and opening a store gives up too; once
+/// the connections are gone and the database is back, applies go through again.
+#[tokio::test]
+async fn a_database_that_stops_answering_is_given_up_on() {
+    let Ok(admin_dsn) = std::env::var("SUBORG_TEST_POSTGRES") else {
+        return; // PostgreSQL only: SQLite is a local file.
+    };
+    let proxy = super::proxy::Proxy::start(&admin_dsn).await;
+    let db = format!("suborg_test_{}", uuid::Uuid::new_v4().simple());
+    let dsn = proxy.dsn(&admin_dsn, &db).await;
+    let deadline = std::time::Duration::from_secs(3);
+    let store = SqlStore::open(&dsn).await.unwrap().with_deadline(deadline);
+    store.apply(&acme(), OPTS).await.unwrap();
+
+    proxy.silence();
+    let started = std::time::Instant::now();
+    let err = store
+        .apply(&big(10), OPTS)
+        .await
+        .expect_err("an unanswered apply succeeded");
+    assert!(matches!(err, StoreError::TimedOut { .. }), "{err}");
+    assert!(
+        err.to_string().contains("did not answer within 3s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < deadline * 3,
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let Err(err) = SqlStore::open(&dsn).await else {
+        panic!("opened a store that does not answer")
+    };
+    assert!(err.to_string().contains("no answer within"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+
+    proxy.cut();
+    proxy.restore();
+    let mut applied = Err(err);
+    for _ in 0..10 {
+        applied = store.apply(&big(10), OPTS).await;
+        if applied.is_ok() {
+            break;
+        }
+    }
+    applied.expect("applies go through once the database answers again");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM organizations WHERE slug = 'big'"
+        )
+        .await,
+        1
+    );
+}
+
 /// `suborg apply` killed (SIGKILL) in the middle of writing a SQLite store: after it, the file
 /// opens and holds the state before or after, nothing between.
 #[tokio::test]
