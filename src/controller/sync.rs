@@ -374,9 +374,6 @@ struct State {
 /// Event per row would flood the API server. The rest are logged.
 const MAX_EVENTS_PER_SYNC: usize = 200;
 
-/// How many times a sync leaves out an object whose rows conflict and tries again.
-const MAX_CONFLICT_RETRIES: usize = 16;
-
 /// The shared sync.
 pub struct Syncer {
     caches: Caches,
@@ -551,16 +548,18 @@ impl Syncer {
             let desired = desired_from(&set, &outcome.accepted, now);
             match store.apply(&desired, options).await {
                 Ok(plan) => break (outcome, plan),
-                Err(StoreError::SourceConflict { uid, message })
-                    if attempt <= MAX_CONFLICT_RETRIES =>
-                {
+                Err(StoreError::SourceConflict { uid, message }) => {
                     // Leave the object out, as if rejected on its own, and try again: one
-                    // conflicting object must not hold back the rest of the tree.
+                    // conflicting object must not hold back the rest of the tree. Each round
+                    // leaves one more object out, so this ends.
                     let object = source_object(&uid).to_owned();
-                    tracing::warn!(%message, "leaving an object with conflicting rows out of the sync");
+                    tracing::warn!(%message, attempt, "leaving an object with conflicting rows out of the sync");
                     let Some((key, _)) = refs.get(&object) else {
                         return SyncResult::failed("StoreConflict", message);
                     };
+                    if conflicts.contains_key(&object) {
+                        return SyncResult::failed("StoreConflict", message);
+                    }
                     remove(&mut set, key);
                     set.rejected.insert(key.clone());
                     conflicts.insert(object, message);

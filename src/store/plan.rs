@@ -43,6 +43,18 @@ impl fmt::Display for Action {
     }
 }
 
+impl Action {
+    /// The verb, for messages: "create", "update", "delete", "orphan".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Orphan => "orphan",
+        }
+    }
+}
+
 /// One planned change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
@@ -854,7 +866,10 @@ fn batch_rows(backend: Backend) -> usize {
     }
 }
 
-/// Carries out a plan on a connection inside a transaction.
+/// Carries out a plan on a connection inside a transaction. A row the database refuses (a
+/// constraint: a row written around suborg since the plan was made, or a rule the plan missed)
+/// is a conflict of the object the row belongs to, not a store failure: the caller can leave
+/// that object out and sync the rest.
 pub(crate) async fn execute(
     conn: &mut AnyConnection,
     plan: &Plan,
@@ -865,7 +880,8 @@ pub(crate) async fn execute(
     let mut users: Option<HashMap<String, String>> = None;
     let mut i = 0;
     while i < changes.len() {
-        if matches!(changes[i].op, Op::CreateMembership { .. }) {
+        let change = &changes[i];
+        if matches!(change.op, Op::CreateMembership { .. }) {
             let mut j = i;
             while j < changes.len()
                 && j - i < batch_rows(backend)
@@ -877,27 +893,97 @@ pub(crate) async fn execute(
                 Some(u) => u,
                 None => users.insert(load_users(conn).await?),
             };
-            insert_memberships(conn, &changes[i..j], users, now, backend).await?;
+            insert_batch(conn, &changes[i..j], users, now, backend).await?;
             i = j;
-        } else if changes[i].op.is_project() {
-            let users = match &mut users {
-                Some(u) => u,
-                None => users.insert(load_users(conn).await?),
-            };
-            projects::execute(conn, &changes[i].op, now, backend, users).await?;
-            i += 1;
-        } else if changes[i].op.is_owned() {
-            let users = match &mut users {
-                Some(u) => u,
-                None => users.insert(load_users(conn).await?),
-            };
-            owned::execute(conn, &changes[i].op, now, backend, users).await?;
-            i += 1;
-        } else {
-            execute_one(conn, &changes[i].op, now).await?;
-            i += 1;
+            continue;
         }
+        let done = if change.op.is_project() {
+            let users = match &mut users {
+                Some(u) => u,
+                None => users.insert(load_users(conn).await?),
+            };
+            projects::execute(conn, &change.op, now, backend, users)
+                .await
+                .map_err(PlanError::Query)
+        } else if change.op.is_owned() {
+            let users = match &mut users {
+                Some(u) => u,
+                None => users.insert(load_users(conn).await?),
+            };
+            owned::execute(conn, &change.op, now, backend, users)
+                .await
+                .map_err(PlanError::Query)
+        } else {
+            execute_one(conn, &change.op, now).await
+        };
+        done.map_err(|e| refused(e, change))?;
+        i += 1;
     }
+    Ok(())
+}
+
+/// The database's own words when `e` is a constraint refusing a row.
+fn constraint_message(e: &sqlx::Error) -> Option<String> {
+    use sqlx::error::ErrorKind;
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    let constraint = !matches!(d.kind(), ErrorKind::Other)
+        // SQLite's triggers (migration 4) raise their own constraint errors.
+        || d.message().contains("constraint failed");
+    constraint.then(|| d.message().to_owned())
+}
+
+/// `e` as a conflict of `change`'s object when it is a constraint refusing its row.
+fn refused(e: PlanError, change: &Change) -> PlanError {
+    match e {
+        PlanError::Query(q) => match (constraint_message(&q), &change.source) {
+            (Some(message), Some(source)) => PlanError::Conflict(
+                Some(source.clone()),
+                format!(
+                    "the store refused to {} {} {}: {message}",
+                    change.action.verb(),
+                    change.kind,
+                    change.target
+                ),
+            ),
+            _ => PlanError::Query(q),
+        },
+        other => other,
+    }
+}
+
+/// Inserts a run of new memberships in a few statements. When the database refuses the run,
+/// it is rolled back to where it started and inserted row by row, to name the row refused.
+async fn insert_batch(
+    conn: &mut AnyConnection,
+    batch: &[Change],
+    users: &mut HashMap<String, String>,
+    now: i64,
+    backend: Backend,
+) -> Result<(), PlanError> {
+    sqlx::query("SAVEPOINT membership_batch")
+        .execute(&mut *conn)
+        .await?;
+    match insert_memberships(conn, batch, users, now, backend).await {
+        Ok(()) => {}
+        Err(e) if constraint_message(&e).is_some() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT membership_batch")
+                .execute(&mut *conn)
+                .await?;
+            // The users the run created went with it.
+            *users = load_users(conn).await?;
+            for change in batch {
+                insert_memberships(conn, std::slice::from_ref(change), users, now, backend)
+                    .await
+                    .map_err(|e| refused(PlanError::Query(e), change))?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query("RELEASE SAVEPOINT membership_batch")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -582,6 +582,43 @@ async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
     );
 }
 
+/// However many objects conflict, each is reported and the rest of the tree is synced.
+#[tokio::test]
+async fn every_conflicting_object_is_reported_and_the_rest_synced() {
+    let mut w = acme();
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    drop(store);
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    for i in 0..24 {
+        sqlx::query(&format!(
+            "INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) \
+             VALUES ('foreign-{i}', 0, 0, '', 'foreign-{i}', 'taken-{i}', 'x', 'Delete', 0, 0)"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        w.orgs
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(stored(
+                org(&format!("taken-{i}")),
+                &format!("uid-taken-{i}"),
+            )))));
+    }
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    assert_eq!(result.conflicts.len(), 24, "{:?}", result.conflicts.keys());
+    for i in 0..24 {
+        let o = object(&w.caches.organizations, &format!("taken-{i}"));
+        let s = status::organization(&o, &result, now());
+        assert_eq!(ready(&s.common).1, "StoreConflict", "{s:?}");
+    }
+    let acme = object(&w.caches.organizations, "acme");
+    assert_eq!(
+        ready(&status::organization(&acme, &result, now()).common).0,
+        "True"
+    );
+}
+
 #[tokio::test]
 async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
     let m = stored(

@@ -797,6 +797,66 @@ async fn a_database_lost_mid_apply_leaves_the_state_before() {
     admin.close().await;
 }
 
+/// A row the database refuses although the plan let it through (here: desired values the API
+/// would never produce) is a conflict of the object it belongs to, named with the database's
+/// reason, not a store outage; and nothing of that apply is written.
+#[tokio::test]
+async fn a_row_the_database_refuses_is_a_conflict_of_its_object() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        // One membership among many refused (a mixed-case email: users are stored lowercased),
+        // inside a batch of inserts.
+        let mut d = big(3_000);
+        d.memberships[1234].email = "Mixed@Big.example".into();
+        let err = store
+            .apply(&d, OPTS)
+            .await
+            .expect_err("a refused row was written");
+        let StoreError::SourceConflict { uid, message } = &err else {
+            panic!("{}: {err:?}", f.dsn)
+        };
+        assert_eq!(uid, "m1234", "{}: {message}", f.dsn);
+        assert!(
+            message.contains("the store refused to create membership Mixed@Big.example"),
+            "{}: {message}",
+            f.dsn
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM memberships").await,
+            0,
+            "{}",
+            f.dsn
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM users").await,
+            0,
+            "{}",
+            f.dsn
+        );
+        // A single row: a slug the API's pattern refuses.
+        let mut d = big(10);
+        d.organizations[1].slug = "Team_X".into();
+        let err = store
+            .apply(&d, OPTS)
+            .await
+            .expect_err("a refused slug was written");
+        let StoreError::SourceConflict { uid, message } = &err else {
+            panic!("{}: {err:?}", f.dsn)
+        };
+        assert_eq!(uid, "sub", "{}: {message}", f.dsn);
+        assert!(message.contains("slug_format"), "{}: {message}", f.dsn);
+        // Without those, everything goes in.
+        store.apply(&big(3_000), OPTS).await.unwrap();
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM memberships").await,
+            3_000,
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
 /// Whether an apply is in the middle of its transaction: on PostgreSQL a statement of it runs;
 /// on SQLite the write lock is taken (a second writer cannot begin).
 async fn mid_transaction(f: &Fresh, admin: Option<&sqlx::AnyPool>) -> bool {
