@@ -396,14 +396,25 @@ async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action
             message: f.message.clone(),
         });
     }
-    Ok(Action::requeue(next_visit(&result, now, ctx.resync)))
+    Ok(Action::requeue(next_visit(
+        &result,
+        &o.key(),
+        now,
+        ctx.resync,
+    )))
 }
 
-/// When to look again: at the next temporary-role change, or after the resync period (with
-/// jitter, so a fleet of objects does not come due at once).
-pub fn next_visit(result: &SyncResult, now: Timestamp, resync: Duration) -> Duration {
+/// When to look at the object `key` again: at its own next temporary-role change, or after
+/// the resync period (with jitter, so a fleet of objects does not come due at once). Objects
+/// whose status another object's change affects are queued by the sync that sees it.
+pub fn next_visit(
+    result: &SyncResult,
+    key: &ObjectKey,
+    now: Timestamp,
+    resync: Duration,
+) -> Duration {
     let periodic = super::jitter(resync);
-    match result.next_change {
+    match result.next_changes.get(key).copied() {
         Some(t) => {
             let until = now.duration_until(t).unsigned_abs() + Duration::from_secs(1);
             until.min(periodic)

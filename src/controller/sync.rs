@@ -88,6 +88,9 @@ pub struct SyncResult {
     pub index: StoreIndex,
     /// The next moment a temporary role starts or ends: the sync is stale from then on.
     pub next_change: Option<Timestamp>,
+    /// The same, for each object with a temporary role still to start or end: when to look at
+    /// that object again.
+    pub next_changes: HashMap<ObjectKey, Timestamp>,
 }
 
 impl SyncResult {
@@ -335,26 +338,28 @@ impl Caches {
     }
 }
 
-/// The next moment any membership's or project membership's temporary role starts or ends.
-fn next_change(set: &ObjectSet, now: Timestamp) -> Option<Timestamp> {
-    let roles = set
+/// For each membership and project membership with a temporary role still to start or end,
+/// the next moment one does.
+fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp> {
+    let next = |meta: &kube::api::ObjectMeta, roles: &[crate::api::RoleBinding]| {
+        let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+        roles
+            .iter()
+            .filter_map(|r| temporary::state(r, granted_at, now).ok()?.next_change())
+            .filter(|t| *t > now)
+            .min()
+    };
+    let memberships = set
         .memberships
         .iter()
-        .map(|m| (&m.metadata, &m.spec.roles))
-        .chain(
-            set.project_memberships
-                .iter()
-                .map(|m| (&m.metadata, &m.spec.roles)),
-        );
-    roles
-        .flat_map(|(meta, roles)| {
-            let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
-            roles
-                .iter()
-                .filter_map(move |r| temporary::state(r, granted_at, now).ok()?.next_change())
-        })
-        .filter(|t| *t > now)
-        .min()
+        .filter_map(|m| Some((tree::membership_key(m), next(&m.metadata, &m.spec.roles)?)));
+    let project_memberships = set.project_memberships.iter().filter_map(|m| {
+        Some((
+            tree::project_membership_key(m),
+            next(&m.metadata, &m.spec.roles)?,
+        ))
+    });
+    memberships.chain(project_memberships).collect()
 }
 
 /// The uid of the object a store source belongs to: an admin membership that a
@@ -588,13 +593,15 @@ impl Syncer {
                 problems.entry(key).or_default().push(p);
             }
         }
+        let changes = next_changes(&set, now);
         let result = SyncResult {
             problems,
             failure: None,
             conflicts,
             held,
             index,
-            next_change: next_change(&set, now),
+            next_change: changes.values().min().copied(),
+            next_changes: changes,
         };
         self.count_objects(&result, &set);
         result

@@ -657,17 +657,75 @@ async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
     let org_id = &result.index.organizations["uid-acme"].id;
     let members = store.members(org_id).await.unwrap();
     assert_eq!(members[0].roles, serde_json::json!([{"role": "member"}]));
-    // A role ending in the future is a reason to come back then.
+    // A role ending in the future is a reason to come back then, for that object alone.
     let soon = now() + k8s_openapi::jiff::SignedDuration::from_secs(90);
+    let carol = suborg::domain::tree::membership_key(&m);
     let result = SyncResult {
         next_change: Some(soon),
+        next_changes: [(carol.clone(), soon)].into(),
         ..SyncResult::default()
     };
-    let visit = reconcile::next_visit(&result, now(), Duration::from_secs(300));
+    let visit = reconcile::next_visit(&result, &carol, now(), Duration::from_secs(300));
     assert!(
         visit <= Duration::from_secs(92) && visit >= Duration::from_secs(89),
         "{visit:?}"
     );
+    let other = suborg::domain::tree::organization_key(&stored(org("acme"), "uid-acme"));
+    let visit = reconcile::next_visit(&result, &other, now(), Duration::from_secs(300));
+    assert!(visit >= Duration::from_secs(300), "{visit:?}");
+}
+
+/// Each object is looked at again at its own next temporary-role change, not the tree's.
+#[tokio::test]
+async fn each_membership_knows_its_own_next_role_change() {
+    let in_future = |name: &str, email: &str, start: &str| {
+        stored(
+            user_in(
+                "team-a",
+                name,
+                OrganizationKind::Organization,
+                "acme",
+                email,
+                vec![
+                    role("member"),
+                    temporary("admin", Some(start), None, Some("1h")),
+                ],
+            ),
+            &format!("uid-{name}"),
+        )
+    };
+    let soon = in_future("soon", "soon@acme.example", "2999-01-01T00:00:00Z");
+    let later = in_future("later", "later@acme.example", "2999-06-01T00:00:00Z");
+    let plain = stored(
+        user_in(
+            "team-a",
+            "plain",
+            OrganizationKind::Organization,
+            "acme",
+            "plain@acme.example",
+            vec![role("member")],
+        ),
+        "uid-plain",
+    );
+    let w = World::new(
+        vec![stored(org("acme"), "uid-acme")],
+        vec![],
+        vec![soon.clone(), later.clone(), plain.clone()],
+        vec![namespace("team-a", &[("suborg.io/organization", "acme")])],
+    );
+    let result = w.syncer(Duration::from_secs(300)).sync().await;
+    let key = suborg::domain::tree::membership_key;
+    let at = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+    assert_eq!(
+        result.next_changes.get(&key(&soon)),
+        Some(&at("2999-01-01T00:00:00Z"))
+    );
+    assert_eq!(
+        result.next_changes.get(&key(&later)),
+        Some(&at("2999-06-01T00:00:00Z"))
+    );
+    assert_eq!(result.next_changes.get(&key(&plain)), None);
+    assert_eq!(result.next_change, Some(at("2999-01-01T00:00:00Z")));
 }
 
 #[tokio::test]
