@@ -278,6 +278,31 @@ where
     (reader, stream)
 }
 
+/// What of an object is a reason to reconcile it: its spec (the generation), its finalizers,
+/// and whether it is being deleted. Its status, labels and annotations are not, so the
+/// controller's own status writes do not come back as reconciles; a change another object
+/// causes is queued by the sync that sees it, and the resync looks at everything anyway.
+fn reconcile_worthy<K: kube::Resource>(o: &K) -> Option<u64> {
+    let meta = o.meta();
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(
+        &(
+            meta.generation,
+            &meta.finalizers,
+            meta.deletion_timestamp.is_some(),
+        ),
+        &mut h,
+    );
+    Some(std::hash::Hasher::finish(&h))
+}
+
+/// Of a Namespace only its labels matter: they decide which organizations may use it.
+fn namespace_labels(ns: &kube::core::PartialObjectMeta<Namespace>) -> Option<u64> {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&ns.metadata.labels, &mut h);
+    Some(std::hash::Hasher::finish(&h))
+}
+
 /// One kind's controller, on a cache of its own (see [`watched`]).
 fn controller<K: Kind>(
     client: &Client,
@@ -288,6 +313,10 @@ fn controller<K: Kind>(
         Api::<DeserializeGuard<K>>::all(client.clone()),
         wc.clone(),
         mark.clone(),
+    );
+    let stream = stream.predicate_filter(
+        reconcile_worthy::<DeserializeGuard<K>>,
+        kube::runtime::PredicateConfig::default(),
     );
     Controller::for_stream(stream, reader)
 }
@@ -380,6 +409,8 @@ pub async fn run(
         watcher::Config::default(),
         mark,
     );
+    let namespaces =
+        namespaces.predicate_filter(namespace_labels, kube::runtime::PredicateConfig::default());
     let caches = Caches {
         organizations: orgs.store(),
         sub_organizations: subs.store(),
