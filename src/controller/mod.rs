@@ -17,6 +17,7 @@
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod prints;
 pub mod reconcile;
 pub mod status;
 pub mod sync;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -243,11 +244,12 @@ async fn log_result<T>(
 }
 
 /// A cache of `api`'s objects and the stream of watch events that fills it, without
-/// `managedFields` (never read, and the bulk of a large object). The stream marks the cache
-/// ready at its first complete listing.
+/// `managedFields` (never read, and the bulk of a large object), keeping the cache's part of
+/// `fingerprint`. The stream marks the cache ready at its first complete listing.
 fn watched<K>(
     api: Api<K>,
     wc: watcher::Config,
+    fingerprint: &prints::Fingerprint,
     mark: sync::ReadyMark,
 ) -> (
     reflector::Store<K>,
@@ -255,6 +257,7 @@ fn watched<K>(
 )
 where
     K: kube::Resource<DynamicType = ()>
+        + prints::Printed
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -262,17 +265,18 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
+    let (reader, mut feed) = fingerprint.feed();
     let mut marked = false;
     let stream = watcher(api, wc)
         .default_backoff()
         .modify(|o| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .inspect(move |event| {
-            if !marked && matches!(event, Ok(watcher::Event::InitDone)) {
+        .map_ok(move |event| {
+            feed.apply_watcher_event(&event);
+            if !marked && matches!(event, watcher::Event::InitDone) {
                 marked = true;
                 mark.mark();
             }
+            event
         })
         .applied_objects();
     (reader, stream)
@@ -307,11 +311,13 @@ fn namespace_labels(ns: &kube::core::PartialObjectMeta<Namespace>) -> Option<u64
 fn controller<K: Kind>(
     client: &Client,
     wc: &watcher::Config,
+    fingerprint: &prints::Fingerprint,
     mark: &sync::ReadyMark,
 ) -> Controller<DeserializeGuard<K>> {
     let (reader, stream) = watched(
         Api::<DeserializeGuard<K>>::all(client.clone()),
         wc.clone(),
+        fingerprint,
         mark.clone(),
     );
     let stream = stream.predicate_filter(
@@ -394,19 +400,21 @@ pub async fn run(
     let wc = watcher_config(config.selector.as_deref());
     // Ten kinds and the Namespaces.
     let (readiness, mark) = sync::Readiness::new(11);
-    let orgs = controller::<Organization>(&client, &wc, &mark);
-    let subs = controller::<SubOrganization>(&client, &wc, &mark);
-    let members = controller::<OrgMembership>(&client, &wc, &mark);
-    let groups = controller::<Group>(&client, &wc, &mark);
-    let identities = controller::<MachineIdentity>(&client, &wc, &mark);
-    let connections = controller::<AppConnection>(&client, &wc, &mark);
-    let gateways = controller::<Gateway>(&client, &wc, &mark);
-    let relays = controller::<Relay>(&client, &wc, &mark);
-    let projects = controller::<Project>(&client, &wc, &mark);
-    let project_members = controller::<ProjectMembership>(&client, &wc, &mark);
+    let fingerprint = prints::Fingerprint::default();
+    let orgs = controller::<Organization>(&client, &wc, &fingerprint, &mark);
+    let subs = controller::<SubOrganization>(&client, &wc, &fingerprint, &mark);
+    let members = controller::<OrgMembership>(&client, &wc, &fingerprint, &mark);
+    let groups = controller::<Group>(&client, &wc, &fingerprint, &mark);
+    let identities = controller::<MachineIdentity>(&client, &wc, &fingerprint, &mark);
+    let connections = controller::<AppConnection>(&client, &wc, &fingerprint, &mark);
+    let gateways = controller::<Gateway>(&client, &wc, &fingerprint, &mark);
+    let relays = controller::<Relay>(&client, &wc, &fingerprint, &mark);
+    let projects = controller::<Project>(&client, &wc, &fingerprint, &mark);
+    let project_members = controller::<ProjectMembership>(&client, &wc, &fingerprint, &mark);
     let (ns_reader, namespaces) = watched(
         Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
+        &fingerprint,
         mark,
     );
     let namespaces =
@@ -424,6 +432,7 @@ pub async fn run(
         project_memberships: project_members.store(),
         namespaces: ns_reader,
         ready: readiness,
+        fingerprint,
     };
     let recorder = Some(Recorder::new(
         client.clone(),

@@ -11,11 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::core::{DeserializeGuard, PartialObjectMeta, PartialObjectMetaExt};
-use kube::runtime::reflector::{self, store::Writer};
-use kube::runtime::watcher;
+use kube::runtime::{reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use suborg::api::*;
 use suborg::controller::http::Health;
+use suborg::controller::prints::{Feed, Fingerprint, Printed};
 use suborg::controller::reconcile::{self, Kind};
 use suborg::controller::sync::{Caches, Readiness, SyncResult, Syncer};
 use suborg::controller::{Backoff, Context, FINALIZER, status};
@@ -64,22 +64,22 @@ fn org(name: &str) -> Organization {
 /// Caches filled as a first listing would, with writers to change them afterwards.
 struct World {
     caches: Caches,
-    orgs: Writer<DeserializeGuard<Organization>>,
-    subs: Writer<DeserializeGuard<SubOrganization>>,
-    members: Writer<DeserializeGuard<OrgMembership>>,
-    groups: Writer<DeserializeGuard<Group>>,
-    identities: Writer<DeserializeGuard<MachineIdentity>>,
-    connections: Writer<DeserializeGuard<AppConnection>>,
-    gateways: Writer<DeserializeGuard<Gateway>>,
-    relays: Writer<DeserializeGuard<Relay>>,
-    projects: Writer<DeserializeGuard<Project>>,
-    project_members: Writer<DeserializeGuard<ProjectMembership>>,
-    namespaces: Writer<PartialObjectMeta<Namespace>>,
+    orgs: Feed<DeserializeGuard<Organization>>,
+    subs: Feed<DeserializeGuard<SubOrganization>>,
+    members: Feed<DeserializeGuard<OrgMembership>>,
+    groups: Feed<DeserializeGuard<Group>>,
+    identities: Feed<DeserializeGuard<MachineIdentity>>,
+    connections: Feed<DeserializeGuard<AppConnection>>,
+    gateways: Feed<DeserializeGuard<Gateway>>,
+    relays: Feed<DeserializeGuard<Relay>>,
+    projects: Feed<DeserializeGuard<Project>>,
+    project_members: Feed<DeserializeGuard<ProjectMembership>>,
+    namespaces: Feed<PartialObjectMeta<Namespace>>,
     _dir: tempfile::TempDir,
     dsn: String,
 }
 
-fn fill<K: Clone + Resource<DynamicType = ()>>(w: &mut Writer<K>, objects: Vec<K>) {
+fn fill<K: Clone + Resource<DynamicType = ()> + Printed>(w: &mut Feed<K>, objects: Vec<K>) {
     w.apply_watcher_event(&watcher::Event::Init);
     for o in objects {
         w.apply_watcher_event(&watcher::Event::InitApply(o));
@@ -98,17 +98,18 @@ impl World {
         members: Vec<OrgMembership>,
         namespaces: Vec<PartialObjectMeta<Namespace>>,
     ) -> Self {
-        let (org_r, mut org_w) = reflector::store();
-        let (sub_r, mut sub_w) = reflector::store();
-        let (mem_r, mut mem_w) = reflector::store();
-        let (ns_r, mut ns_w) = reflector::store();
-        let (group_r, mut group_w) = reflector::store();
-        let (identity_r, mut identity_w) = reflector::store();
-        let (connection_r, mut connection_w) = reflector::store();
-        let (gateway_r, mut gateway_w) = reflector::store();
-        let (relay_r, mut relay_w) = reflector::store();
-        let (project_r, mut project_w) = reflector::store();
-        let (pm_r, mut pm_w) = reflector::store();
+        let fingerprint = Fingerprint::default();
+        let (org_r, mut org_w) = fingerprint.feed();
+        let (sub_r, mut sub_w) = fingerprint.feed();
+        let (mem_r, mut mem_w) = fingerprint.feed();
+        let (ns_r, mut ns_w) = fingerprint.feed();
+        let (group_r, mut group_w) = fingerprint.feed();
+        let (identity_r, mut identity_w) = fingerprint.feed();
+        let (connection_r, mut connection_w) = fingerprint.feed();
+        let (gateway_r, mut gateway_w) = fingerprint.feed();
+        let (relay_r, mut relay_w) = fingerprint.feed();
+        let (project_r, mut project_w) = fingerprint.feed();
+        let (pm_r, mut pm_w) = fingerprint.feed();
         fill(&mut connection_w, Vec::new());
         fill(&mut gateway_w, Vec::new());
         fill(&mut relay_w, Vec::new());
@@ -136,6 +137,7 @@ impl World {
                 project_memberships: pm_r,
                 namespaces: ns_r,
                 ready: Readiness::filled(),
+                fingerprint,
             },
             orgs: org_w,
             subs: sub_w,
