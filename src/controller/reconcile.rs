@@ -467,7 +467,10 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
     Ok(None)
 }
 
-/// What happens after a failed reconcile: a Warning Event, a count, a retry with backoff.
+/// What happens after a failed reconcile: a count, a retry with backoff, and a Warning Event
+/// when the failure is the object's own. A store that cannot be written fails every object at
+/// once: their Ready condition says so (one Event each when it turns), the sync logs each
+/// failed attempt, and the retries raise no further Events.
 pub fn error_policy<K: Kind>(
     guard: Arc<DeserializeGuard<K>>,
     error: &Error,
@@ -476,8 +479,13 @@ pub fn error_policy<K: Kind>(
     let category = error.category();
     ctx.health.metrics.failed(K::KIND, category);
     let key = guard_key::<K>(&guard);
-    tracing::warn!(kind = K::KIND, object = %key, category, error = %error, "reconcile failed");
-    if let (Some(recorder), Ok(o)) = (ctx.recorder.clone(), &guard.0) {
+    let store_wide = matches!(error, Error::Store { .. });
+    if store_wide {
+        tracing::debug!(kind = K::KIND, object = %key, category, "waiting for the store");
+    } else {
+        tracing::warn!(kind = K::KIND, object = %key, category, error = %error, "reconcile failed");
+    }
+    if let (false, Some(recorder), Ok(o)) = (store_wide, ctx.recorder.clone(), &guard.0) {
         let reference = o.object_ref(&());
         let event = KubeEvent {
             type_: EventType::Warning,

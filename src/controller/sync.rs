@@ -486,7 +486,11 @@ impl Syncer {
         let started = Instant::now();
         let result = Arc::new(self.run(snapshot, now, drift).await);
         let outcome = match &result.failure {
-            Some(f) => f.reason,
+            Some(f) => {
+                // Once per attempt, however many objects wait for it.
+                tracing::warn!(reason = f.reason, error = %f.message, "sync failed; every object waits for the store");
+                f.reason
+            }
             None => "applied",
         };
         self.metrics().synced(outcome, started.elapsed());

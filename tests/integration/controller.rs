@@ -1023,12 +1023,42 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     assert_eq!(err.category(), "StoreUnavailable");
     let guard = Arc::new(DeserializeGuard(Ok(bob)));
     let first = reconcile::error_policy(guard.clone(), &err, ctx.clone());
-    let second = reconcile::error_policy(guard, &err, ctx.clone());
+    let second = reconcile::error_policy(guard.clone(), &err, ctx.clone());
     // Backoff grows between attempts.
     assert!(format!("{first:?}") != format!("{second:?}"));
     assert!(ctx.health.metrics.render().contains(
         "suborg_reconcile_failures_total{kind=\"OrgMembership\",category=\"StoreUnavailable\"} 2"
     ));
+
+    // With Events on: a store-wide failure raises none per retry (the status says it), an
+    // object's own failure one each time.
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context {
+        recorder: Some(kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "suborg".into(),
+                instance: None,
+            },
+        )),
+        ..Arc::try_unwrap(context(client, w.syncer(Duration::from_secs(300))))
+            .ok()
+            .unwrap()
+    });
+    for _ in 0..3 {
+        reconcile::error_policy(guard.clone(), &err, ctx.clone());
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(
+        quiet.is_err(),
+        "an Event was published for a store-wide failure"
+    );
+    let own = suborg::controller::Error::DeletionBlocked("rows still there".into());
+    reconcile::error_policy(guard, &own, ctx.clone());
+    let (method, uri, body, _send) = next(&mut handle).await;
+    assert_eq!(method, "POST");
+    assert!(uri.contains("/events"), "{uri}");
+    assert_eq!(body["reason"], "DeletionBlocked", "{body}");
 }
 
 #[tokio::test]
