@@ -1,0 +1,792 @@
+//! Scale: the controller (`suborg run`, the release binary, as a child process) against the real
+//! API server `KUBECONFIG` points at, with thousands of OrgMemberships under one Organization.
+//!
+//! Run with `cargo bench --bench scale`. Without a cluster it prints one line and succeeds, so CI
+//! without one is not failed by it. Side by side in one run it measures:
+//!
+//! - **raw**: how fast a plain client writes statuses, one after another over one client (300
+//!   status patches on objects the controller ignores): the ceiling for any controller;
+//! - **startup**: the Organization and `SUBORG_SCALE_N` memberships (default 1,000) exist before
+//!   the controller starts; the time from starting it until every object is Ready=True with
+//!   `status.observedGeneration == metadata.generation`;
+//! - **trickle**: with the controller running, `SUBORG_SCALE_TRICKLE` more (default 200)
+//!   created one at a time; the time from the first create until they are all Ready;
+//! - **memory**: the controller's resident memory (`VmRSS`) and peak (`VmHWM`) after that;
+//! - **large** (only when `SUBORG_SCALE_LARGE` is set, e.g. 10000): the controller stopped,
+//!   memberships added up to that total, a fresh controller on the same store timed until all
+//!   are Ready, with the time per object beside the 1,000-object startup's, so linearity shows.
+//!
+//! `SUBORG_SCALE_LOG` overrides the controller's `--log-level` (default `warn`), e.g. `info` to
+//! see each store change in its log (which slows it down a little).
+//!
+//! Every object carries the label `suborg.io/bench=bench-<8 hex>` (the run id), the controller
+//! watches only those (`--selector`), and the run deletes everything it made at the end, failed
+//! runs too.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use suborg::api::*;
+
+const LABEL: &str = "suborg.io/bench";
+const RAW_OBJECTS: usize = 300;
+const CONCURRENCY: usize = 16;
+const POLL: Duration = Duration::from_millis(250);
+const READY_DEADLINE: Duration = Duration::from_secs(600);
+const CLEANUP_DEADLINE: Duration = Duration::from_secs(300);
+const CRD_DEADLINE: Duration = Duration::from_secs(60);
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+type Result<T> = std::result::Result<T, String>;
+
+/// The sizes of the run, from the environment.
+struct Settings {
+    startup: usize,
+    trickle: usize,
+    large: Option<usize>,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings> {
+        Ok(Settings {
+            startup: env_count("SUBORG_SCALE_N")?.unwrap_or(1000),
+            trickle: env_count("SUBORG_SCALE_TRICKLE")?.unwrap_or(200),
+            large: env_count("SUBORG_SCALE_LARGE")?,
+        })
+    }
+}
+
+fn env_count(name: &str) -> Result<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{name}={v:?} is not a count: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The figures the run printed at the end.
+#[derive(Default)]
+struct Figures {
+    raw: Option<Timed>,
+    startup: Option<Timed>,
+    trickle: Option<Timed>,
+    trickle_creates: Option<Duration>,
+    memory: Option<Memory>,
+    large: Option<(Timed, usize, Memory)>,
+}
+
+/// `objects` handled in `elapsed`.
+#[derive(Clone, Copy)]
+struct Timed {
+    objects: usize,
+    elapsed: Duration,
+}
+
+impl Timed {
+    fn rate(&self) -> f64 {
+        self.objects as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms_per_object(&self) -> f64 {
+        self.elapsed.as_secs_f64() * 1000.0 / self.objects as f64
+    }
+}
+
+/// Resident memory of the controller, in KiB.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+/// The run: its id, its namespace, its temporary directory (store and controller log) and the
+/// controller process, when one runs.
+struct Bench {
+    client: Client,
+    id: String,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    controller: Option<Child>,
+    /// Memberships of the run created so far (names `m-0` … `m-<created-1>`).
+    created: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scale: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((client, version)) = connect().await else {
+        println!("no Kubernetes API server at KUBECONFIG: skipped");
+        return ExitCode::SUCCESS;
+    };
+    let started = Instant::now();
+    let mut bench = match Bench::new(client).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("scale: setting up failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "scale: run {} in namespace {}, controller log {}",
+        bench.id,
+        bench.id,
+        bench.log.display()
+    );
+    let mut figures = Figures::default();
+    let outcome = bench.run(&settings, &mut figures).await;
+    if let Err(e) = &outcome {
+        eprintln!("scale: {e}");
+    }
+    let cleaned = bench.clean_up().await;
+    if let Err(e) = &cleaned {
+        eprintln!("scale: cleaning up failed: {e}");
+    }
+    print_table(&figures, &version);
+    let log = summarize_log(&bench.log);
+    println!("controller log: {log}");
+    println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+    if outcome.is_err() || cleaned.is_err() || !log.is_clean() {
+        let kept = bench.dir.keep();
+        println!(
+            "kept {} (the store and controller.log) for a look",
+            kept.display()
+        );
+    }
+    if outcome.is_ok() && cleaned.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A client and the API server's version, or None when no API server answers within 5 s.
+async fn connect() -> Option<(Client, String)> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let client = Client::try_default().await.ok()?;
+        let info = client.apiserver_version().await.ok()?;
+        Some((client, info.git_version))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+impl Bench {
+    /// Installs the CRDs and creates the run's namespace, delegated to its organization.
+    async fn new(client: Client) -> Result<Bench> {
+        install_crds(&client).await?;
+        let id = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let dir =
+            tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+        let log = dir.path().join("controller.log");
+        let bench = Bench {
+            client,
+            id,
+            dir,
+            log,
+            controller: None,
+            created: 0,
+        };
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(bench.id.clone()),
+                labels: Some(BTreeMap::from([
+                    ("suborg.io/organization".to_owned(), bench.org_name()),
+                    (LABEL.to_owned(), bench.id.clone()),
+                ])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(bench.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .map_err(|e| format!("creating namespace {}: {e}", bench.id))?;
+        Ok(bench)
+    }
+
+    async fn run(&mut self, settings: &Settings, figures: &mut Figures) -> Result<()> {
+        figures.raw = Some(self.raw_rate().await?);
+
+        // Startup: everything exists before the controller starts.
+        self.create_organization().await?;
+        self.create_memberships(settings.startup).await?;
+        let started = Instant::now();
+        self.start()?;
+        self.wait_all_ready().await?;
+        figures.startup = Some(Timed {
+            objects: self.objects(),
+            elapsed: started.elapsed(),
+        });
+
+        // Trickle: one create after the other, the controller running.
+        let (elapsed, creates) = self.trickle(settings.trickle).await?;
+        figures.trickle = Some(Timed {
+            objects: settings.trickle,
+            elapsed,
+        });
+        figures.trickle_creates = Some(creates);
+        figures.memory = Some(self.memory()?);
+
+        if let Some(total) = settings.large {
+            if total <= self.created {
+                println!(
+                    "scale: SUBORG_SCALE_LARGE={total} is not more than the {} memberships there are: large phase skipped",
+                    self.created
+                );
+            } else {
+                self.stop().await?;
+                self.create_memberships(total - self.created).await?;
+                let started = Instant::now();
+                self.start()?;
+                self.wait_all_ready().await?;
+                let timed = Timed {
+                    objects: self.objects(),
+                    elapsed: started.elapsed(),
+                };
+                figures.large = Some((timed, total, self.memory()?));
+            }
+        }
+        Ok(())
+    }
+
+    fn org_name(&self) -> String {
+        format!("{}-org", self.id)
+    }
+
+    /// Objects of the run the controller manages: the Organization and the memberships.
+    fn objects(&self) -> usize {
+        self.created + 1
+    }
+
+    fn selector(&self) -> ListParams {
+        ListParams::default().labels(&format!("{LABEL}={}", self.id))
+    }
+
+    fn memberships(&self) -> Api<OrgMembership> {
+        Api::namespaced(self.client.clone(), &self.id)
+    }
+
+    fn organizations(&self) -> Api<Organization> {
+        Api::all(self.client.clone())
+    }
+
+    /// A membership of user `<email_prefix><i>@bench.example` in the run's organization.
+    fn membership(&self, name: String, email: String, label: &str) -> OrgMembership {
+        let mut m = OrgMembership::new(
+            &name,
+            OrgMembershipSpec {
+                organization_ref: OrganizationRef {
+                    kind: OrganizationKind::Organization,
+                    name: self.org_name(),
+                },
+                subject: Subject {
+                    kind: SubjectKind::User,
+                    email: Some(email),
+                    name: None,
+                    namespace: None,
+                },
+                roles: vec![RoleBinding {
+                    role: "member".into(),
+                    temporary: None,
+                }],
+                deletion_policy: DeletionPolicy::Delete,
+            },
+        );
+        m.metadata.namespace = Some(self.id.clone());
+        m.labels_mut().insert(LABEL.into(), label.into());
+        m
+    }
+
+    /// The run's `i`th membership: `m-<i>`, user `u<i>@bench.example`.
+    fn member(&self, i: usize) -> OrgMembership {
+        self.membership(format!("m-{i}"), format!("u{i}@bench.example"), &self.id)
+    }
+
+    async fn create_organization(&self) -> Result<()> {
+        let mut org = Organization::new(
+            &self.org_name(),
+            OrganizationSpec {
+                display_name: None,
+                slug: None,
+                authentication: None,
+                member_namespaces: None,
+                deletion_policy: DeletionPolicy::Delete,
+            },
+        );
+        org.labels_mut().insert(LABEL.into(), self.id.clone());
+        self.organizations()
+            .create(&PostParams::default(), &org)
+            .await
+            .map_err(|e| format!("creating Organization {}: {e}", self.org_name()))?;
+        Ok(())
+    }
+
+    /// Creates `count` more memberships of the run, `CONCURRENCY` at a time.
+    async fn create_memberships(&mut self, count: usize) -> Result<()> {
+        let objects: Vec<OrgMembership> = (self.created..self.created + count)
+            .map(|i| self.member(i))
+            .collect();
+        create_all(&self.memberships(), objects).await?;
+        self.created += count;
+        Ok(())
+    }
+
+    /// Raw rate: sequential status patches over one client, on memberships the controller does
+    /// not watch (another label value). Their creation is not timed.
+    async fn raw_rate(&self) -> Result<Timed> {
+        let label = format!("{}-raw", self.id);
+        let api = self.memberships();
+        let objects: Vec<OrgMembership> = (0..RAW_OBJECTS)
+            .map(|i| self.membership(format!("raw-{i}"), format!("raw{i}@bench.example"), &label))
+            .collect();
+        let names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
+        create_all(&api, objects).await?;
+        let started = Instant::now();
+        for name in &names {
+            let status = serde_json::json!({"status": {
+                "observedGeneration": 1,
+                "conditions": [{
+                    "type": CONDITION_READY,
+                    "status": "True",
+                    "reason": "Synced",
+                    "message": "raw",
+                    "lastTransitionTime": format!("{:.0}", Timestamp::now()),
+                }],
+            }});
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .map_err(|e| format!("patching the status of OrgMembership {name}: {e}"))?;
+        }
+        let elapsed = started.elapsed();
+        api.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&format!("{LABEL}={label}")),
+        )
+        .await
+        .map_err(|e| format!("deleting the raw memberships: {e}"))?;
+        Ok(Timed {
+            objects: RAW_OBJECTS,
+            elapsed,
+        })
+    }
+
+    /// Creates `count` memberships one after another; returns the time from the first create
+    /// until all of the run's objects are Ready, and the time the creates took.
+    async fn trickle(&mut self, count: usize) -> Result<(Duration, Duration)> {
+        let api = self.memberships();
+        let started = Instant::now();
+        for _ in 0..count {
+            let m = self.member(self.created);
+            api.create(&PostParams::default(), &m)
+                .await
+                .map_err(|e| format!("creating OrgMembership {}: {e}", m.name_any()))?;
+            self.created += 1;
+        }
+        let creates = started.elapsed();
+        self.wait_all_ready().await?;
+        Ok((started.elapsed(), creates))
+    }
+
+    /// Polls by LIST every 250 ms until every object of the run is Ready at its generation;
+    /// fails after 10 minutes, saying how many are.
+    async fn wait_all_ready(&mut self) -> Result<()> {
+        let expected = self.objects();
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let (present, ready) = self.count_ready().await?;
+            if present == expected && ready == expected {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{ready} of {expected} objects Ready ({present} listed) after {} s",
+                    READY_DEADLINE.as_secs()
+                ));
+            }
+            self.check_controller()?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// (objects listed, objects Ready at their generation) of the run.
+    async fn count_ready(&self) -> Result<(usize, usize)> {
+        let selector = self.selector();
+        let members = self
+            .memberships()
+            .list(&selector)
+            .await
+            .map_err(|e| format!("listing the memberships: {e}"))?;
+        let orgs = self
+            .organizations()
+            .list(&selector)
+            .await
+            .map_err(|e| format!("listing the organizations: {e}"))?;
+        let ready = members
+            .items
+            .iter()
+            .filter(|m| is_ready(m.status.as_ref().map(|s| &s.common), m.metadata.generation))
+            .count()
+            + orgs
+                .items
+                .iter()
+                .filter(|o| is_ready(o.status.as_ref().map(|s| &s.common), o.metadata.generation))
+                .count();
+        Ok((members.items.len() + orgs.items.len(), ready))
+    }
+
+    /// Starts the release binary's controller on the run's store, watching the run's objects.
+    fn start(&mut self) -> Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let stderr = log
+            .try_clone()
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let store = format!("sqlite://{}", self.dir.path().join("store.db").display());
+        let selector = format!("{LABEL}={}", self.id);
+        let log_level = std::env::var("SUBORG_SCALE_LOG").unwrap_or_else(|_| "warn".into());
+        let child = Command::new(env!("CARGO_BIN_EXE_suborg"))
+            .args(["run", "--store", &store, "--metrics-addr", "off"])
+            .args(["--selector", &selector, "--log-format", "text"])
+            .args(["--log-level", &log_level])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", env!("CARGO_BIN_EXE_suborg")))?;
+        self.controller = Some(child);
+        Ok(())
+    }
+
+    /// Fails when the controller has exited on its own.
+    fn check_controller(&mut self) -> Result<()> {
+        let Some(child) = self.controller.as_mut() else {
+            return Ok(());
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                self.controller = None;
+                Err(format!("the controller exited: {status}"))
+            }
+            Err(e) => Err(format!("checking on the controller: {e}")),
+        }
+    }
+
+    /// SIGTERM, then waits for the controller to exit (SIGKILL after a minute).
+    async fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.controller.take() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").arg("-TERM").arg(&pid).status();
+        if !sent.is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+        }
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("the controller exited with {status}")),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "the controller did not stop within {} s of SIGTERM: killed",
+                        STOP_DEADLINE.as_secs()
+                    ));
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(format!("waiting for the controller: {e}")),
+            }
+        }
+    }
+
+    /// The controller's resident and peak resident memory.
+    fn memory(&self) -> Result<Memory> {
+        let child = self
+            .controller
+            .as_ref()
+            .ok_or("no controller runs to measure")?;
+        let path = format!("/proc/{}/status", child.id());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| format!("no {name} in {path}"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// Deletes the run's objects while a controller runs (it releases their finalizers), waits
+    /// until they are gone (stripping the finalizers after 5 minutes), stops the controller and
+    /// deletes the namespace.
+    async fn clean_up(&mut self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.check_controller().is_err() || self.controller.is_none() {
+            if let Err(e) = self.start() {
+                problems.push(e);
+            }
+        }
+        let dp = DeleteParams::default();
+        let raw = ListParams::default().labels(&format!("{LABEL}={}-raw", self.id));
+        let members = self.memberships();
+        let orgs = self.organizations();
+        for (what, result) in [
+            (
+                "raw memberships",
+                members.delete_collection(&dp, &raw).await,
+            ),
+            (
+                "memberships",
+                members.delete_collection(&dp, &self.selector()).await,
+            ),
+        ] {
+            if let Err(e) = result {
+                problems.push(format!("deleting the {what}: {e}"));
+            }
+        }
+        if let Err(e) = orgs.delete_collection(&dp, &self.selector()).await {
+            problems.push(format!("deleting the organization: {e}"));
+        }
+        let deadline = Instant::now() + CLEANUP_DEADLINE;
+        loop {
+            match self.count_ready().await {
+                Ok((0, _)) => break,
+                Ok((left, _)) if Instant::now() >= deadline => {
+                    println!(
+                        "scale: {left} objects still there {} s after their deletion: stripping their finalizers",
+                        CLEANUP_DEADLINE.as_secs()
+                    );
+                    if let Err(e) = self.strip_finalizers().await {
+                        problems.push(e);
+                    }
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    problems.push(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self.stop().await {
+            problems.push(e);
+        }
+        if let Err(e) = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.id, &dp)
+            .await
+        {
+            problems.push(format!("deleting namespace {}: {e}", self.id));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    async fn strip_finalizers(&self) -> Result<()> {
+        let patch = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+        let pp = PatchParams::default();
+        let members = self.memberships();
+        let orgs = self.organizations();
+        let fail = |e: kube::Error| format!("stripping finalizers: {e}");
+        for m in members.list(&self.selector()).await.map_err(fail)? {
+            members
+                .patch(&m.name_any(), &pp, &patch)
+                .await
+                .map_err(fail)?;
+        }
+        for o in orgs.list(&self.selector()).await.map_err(fail)? {
+            orgs.patch(&o.name_any(), &pp, &patch).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Ready=True, computed from the object's current generation.
+fn is_ready(status: Option<&CommonStatus>, generation: Option<i64>) -> bool {
+    status.is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+    })
+}
+
+/// Creates the objects, `CONCURRENCY` at a time.
+async fn create_all(api: &Api<OrgMembership>, objects: Vec<OrgMembership>) -> Result<()> {
+    futures::stream::iter(objects)
+        .map(|o| async move {
+            api.create(&PostParams::default(), &o)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("creating OrgMembership {}: {e}", o.name_any()))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Applies suborg's CRDs server-side and waits until each is Established.
+async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in suborg::api::crds() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("suborg-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| format!("installing CRD {name}: {e}"))?;
+        let deadline = Instant::now() + CRD_DEADLINE;
+        loop {
+            let established = api
+                .get(&name)
+                .await
+                .map_err(|e| format!("reading CRD {name}: {e}"))?
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "CRD {name} not Established after {} s",
+                    CRD_DEADLINE.as_secs()
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+fn print_table(f: &Figures, version: &str) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!("machine: {cpus} CPUs (nproc), kube-apiserver {version}");
+    println!(
+        "{:<44} {:>8} {:>9} {:>10} {:>7}",
+        "phase", "objects", "seconds", "objects/s", "vs raw"
+    );
+    let raw = f.raw.map(|r| r.rate());
+    let row = |name: &str, t: Option<Timed>| {
+        if let Some(t) = t {
+            let ratio = raw.map_or("-".to_owned(), |r| format!("{:.2}", t.rate() / r));
+            println!(
+                "{:<44} {:>8} {:>9.2} {:>10.1} {:>7}",
+                name,
+                t.objects,
+                t.elapsed.as_secs_f64(),
+                t.rate(),
+                ratio
+            );
+        } else {
+            println!("{name:<44} {:>8}", "not run");
+        }
+    };
+    row("raw: status patches, sequential, one client", f.raw);
+    row("startup: controller start to all Ready", f.startup);
+    row("trickle: first create to all Ready", f.trickle);
+    if let Some((t, _, _)) = f.large {
+        row("large: controller start to all Ready", Some(t));
+    }
+    if let Some(c) = f.trickle_creates {
+        println!(
+            "trickle: the sequential creates alone took {:.2} s",
+            c.as_secs_f64()
+        );
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    if let Some(m) = f.memory {
+        println!(
+            "memory after trickle: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+            mib(m.rss_kib),
+            mib(m.hwm_kib)
+        );
+    }
+    if let Some(s) = f.startup {
+        println!(
+            "per object: startup {:.2} ms ({} objects)",
+            s.ms_per_object(),
+            s.objects
+        );
+    }
+    if let Some((t, total, m)) = f.large {
+        println!(
+            "per object: large startup {:.2} ms ({} objects, {total} memberships)",
+            t.ms_per_object(),
+            t.objects
+        );
+        println!(
+            "memory after large startup: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+            mib(m.rss_kib),
+            mib(m.hwm_kib)
+        );
+    }
+}
+
+/// Lines of the controller's log, and how many are warnings or errors.
+struct LogSummary {
+    lines: usize,
+    warnings: usize,
+    errors: usize,
+}
+
+impl LogSummary {
+    fn is_clean(&self) -> bool {
+        self.warnings == 0 && self.errors == 0
+    }
+}
+
+impl std::fmt::Display for LogSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines, {} WARN, {} ERROR",
+            self.lines, self.warnings, self.errors
+        )
+    }
+}
+
+fn summarize_log(path: &Path) -> LogSummary {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    LogSummary {
+        lines: text.lines().count(),
+        warnings: text.lines().filter(|l| l.contains(" WARN ")).count(),
+        errors: text.lines().filter(|l| l.contains(" ERROR ")).count(),
+    }
+}
