@@ -155,6 +155,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// How often each object is looked at again when nothing happens.
     pub resync: Duration,
+    /// The statuses this controller wrote and the caches may not show yet.
+    pub written: reconcile::Written,
 }
 
 /// How the controller runs.
@@ -220,7 +222,10 @@ fn fan_out<K: Kind>(
     now: Timestamp,
 ) {
     for guard in cache.state() {
+        // An object being deleted is reconciled by its own events until its finalizer goes; a
+        // status for it from here would race its cleanup.
         if let Ok(o) = &guard.0
+            && o.meta().deletion_timestamp.is_none()
             && o.current() != Some(&o.desired(result, now))
         {
             let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
@@ -463,7 +468,9 @@ pub async fn run(
         )
         .with_debounce(sync::Debounce {
             quiet: Duration::from_millis(500),
-            max_wait: Duration::from_secs(10),
+            // Objects arriving one after another at API speed are synced every two seconds
+            // meanwhile, not held until the stream stops.
+            max_wait: Duration::from_secs(2),
         })
         .with_fanout(Box::new(move |result| {
             let now = Timestamp::now();
@@ -491,6 +498,7 @@ pub async fn run(
         health: health.clone(),
         backoff: Backoff::default(),
         resync: config.resync,
+        written: reconcile::Written::default(),
     });
 
     // Namespace label changes re-check delegation: a sync, whose fan-out reaches the

@@ -326,15 +326,85 @@ fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
     )
 }
 
-/// Writes `desired` as the object's status when it differs from what the object says, and
-/// records an Event when Ready changes.
+/// The statuses written, by object uid: the object's resourceVersion when it was written and a
+/// hash of what was written.
+///
+/// The cache lags the controller's own writes: an object queued again right after its status
+/// was written (by its finalizer's echo, say) still shows the old status, and comparing with
+/// that would write the same status twice. When the cached object is still the version the
+/// last write was made on and the status wanted is the one written, the write is on its way.
+#[derive(Default)]
+pub struct Written(std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>);
+
+impl Written {
+    /// A hash of `status` without its conditions' `lastTransitionTime`: a reconcile that reads
+    /// the object before its last status write shows up computes the same status with a new
+    /// transition time.
+    fn hash<S: Serialize>(status: &S) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut value = serde_json::to_value(status).unwrap_or_default();
+        if let Some(conditions) = value
+            .get_mut("conditions")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for c in conditions
+                .iter_mut()
+                .filter_map(serde_json::Value::as_object_mut)
+            {
+                c.remove("lastTransitionTime");
+            }
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        value.to_string().hash(&mut h);
+        h.finish()
+    }
+
+    fn entry<K: Kind>(o: &K, desired: &K::Status) -> Option<(String, (String, u64))> {
+        Some((o.uid()?, (o.resource_version()?, Self::hash(desired))))
+    }
+
+    /// Whether `desired` was written on the very version of `o` the cache still holds.
+    fn in_flight<K: Kind>(&self, o: &K, desired: &K::Status) -> bool {
+        let Some((uid, seen)) = Self::entry(o, desired) else {
+            return false;
+        };
+        let written = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.get(&uid) == Some(&seen)
+    }
+
+    fn record<K: Kind>(&self, o: &K, desired: &K::Status) {
+        if let Some((uid, seen)) = Self::entry(o, desired) {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(uid, seen);
+        }
+    }
+
+    fn forget<K: Kind>(&self, o: &K) {
+        if let Some(uid) = o.uid() {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&uid);
+        }
+    }
+}
+
+/// Writes `desired` as the object's status when it differs from what the object says (and was
+/// not just written, see [`Written`]), and records an Event when Ready changes, except when a
+/// new object first becomes Ready (routine, and one per object: the store's `Created` Event
+/// already says it).
 async fn write_status<K: Kind>(
     o: &K,
     api: &Api<K>,
     ctx: &Context,
     desired: &K::Status,
 ) -> Result<(), Error> {
-    if o.current() == Some(desired) {
+    if o.current() == Some(desired) || ctx.written.in_flight(o, desired) {
         return Ok(());
     }
     let patch = status_patch::<K>(desired);
@@ -345,9 +415,12 @@ async fn write_status<K: Kind>(
     )
     .await
     .map_err(Error::Kube)?;
+    ctx.written.record(o, desired);
     let before = ready::<K>(o.current());
     let after = ready::<K>(Some(desired));
+    let first_ready = before.is_none() && after.as_ref().is_some_and(|(s, _)| s == "True");
     if before != after
+        && !first_ready
         && let Some(recorder) = &ctx.recorder
         && let Some(condition) = K::common(desired)
             .conditions
@@ -369,7 +442,11 @@ async fn write_status<K: Kind>(
             action: "Reconcile".into(),
             secondary: None,
         };
-        super::publish(recorder, &event, &o.object_ref(&())).await;
+        // Not awaited: an Event is a report, and the reconcile is done without it.
+        let (recorder, reference) = (recorder.clone(), o.object_ref(&()));
+        tokio::spawn(async move {
+            super::publish(&recorder, &event, &reference).await;
+        });
     }
     Ok(())
 }
@@ -463,6 +540,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
             o.name_any()
         )));
     }
+    ctx.written.forget(&*o);
     tracing::info!(kind = K::KIND, name = %o.name_any(), "rows removed from the store; finalizer released");
     Ok(None)
 }

@@ -343,9 +343,37 @@ struct State {
     synced_at: Option<Instant>,
 }
 
-/// Most Events one sync publishes: a first sync of a large tree changes every row, and one
-/// Event per row would flood the API server. The rest are logged.
-const MAX_EVENTS_PER_SYNC: usize = 200;
+/// How many store-change Events may go out at once, and how many a second after that: a first
+/// sync of a large tree changes every row, and a burst of arrivals or deletions one row each;
+/// an Event per row would take the API server's time from the statuses. The rest are logged.
+const EVENT_BURST: f64 = 200.0;
+const EVENTS_PER_SECOND: f64 = 5.0;
+
+/// A token bucket for store-change Events.
+struct EventBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl EventBudget {
+    fn new() -> Self {
+        Self {
+            tokens: EVENT_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// How many of `wanted` Events may go out now.
+    fn take(&mut self, wanted: usize) -> usize {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * EVENTS_PER_SECOND)
+            .min(EVENT_BURST);
+        self.at = now;
+        let granted = (wanted as f64).min(self.tokens.floor());
+        self.tokens -= granted;
+        granted as usize
+    }
+}
 
 /// The shared sync.
 pub struct Syncer {
@@ -359,6 +387,7 @@ pub struct Syncer {
     metrics: Arc<super::http::Health>,
     fanout: Option<Fanout>,
     debounce: Debounce,
+    events: std::sync::Mutex<EventBudget>,
 }
 
 /// How long a changed tree must stay unchanged before it is synced, and the longest a change
@@ -399,6 +428,7 @@ impl Syncer {
             metrics: health,
             fanout: None,
             debounce: Debounce::default(),
+            events: std::sync::Mutex::new(EventBudget::new()),
         }
     }
 
@@ -595,6 +625,20 @@ impl Syncer {
             self.metrics().drift_corrected(plan.changes.len() as u64);
         }
         let mut events = Vec::new();
+        let allowed = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(
+                plan.changes
+                    .iter()
+                    .filter(|c| {
+                        c.source
+                            .as_deref()
+                            .is_some_and(|s| refs.contains_key(source_object(s)))
+                    })
+                    .count(),
+            );
         for change in &plan.changes {
             let object = change
                 .source
@@ -609,7 +653,7 @@ impl Syncer {
                 "store row changed"
             );
             if let Some((_, reference)) = object
-                && events.len() < MAX_EVENTS_PER_SYNC
+                && events.len() < allowed
             {
                 let (reason, verb) = match (drift, change.action) {
                     (true, _) => ("DriftCorrected", "rewrote (changed outside suborg)"),

@@ -771,6 +771,7 @@ fn context(client: Client, syncer: Syncer) -> Arc<Context> {
         health: Arc::new(Health::default()),
         backoff: Backoff::default(),
         resync: Duration::from_secs(300),
+        written: reconcile::Written::default(),
     })
 }
 
@@ -860,7 +861,19 @@ async fn reconcile_adds_the_finalizer_first() {
 async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
     let w = acme();
     let (client, mut handle) = mock();
-    let ctx = context(client, w.syncer(Duration::from_secs(300)));
+    // With Events on, so that an Event would show up as a request.
+    let ctx = Arc::new(Context {
+        recorder: Some(kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "suborg".into(),
+                instance: None,
+            },
+        )),
+        ..Arc::try_unwrap(context(client, w.syncer(Duration::from_secs(300))))
+            .ok()
+            .unwrap()
+    });
     let eng = object(&w.caches.sub_organizations, "eng");
     let task = tokio::spawn(reconcile::reconcile(
         Arc::new(DeserializeGuard(Ok(eng.clone()))),
@@ -888,12 +901,34 @@ async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
     written.status = Some(status);
     reply(send, &written);
     task.await.unwrap().expect("the reconcile succeeds");
+    // A new object becoming Ready is routine: no Event.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(quiet.is_err(), "an Event was published for a first Ready");
+    // Queued again before the cache shows the write (the same version of the object, still
+    // without a status): the status is on its way, so nothing is written twice.
+    let stale = reconcile::reconcile(Arc::new(DeserializeGuard(Ok(eng.clone()))), ctx.clone());
+    tokio::time::timeout(Duration::from_secs(10), stale)
+        .await
+        .expect("no request was awaited")
+        .expect("the reconcile succeeds");
     // With that status in place, a second reconcile makes no request at all.
-    let again = reconcile::reconcile(Arc::new(DeserializeGuard(Ok(written))), ctx);
+    let again = reconcile::reconcile(Arc::new(DeserializeGuard(Ok(written))), ctx.clone());
     tokio::time::timeout(Duration::from_secs(10), again)
         .await
         .expect("no request was awaited")
         .expect("the reconcile succeeds");
+    // A newer version of the object without that status (someone cleared it) is written again.
+    let mut cleared = eng.clone();
+    cleared.metadata.resource_version = Some("2".into());
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(cleared))),
+        ctx,
+    ));
+    let (method, uri, _, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(uri.contains("/suborganizations/eng/status?"), "{uri}");
+    reply(send, &eng);
+    task.await.unwrap().expect("the reconcile succeeds");
 }
 
 /// The new kinds go through the same reconciler: each status lands on its own namespaced
