@@ -491,6 +491,9 @@ impl Bench {
             .args(["--selector", &selector, "--log-format", "text"])
             .args(["--log-level", &log_level])
             .env("NO_COLOR", "1")
+            // As the image runs it (see the Dockerfile).
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
