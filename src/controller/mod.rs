@@ -330,7 +330,13 @@ fn controller<K: Kind>(
         kube::runtime::PredicateConfig::default(),
     );
     Controller::for_stream(stream, reader)
+        .with_config(kube::runtime::Config::default().concurrency(RECONCILE_CONCURRENCY))
 }
+
+/// How many objects of one kind are reconciled at once. Unbounded, a controller started on ten
+/// thousand objects opens a connection per reconcile and the API server refuses them; a few
+/// dozen keep it as busy as it can usefully be.
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// Runs one kind's controller: its watch plus the objects a sync queued, until `stop`.
 async fn drive<K: Kind>(

@@ -775,6 +775,22 @@ fn context(client: Client, syncer: Syncer) -> Arc<Context> {
     })
 }
 
+/// A context whose Events go to the mock API server, where a test sees them as requests.
+fn context_with_events(client: Client, syncer: Syncer) -> Arc<Context> {
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "suborg".into(),
+            instance: None,
+        },
+    );
+    let ctx = Arc::into_inner(context(client, syncer)).expect("a new context");
+    Arc::new(Context {
+        recorder: Some(recorder),
+        ..ctx
+    })
+}
+
 /// The next request: its method, path and query, and JSON body; answered with `reply`.
 async fn next(
     handle: &mut ApiHandle,
@@ -862,18 +878,7 @@ async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
     let w = acme();
     let (client, mut handle) = mock();
     // With Events on, so that an Event would show up as a request.
-    let ctx = Arc::new(Context {
-        recorder: Some(kube::runtime::events::Recorder::new(
-            client.clone(),
-            kube::runtime::events::Reporter {
-                controller: "suborg".into(),
-                instance: None,
-            },
-        )),
-        ..Arc::try_unwrap(context(client, w.syncer(Duration::from_secs(300))))
-            .ok()
-            .unwrap()
-    });
+    let ctx = context_with_events(client, w.syncer(Duration::from_secs(300)));
     let eng = object(&w.caches.sub_organizations, "eng");
     let task = tokio::spawn(reconcile::reconcile(
         Arc::new(DeserializeGuard(Ok(eng.clone()))),
@@ -1068,18 +1073,7 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     // With Events on: a store-wide failure raises none per retry (the status says it), an
     // object's own failure one each time.
     let (client, mut handle) = mock();
-    let ctx = Arc::new(Context {
-        recorder: Some(kube::runtime::events::Recorder::new(
-            client.clone(),
-            kube::runtime::events::Reporter {
-                controller: "suborg".into(),
-                instance: None,
-            },
-        )),
-        ..Arc::try_unwrap(context(client, w.syncer(Duration::from_secs(300))))
-            .ok()
-            .unwrap()
-    });
+    let ctx = context_with_events(client, w.syncer(Duration::from_secs(300)));
     for _ in 0..3 {
         reconcile::error_policy(guard.clone(), &err, ctx.clone());
     }
