@@ -17,6 +17,21 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long a SQLite connection waits for another's lock, writers and readers alike.
+macro_rules! sqlite_lock_wait {
+    () => {
+        "PRAGMA busy_timeout = 10000;"
+    };
+}
+
+/// How long a PostgreSQL statement or lock wait (the advisory write lock included) may take,
+/// writers and readers alike: neither may hold the store forever.
+macro_rules! postgres_timeouts {
+    () => {
+        "SET statement_timeout = '60s'; SET lock_timeout = '30s'"
+    };
+}
+
 impl Backend {
     /// Statements run on every new connection.
     pub fn connection_setup(self) -> &'static str {
@@ -24,14 +39,15 @@ impl Backend {
             // WAL: readers never block the writer. synchronous=NORMAL is durable across a crash
             // of the process (a power cut can lose the last transaction, never corrupt). A
             // larger page cache keeps the indexes of a big store in memory.
-            Self::Sqlite => {
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA busy_timeout = 10000;"
-            }
-            // A statement, a lock wait (the advisory write lock included) or a transaction left
-            // idle may not hold the store forever; the client side has its own deadline too.
-            Self::Postgres => {
-                "SET statement_timeout = '60s'; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '120s'"
-            }
+            Self::Sqlite => concat!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; ",
+                sqlite_lock_wait!()
+            ),
+            // Nor may a transaction left idle; the client side has its own deadline too.
+            Self::Postgres => concat!(
+                postgres_timeouts!(),
+                "; SET idle_in_transaction_session_timeout = '120s'"
+            ),
         }
     }
 
@@ -187,10 +203,11 @@ impl Dsn {
     pub(crate) fn connection_setup(&self) -> &'static str {
         match (self.backend, self.read_only) {
             // The journal mode is the writer's to set; a reader only waits for locks.
-            (Backend::Sqlite, true) => "PRAGMA busy_timeout = 10000; PRAGMA query_only = 1;",
-            (Backend::Postgres, true) => {
-                "SET default_transaction_read_only = on; SET statement_timeout = '60s'; SET lock_timeout = '30s'"
-            }
+            (Backend::Sqlite, true) => concat!(sqlite_lock_wait!(), " PRAGMA query_only = 1;"),
+            (Backend::Postgres, true) => concat!(
+                "SET default_transaction_read_only = on; ",
+                postgres_timeouts!()
+            ),
             (backend, false) => backend.connection_setup(),
         }
     }

@@ -889,27 +889,18 @@ pub(crate) async fn execute(
             {
                 j += 1;
             }
-            let users = match &mut users {
-                Some(u) => u,
-                None => users.insert(load_users(conn).await?),
-            };
+            let users = loaded(conn, &mut users).await?;
             insert_batch(conn, &changes[i..j], users, now, backend).await?;
             i = j;
             continue;
         }
         let done = if change.op.is_project() {
-            let users = match &mut users {
-                Some(u) => u,
-                None => users.insert(load_users(conn).await?),
-            };
+            let users = loaded(conn, &mut users).await?;
             projects::execute(conn, &change.op, now, backend, users)
                 .await
                 .map_err(PlanError::Query)
         } else if change.op.is_owned() {
-            let users = match &mut users {
-                Some(u) => u,
-                None => users.insert(load_users(conn).await?),
-            };
+            let users = loaded(conn, &mut users).await?;
             owned::execute(conn, &change.op, now, backend, users)
                 .await
                 .map_err(PlanError::Query)
@@ -985,6 +976,17 @@ async fn insert_batch(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The users by email, loaded from the store the first time a change needs them.
+async fn loaded<'u>(
+    conn: &mut AnyConnection,
+    users: &'u mut Option<HashMap<String, String>>,
+) -> Result<&'u mut HashMap<String, String>, sqlx::Error> {
+    if users.is_none() {
+        *users = Some(load_users(conn).await?);
+    }
+    Ok(users.get_or_insert_default())
 }
 
 async fn load_users(conn: &mut AnyConnection) -> Result<HashMap<String, String>, sqlx::Error> {
