@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -359,6 +359,12 @@ impl Written {
         h.finish()
     }
 
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, u64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn entry<K: Kind>(o: &K, desired: &K::Status) -> Option<(String, (String, u64))> {
         Some((o.uid()?, (o.resource_version()?, Self::hash(desired))))
     }
@@ -368,28 +374,18 @@ impl Written {
         let Some((uid, seen)) = Self::entry(o, desired) else {
             return false;
         };
-        let written = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        written.get(&uid) == Some(&seen)
+        self.map().get(&uid) == Some(&seen)
     }
 
     fn record<K: Kind>(&self, o: &K, desired: &K::Status) {
         if let Some((uid, seen)) = Self::entry(o, desired) {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(uid, seen);
+            self.map().insert(uid, seen);
         }
     }
 
     fn forget<K: Kind>(&self, o: &K) {
         if let Some(uid) = o.uid() {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&uid);
+            self.map().remove(&uid);
         }
     }
 }
@@ -431,24 +427,36 @@ async fn write_status<K: Kind>(
         // fault.
         let warning =
             condition.status == "False" && condition.reason != status::HAS_SUB_ORGANIZATIONS;
-        let event = KubeEvent {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: condition.reason.clone(),
-            note: Some(truncate(&condition.message, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
-        // Not awaited: an Event is a report, and the reconcile is done without it.
-        let (recorder, reference) = (recorder.clone(), o.object_ref(&()));
-        tokio::spawn(async move {
-            super::publish(&recorder, &event, &reference).await;
-        });
+        report(
+            recorder,
+            o,
+            type_,
+            condition.reason.clone(),
+            &condition.message,
+        );
     }
     Ok(())
+}
+
+/// Publishes a Reconcile Event about `o`, without holding the reconcile: an Event is a report,
+/// and the reconcile is done without it.
+fn report<K: Kind>(recorder: &Recorder, o: &K, type_: EventType, reason: String, note: &str) {
+    let event = KubeEvent {
+        type_,
+        reason,
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let (recorder, reference) = (recorder.clone(), o.object_ref(&()));
+    tokio::spawn(async move {
+        super::publish(&recorder, &event, &reference).await;
+    });
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -563,18 +571,14 @@ pub fn error_policy<K: Kind>(
     } else {
         tracing::warn!(kind = K::KIND, object = %key, category, error = %error, "reconcile failed");
     }
-    if let (false, Some(recorder), Ok(o)) = (store_wide, ctx.recorder.clone(), &guard.0) {
-        let reference = o.object_ref(&());
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: category.to_owned(),
-            note: Some(truncate(&error.to_string(), 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        tokio::spawn(async move {
-            super::publish(&recorder, &event, &reference).await;
-        });
+    if let (false, Some(recorder), Ok(o)) = (store_wide, &ctx.recorder, &guard.0) {
+        report(
+            recorder,
+            o,
+            EventType::Warning,
+            category.to_owned(),
+            &error.to_string(),
+        );
     }
     Action::requeue(ctx.backoff.next(&key))
 }

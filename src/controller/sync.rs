@@ -625,26 +625,21 @@ impl Syncer {
             self.metrics().drift_corrected(plan.changes.len() as u64);
         }
         let mut events = Vec::new();
+        // Each change with the object it belongs to, when that object is known.
+        let changes: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| {
+                let object = c.source.as_deref().and_then(|s| refs.get(source_object(s)));
+                (c, object)
+            })
+            .collect();
         let allowed = self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(
-                plan.changes
-                    .iter()
-                    .filter(|c| {
-                        c.source
-                            .as_deref()
-                            .is_some_and(|s| refs.contains_key(source_object(s)))
-                    })
-                    .count(),
-            );
-        for change in &plan.changes {
-            let object = change
-                .source
-                .as_deref()
-                .map(source_object)
-                .and_then(|uid| refs.get(uid));
+            .take(changes.iter().filter(|(_, o)| o.is_some()).count());
+        for (change, object) in changes {
             tracing::info!(
                 action = ?change.action,
                 row = %change.target,
