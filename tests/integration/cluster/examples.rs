@@ -573,13 +573,14 @@ async fn admission_agrees_with_the_api_server() {
     }
     sh("kubectl apply --dry-run=server -f examples/acme");
 
-    let (mut checked, mut refused) = (0, 0);
-    let mut disagreements = Vec::new();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root().join("examples/invalid"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     cases.sort();
+    // Each case as `suborg validate` sees it on its own; the ones it checks alone go to the
+    // server, a few kubectl processes at a time (each spends most of its time starting up).
+    let mut judged = Vec::new();
     for case in cases {
         for (file, doc) in documents(&case) {
             let Some(problems) = suborg::manifest::admission_problems(doc.clone(), "default")
@@ -591,39 +592,57 @@ async fn admission_agrees_with_the_api_server() {
             }
             let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_owned();
             let what = format!("{file}: {} {name}", doc["kind"].as_str().unwrap_or("?"));
-            checked += 1;
-            let verdict = server_admits(&doc);
-            if verdict.is_err() {
-                refused += 1;
-            }
-            match (problems.is_empty(), verdict) {
-                (true, Ok(())) => {}
-                (true, Err(said)) => disagreements.push(format!(
-                    "{what}: admitted offline, refused by the server: {said}"
-                )),
-                (false, Ok(())) => disagreements.push(format!(
-                    "{what}: refused offline ({problems:?}), admitted by the server"
-                )),
-                (false, Err(said)) => {
-                    for p in &problems {
-                        // Type metadata (an unknown kind or version, no kind at all) is named
-                        // in the server's own words; every rule names the field.
-                        // kubectl, in front of the server, refuses a document without a
-                        // name (`generateName` and apply do not mix): the offline rule follows.
-                        let field_named = p.field.is_empty()
-                            || p.reason == suborg::domain::Reason::MissingTypeMeta
-                            || p.field == "apiVersion"
-                            || p.field == "kind"
-                            || said.contains(&p.field);
-                        let cel = p.message.split(':').next().unwrap_or_default();
-                        let rule_named = !said.contains("Invalid value: \"object\"")
-                            || said.contains(cel.trim());
-                        if !field_named || !rule_named {
-                            disagreements.push(format!(
-                                "{what}: offline {:?} at {:?} ({}), the server said: {said}",
-                                p.reason, p.field, p.message
-                            ));
-                        }
+            judged.push((what, doc, problems));
+        }
+    }
+    let verdicts: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let chunk = judged.len().div_ceil(4).max(1);
+        let workers: Vec<_> = judged
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, doc, _)| server_admits(doc))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let checked = judged.len();
+    let refused = verdicts.iter().filter(|v| v.is_err()).count();
+    let mut disagreements = Vec::new();
+    for ((what, _, problems), verdict) in judged.iter().zip(verdicts) {
+        match (problems.is_empty(), verdict) {
+            (true, Ok(())) => {}
+            (true, Err(said)) => disagreements.push(format!(
+                "{what}: admitted offline, refused by the server: {said}"
+            )),
+            (false, Ok(())) => disagreements.push(format!(
+                "{what}: refused offline ({problems:?}), admitted by the server"
+            )),
+            (false, Err(said)) => {
+                for p in problems {
+                    // Type metadata (an unknown kind or version, no kind at all) is named
+                    // in the server's own words; every rule names the field.
+                    // kubectl, in front of the server, refuses a document without a
+                    // name (`generateName` and apply do not mix): the offline rule follows.
+                    let field_named = p.field.is_empty()
+                        || p.reason == suborg::domain::Reason::MissingTypeMeta
+                        || p.field == "apiVersion"
+                        || p.field == "kind"
+                        || said.contains(&p.field);
+                    let cel = p.message.split(':').next().unwrap_or_default();
+                    let rule_named =
+                        !said.contains("Invalid value: \"object\"") || said.contains(cel.trim());
+                    if !field_named || !rule_named {
+                        disagreements.push(format!(
+                            "{what}: offline {:?} at {:?} ({}), the server said: {said}",
+                            p.reason, p.field, p.message
+                        ));
                     }
                 }
             }
