@@ -27,35 +27,42 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` of every suborg object.
 pub const API_VERSION: &str = "suborg.io/v1alpha1";
 
-/// The kinds of `suborg.io` this version serves.
-pub const KINDS: [&str; 10] = [
-    "Organization",
-    "SubOrganization",
-    "OrgMembership",
-    "Group",
-    "MachineIdentity",
-    "AppConnection",
-    "Gateway",
-    "Relay",
-    "Project",
-    "ProjectMembership",
-];
-
-/// Every CustomResourceDefinition suborg installs, in the order they should be applied.
-pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        Organization::crd(),
-        SubOrganization::crd(),
-        OrgMembership::crd(),
-        Group::crd(),
-        MachineIdentity::crd(),
-        AppConnection::crd(),
-        Relay::crd(),
-        Gateway::crd(),
-        Project::crd(),
-        ProjectMembership::crd(),
-    ]
+/// Every kind suborg serves, each once: `for_each_kind!(m)` expands to `m! { Kind field, … }`,
+/// where `field` names the kind's list in a [`crate::domain::ObjectSet`] (and its cache in the
+/// controller). Whatever handles every kind (the CRDs, the manifest reader, the controller's
+/// caches, watches and queues) is written against this list, so adding a kind is its API type,
+/// its rules, its rows and one line here. The order is the order the CRDs are applied in: a
+/// Gateway names a Relay.
+macro_rules! for_each_kind {
+    ($m:ident) => {
+        $m! {
+            Organization organizations,
+            SubOrganization sub_organizations,
+            OrgMembership memberships,
+            Group groups,
+            MachineIdentity identities,
+            AppConnection connections,
+            Relay relays,
+            Gateway gateways,
+            Project projects,
+            ProjectMembership project_memberships,
+        }
+    };
 }
+pub(crate) use for_each_kind;
+
+macro_rules! served {
+    ($($kind:ident $field:ident,)*) => {
+        /// The kinds of `suborg.io` this version serves.
+        pub const KINDS: [&str; [$(stringify!($kind)),*].len()] = [$(stringify!($kind)),*];
+
+        /// Every CustomResourceDefinition suborg installs, in the order they should be applied.
+        pub fn crds() -> Vec<CustomResourceDefinition> {
+            vec![$($kind::crd()),*]
+        }
+    };
+}
+for_each_kind!(served);
 
 /// Renders one CRD as YAML exactly as it is written to `crds/`.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {

@@ -192,16 +192,11 @@ pub async fn check_crds(client: &Client) -> Result<(), Error> {
             Err(e) => Err(Error::Kube(e)),
         }
     }
-    one::<Organization>(client).await?;
-    one::<SubOrganization>(client).await?;
-    one::<OrgMembership>(client).await?;
-    one::<Group>(client).await?;
-    one::<MachineIdentity>(client).await?;
-    one::<AppConnection>(client).await?;
-    one::<Gateway>(client).await?;
-    one::<Relay>(client).await?;
-    one::<Project>(client).await?;
-    one::<ProjectMembership>(client).await
+    macro_rules! each {
+        ($($kind:ident $field:ident,)*) => { $(one::<$kind>(client).await?;)* };
+    }
+    crate::api::for_each_kind!(each);
+    Ok(())
 }
 
 fn watcher_config(selector: Option<&str>) -> watcher::Config {
@@ -338,20 +333,103 @@ fn controller<K: Kind>(
 /// dozen keep it as busy as it can usefully be.
 const RECONCILE_CONCURRENCY: u16 = 32;
 
-/// Runs one kind's controller: its watch plus the objects a sync queued, until `stop`.
-async fn drive<K: Kind>(
+/// One kind's controller before it runs, and the queue through which a sync asks it to look at
+/// objects again.
+struct Lane<K: Kind> {
     controller: Controller<DeserializeGuard<K>>,
+    trigger: Trigger<K>,
     queued: mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>,
-    stop: impl Future<Output = ()> + Send + Sync + 'static,
-    ctx: Arc<Context>,
-) {
-    controller
-        .reconcile_on(queued)
-        .graceful_shutdown_on(stop)
-        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
-        .for_each(|r| log_result(K::KIND, r))
-        .await;
 }
+
+impl<K: Kind> Lane<K> {
+    fn new(
+        client: &Client,
+        wc: &watcher::Config,
+        fingerprint: &prints::Fingerprint,
+        mark: &sync::ReadyMark,
+    ) -> Self {
+        let (trigger, queued) = mpsc::unbounded();
+        Self {
+            controller: controller::<K>(client, wc, fingerprint, mark),
+            trigger,
+            queued,
+        }
+    }
+
+    /// Runs the controller: its watch plus the objects a sync queued, until `stop`.
+    async fn run(self, stop: impl Future<Output = ()> + Send + Sync + 'static, ctx: Arc<Context>) {
+        self.controller
+            .reconcile_on(self.queued)
+            .graceful_shutdown_on(stop)
+            .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+            .for_each(|r| log_result(K::KIND, r))
+            .await;
+    }
+}
+
+macro_rules! lanes {
+    ($($kind:ident $field:ident,)*) => {
+        /// Every kind's [`Lane`].
+        struct Lanes {
+            $($field: Lane<$kind>,)*
+        }
+
+        /// Every kind's queue, for the sync's fan-out.
+        struct Triggers {
+            $($field: Trigger<$kind>,)*
+        }
+
+        impl Lanes {
+            fn new(
+                client: &Client,
+                wc: &watcher::Config,
+                fingerprint: &prints::Fingerprint,
+                mark: &sync::ReadyMark,
+            ) -> Self {
+                Self { $($field: Lane::new(client, wc, fingerprint, mark),)* }
+            }
+
+            /// The caches the controllers fill, with the Namespaces' beside them.
+            fn caches(
+                &self,
+                namespaces: reflector::Store<kube::core::PartialObjectMeta<Namespace>>,
+                ready: sync::Readiness,
+                fingerprint: prints::Fingerprint,
+            ) -> Caches {
+                Caches {
+                    $($field: self.$field.controller.store(),)*
+                    namespaces,
+                    ready,
+                    fingerprint,
+                }
+            }
+
+            fn triggers(&self) -> Triggers {
+                Triggers { $($field: self.$field.trigger.clone(),)* }
+            }
+
+            /// Runs every controller until `stop`.
+            async fn run(
+                self,
+                stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+                ctx: Arc<Context>,
+            ) {
+                futures::join!($(self.$field.run(stop.clone(), ctx.clone()),)*);
+            }
+        }
+
+        impl Triggers {
+            /// Queues every object whose status `result` would change.
+            fn fan_out(&self, caches: &Caches, result: &SyncResult, now: Timestamp) {
+                $(fan_out(&caches.$field, &self.$field, result, now);)*
+            }
+        }
+    };
+}
+crate::api::for_each_kind!(lanes);
+
+/// The kinds' caches plus the Namespaces'.
+const CACHES: usize = crate::api::KINDS.len() + 1;
 
 /// Runs the controller until `shutdown` resolves (or leadership is lost).
 pub async fn run(
@@ -409,19 +487,9 @@ pub async fn run(
     };
 
     let wc = watcher_config(config.selector.as_deref());
-    // Ten kinds and the Namespaces.
-    let (readiness, mark) = sync::Readiness::new(11);
+    let (readiness, mark) = sync::Readiness::new(CACHES);
     let fingerprint = prints::Fingerprint::default();
-    let orgs = controller::<Organization>(&client, &wc, &fingerprint, &mark);
-    let subs = controller::<SubOrganization>(&client, &wc, &fingerprint, &mark);
-    let members = controller::<OrgMembership>(&client, &wc, &fingerprint, &mark);
-    let groups = controller::<Group>(&client, &wc, &fingerprint, &mark);
-    let identities = controller::<MachineIdentity>(&client, &wc, &fingerprint, &mark);
-    let connections = controller::<AppConnection>(&client, &wc, &fingerprint, &mark);
-    let gateways = controller::<Gateway>(&client, &wc, &fingerprint, &mark);
-    let relays = controller::<Relay>(&client, &wc, &fingerprint, &mark);
-    let projects = controller::<Project>(&client, &wc, &fingerprint, &mark);
-    let project_members = controller::<ProjectMembership>(&client, &wc, &fingerprint, &mark);
+    let lanes = Lanes::new(&client, &wc, &fingerprint, &mark);
     let (ns_reader, namespaces) = watched(
         Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
@@ -430,21 +498,7 @@ pub async fn run(
     );
     let namespaces =
         namespaces.predicate_filter(namespace_labels, kube::runtime::PredicateConfig::default());
-    let caches = Caches {
-        organizations: orgs.store(),
-        sub_organizations: subs.store(),
-        memberships: members.store(),
-        groups: groups.store(),
-        identities: identities.store(),
-        connections: connections.store(),
-        gateways: gateways.store(),
-        relays: relays.store(),
-        projects: projects.store(),
-        project_memberships: project_members.store(),
-        namespaces: ns_reader,
-        ready: readiness,
-        fingerprint,
-    };
+    let caches = lanes.caches(ns_reader, readiness, fingerprint);
     let recorder = Some(Recorder::new(
         client.clone(),
         Reporter {
@@ -452,16 +506,7 @@ pub async fn run(
             instance: config.leader.as_ref().map(|l| l.identity.clone()),
         },
     ));
-    let (org_tx, org_rx) = mpsc::unbounded();
-    let (sub_tx, sub_rx) = mpsc::unbounded();
-    let (member_tx, member_rx) = mpsc::unbounded();
-    let (group_tx, group_rx) = mpsc::unbounded();
-    let (identity_tx, identity_rx) = mpsc::unbounded();
-    let (connection_tx, connection_rx) = mpsc::unbounded();
-    let (gateway_tx, gateway_rx) = mpsc::unbounded();
-    let (relay_tx, relay_rx) = mpsc::unbounded();
-    let (project_tx, project_rx) = mpsc::unbounded();
-    let (project_member_tx, project_member_rx) = mpsc::unbounded();
+    let triggers = lanes.triggers();
     let fanout_caches = caches.clone();
     let syncer = Arc::new(
         Syncer::new(
@@ -479,22 +524,7 @@ pub async fn run(
             max_wait: Duration::from_secs(2),
         })
         .with_fanout(Box::new(move |result| {
-            let now = Timestamp::now();
-            fan_out(&fanout_caches.organizations, &org_tx, result, now);
-            fan_out(&fanout_caches.sub_organizations, &sub_tx, result, now);
-            fan_out(&fanout_caches.memberships, &member_tx, result, now);
-            fan_out(&fanout_caches.groups, &group_tx, result, now);
-            fan_out(&fanout_caches.identities, &identity_tx, result, now);
-            fan_out(&fanout_caches.connections, &connection_tx, result, now);
-            fan_out(&fanout_caches.gateways, &gateway_tx, result, now);
-            fan_out(&fanout_caches.relays, &relay_tx, result, now);
-            fan_out(&fanout_caches.projects, &project_tx, result, now);
-            fan_out(
-                &fanout_caches.project_memberships,
-                &project_member_tx,
-                result,
-                now,
-            );
+            triggers.fan_out(&fanout_caches, result, Timestamp::now());
         })),
     );
     let ctx = Arc::new(Context {
@@ -555,34 +585,7 @@ pub async fn run(
         });
     }
 
-    let orgs = drive(orgs, org_rx, stop.clone(), ctx.clone());
-    let subs = drive(subs, sub_rx, stop.clone(), ctx.clone());
-    let members = drive(members, member_rx, stop.clone(), ctx.clone());
-    let groups = drive(groups, group_rx, stop.clone(), ctx.clone());
-    let identities = drive(identities, identity_rx, stop.clone(), ctx.clone());
-    let connections = drive(connections, connection_rx, stop.clone(), ctx.clone());
-    let gateways = drive(gateways, gateway_rx, stop.clone(), ctx.clone());
-    let relays = drive(relays, relay_rx, stop.clone(), ctx.clone());
-    let projects = drive(projects, project_rx, stop.clone(), ctx.clone());
-    let project_members = drive(
-        project_members,
-        project_member_rx,
-        stop.clone(),
-        ctx.clone(),
-    );
-    futures::join!(
-        orgs,
-        subs,
-        members,
-        groups,
-        identities,
-        connections,
-        gateways,
-        relays,
-        projects,
-        project_members,
-        ns_task
-    );
+    futures::join!(lanes.run(stop.clone(), ctx), ns_task);
     tracing::info!("controllers stopped");
 
     if let Some((api, lc)) = &lease {

@@ -35,36 +35,60 @@ use crate::store::{
     Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
 };
 
-/// The caches the sync reads: one per watched kind.
-#[derive(Clone)]
-pub struct Caches {
-    /// Organizations.
-    pub organizations: Cache<DeserializeGuard<Organization>>,
-    /// SubOrganizations.
-    pub sub_organizations: Cache<DeserializeGuard<SubOrganization>>,
-    /// OrgMemberships.
-    pub memberships: Cache<DeserializeGuard<OrgMembership>>,
-    /// Groups.
-    pub groups: Cache<DeserializeGuard<Group>>,
-    /// MachineIdentities.
-    pub identities: Cache<DeserializeGuard<MachineIdentity>>,
-    /// AppConnections.
-    pub connections: Cache<DeserializeGuard<AppConnection>>,
-    /// Gateways.
-    pub gateways: Cache<DeserializeGuard<Gateway>>,
-    /// Relays.
-    pub relays: Cache<DeserializeGuard<Relay>>,
-    /// Projects.
-    pub projects: Cache<DeserializeGuard<Project>>,
-    /// ProjectMemberships.
-    pub project_memberships: Cache<DeserializeGuard<ProjectMembership>>,
-    /// Namespaces (metadata only: their labels decide delegation).
-    pub namespaces: Cache<PartialObjectMeta<Namespace>>,
-    /// When all of the above hold a full listing.
-    pub ready: Readiness,
-    /// What the rules read of all of the above, kept up to date by the feeds that fill them.
-    pub fingerprint: Fingerprint,
+macro_rules! caches {
+    ($($kind:ident $field:ident,)*) => {
+        /// The caches the sync reads: one per watched kind, named as in [`ObjectSet`].
+        #[derive(Clone)]
+        pub struct Caches {
+            $(
+                #[doc = concat!("The ", stringify!($kind), " objects.")]
+                pub $field: Cache<DeserializeGuard<$kind>>,
+            )*
+            /// Namespaces (metadata only: their labels decide delegation).
+            pub namespaces: Cache<PartialObjectMeta<Namespace>>,
+            /// When all of the above hold a full listing.
+            pub ready: Readiness,
+            /// What the rules read of all of the above, kept up to date by the feeds that fill them.
+            pub fingerprint: Fingerprint,
+        }
+
+        impl Caches {
+            /// Every object that could be read, each recorded in `refs` by uid; the keys of those
+            /// that could not are added to `set.rejected`.
+            fn unguard_all(&self, set: &mut ObjectSet, refs: &mut HashMap<String, (ObjectKey, ObjectReference)>) {
+                $(set.$field = unguard(&self.$field, stringify!($kind), set, refs);)*
+            }
+        }
+
+        /// Leaves out every object being deleted.
+        fn tidy(set: &mut ObjectSet) {
+            $(set.$field.retain(|o| !deleting(o));)*
+        }
+
+        /// Puts every kind's objects in a stable order.
+        fn sort_all(set: &mut ObjectSet) {
+            $(sort_stable(&mut set.$field);)*
+        }
+
+        /// Calls `count` with every object's kind, key and uid.
+        fn each_object(set: &ObjectSet, mut count: impl FnMut(&'static str, ObjectKey, Option<String>)) {
+            $(
+                for o in &set.$field {
+                    count(stringify!($kind), key_of(stringify!($kind), o.meta()), o.uid());
+                }
+            )*
+        }
+
+        /// Takes the object `key` out of the set's lists.
+        fn remove(set: &mut ObjectSet, key: &ObjectKey) {
+            match key.kind.as_str() {
+                $(stringify!($kind) => set.$field.retain(|o| key_of(stringify!($kind), o.meta()) != *key),)*
+                _ => {}
+            }
+        }
+    };
 }
+crate::api::for_each_kind!(caches);
 
 /// A store-wide failure: every object reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,73 +259,34 @@ impl Caches {
     pub fn snapshot(&self) -> Snapshot {
         let mut set = ObjectSet::default();
         let mut refs = HashMap::new();
-        let (set_, refs_) = (&mut set, &mut refs);
-        let orgs = unguard(&self.organizations, "Organization", set_, refs_);
-        let mut subs = unguard(&self.sub_organizations, "SubOrganization", set_, refs_);
-        let mut memberships = unguard(&self.memberships, "OrgMembership", set_, refs_);
-        let mut groups = unguard(&self.groups, "Group", set_, refs_);
-        let mut identities = unguard(&self.identities, "MachineIdentity", set_, refs_);
-        let mut connections = unguard(&self.connections, "AppConnection", set_, refs_);
-        let mut gateways = unguard(&self.gateways, "Gateway", set_, refs_);
-        let mut relays = unguard(&self.relays, "Relay", set_, refs_);
-        let mut projects = unguard(&self.projects, "Project", set_, refs_);
-        let mut project_memberships =
-            unguard(&self.project_memberships, "ProjectMembership", set_, refs_);
+        self.unguard_all(&mut set, &mut refs);
         for ns in self.namespaces.state() {
             set.namespaces.insert(
                 ns.name_any(),
                 ns.metadata.labels.clone().unwrap_or_default(),
             );
         }
+        // A root being deleted stays while sub-organizations (even deleting ones) name it.
         let mut children: HashMap<String, Vec<String>> = HashMap::new();
-        for s in &subs {
+        for s in &set.sub_organizations {
             children
                 .entry(s.spec.organization_ref.name.clone())
                 .or_default()
                 .push(s.name_any());
         }
         let mut held = HashMap::new();
-        for o in orgs {
-            if deleting(&o) {
-                match children.get(&o.name_any()) {
-                    Some(kids) => {
-                        let mut kids = kids.clone();
-                        kids.sort();
-                        held.insert(o.name_any(), kids);
-                    }
-                    None => continue,
-                }
+        let mut held_roots = Vec::new();
+        for o in set.organizations.iter().filter(|o| deleting(*o)) {
+            if let Some(kids) = children.get(&o.name_any()) {
+                let mut kids = kids.clone();
+                kids.sort();
+                held.insert(o.name_any(), kids);
+                held_roots.push(o.clone());
             }
-            set.organizations.push(o);
         }
-        subs.retain(|s| !deleting(s));
-        memberships.retain(|m| !deleting(m));
-        groups.retain(|g| !deleting(g));
-        identities.retain(|i| !deleting(i));
-        connections.retain(|o| !deleting(o));
-        gateways.retain(|o| !deleting(o));
-        relays.retain(|o| !deleting(o));
-        projects.retain(|o| !deleting(o));
-        project_memberships.retain(|o| !deleting(o));
-        sort_stable(&mut set.organizations);
-        sort_stable(&mut subs);
-        sort_stable(&mut memberships);
-        sort_stable(&mut groups);
-        sort_stable(&mut identities);
-        sort_stable(&mut connections);
-        sort_stable(&mut gateways);
-        sort_stable(&mut relays);
-        sort_stable(&mut projects);
-        sort_stable(&mut project_memberships);
-        set.sub_organizations = subs;
-        set.memberships = memberships;
-        set.groups = groups;
-        set.identities = identities;
-        set.connections = connections;
-        set.gateways = gateways;
-        set.relays = relays;
-        set.projects = projects;
-        set.project_memberships = project_memberships;
+        tidy(&mut set);
+        set.organizations.extend(held_roots);
+        sort_all(&mut set);
         Snapshot { set, held, refs }
     }
 }
@@ -702,36 +687,7 @@ impl Syncer {
                 .entry((kind, if failed { "False" } else { "True" }))
                 .or_default() += 1;
         };
-        for o in &set.organizations {
-            count("Organization", tree::organization_key(o), o.uid());
-        }
-        for s in &set.sub_organizations {
-            count("SubOrganization", tree::sub_organization_key(s), s.uid());
-        }
-        for m in &set.memberships {
-            count("OrgMembership", tree::membership_key(m), m.uid());
-        }
-        for g in &set.groups {
-            count("Group", tree::group_key(g), g.uid());
-        }
-        for i in &set.identities {
-            count("MachineIdentity", tree::identity_key(i), i.uid());
-        }
-        for o in &set.connections {
-            count("AppConnection", tree::namespaced_key(o), o.uid());
-        }
-        for o in &set.gateways {
-            count("Gateway", tree::namespaced_key(o), o.uid());
-        }
-        for o in &set.relays {
-            count("Relay", tree::namespaced_key(o), o.uid());
-        }
-        for o in &set.projects {
-            count("Project", tree::namespaced_key(o), o.uid());
-        }
-        for o in &set.project_memberships {
-            count("ProjectMembership", tree::namespaced_key(o), o.uid());
-        }
+        each_object(set, &mut count);
         for key in &set.rejected {
             // The metric's label is one of the fixed kind names, never the key's own string.
             let kind = crate::api::KINDS
@@ -741,27 +697,5 @@ impl Syncer {
             *counts.entry((kind, "False")).or_default() += 1;
         }
         self.metrics().set_objects(counts);
-    }
-}
-
-/// Takes the object `key` out of the set's lists.
-fn remove(set: &mut ObjectSet, key: &ObjectKey) {
-    match key.kind.as_str() {
-        "Organization" => set
-            .organizations
-            .retain(|o| tree::organization_key(o) != *key),
-        "SubOrganization" => set
-            .sub_organizations
-            .retain(|o| tree::sub_organization_key(o) != *key),
-        "Group" => set.groups.retain(|o| tree::group_key(o) != *key),
-        "MachineIdentity" => set.identities.retain(|o| tree::identity_key(o) != *key),
-        "AppConnection" => set.connections.retain(|o| tree::namespaced_key(o) != *key),
-        "Gateway" => set.gateways.retain(|o| tree::namespaced_key(o) != *key),
-        "Relay" => set.relays.retain(|o| tree::namespaced_key(o) != *key),
-        "Project" => set.projects.retain(|o| tree::namespaced_key(o) != *key),
-        "ProjectMembership" => set
-            .project_memberships
-            .retain(|o| tree::namespaced_key(o) != *key),
-        _ => set.memberships.retain(|o| tree::membership_key(o) != *key),
     }
 }

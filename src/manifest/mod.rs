@@ -100,36 +100,47 @@ fn kind_schema<K: CustomResourceExt>() -> KindSchema {
     }
 }
 
-struct Schemas {
-    organization: KindSchema,
-    sub_organization: KindSchema,
-    membership: KindSchema,
-    group: KindSchema,
-    identity: KindSchema,
-    connection: KindSchema,
-    gateway: KindSchema,
-    relay: KindSchema,
-    project: KindSchema,
-    project_membership: KindSchema,
-    validator: Validator,
-}
+macro_rules! kinds {
+    ($($kind:ident $field:ident,)*) => {
+        /// Each kind's schema and CEL rules, named as the kind's list in [`ObjectSet`].
+        struct Schemas {
+            $($field: KindSchema,)*
+            validator: Validator,
+        }
 
-fn schemas() -> &'static Schemas {
-    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-    SCHEMAS.get_or_init(|| Schemas {
-        organization: kind_schema::<Organization>(),
-        sub_organization: kind_schema::<SubOrganization>(),
-        membership: kind_schema::<OrgMembership>(),
-        group: kind_schema::<Group>(),
-        identity: kind_schema::<MachineIdentity>(),
-        connection: kind_schema::<AppConnection>(),
-        gateway: kind_schema::<Gateway>(),
-        relay: kind_schema::<Relay>(),
-        project: kind_schema::<Project>(),
-        project_membership: kind_schema::<ProjectMembership>(),
-        validator: Validator::new(),
-    })
+        fn schemas() -> &'static Schemas {
+            static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+            SCHEMAS.get_or_init(|| Schemas {
+                $($field: kind_schema::<$kind>(),)*
+                validator: Validator::new(),
+            })
+        }
+
+        /// An admitted object.
+        enum Typed {
+            $($kind($kind),)*
+        }
+
+        impl Typed {
+            /// Adds the object to its kind's list in `set`.
+            fn add_to(self, set: &mut ObjectSet) {
+                match self {
+                    $(Typed::$kind(o) => set.$field.push(o),)*
+                }
+            }
+        }
+
+        /// Admits `value`, an object of `kind`, one of [`api::KINDS`].
+        fn admit_kind(kind: &str, value: Value, default_namespace: &str) -> Item {
+            let s = schemas();
+            match kind {
+                $(stringify!($kind) => admit::<$kind>(value, &s.$field, default_namespace, Typed::$kind),)*
+                _ => unreachable!("{kind} is one of api::KINDS, checked by the caller"),
+            }
+        }
+    };
 }
+api::for_each_kind!(kinds);
 
 impl Loader {
     /// A loader that puts namespaced objects without `metadata.namespace` into
@@ -298,18 +309,8 @@ impl Loader {
                         self.push(source.clone(), p);
                     }
                 }
-                match typed.map(|t| *t) {
-                    Some(Typed::Organization(o)) => self.set.organizations.push(o),
-                    Some(Typed::SubOrganization(o)) => self.set.sub_organizations.push(o),
-                    Some(Typed::OrgMembership(o)) => self.set.memberships.push(o),
-                    Some(Typed::Group(o)) => self.set.groups.push(o),
-                    Some(Typed::MachineIdentity(o)) => self.set.identities.push(o),
-                    Some(Typed::AppConnection(o)) => self.set.connections.push(o),
-                    Some(Typed::Gateway(o)) => self.set.gateways.push(o),
-                    Some(Typed::Relay(o)) => self.set.relays.push(o),
-                    Some(Typed::Project(o)) => self.set.projects.push(o),
-                    Some(Typed::ProjectMembership(o)) => self.set.project_memberships.push(o),
-                    None => {}
+                if let Some(typed) = typed {
+                    typed.add_to(&mut self.set);
                 }
             }
         }
@@ -358,20 +359,6 @@ enum Item {
         problems: Vec<Problem>,
         typed: Option<Box<Typed>>,
     },
-}
-
-/// An admitted object.
-enum Typed {
-    Organization(Organization),
-    SubOrganization(SubOrganization),
-    OrgMembership(OrgMembership),
-    Group(Group),
-    MachineIdentity(MachineIdentity),
-    AppConnection(AppConnection),
-    Gateway(Gateway),
-    Relay(Relay),
-    Project(Project),
-    ProjectMembership(ProjectMembership),
 }
 
 /// Splits YAML text at lines that start a document (`---` then a blank or the line's end).
@@ -507,7 +494,8 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
         .and_then(Value::as_str)
         .unwrap_or("-");
     let unnamed = ObjectKey::cluster(kind, name);
-    if !api::KINDS.contains(&kind) {
+    // The served kind's own name, which outlives `value`.
+    let Some(kind) = api::KINDS.into_iter().find(|k| *k == kind) else {
         out.push(Item::Problem {
             counted: false,
             problem: Problem::error(
@@ -521,7 +509,7 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
             ),
         });
         return;
-    }
+    };
     if version != api::VERSION {
         out.push(Item::Problem {
             counted: true,
@@ -534,49 +522,7 @@ fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
         });
         return;
     }
-    let s = schemas();
-    out.push(match kind {
-        "Organization" => admit::<Organization>(
-            value,
-            &s.organization,
-            default_namespace,
-            Typed::Organization,
-        ),
-        "SubOrganization" => admit::<SubOrganization>(
-            value,
-            &s.sub_organization,
-            default_namespace,
-            Typed::SubOrganization,
-        ),
-        "Group" => admit::<Group>(value, &s.group, default_namespace, Typed::Group),
-        "MachineIdentity" => admit::<MachineIdentity>(
-            value,
-            &s.identity,
-            default_namespace,
-            Typed::MachineIdentity,
-        ),
-        "AppConnection" => admit::<AppConnection>(
-            value,
-            &s.connection,
-            default_namespace,
-            Typed::AppConnection,
-        ),
-        "Gateway" => admit::<Gateway>(value, &s.gateway, default_namespace, Typed::Gateway),
-        "Relay" => admit::<Relay>(value, &s.relay, default_namespace, Typed::Relay),
-        "Project" => admit::<Project>(value, &s.project, default_namespace, Typed::Project),
-        "ProjectMembership" => admit::<ProjectMembership>(
-            value,
-            &s.project_membership,
-            default_namespace,
-            Typed::ProjectMembership,
-        ),
-        _ => admit::<OrgMembership>(
-            value,
-            &s.membership,
-            default_namespace,
-            Typed::OrgMembership,
-        ),
-    });
+    out.push(admit_kind(kind, value, default_namespace));
 }
 
 fn namespace(map: &serde_json::Map<String, Value>) -> Item {
