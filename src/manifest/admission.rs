@@ -1,0 +1,458 @@
+//! One document on its own, as the API server's admission sees it: type metadata, object
+//! names, the kind's structural schema and its CEL rules. Nothing here needs another object.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use kube::core::cel::{ErrorKind, Validator};
+use kube::{CustomResourceExt, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{cel, schema};
+use crate::api::{
+    self, AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
+use crate::domain::delegation::NAMESPACE_NAME_LABEL;
+use crate::domain::problem::{ObjectKey, Problem, Reason};
+use crate::domain::tree::ObjectSet;
+
+/// Everything needed to admit one kind: its structural schema and its compiled CEL rules.
+pub(super) struct KindSchema {
+    namespaced: bool,
+    structural: schema::Node,
+    rules: Vec<cel::RuleSite>,
+}
+
+fn kind_schema<K: CustomResourceExt>() -> KindSchema {
+    let crd = K::crd();
+    let raw = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref()),
+    )
+    .expect("a CRD schema serializes");
+    KindSchema {
+        namespaced: crd.spec.scope == "Namespaced",
+        structural: schema::compile(&raw),
+        rules: cel::rule_sites(&raw, false),
+    }
+}
+
+macro_rules! kinds {
+    ($($kind:ident $field:ident,)*) => {
+        /// Each kind's schema and CEL rules, named as the kind's list in [`ObjectSet`].
+        pub(super) struct Schemas {
+            $($field: KindSchema,)*
+            validator: Validator,
+        }
+
+        pub(super) fn schemas() -> &'static Schemas {
+            static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+            SCHEMAS.get_or_init(|| Schemas {
+                $($field: kind_schema::<$kind>(),)*
+                validator: Validator::new(),
+            })
+        }
+
+        /// An admitted object.
+        pub(super) enum Typed {
+            $($kind($kind),)*
+        }
+
+        impl Typed {
+            /// Adds the object to its kind's list in `set`.
+            pub(super) fn add_to(self, set: &mut ObjectSet) {
+                match self {
+                    $(Typed::$kind(o) => set.$field.push(o),)*
+                }
+            }
+        }
+
+        /// Admits `value`, an object of `kind`, one of [`api::KINDS`].
+        fn admit_kind(kind: &str, value: Value, default_namespace: &str) -> Item {
+            let s = schemas();
+            match kind {
+                $(stringify!($kind) => admit::<$kind>(value, &s.$field, default_namespace, Typed::$kind),)*
+                _ => unreachable!("{kind} is one of api::KINDS, checked by the caller"),
+            }
+        }
+    };
+}
+api::for_each_kind!(kinds);
+
+/// What one document turned into, before duplicates are looked for.
+pub(super) enum Item {
+    /// Another kind, not ours to check.
+    Ignored,
+    /// A problem that stops the document; `counted` when it is a suborg object nonetheless.
+    Problem { counted: bool, problem: Problem },
+    /// A Namespace and its labels.
+    Namespace(String, BTreeMap<String, String>),
+    /// A suborg object: its problems, and its typed form when it has none.
+    Object {
+        key: ObjectKey,
+        problems: Vec<Problem>,
+        typed: Option<Box<Typed>>,
+    },
+}
+
+/// What the API server's admission finds in one document on its own: type metadata, the
+/// structural schema and the CEL rules of its kind; nothing that needs another object. `None`
+/// for a document of another kind (a Namespace, a Deployment), which is not suborg's to check.
+pub fn admission_problems(value: Value, default_namespace: &str) -> Option<Vec<Problem>> {
+    let mut items = Vec::new();
+    admit_document(value, default_namespace, &mut items);
+    let mut problems = Vec::new();
+    let mut ours = false;
+    for item in items {
+        match item {
+            Item::Ignored | Item::Namespace(..) => {}
+            Item::Problem { problem, .. } => {
+                ours = true;
+                problems.push(problem);
+            }
+            Item::Object { problems: p, .. } => {
+                ours = true;
+                problems.extend(p);
+            }
+        }
+    }
+    ours.then_some(problems)
+}
+
+/// Routes one document by apiVersion and kind and admits it.
+pub(super) fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
+    let detached = |reason, message: String| Item::Problem {
+        counted: false,
+        problem: Problem::detached(reason, message),
+    };
+    let Value::Object(map) = &value else {
+        out.push(detached(
+            Reason::MissingTypeMeta,
+            format!(
+                "document is {}, not a Kubernetes object (a mapping with apiVersion, kind and metadata)",
+                json_type(&value)
+            ),
+        ));
+        return;
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str);
+    let kind = map.get("kind").and_then(Value::as_str);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        out.push(detached(
+            Reason::MissingTypeMeta,
+            "document has no apiVersion or kind: every object needs both (e.g. apiVersion: suborg.io/v1alpha1, kind: Organization)".into(),
+        ));
+        return;
+    };
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if kind == "List" && group.is_empty() {
+        if let Some(Value::Array(items)) = map.get("items") {
+            for item in items.clone() {
+                admit_document(item, default_namespace, out);
+            }
+        }
+        return;
+    }
+    if group.is_empty() && version == "v1" && kind == "Namespace" {
+        out.push(namespace(map));
+        return;
+    }
+    if group != api::GROUP {
+        out.push(Item::Ignored);
+        return;
+    }
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    let unnamed = ObjectKey::cluster(kind, name);
+    // The served kind's own name, which outlives `value`.
+    let Some(kind) = api::KINDS.into_iter().find(|k| *k == kind) else {
+        out.push(Item::Problem {
+            counted: false,
+            problem: Problem::error(
+                Reason::UnknownKind,
+                &unnamed,
+                "kind",
+                format!(
+                    "suborg.io has no kind {kind:?}: the kinds are {}",
+                    api::KINDS.join(", ")
+                ),
+            ),
+        });
+        return;
+    };
+    if version != api::VERSION {
+        out.push(Item::Problem {
+            counted: true,
+            problem: Problem::error(
+                Reason::UnsupportedApiVersion,
+                &unnamed,
+                "apiVersion",
+                format!("{api_version:?} is not served: use {}", api::API_VERSION),
+            ),
+        });
+        return;
+    }
+    out.push(admit_kind(kind, value, default_namespace));
+}
+
+fn namespace(map: &serde_json::Map<String, Value>) -> Item {
+    let meta = map.get("metadata");
+    let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str) else {
+        return Item::Problem {
+            counted: false,
+            problem: Problem::detached(Reason::MissingTypeMeta, "Namespace has no metadata.name"),
+        };
+    };
+    let mut labels: BTreeMap<String, String> = meta
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
+    Item::Namespace(name.to_owned(), labels)
+}
+
+/// Runs the structural schema and the CEL rules on one object, as the API server does, and
+/// turns it into its typed form.
+fn admit<K>(
+    mut value: Value,
+    ks: &KindSchema,
+    default_namespace: &str,
+    wrap: fn(K) -> Typed,
+) -> Item
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let kind = K::kind(&()).into_owned();
+    let map = value.as_object_mut().expect("checked by the caller");
+    let (key, mut problems) = metadata(map, &kind, ks.namespaced, default_namespace);
+    schema_problems(map, ks, &kind, &key, &mut problems);
+    // CEL rules only make sense on a structurally valid object, as in the API server.
+    if problems.is_empty() {
+        // status is written by the controller, never by users: the API server ignores it.
+        map.remove("status");
+        cel_problems(&value, ks, &key, &mut problems);
+    }
+    let typed = if problems.is_empty() {
+        match serde_json::from_value::<K>(value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(Problem::error(
+                    Reason::SchemaViolation,
+                    &key,
+                    "",
+                    e.to_string(),
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Item::Object {
+        key,
+        problems,
+        typed: typed.map(|t| Box::new(wrap(t))),
+    }
+}
+
+/// The object's key and what is wrong with its metadata: the API server's own rules for names.
+/// A namespaced object without a namespace gets `default_namespace`, as kubectl gives it.
+fn metadata(
+    map: &mut serde_json::Map<String, Value>,
+    kind: &str,
+    namespaced: bool,
+    default_namespace: &str,
+) -> (ObjectKey, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
+    if namespaced
+        && let Some(m) = meta.as_object_mut()
+        && !m.contains_key("namespace")
+    {
+        m.insert(
+            "namespace".into(),
+            Value::String(default_namespace.to_owned()),
+        );
+    }
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let key = match (&namespace, namespaced) {
+        (Some(ns), true) => ObjectKey::namespaced(kind, ns, name.as_deref().unwrap_or("-")),
+        _ => ObjectKey::cluster(kind, name.as_deref().unwrap_or("-")),
+    };
+    match &name {
+        None => problems.push(Problem::error(
+            Reason::MissingTypeMeta,
+            &key,
+            "metadata.name",
+            "is required (kubectl apply does not support generateName)",
+        )),
+        Some(n) if !is_dns_subdomain(n) => problems.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.name",
+            format!("{n:?} is not a valid object name: at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
+        )),
+        Some(_) => {}
+    }
+    if let Some(ns) = &namespace
+        && namespaced
+        && !is_dns_label(ns)
+    {
+        problems.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.namespace",
+            format!(
+                "{ns:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
+            ),
+        ));
+    }
+    (key, problems)
+}
+
+/// The structural schema, on everything but the fields the API server owns.
+fn schema_problems(
+    map: &serde_json::Map<String, Value>,
+    ks: &KindSchema,
+    kind: &str,
+    key: &ObjectKey,
+    problems: &mut Vec<Problem>,
+) {
+    let mut errors = Vec::new();
+    for (field, v) in map.iter() {
+        if matches!(
+            field.as_str(),
+            "apiVersion" | "kind" | "metadata" | "status"
+        ) {
+            continue;
+        }
+        match ks.structural.property(field) {
+            Some(node) => node.check(v, field, &mut errors),
+            None => errors.push(schema::SchemaError {
+                path: field.clone(),
+                unknown_field: true,
+                message: format!(
+                    "unknown field: a {kind} has apiVersion, kind, metadata, spec and status"
+                ),
+            }),
+        }
+    }
+    if !map.contains_key("spec") {
+        errors.push(schema::SchemaError {
+            path: "spec".into(),
+            unknown_field: false,
+            message: "is required".into(),
+        });
+    }
+    for e in errors {
+        let reason = if e.unknown_field {
+            Reason::UnknownField
+        } else {
+            Reason::SchemaViolation
+        };
+        problems.push(Problem::error(reason, key, e.path, e.message));
+    }
+}
+
+/// The kind's CEL rules, each failure named by its reason and field.
+fn cel_problems(value: &Value, ks: &KindSchema, key: &ObjectKey, problems: &mut Vec<Problem>) {
+    for e in cel::evaluate(&schemas().validator, &ks.rules, value).iter() {
+        let reason = match e.kind {
+            ErrorKind::ValidationFailure => cel_reason(&e.message),
+            _ => Reason::RuleViolation,
+        };
+        let message = match e.kind {
+            ErrorKind::ValidationFailure => e.message.clone(),
+            _ => format!("rule {:?} could not be evaluated: {}", e.rule, e.message),
+        };
+        // Root-level rules have no field path; the slug rule is about the name.
+        let field = match (reason, e.field_path.as_str()) {
+            (Reason::InvalidSlug, "") => "metadata.name".to_owned(),
+            (_, f) => f.to_owned(),
+        };
+        problems.push(Problem::error(reason, key, field, message));
+    }
+}
+
+/// The reason of a failed CEL rule, from the rule's message. Every message the CRDs carry maps
+/// to a specific reason (a test checks this), so conditions and metrics stay precise.
+pub fn cel_reason(message: &str) -> Reason {
+    let m = message;
+    if m == api::NESTING_MESSAGE {
+        Reason::NestingViolation
+    } else if m == api::AUTHENTICATION_MESSAGE {
+        Reason::AuthenticationNotAllowed
+    } else if m.contains("is immutable") {
+        Reason::ImmutableField
+    } else if m.starts_with("temporary") {
+        Reason::InvalidTemporaryAccess
+    } else if m.contains("no-access cannot be combined") {
+        Reason::ConflictingRoles
+    } else if m.starts_with("a subject of kind User") || m.starts_with("a member of kind User") {
+        Reason::InvalidSubject
+    } else if m.starts_with("selector is only used") {
+        Reason::InvalidSelector
+    } else if m.starts_with("metadata.name is used as the slug") {
+        Reason::InvalidSlug
+    } else if m.starts_with("sso ") || m.starts_with("scim.") {
+        Reason::InvalidAuthentication
+    } else if m.starts_with("keys are at most") {
+        Reason::SchemaViolation
+    } else if m == api::CONFIG_NO_CREDENTIALS_MESSAGE {
+        Reason::CredentialInConfig
+    } else if m.starts_with("only users are invited") || m.starts_with("a project invite") {
+        Reason::InvalidInvite
+    } else {
+        Reason::RuleViolation
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// One part of a DNS name: lowercase letters, digits and '-', starting and ending with a letter
+/// or digit.
+fn is_dns_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A namespace name (RFC 1123 label): one part of at most 63 characters.
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns_part(s)
+}
+
+/// An object name as the API server checks it (`IsDNS1123Subdomain`): at most 253 characters
+/// in all, with no limit on one dot-separated part.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_part)
+}

@@ -1,0 +1,246 @@
+//! A file's bytes into documents: checked to be UTF-8, split at document markers, each
+//! document parsed within the limits of [`super::strict`] and handed to admission; large files
+//! on every core.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::admission::{Item, admit_document, schemas};
+use super::{Loader, Source, strict};
+use crate::domain::problem::{Problem, Reason};
+
+impl Loader {
+    /// Reads one file's bytes: UTF-8, multi-document YAML (or JSON, which is YAML).
+    ///
+    /// Documents are split at their `---` markers first (a marker line cannot occur inside a
+    /// YAML scalar, so the split is exact). That lets a syntax error in one document leave the
+    /// others readable, and lets large files be parsed and admitted on every core.
+    pub fn add_bytes(&mut self, file: &str, bytes: &[u8]) {
+        self.report.files += 1;
+        let whole = Source {
+            file: file.to_owned(),
+            document: 0,
+            line: 0,
+        };
+        let text = match utf8(bytes) {
+            Ok(t) => t,
+            Err(message) => {
+                self.push(whole, Problem::detached(Reason::InvalidEncoding, message));
+                return;
+            }
+        };
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let chunks = split_documents(text);
+        let mut lines = Vec::with_capacity(chunks.len());
+        let mut line = 1;
+        for c in &chunks {
+            lines.push(line);
+            line += c.bytes().filter(|&b| b == b'\n').count();
+        }
+        let ns = self.default_namespace.as_str();
+        let work: Vec<(&str, usize)> = chunks.into_iter().zip(lines.iter().copied()).collect();
+        let parsed = parse_all(&work, ns);
+        let mut document = 0;
+        let mut objects = 0;
+        for (docs, line) in parsed.into_iter().zip(lines) {
+            for items in docs {
+                document += 1;
+                let Some(items) = items else { continue };
+                objects += 1;
+                let source = Source {
+                    file: file.to_owned(),
+                    document,
+                    line,
+                };
+                for item in items {
+                    self.merge(&source, item);
+                }
+            }
+        }
+        if objects == 0 {
+            self.push(
+                whole,
+                Problem::detached(
+                    Reason::EmptyManifest,
+                    "holds no Kubernetes objects (empty, or only comments and document separators)",
+                ),
+            );
+        }
+    }
+}
+
+/// The text of a file, or why it is not UTF-8 (with the offset and line of the first bad byte).
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        format!(
+            "is not UTF-8 text: invalid byte at offset {} (line {line})",
+            e.valid_up_to()
+        )
+    })
+}
+
+/// Parses and admits every piece of a file (text, first line): on this thread for a small
+/// file, on every core (at most eight) for a large one, in order either way.
+fn parse_all(work: &[(&str, usize)], ns: &str) -> Vec<Vec<Option<Vec<Item>>>> {
+    if work.len() < PARALLEL_THRESHOLD {
+        return work.iter().map(|&(c, l)| parse_chunk(c, l, ns)).collect();
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let per = work.len().div_ceil(threads);
+    schemas(); // initialise once, before the threads share it
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&(c, l)| parse_chunk(c, l, ns))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("document parsing does not panic"))
+            .collect()
+    })
+}
+
+/// Files with at least this many documents are parsed on every core.
+const PARALLEL_THRESHOLD: usize = 512;
+
+/// Splits YAML text at lines that start a document (`---` then a blank or the line's end).
+/// Each piece keeps its marker line.
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if offset > 0
+            && let Some(rest) = line.strip_prefix("---")
+            && (rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+        {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts.push(text.len());
+    starts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+/// Parses one piece of a file: each document becomes its items, `None` for an empty document.
+/// `line` is where the piece starts in its file.
+fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
+    let mut out = Vec::new();
+    let invalid = |message: String| {
+        Some(vec![Item::Problem {
+            counted: false,
+            problem: Problem::detached(Reason::InvalidYaml, message),
+        }])
+    };
+    if let Some(at) = strict::too_deep(text, strict::MAX_DEPTH) {
+        out.push(invalid(format!(
+            "nests flow collections ([ or {{) more than {} levels deep at line {}: refused before parsing (Kubernetes objects are not nested that deep)",
+            strict::MAX_DEPTH,
+            line + at - 1
+        )));
+        return out;
+    }
+    let budget = strict::budget_for(text.len());
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        match strict::with_budget(budget, || strict::StrictValue::deserialize(doc)) {
+            Ok(strict::StrictValue(Value::Null)) => out.push(None),
+            Ok(strict::StrictValue(value)) => {
+                let mut items = Vec::new();
+                admit_document(value, default_namespace, &mut items);
+                out.push(Some(items));
+            }
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!(" at line {} column {}", line + l.line() - 1, l.column()))
+                    .unwrap_or_default();
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                out.push(invalid(format!("is not valid YAML{at}: {msg}")));
+                // The parser cannot resynchronise within a document; the next piece starts clean.
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    #[test]
+    fn documents_split_at_marker_lines_only() {
+        let text = "a: 1\n---\nb: |\n  ---\n  text\n--- {c: 1}\n---\t\n----\nd: 2\n";
+        let parts = split_documents(text);
+        assert_eq!(
+            parts,
+            [
+                "a: 1\n",
+                "---\nb: |\n  ---\n  text\n",
+                "--- {c: 1}\n",
+                "---\t\n----\nd: 2\n"
+            ]
+        );
+        assert_eq!(parts.concat(), text);
+        assert_eq!(split_documents(""), [""]);
+        assert_eq!(split_documents("---\n"), ["---\n"]);
+    }
+
+    #[test]
+    fn a_broken_document_leaves_the_others_readable() {
+        let text = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: a}\nspec: {}\n---\nkind: [\n---\napiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {name: b}\nspec: {}\n";
+        let mut loader = Loader::new("default");
+        loader.add_bytes("x.yaml", text.as_bytes());
+        let (report, set, _) = loader.finish(Timestamp::UNIX_EPOCH);
+        assert_eq!(set.organizations.len(), 2);
+        assert_eq!(report.errors, 1);
+        assert_eq!(report.problems[0].source.document, 2);
+        assert_eq!(report.problems[0].source.line, 5);
+        assert_eq!(report.problems[0].problem.reason, Reason::InvalidYaml);
+        assert!(
+            report.problems[0]
+                .problem
+                .message
+                .starts_with("is not valid YAML at line 7 column 1"),
+            "{}",
+            report.problems[0].problem.message
+        );
+    }
+
+    #[test]
+    fn large_files_give_the_same_answer_in_parallel() {
+        let mut text = String::new();
+        for i in 0..PARALLEL_THRESHOLD + 10 {
+            text.push_str(&format!(
+                "---\napiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {{name: o{i}}}\nspec: {{slug: {}}}\n",
+                if i == 300 { "o1".to_string() } else { format!("o{i}") }
+            ));
+        }
+        let mut loader = Loader::new("default");
+        loader.add_bytes("x.yaml", text.as_bytes());
+        let (report, set, _) = loader.finish(Timestamp::UNIX_EPOCH);
+        assert_eq!(set.organizations.len(), PARALLEL_THRESHOLD + 10);
+        assert_eq!(report.objects, PARALLEL_THRESHOLD + 10);
+        assert_eq!(report.errors, 1, "{:?}", report.problems);
+        assert_eq!(report.problems[0].source.document, 301);
+        assert_eq!(
+            report.problems[0].problem.object.as_ref().unwrap().name,
+            "o300"
+        );
+    }
+}
