@@ -2,6 +2,7 @@
 
 pub mod files;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod store;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api;
-use crate::manifest::{Loader, Report};
+use crate::manifest::Loader;
 
 /// Manage organizations and sub-organizations declaratively.
 #[derive(Parser, Debug)]
@@ -125,7 +126,7 @@ fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
             writeln!(out)?;
         }
         Output::Text => {
-            write_text(&mut out, &report)?;
+            report::write_text(&mut out, &report)?;
             out.flush()?;
             eprintln!(
                 "{} object{} in {} file{}: {} error{}, {} warning{}",
@@ -146,30 +147,6 @@ fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Writes the problems of a report as `FILE: Kind/[namespace/]name: field: message`.
-pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
-    for f in &report.problems {
-        let p = &f.problem;
-        let object = p.object.as_ref().map(ToString::to_string);
-        let field = if p.field.is_empty() {
-            "-"
-        } else {
-            p.field.as_str()
-        };
-        let severity = if p.is_error() { "" } else { "warning: " };
-        writeln!(
-            out,
-            "{}: {}: {}: {severity}{} [{}]",
-            f.source.file,
-            object.as_deref().unwrap_or("-"),
-            field,
-            p.message,
-            p.reason
-        )?;
-    }
-    Ok(())
 }
 
 fn plural(n: usize) -> &'static str {

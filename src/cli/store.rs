@@ -126,7 +126,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if report.errors > 0 {
         progress.finish();
-        super::write_text(&mut out, &report)?;
+        super::report::write_text(&mut out, &report)?;
         out.flush()?;
         eprintln!(
             "{} error{}: nothing was applied",

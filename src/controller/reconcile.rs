@@ -6,163 +6,25 @@
 //! condition and a Warning Event, and the object waits for a change. A store that cannot be
 //! reached is an error: it is reported the same way and the object is retried with backoff.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::context::{Context, Error, FINALIZER, MANAGER, jitter};
+use super::events::publish;
+use super::kinds::Kind;
+use super::kinds::status_patch;
+use super::status;
 use super::sync::SyncResult;
-use super::{Context, Error, FINALIZER, MANAGER, status};
-use crate::api::{
-    AppConnection, CONDITION_READY, CommonStatus, Gateway, Group, MachineIdentity, OrgMembership,
-    Organization, Project, ProjectMembership, Relay, SubOrganization,
-};
+use crate::api::CONDITION_READY;
 use crate::domain::problem::ObjectKey;
-use crate::domain::tree;
-
-/// What the reconciler needs to know of a kind.
-pub trait Kind:
-    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
-{
-    /// The kind's status type.
-    type Status: Serialize + PartialEq + Debug + Send + Sync;
-    /// The kind's name, for metrics and logs.
-    const KIND: &'static str;
-    /// The object's key in problems.
-    fn key(&self) -> ObjectKey;
-    /// An Api for objects like this one.
-    fn api(client: Client, namespace: Option<&str>) -> Api<Self>;
-    /// The status the object has now.
-    fn current(&self) -> Option<&Self::Status>;
-    /// The status the object should have after `result`.
-    fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status;
-    /// The common part of a status.
-    fn common(status: &Self::Status) -> &CommonStatus;
-}
-
-/// Implements [`Kind`] for one of suborg's kinds: its status type, key function, status
-/// function, and whether it is cluster-scoped or namespaced.
-macro_rules! kind {
-    ($kind:ty, $status:ty, $key:path, $desired:path, cluster) => {
-        kind!(@impl $kind, $status, $key, $desired, |client, _namespace| Api::all(client));
-    };
-    ($kind:ty, $status:ty, $key:path, $desired:path, namespaced) => {
-        kind!(@impl $kind, $status, $key, $desired, |client, namespace: Option<&str>| {
-            Api::namespaced(client, namespace.unwrap_or("default"))
-        });
-    };
-    (@impl $kind:ty, $status:ty, $key:path, $desired:path, $api:expr) => {
-        impl Kind for $kind {
-            type Status = $status;
-            const KIND: &'static str = stringify!($kind);
-            fn key(&self) -> ObjectKey {
-                $key(self)
-            }
-            fn api(client: Client, namespace: Option<&str>) -> Api<Self> {
-                let make: fn(Client, Option<&str>) -> Api<Self> = $api;
-                make(client, namespace)
-            }
-            fn current(&self) -> Option<&Self::Status> {
-                self.status.as_ref()
-            }
-            fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status {
-                $desired(self, result, now)
-            }
-            fn common(status: &Self::Status) -> &CommonStatus {
-                &status.common
-            }
-        }
-    };
-}
-
-kind!(
-    Organization,
-    crate::api::OrganizationStatus,
-    tree::organization_key,
-    status::organization,
-    cluster
-);
-kind!(
-    SubOrganization,
-    crate::api::SubOrganizationStatus,
-    tree::sub_organization_key,
-    status::sub_organization,
-    cluster
-);
-kind!(
-    OrgMembership,
-    crate::api::OrgMembershipStatus,
-    tree::membership_key,
-    status::membership,
-    namespaced
-);
-kind!(
-    Group,
-    crate::api::GroupStatus,
-    tree::group_key,
-    status::group,
-    namespaced
-);
-kind!(
-    MachineIdentity,
-    crate::api::MachineIdentityStatus,
-    tree::identity_key,
-    status::identity,
-    namespaced
-);
-kind!(
-    AppConnection,
-    crate::api::OrgResourceStatus,
-    tree::namespaced_key,
-    status::resource,
-    namespaced
-);
-kind!(
-    Gateway,
-    crate::api::OrgResourceStatus,
-    tree::namespaced_key,
-    status::resource,
-    namespaced
-);
-kind!(
-    Relay,
-    crate::api::OrgResourceStatus,
-    tree::namespaced_key,
-    status::resource,
-    namespaced
-);
-kind!(
-    Project,
-    crate::api::ProjectStatus,
-    tree::project_key,
-    status::project,
-    namespaced
-);
-kind!(
-    ProjectMembership,
-    crate::api::ProjectMembershipStatus,
-    tree::project_membership_key,
-    status::project_membership,
-    namespaced
-);
-
-/// The status patch for server-side apply: only the fields suborg owns.
-pub fn status_patch<K: Kind>(status: &K::Status) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    })
-}
 
 fn ready<K: Kind>(status: Option<&K::Status>) -> Option<(String, String)> {
     status.and_then(|s| {
@@ -326,70 +188,6 @@ fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
     )
 }
 
-/// The statuses written, by object uid: the object's resourceVersion when it was written and a
-/// hash of what was written.
-///
-/// The cache lags the controller's own writes: an object queued again right after its status
-/// was written (by its finalizer's echo, say) still shows the old status, and comparing with
-/// that would write the same status twice. When the cached object is still the version the
-/// last write was made on and the status wanted is the one written, the write is on its way.
-#[derive(Default)]
-pub struct Written(std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>);
-
-impl Written {
-    /// A hash of `status` without its conditions' `lastTransitionTime`: a reconcile that reads
-    /// the object before its last status write shows up computes the same status with a new
-    /// transition time.
-    fn hash<S: Serialize>(status: &S) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut value = serde_json::to_value(status).unwrap_or_default();
-        if let Some(conditions) = value
-            .get_mut("conditions")
-            .and_then(serde_json::Value::as_array_mut)
-        {
-            for c in conditions
-                .iter_mut()
-                .filter_map(serde_json::Value::as_object_mut)
-            {
-                c.remove("lastTransitionTime");
-            }
-        }
-        let mut h = std::hash::DefaultHasher::new();
-        value.to_string().hash(&mut h);
-        h.finish()
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, u64)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn entry<K: Kind>(o: &K, desired: &K::Status) -> Option<(String, (String, u64))> {
-        Some((o.uid()?, (o.resource_version()?, Self::hash(desired))))
-    }
-
-    /// Whether `desired` was written on the very version of `o` the cache still holds.
-    fn in_flight<K: Kind>(&self, o: &K, desired: &K::Status) -> bool {
-        let Some((uid, seen)) = Self::entry(o, desired) else {
-            return false;
-        };
-        self.map().get(&uid) == Some(&seen)
-    }
-
-    fn record<K: Kind>(&self, o: &K, desired: &K::Status) {
-        if let Some((uid, seen)) = Self::entry(o, desired) {
-            self.map().insert(uid, seen);
-        }
-    }
-
-    fn forget<K: Kind>(&self, o: &K) {
-        if let Some(uid) = o.uid() {
-            self.map().remove(&uid);
-        }
-    }
-}
-
 /// Writes `desired` as the object's status when it differs from what the object says (and was
 /// not just written, see [`Written`]), and records an Event when Ready changes, except when a
 /// new object first becomes Ready (routine, and one per object: the store's `Created` Event
@@ -455,7 +253,7 @@ fn report<K: Kind>(recorder: &Recorder, o: &K, type_: EventType, reason: String,
     };
     let (recorder, reference) = (recorder.clone(), o.object_ref(&()));
     tokio::spawn(async move {
-        super::publish(&recorder, &event, &reference).await;
+        publish(&recorder, &event, &reference).await;
     });
 }
 
@@ -498,7 +296,7 @@ pub fn next_visit(
     now: Timestamp,
     resync: Duration,
 ) -> Duration {
-    let periodic = super::jitter(resync);
+    let periodic = jitter(resync);
     match result.next_changes.get(key).copied() {
         Some(t) => {
             let until = now.duration_until(t).unsigned_abs() + Duration::from_secs(1);

@@ -15,8 +15,9 @@ use kube::runtime::{reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use suborg::api::*;
 use suborg::controller::http::Health;
+use suborg::controller::kinds::{self, Kind};
 use suborg::controller::prints::{Feed, Fingerprint, Printed};
-use suborg::controller::reconcile::{self, Kind};
+use suborg::controller::reconcile;
 use suborg::controller::sync::{Caches, Readiness, SyncResult, Syncer};
 use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
@@ -771,7 +772,7 @@ fn context(client: Client, syncer: Syncer) -> Arc<Context> {
         health: Arc::new(Health::default()),
         backoff: Backoff::default(),
         resync: Duration::from_secs(300),
-        written: reconcile::Written::default(),
+        written: suborg::controller::written::Written::default(),
     })
 }
 
@@ -1264,7 +1265,7 @@ async fn an_unreadable_object_is_skipped_without_a_request() {
 fn status_patches_carry_type_meta_and_status_only() {
     let o = org("acme");
     let s = status::organization(&o, &SyncResult::default(), now());
-    let patch = reconcile::status_patch::<Organization>(&s);
+    let patch = kinds::status_patch::<Organization>(&s);
     let keys: Vec<&str> = patch
         .as_object()
         .unwrap()

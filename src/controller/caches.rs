@@ -1,0 +1,234 @@
+//! The caches of the watched objects, and the snapshot a sync takes of them: every kind's
+//! objects as the rules take them, in a stable order, with the ones being deleted left out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::reflector::Store as Cache;
+use kube::{Resource, ResourceExt};
+
+use super::prints::Fingerprint;
+use crate::api::{
+    AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
+use crate::domain::problem::ObjectKey;
+use crate::domain::tree::ObjectSet;
+
+macro_rules! caches {
+    ($($kind:ident $field:ident,)*) => {
+        /// The caches the sync reads: one per watched kind, named as in [`ObjectSet`].
+        #[derive(Clone)]
+        pub struct Caches {
+            $(
+                #[doc = concat!("The ", stringify!($kind), " objects.")]
+                pub $field: Cache<DeserializeGuard<$kind>>,
+            )*
+            /// Namespaces (metadata only: their labels decide delegation).
+            pub namespaces: Cache<PartialObjectMeta<Namespace>>,
+            /// When all of the above hold a full listing.
+            pub ready: Readiness,
+            /// What the rules read of all of the above, kept up to date by the feeds that fill them.
+            pub fingerprint: Fingerprint,
+        }
+
+        impl Caches {
+            /// Every object that could be read, each recorded in `refs` by uid; the keys of those
+            /// that could not are added to `set.rejected`.
+            fn unguard_all(&self, set: &mut ObjectSet, refs: &mut HashMap<String, (ObjectKey, ObjectReference)>) {
+                $(set.$field = unguard(&self.$field, stringify!($kind), set, refs);)*
+            }
+        }
+
+        /// Leaves out every object being deleted.
+        fn tidy(set: &mut ObjectSet) {
+            $(set.$field.retain(|o| !deleting(o));)*
+        }
+
+        /// Puts every kind's objects in a stable order.
+        fn sort_all(set: &mut ObjectSet) {
+            $(sort_stable(&mut set.$field);)*
+        }
+
+        /// Calls `count` with every object's kind, key and uid.
+        pub(super) fn each_object(set: &ObjectSet, mut count: impl FnMut(&'static str, ObjectKey, Option<String>)) {
+            $(
+                for o in &set.$field {
+                    count(stringify!($kind), key_of(stringify!($kind), o.meta()), o.uid());
+                }
+            )*
+        }
+
+        /// Takes the object `key` out of the set's lists.
+        pub(super) fn remove(set: &mut ObjectSet, key: &ObjectKey) {
+            match key.kind.as_str() {
+                $(stringify!($kind) => set.$field.retain(|o| key_of(stringify!($kind), o.meta()) != *key),)*
+                _ => {}
+            }
+        }
+    };
+}
+crate::api::for_each_kind!(caches);
+
+/// A consistent view of the watched objects.
+pub struct Snapshot {
+    /// The objects, as the rules take them (deleted objects left out, except organizations
+    /// held for their sub-organizations).
+    pub set: ObjectSet,
+    /// Organizations being deleted but held, by name, with the sub-organizations holding them.
+    pub held: HashMap<String, Vec<String>>,
+    /// Every object by uid, for Events.
+    pub refs: HashMap<String, (ObjectKey, ObjectReference)>,
+}
+
+fn deleting<K: Resource>(o: &K) -> bool {
+    o.meta().deletion_timestamp.is_some()
+}
+
+/// Sorts by creation time, then namespace and name, so the rules see the same order on every
+/// sync and a tie between two claims on one slug always goes the same way.
+fn sort_stable<K: Resource>(v: &mut [K]) {
+    v.sort_by(|a, b| {
+        let key = |o: &K| {
+            (
+                o.meta().creation_timestamp.as_ref().map(|t| t.0),
+                o.meta().namespace.clone(),
+                o.meta().name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// The key of an object of `kind` with metadata `meta`, as [`tree`]'s key functions make it.
+fn key_of(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectKey {
+    let name = meta.name.as_deref().unwrap_or_default();
+    match &meta.namespace {
+        Some(ns) => ObjectKey::namespaced(kind, ns, name),
+        None => ObjectKey::cluster(kind, name),
+    }
+}
+
+/// The objects of one cache that could be read, each recorded in `refs` by uid; the keys of
+/// those that could not are added to `set.rejected`.
+fn unguard<K: Resource<DynamicType = ()> + Clone>(
+    cache: &Cache<DeserializeGuard<K>>,
+    kind: &str,
+    set: &mut ObjectSet,
+    refs: &mut HashMap<String, (ObjectKey, ObjectReference)>,
+) -> Vec<K> {
+    let mut out = Vec::new();
+    for g in cache.state() {
+        match &g.0 {
+            Ok(o) => {
+                if let Some(uid) = &o.meta().uid {
+                    refs.insert(uid.clone(), (key_of(kind, o.meta()), reference(o)));
+                }
+                out.push(o.clone());
+            }
+            Err(invalid) => {
+                set.rejected.insert(key_of(kind, &invalid.metadata));
+            }
+        }
+    }
+    out
+}
+
+fn reference<K: Resource<DynamicType = ()>>(o: &K) -> ObjectReference {
+    o.object_ref(&())
+}
+
+/// Whether every cache holds a full listing.
+///
+/// kube's `Store::wait_until_ready` keeps one waker: of several tasks waiting on one cache, only
+/// the last to poll is woken, and the controller's own runner is already one of them. A reconcile
+/// or the readiness probe waiting there could sleep forever. So each watch stream reports its
+/// first complete listing here instead, where any number may wait.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    rx: tokio::sync::watch::Receiver<usize>,
+    expected: usize,
+}
+
+/// Held by a watch stream: marks its cache as filled, once.
+#[derive(Clone, Debug)]
+pub struct ReadyMark {
+    tx: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl ReadyMark {
+    /// One more cache holds a full listing.
+    pub fn mark(&self) {
+        self.tx.send_modify(|n| *n += 1);
+    }
+}
+
+impl Readiness {
+    /// Readiness of `expected` caches, and the mark their streams share. When every mark is
+    /// dropped (the watches ended) before all are filled, waiting ends with `false`; once they
+    /// were all filled, it stays `true`.
+    pub fn new(expected: usize) -> (Self, ReadyMark) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        (Self { rx, expected }, ReadyMark { tx: Arc::new(tx) })
+    }
+
+    /// Caches that were filled before they were handed over (tests, tools).
+    pub fn filled() -> Self {
+        Self::new(0).0
+    }
+
+    /// Waits until every cache is filled; `false` if one never will be.
+    pub async fn wait(&self) -> bool {
+        let mut rx = self.rx.clone();
+        let expected = self.expected;
+        rx.wait_for(|n| *n >= expected).await.is_ok()
+    }
+}
+
+impl Caches {
+    /// Waits until every cache holds a full listing; `false` if one never will (its watch is
+    /// gone). Nothing is synced before: pruning from a half-filled cache would delete rows.
+    pub async fn ready(&self) -> bool {
+        self.ready.wait().await
+    }
+
+    /// Takes a snapshot of the caches.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut set = ObjectSet::default();
+        let mut refs = HashMap::new();
+        self.unguard_all(&mut set, &mut refs);
+        for ns in self.namespaces.state() {
+            set.namespaces.insert(
+                ns.name_any(),
+                ns.metadata.labels.clone().unwrap_or_default(),
+            );
+        }
+        // A root being deleted stays while sub-organizations (even deleting ones) name it.
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &set.sub_organizations {
+            children
+                .entry(s.spec.organization_ref.name.clone())
+                .or_default()
+                .push(s.name_any());
+        }
+        let mut held = HashMap::new();
+        let mut held_roots = Vec::new();
+        for o in set.organizations.iter().filter(|o| deleting(*o)) {
+            if let Some(kids) = children.get(&o.name_any()) {
+                let mut kids = kids.clone();
+                kids.sort();
+                held.insert(o.name_any(), kids);
+                held_roots.push(o.clone());
+            }
+        }
+        tidy(&mut set);
+        set.organizations.extend(held_roots);
+        sort_all(&mut set);
+        Snapshot { set, held, refs }
+    }
+}

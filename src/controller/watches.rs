@@ -1,0 +1,341 @@
+//! The watches: for every kind a cache filled by its watch, a controller that reconciles what
+//! changed in a way worth a reconcile, and a queue through which a sync asks it to look at
+//! objects again; the Namespaces' labels beside them.
+
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+
+use super::context::{Context, Error};
+use super::kinds::Kind;
+use super::sync::{self, Caches, SyncResult};
+use super::{prints, reconcile};
+use crate::api::{
+    AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
+    ProjectMembership, Relay, SubOrganization,
+};
+
+pub(super) fn watcher_config(selector: Option<&str>) -> watcher::Config {
+    let wc = watcher::Config::default();
+    match selector {
+        Some(s) => wc.labels(s),
+        None => wc,
+    }
+}
+
+type Trigger<K> = mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>;
+
+/// Queues every object of kind `K` whose status `result` would change.
+fn fan_out<K: Kind>(
+    cache: &reflector::Store<DeserializeGuard<K>>,
+    trigger: &Trigger<K>,
+    result: &SyncResult,
+    now: Timestamp,
+) {
+    for guard in cache.state() {
+        // An object being deleted is reconciled by its own events until its finalizer goes; a
+        // status for it from here would race its cleanup.
+        if let Ok(o) = &guard.0
+            && o.meta().deletion_timestamp.is_none()
+            && o.current() != Some(&o.desired(result, now))
+        {
+            let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
+        }
+    }
+}
+
+async fn log_result<T>(
+    kind: &'static str,
+    r: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>,
+) {
+    // Reconcile failures are logged by the error policy; a failing watch (retried with
+    // backoff) is worth a warning, the rest (an object gone before its turn) is routine.
+    match r {
+        Err(kube::runtime::controller::Error::QueueError(e)) => {
+            tracing::warn!(kind, error = %e, "watch failed; retrying");
+        }
+        Err(e) => tracing::debug!(kind, error = %e, "controller event"),
+        Ok(_) => {}
+    }
+}
+
+/// A cache of `api`'s objects and the stream of watch events that fills it, without
+/// `managedFields` (never read, and the bulk of a large object), keeping the cache's part of
+/// `fingerprint`. The stream marks the cache ready at its first complete listing.
+pub(super) fn watched<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    fingerprint: &prints::Fingerprint,
+    mark: sync::ReadyMark,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + prints::Printed
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, mut feed) = fingerprint.feed();
+    let mut marked = false;
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .map_ok(move |event| {
+            feed.apply_watcher_event(&event);
+            if !marked && matches!(event, watcher::Event::InitDone) {
+                marked = true;
+                mark.mark();
+            }
+            event
+        })
+        .applied_objects();
+    (reader, stream)
+}
+
+/// What of an object is a reason to reconcile it: its spec (the generation), its finalizers,
+/// and whether it is being deleted. Its status, labels and annotations are not, so the
+/// controller's own status writes do not come back as reconciles; a change another object
+/// causes is queued by the sync that sees it, and the resync looks at everything anyway.
+fn reconcile_worthy<K: kube::Resource>(o: &K) -> Option<u64> {
+    let meta = o.meta();
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(
+        &(
+            meta.generation,
+            &meta.finalizers,
+            meta.deletion_timestamp.is_some(),
+        ),
+        &mut h,
+    );
+    Some(std::hash::Hasher::finish(&h))
+}
+
+/// Of a Namespace only its labels matter: they decide which organizations may use it.
+pub(super) fn namespace_labels(ns: &kube::core::PartialObjectMeta<Namespace>) -> Option<u64> {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&ns.metadata.labels, &mut h);
+    Some(std::hash::Hasher::finish(&h))
+}
+
+/// One kind's controller, on a cache of its own (see [`watched`]).
+fn controller<K: Kind>(
+    client: &Client,
+    wc: &watcher::Config,
+    fingerprint: &prints::Fingerprint,
+    mark: &sync::ReadyMark,
+) -> Controller<DeserializeGuard<K>> {
+    let (reader, stream) = watched(
+        Api::<DeserializeGuard<K>>::all(client.clone()),
+        wc.clone(),
+        fingerprint,
+        mark.clone(),
+    );
+    let stream = stream.predicate_filter(
+        reconcile_worthy::<DeserializeGuard<K>>,
+        kube::runtime::PredicateConfig::default(),
+    );
+    Controller::for_stream(stream, reader)
+        .with_config(kube::runtime::Config::default().concurrency(RECONCILE_CONCURRENCY))
+}
+
+/// How many objects of one kind are reconciled at once. Unbounded, a controller started on ten
+/// thousand objects opens a connection per reconcile and the API server refuses them; a few
+/// dozen keep it as busy as it can usefully be.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// One kind's controller before it runs, and the queue through which a sync asks it to look at
+/// objects again.
+struct Lane<K: Kind> {
+    controller: Controller<DeserializeGuard<K>>,
+    trigger: Trigger<K>,
+    queued: mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>,
+}
+
+impl<K: Kind> Lane<K> {
+    fn new(
+        client: &Client,
+        wc: &watcher::Config,
+        fingerprint: &prints::Fingerprint,
+        mark: &sync::ReadyMark,
+    ) -> Self {
+        let (trigger, queued) = mpsc::unbounded();
+        Self {
+            controller: controller::<K>(client, wc, fingerprint, mark),
+            trigger,
+            queued,
+        }
+    }
+
+    /// Runs the controller: its watch plus the objects a sync queued, until `stop`.
+    async fn run(self, stop: impl Future<Output = ()> + Send + Sync + 'static, ctx: Arc<Context>) {
+        self.controller
+            .reconcile_on(self.queued)
+            .graceful_shutdown_on(stop)
+            .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+            .for_each(|r| log_result(K::KIND, r))
+            .await;
+    }
+}
+
+macro_rules! lanes {
+    ($($kind:ident $field:ident,)*) => {
+        /// Every kind's [`Lane`].
+        pub(super) struct Lanes {
+            $($field: Lane<$kind>,)*
+        }
+
+        /// Every kind's queue, for the sync's fan-out.
+        pub(super) struct Triggers {
+            $($field: Trigger<$kind>,)*
+        }
+
+        impl Lanes {
+            pub(super) fn new(
+                client: &Client,
+                wc: &watcher::Config,
+                fingerprint: &prints::Fingerprint,
+                mark: &sync::ReadyMark,
+            ) -> Self {
+                Self { $($field: Lane::new(client, wc, fingerprint, mark),)* }
+            }
+
+            /// The caches the controllers fill, with the Namespaces' beside them.
+            pub(super) fn caches(
+                &self,
+                namespaces: reflector::Store<kube::core::PartialObjectMeta<Namespace>>,
+                ready: sync::Readiness,
+                fingerprint: prints::Fingerprint,
+            ) -> Caches {
+                Caches {
+                    $($field: self.$field.controller.store(),)*
+                    namespaces,
+                    ready,
+                    fingerprint,
+                }
+            }
+
+            pub(super) fn triggers(&self) -> Triggers {
+                Triggers { $($field: self.$field.trigger.clone(),)* }
+            }
+
+            /// Runs every controller until `stop`.
+            pub(super) async fn run(
+                self,
+                stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+                ctx: Arc<Context>,
+            ) {
+                futures::join!($(self.$field.run(stop.clone(), ctx.clone()),)*);
+            }
+        }
+
+        impl Triggers {
+            /// Queues every object whose status `result` would change.
+            pub(super) fn fan_out(&self, caches: &Caches, result: &SyncResult, now: Timestamp) {
+                $(fan_out(&caches.$field, &self.$field, result, now);)*
+            }
+        }
+    };
+}
+crate::api::for_each_kind!(lanes);
+
+/// The kinds' caches plus the Namespaces'.
+pub(super) const CACHES: usize = crate::api::KINDS.len() + 1;
+
+/// Every watch of the controller: the kinds' lanes, the caches they fill, and the Namespaces'
+/// label changes.
+pub(super) struct Watches {
+    pub(super) lanes: Lanes,
+    pub(super) caches: Caches,
+    namespaces: futures::stream::BoxStream<
+        'static,
+        Result<kube::core::PartialObjectMeta<Namespace>, watcher::Error>,
+    >,
+}
+
+impl Watches {
+    /// Sets up every watch (nothing runs until [`Watches::run`]); only objects matching
+    /// `selector` are watched.
+    pub(super) fn start(client: &Client, selector: Option<&str>) -> Self {
+        let wc = watcher_config(selector);
+        let (readiness, mark) = sync::Readiness::new(CACHES);
+        let fingerprint = prints::Fingerprint::default();
+        let lanes = Lanes::new(client, &wc, &fingerprint, &mark);
+        let (ns_reader, namespaces) = watched(
+            Api::<kube::core::PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+            &fingerprint,
+            mark,
+        );
+        let namespaces = namespaces
+            .predicate_filter(namespace_labels, kube::runtime::PredicateConfig::default())
+            .boxed();
+        let caches = lanes.caches(ns_reader, readiness, fingerprint);
+        Self {
+            lanes,
+            caches,
+            namespaces,
+        }
+    }
+
+    /// Runs every controller, and follows the Namespaces, until `stop`.
+    pub(super) async fn run(
+        self,
+        syncer: Arc<sync::Syncer>,
+        stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+        ctx: Arc<Context>,
+    ) {
+        let namespaces = follow_namespaces(self.namespaces, syncer, stop.clone());
+        futures::join!(self.lanes.run(stop, ctx), namespaces);
+    }
+}
+
+/// Namespace label changes re-check delegation: a sync, whose fan-out reaches the memberships
+/// concerned. A burst of changes is one sync, half a second after the first.
+async fn follow_namespaces(
+    namespaces: futures::stream::BoxStream<
+        'static,
+        Result<kube::core::PartialObjectMeta<Namespace>, watcher::Error>,
+    >,
+    syncer: Arc<sync::Syncer>,
+    stop: impl Future<Output = ()> + Clone,
+) {
+    let mut events = namespaces;
+    let ready = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(ready);
+    let mut pending = false;
+    loop {
+        tokio::select! {
+            () = stop.clone() => break,
+            event = events.next() => match event {
+                Some(Ok(_)) => {
+                    if !pending {
+                        pending = true;
+                        ready.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_millis(500));
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "watching namespaces failed; retrying"),
+                None => break,
+            },
+            () = &mut ready, if pending => {
+                pending = false;
+                if syncer.caches().ready().await {
+                    syncer.sync().await;
+                }
+            }
+        }
+    }
+}
