@@ -1,6 +1,7 @@
 //! The `suborg` command line: argument parsing and the commands that need no cluster.
 
 pub mod files;
+pub mod get;
 pub mod progress;
 pub mod report;
 pub mod run;
@@ -40,7 +41,7 @@ pub enum Command {
     /// Run the controller: keep the store in step with the objects in the cluster.
     Run(run::RunArgs),
     /// Read the store.
-    Get(store::GetArgs),
+    Get(get::GetArgs),
 }
 
 /// Arguments of `suborg validate`.
@@ -78,7 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crd { out_dir } => crd(out_dir),
         Command::Validate(args) => validate(&args),
         Command::Apply(args) => store::apply(&args),
-        Command::Get(args) => store::get(&args),
+        Command::Get(args) => get::get(&args),
         Command::Run(args) => return run::run(&args),
     };
     match result {
