@@ -1,18 +1,17 @@
-//! The operations endpoint: `/metrics` (Prometheus), `/healthz` (the process runs) and `/readyz`
-//! (the caches are filled, or this replica is standing by for the lease).
-//!
-//! Three GET routes need no web framework: a request line is read, a response written, the
-//! connection closed. Requests are bounded in size and time so a slow client cannot hold a task.
+//! The operations endpoint (axum): `/metrics` (Prometheus), `/healthz` (the process runs) and
+//! `/readyz` (the caches are filled, or this replica is standing by for the lease).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 
-use super::metrics::Metrics;
+use super::metrics::{self, Metrics};
 
 /// What the endpoint reports.
 #[derive(Default)]
@@ -23,120 +22,92 @@ pub struct Health {
     pub metrics: Metrics,
 }
 
-/// The response to a request line such as `GET /metrics HTTP/1.1`: status line and body.
-pub fn respond(health: &Health, request_line: &str) -> (&'static str, String) {
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" {
-        return ("405 Method Not Allowed", "only GET\n".into());
-    }
-    match path.split('?').next().unwrap_or("") {
-        "/metrics" => ("200 OK", health.metrics.render()),
-        "/healthz" => ("200 OK", "ok\n".into()),
-        "/readyz" if health.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".into()),
-        "/readyz" => (
-            "503 Service Unavailable",
-            "not ready: caches are filling\n".into(),
-        ),
-        _ => ("404 Not Found", "not found\n".into()),
+/// The routes: GET only (anything else is `405`), unknown paths `404`.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(health)
+}
+
+async fn render_metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        health.metrics.render(),
+    )
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches are filling\n",
+        )
     }
 }
 
 /// Serves until the listener fails.
 pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    loop {
-        let (mut socket, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a connection failed");
-                continue;
-            }
-        };
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < buf.len() {
-                    let n = socket.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(2).any(|w| w == b"\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let line = head.lines().next().unwrap_or("");
-            let (status, body) = respond(&health, line);
-            let content_type = if body.starts_with("# HELP") {
-                "text/plain; version=0.0.4"
-            } else {
-                "text/plain"
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
-    }
+    axum::serve(listener, router(health)).await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
-    #[test]
-    fn routes() {
-        let h = Health::default();
-        assert_eq!(respond(&h, "GET /healthz HTTP/1.1").0, "200 OK");
-        assert_eq!(
-            respond(&h, "GET /readyz HTTP/1.1").0,
-            "503 Service Unavailable"
-        );
-        h.ready.store(true, Ordering::Relaxed);
-        assert_eq!(respond(&h, "GET /readyz HTTP/1.1").0, "200 OK");
-        let (status, body) = respond(&h, "GET /metrics HTTP/1.1");
-        assert_eq!(status, "200 OK");
-        assert!(body.contains("# TYPE suborg_leader gauge"));
-        assert_eq!(respond(&h, "GET /nope HTTP/1.1").0, "404 Not Found");
-        assert_eq!(
-            respond(&h, "POST /metrics HTTP/1.1").0,
-            "405 Method Not Allowed"
-        );
+    /// Sends `request` to a fresh server and returns the whole response.
+    async fn exchange(health: Arc<Health>, request: &str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(health)).await });
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+            .await
+            .expect("the server answers and closes")
+            .unwrap();
+        response
+    }
+
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
     }
 
     #[tokio::test]
-    async fn serves_over_tcp() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let health = Arc::new(Health::default());
-        tokio::spawn(serve(addr, health));
-        let mut stream = loop {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
+    async fn routes() {
+        let h = Arc::new(Health::default());
+        let r = exchange(h.clone(), &get("/healthz")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.ends_with("\r\n\r\nok\n"), "{r}");
+        let r = exchange(h.clone(), &get("/readyz")).await;
+        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+        h.ready.store(true, Ordering::Relaxed);
+        let r = exchange(h.clone(), &get("/readyz")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        let r = exchange(h.clone(), &get("/metrics")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(
+            r.contains("content-type: application/openmetrics-text"),
+            "{r}"
+        );
+        assert!(r.contains("# TYPE suborg_leader gauge"), "{r}");
+        let r = exchange(h.clone(), &get("/nope")).await;
+        assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
+        let r = exchange(
+            h,
+            "POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
     }
 }

@@ -1,166 +1,172 @@
-//! Prometheus metrics, rendered in the text exposition format. Every label takes values from a
-//! fixed set (kinds, error categories, Ready states), so the number of series is bounded.
+//! Prometheus metrics (`prometheus-client`), exposed in the OpenMetrics text format. Every label
+//! takes values from a fixed set (kinds, error categories, Ready states, sync results), so the
+//! number of series is bounded.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the duration histograms, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, n) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if seconds <= *bound {
-                *n += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, n) in BUCKETS.iter().zip(self.counts.iter()) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    kind: &'static str,
+    category: &'static str,
 }
 
-#[derive(Default)]
-struct Inner {
-    reconciles: BTreeMap<&'static str, u64>,
-    failures: BTreeMap<(&'static str, &'static str), u64>,
-    durations: BTreeMap<&'static str, Histogram>,
-    objects: BTreeMap<(&'static str, &'static str), u64>,
-    syncs: BTreeMap<&'static str, u64>,
-    sync_duration: Histogram,
-    drift: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    kind: &'static str,
+    ready: &'static str,
 }
 
-/// The controller's metrics.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The controller's metrics, registered once.
 pub struct Metrics {
-    inner: Mutex<Inner>,
-    leader: AtomicBool,
+    registry: Registry,
+    reconciles: Family<KindLabel, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    durations: Family<KindLabel, Histogram, fn() -> Histogram>,
+    objects: Family<ObjectLabels, Gauge>,
+    syncs: Family<ResultLabel, Counter>,
+    sync_duration: Histogram,
+    drift: Counter,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Self {
+            registry: Registry::default(),
+            reconciles: Family::default(),
+            failures: Family::default(),
+            durations: Family::new_with_constructor(histogram),
+            objects: Family::default(),
+            syncs: Family::default(),
+            sync_duration: histogram(),
+            drift: Counter::default(),
+            leader: Gauge::default(),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "suborg_reconciles",
+            "Reconciles run, by kind",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "suborg_reconcile_failures",
+            "Reconciles that failed, by kind and error category",
+            m.failures.clone(),
+        );
+        registry.register(
+            "suborg_reconcile_duration_seconds",
+            "Time a reconcile takes, by kind",
+            m.durations.clone(),
+        );
+        registry.register(
+            "suborg_objects",
+            "Objects by kind and Ready status, as of the last sync",
+            m.objects.clone(),
+        );
+        registry.register(
+            "suborg_store_syncs",
+            "Syncs of the store, by result",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "suborg_store_sync_duration_seconds",
+            "Time a sync of the store takes",
+            m.sync_duration.clone(),
+        );
+        registry.register(
+            "suborg_drift_corrected_rows",
+            "Store rows rewritten because they had been changed outside suborg",
+            m.drift.clone(),
+        );
+        registry.register(
+            "suborg_leader",
+            "Whether this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        Self { registry, ..m }
+    }
 }
 
 impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        // A panic while holding the lock cannot leave the counters inconsistent: take them.
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut inner)
-    }
-
     /// One reconcile of `kind` finished after `elapsed`.
     pub fn reconciled(&self, kind: &'static str, elapsed: Duration) {
-        self.with(|m| {
-            *m.reconciles.entry(kind).or_default() += 1;
-            m.durations
-                .entry(kind)
-                .or_default()
-                .observe(elapsed.as_secs_f64());
-        });
+        let label = KindLabel { kind };
+        self.reconciles.get_or_create(&label).inc();
+        self.durations
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// One reconcile of `kind` failed with an error of `category`.
     pub fn failed(&self, kind: &'static str, category: &'static str) {
-        self.with(|m| *m.failures.entry((kind, category)).or_default() += 1);
+        self.failures
+            .get_or_create(&FailureLabels { kind, category })
+            .inc();
     }
 
     /// A store sync finished: `result` is `applied`, `unchanged` or an error category.
     pub fn synced(&self, result: &'static str, elapsed: Duration) {
-        self.with(|m| {
-            *m.syncs.entry(result).or_default() += 1;
-            m.sync_duration.observe(elapsed.as_secs_f64());
-        });
+        self.syncs.get_or_create(&ResultLabel { result }).inc();
+        self.sync_duration.observe(elapsed.as_secs_f64());
     }
 
     /// A sync rewrote rows that had been changed outside suborg.
     pub fn drift_corrected(&self, rows: u64) {
-        self.with(|m| m.drift += rows);
+        self.drift.inc_by(rows);
     }
 
-    /// How many objects of each kind are in each Ready state after the last sync.
+    /// How many objects of each kind are in each Ready state after the last sync; a state no
+    /// object is in any more goes from the exposition.
     pub fn set_objects(&self, counts: BTreeMap<(&'static str, &'static str), u64>) {
-        self.with(|m| m.objects = counts);
+        self.objects.clear();
+        for ((kind, ready), n) in counts {
+            self.objects
+                .get_or_create(&ObjectLabels { kind, ready })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Whether this replica holds the leader lease.
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
+        self.leader.set(i64::from(leader));
     }
 
-    /// The metrics in Prometheus' text format.
+    /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        self.with(|m| {
-            out.push_str("# HELP suborg_reconciles_total Reconciles run, by kind.\n# TYPE suborg_reconciles_total counter\n");
-            for (kind, n) in &m.reconciles {
-                let _ = writeln!(out, "suborg_reconciles_total{{kind=\"{kind}\"}} {n}");
-            }
-            out.push_str("# HELP suborg_reconcile_failures_total Reconciles that failed, by kind and error category.\n# TYPE suborg_reconcile_failures_total counter\n");
-            for ((kind, category), n) in &m.failures {
-                let _ = writeln!(
-                    out,
-                    "suborg_reconcile_failures_total{{kind=\"{kind}\",category=\"{category}\"}} {n}"
-                );
-            }
-            out.push_str("# HELP suborg_reconcile_duration_seconds Time a reconcile takes, by kind.\n# TYPE suborg_reconcile_duration_seconds histogram\n");
-            for (kind, h) in &m.durations {
-                h.render(
-                    &mut out,
-                    "suborg_reconcile_duration_seconds",
-                    &format!("kind=\"{kind}\""),
-                );
-            }
-            out.push_str("# HELP suborg_objects Objects by kind and Ready status, as of the last sync.\n# TYPE suborg_objects gauge\n");
-            for ((kind, ready), n) in &m.objects {
-                let _ = writeln!(
-                    out,
-                    "suborg_objects{{kind=\"{kind}\",ready=\"{ready}\"}} {n}"
-                );
-            }
-            out.push_str("# HELP suborg_store_syncs_total Syncs of the store, by result.\n# TYPE suborg_store_syncs_total counter\n");
-            for (result, n) in &m.syncs {
-                let _ = writeln!(out, "suborg_store_syncs_total{{result=\"{result}\"}} {n}");
-            }
-            out.push_str("# HELP suborg_store_sync_duration_seconds Time a sync of the store takes.\n# TYPE suborg_store_sync_duration_seconds histogram\n");
-            m.sync_duration
-                .render(&mut out, "suborg_store_sync_duration_seconds", "");
-            out.push_str("# HELP suborg_drift_corrected_rows_total Store rows rewritten because they had been changed outside suborg.\n# TYPE suborg_drift_corrected_rows_total counter\n");
-            let _ = writeln!(out, "suborg_drift_corrected_rows_total {}", m.drift);
-        });
-        out.push_str("# HELP suborg_leader Whether this replica holds the leader lease.\n# TYPE suborg_leader gauge\n");
-        let _ = writeln!(
-            out,
-            "suborg_leader {}",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        );
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -173,28 +179,37 @@ mod tests {
         m.reconciled("Organization", Duration::from_secs(2));
         m.failed("OrgMembership", "StoreUnavailable");
         m.set_leader(true);
+        m.set_objects(BTreeMap::from([(("Group", "True"), 3)]));
+        m.set_objects(BTreeMap::from([(("Group", "False"), 1)]));
         let text = m.render();
         assert!(text.contains("suborg_reconciles_total{kind=\"Organization\"} 2\n"));
         assert!(text.contains(
             "suborg_reconcile_failures_total{kind=\"OrgMembership\",category=\"StoreUnavailable\"} 1\n"
         ));
         assert!(text.contains(
-            "suborg_reconcile_duration_seconds_bucket{kind=\"Organization\",le=\"0.025\"} 1\n"
+            "suborg_reconcile_duration_seconds_bucket{le=\"0.025\",kind=\"Organization\"} 1\n"
         ));
         assert!(text.contains(
-            "suborg_reconcile_duration_seconds_bucket{kind=\"Organization\",le=\"+Inf\"} 2\n"
+            "suborg_reconcile_duration_seconds_bucket{le=\"+Inf\",kind=\"Organization\"} 2\n"
         ));
         assert!(
             text.contains("suborg_reconcile_duration_seconds_count{kind=\"Organization\"} 2\n")
         );
         assert!(text.contains("suborg_leader 1\n"));
+        assert!(text.contains("suborg_objects{kind=\"Group\",ready=\"False\"} 1\n"));
+        assert!(
+            !text.contains("ready=\"True\""),
+            "a Ready state no object is in any more is gone:\n{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
         // Every sample line belongs to a family announced by a TYPE line.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             let family = name
                 .trim_end_matches("_bucket")
                 .trim_end_matches("_sum")
-                .trim_end_matches("_count");
+                .trim_end_matches("_count")
+                .trim_end_matches("_total");
             assert!(
                 text.contains(&format!("# TYPE {family} ")),
                 "{line} has no TYPE"
