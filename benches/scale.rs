@@ -573,10 +573,10 @@ impl Bench {
     /// deletes the namespace.
     async fn clean_up(&mut self) -> Result<()> {
         let mut problems = Vec::new();
-        if self.check_controller().is_err() || self.controller.is_none() {
-            if let Err(e) = self.start() {
-                problems.push(e);
-            }
+        if (self.check_controller().is_err() || self.controller.is_none())
+            && let Err(e) = self.start()
+        {
+            problems.push(e);
         }
         let dp = DeleteParams::default();
         let raw = ListParams::default().labels(&format!("{LABEL}={}-raw", self.id));

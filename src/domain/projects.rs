@@ -278,8 +278,8 @@ fn check_projects<'a>(
                 ok = false;
             }
         }
-        if let Some(r) = &p.spec.gateway_ref {
-            if !settle(
+        if let Some(r) = &p.spec.gateway_ref
+            && !settle(
                 reference(
                     set,
                     gateways,
@@ -291,9 +291,9 @@ fn check_projects<'a>(
                     "spec.gatewayRef",
                 ),
                 out,
-            ) {
-                ok = false;
-            }
+            )
+        {
+            ok = false;
         }
         if ok {
             out.accepted.projects.push(i);
