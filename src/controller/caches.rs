@@ -177,6 +177,11 @@ impl Readiness {
         (Self { rx, expected }, ReadyMark { tx: Arc::new(tx) })
     }
 
+    /// Whether every cache is filled now.
+    pub fn is_filled(&self) -> bool {
+        *self.rx.borrow() >= self.expected
+    }
+
     /// Caches that were filled before they were handed over (tests, tools).
     pub fn filled() -> Self {
         Self::new(0).0

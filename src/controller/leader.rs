@@ -1,17 +1,24 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, so two replicas never both write.
+//! Leader election on a `coordination.k8s.io/v1` Lease (`kube-lease-manager`), so two replicas
+//! never both write to the store.
 //!
-//! A replica takes the Lease when it is free, expired, or already its own, with an update that
-//! carries the Lease's `resourceVersion`: of two replicas racing, the API server accepts one
-//! and refuses the other with a conflict. The leader renews well within the lease duration; if
-//! it cannot renew before the lease would expire it stops, since another replica may take over.
+//! The Lease lasts `lease_duration` from its last renewal and the leader renews it every
+//! `renew_every`, by server-side apply under a field manager of its own identity: of two
+//! replicas racing for a free Lease, the API server takes one apply and refuses the other.
+//!
+//! A leader that cannot renew must stop before its Lease runs out, since another replica may
+//! take it then. So besides renewing, the holder reads the Lease itself every `renew_every` and
+//! gives up when it is taken, or when the renewal it last saw leaves less than half of
+//! `lease_duration - renew_every` (what is left of a Lease when a renewal is due): the renew
+//! deadline is shorter than the Lease, whether the API server answers or not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::{Api, Client};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use tokio::time::Instant;
 
 /// Where the Lease is and who this replica is.
 #[derive(Debug, Clone)]
@@ -28,134 +35,186 @@ pub struct LeaderConfig {
     pub renew_every: Duration,
 }
 
-/// Whether `lease` may be taken by `identity` at `now`.
-pub fn can_take(lease: &Lease, identity: &str, now: Timestamp) -> bool {
-    let Some(spec) = &lease.spec else {
+impl LeaderConfig {
+    /// How long before expiry the leader renews: what is left of the Lease when a renewal is
+    /// due (at least a second, the Lease's own resolution).
+    fn grace(&self) -> Duration {
+        self.lease_duration
+            .saturating_sub(self.renew_every)
+            .max(Duration::from_secs(1))
+    }
+
+    /// The least that may be left of the Lease: with less, the holder stops.
+    pub fn margin(&self) -> Duration {
+        self.grace() / 2
+    }
+}
+
+/// What the holder does after looking at its Lease.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still the leader: go on.
+    Hold,
+    /// Another replica holds the Lease, or it runs out before it could be renewed: stop writing.
+    Lost,
+}
+
+/// Whether to go on leading with `left` of the Lease (as of its last renewal seen) and at
+/// least `margin` needed.
+pub fn verdict(left: Duration, margin: Duration) -> Verdict {
+    if left < margin {
+        Verdict::Lost
+    } else {
+        Verdict::Hold
+    }
+}
+
+/// How much is left of `lease` for `identity`, as of its last renewal; `None` when another
+/// replica holds it (or nobody does).
+pub fn held_until(lease: Option<&Lease>, identity: &str) -> Option<Duration> {
+    let spec = lease?.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return None;
+    }
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
+    let lasts = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
+    let left = (renewed + lasts).duration_since(Timestamp::now());
+    Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+}
+
+/// The Lease this replica holds.
+pub struct Leader {
+    manager: Arc<LeaseManager>,
+    config: LeaderConfig,
+}
+
+async fn manager(
+    client: Client,
+    config: &LeaderConfig,
+) -> kube_lease_manager::Result<LeaseManager> {
+    LeaseManagerBuilder::new(client, config.name.clone())
+        .with_namespace(config.namespace.clone())
+        .with_identity(config.identity.clone())
+        .with_duration(config.lease_duration.as_secs().max(1))
+        .with_grace(config.grace().as_secs())
+        .build()
+        .await
+}
+
+/// Whether nobody holds `lease` (handed back, run out, or not there).
+fn is_free(lease: Option<&Lease>) -> bool {
+    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
         return true;
     };
     match spec.holder_identity.as_deref() {
         None | Some("") => true,
-        Some(holder) if holder == identity => true,
-        Some(_) => {
-            let duration =
-                SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-            match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
-                Some(t) => t.0 + duration < now,
-                None => true,
-            }
-        }
+        Some(holder) => held_until(lease, holder) == Some(Duration::ZERO),
     }
 }
 
-/// The Lease as `identity` holds it from `now`.
-pub fn taken(lease: Option<&Lease>, config: &LeaderConfig, now: Timestamp) -> Lease {
-    let previous = lease.and_then(|l| l.spec.clone()).unwrap_or_default();
-    let same_holder = previous.holder_identity.as_deref() == Some(config.identity.as_str());
-    Lease {
-        metadata: ObjectMeta {
-            name: Some(config.name.clone()),
-            namespace: Some(config.namespace.clone()),
-            resource_version: lease.and_then(|l| l.metadata.resource_version.clone()),
-            ..lease.map(|l| l.metadata.clone()).unwrap_or_default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(config.identity.clone()),
-            lease_duration_seconds: Some(config.lease_duration.as_secs().max(1) as i32),
-            acquire_time: if same_holder {
-                previous.acquire_time.clone()
-            } else {
-                Some(MicroTime(now))
-            },
-            renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(
-                previous.lease_transitions.unwrap_or(0)
-                    + i32::from(!same_holder && lease.is_some()),
-            ),
-            ..previous
-        }),
-    }
-}
-
-/// Tries once to take or renew the Lease. `Ok(true)` when this replica holds it.
-pub async fn try_acquire(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, kube::Error> {
-    let now = Timestamp::now();
-    let current = api.get_opt(&config.name).await?;
-    if let Some(l) = &current
-        && !can_take(l, &config.identity, now)
-    {
-        return Ok(false);
-    }
-    let lease = taken(current.as_ref(), config, now);
-    let written = match &current {
-        None => api.create(&PostParams::default(), &lease).await,
-        Some(_) => {
-            api.replace(&config.name, &PostParams::default(), &lease)
-                .await
-        }
-    };
-    match written {
-        Ok(_) => Ok(true),
-        // Another replica wrote first.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Waits until this replica holds the Lease.
-pub async fn acquire(client: Client, config: &LeaderConfig) -> Api<Lease> {
-    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
-    let mut announced = false;
+/// Waits until this replica holds the Lease (creating it the first time).
+pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    tracing::info!(lease = %config.name, identity = %config.identity, "waiting for the leader Lease");
     loop {
-        match try_acquire(&api, config).await {
-            Ok(true) => {
-                tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
-                return api;
+        let manager = match manager(client.clone(), config).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %config.name, "reading the leader Lease failed");
+                tokio::time::sleep(config.renew_every).await;
+                continue;
             }
-            Ok(false) => {
-                if !announced {
-                    tracing::info!(lease = %config.name, "another replica leads; standing by");
-                    announced = true;
+        };
+        if wait_for(&manager, &leases, config).await {
+            tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
+            return Leader {
+                manager: Arc::new(manager),
+                config: config.clone(),
+            };
+        }
+    }
+}
+
+/// Waits until `manager` holds the Lease (`true`), or until the Lease is free while `manager`
+/// still waits for it to run out (`false`: a fresh manager takes it at once). A leader that
+/// stops hands its Lease back, and the standby should not wait out the rest of it.
+async fn wait_for(manager: &LeaseManager, leases: &Api<Lease>, config: &LeaderConfig) -> bool {
+    let mut attempt = Box::pin(manager.changed());
+    loop {
+        tokio::select! {
+            outcome = &mut attempt => {
+                match outcome {
+                    Ok(true) => return true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, lease = %config.name, "reading the leader Lease failed");
+                        tokio::time::sleep(config.renew_every).await;
+                    }
+                }
+                attempt = Box::pin(manager.changed());
+            }
+            () = tokio::time::sleep(config.renew_every) => {
+                if let Ok(Ok(lease)) = tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await
+                    && is_free(lease.as_ref())
+                {
+                    return false;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading the leader Lease failed"),
         }
-        tokio::time::sleep(config.renew_every).await;
     }
 }
 
-/// Renews the Lease until renewal fails for longer than the lease lasts, then returns: the
-/// caller must stop writing.
-pub async fn hold(api: Api<Lease>, config: LeaderConfig) {
-    let mut last_renewed = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(config.renew_every).await;
-        match try_acquire(&api, &config).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => {
-                tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
-                return;
+impl Leader {
+    /// Keeps the Lease renewed; returns when it is lost (taken by another replica, or not
+    /// renewed in time, see the module's doc): the caller must stop writing.
+    pub async fn hold(&self, client: Client) {
+        let config = &self.config;
+        let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
+        // Just taken: a whole Lease ahead.
+        let mut expires = Instant::now() + config.lease_duration;
+        let mut renewing = Box::pin(self.manager.changed());
+        loop {
+            tokio::select! {
+                outcome = &mut renewing => {
+                    match outcome {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, lease = %config.name, "renewing the leader Lease failed");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    renewing = Box::pin(self.manager.changed());
+                }
+                () = tokio::time::sleep(config.renew_every) => {
+                    match tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await {
+                        Ok(Ok(lease)) => match held_until(lease.as_ref(), &config.identity) {
+                            Some(left) => expires = Instant::now() + left,
+                            None => {
+                                tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
+                                return;
+                            }
+                        },
+                        Ok(Err(e)) => tracing::warn!(error = %e, lease = %config.name, "reading the leader Lease failed"),
+                        Err(_) => tracing::warn!(lease = %config.name, "reading the leader Lease timed out"),
+                    }
+                    let left = expires.saturating_duration_since(Instant::now());
+                    if verdict(left, config.margin()) == Verdict::Lost {
+                        tracing::error!(lease = %config.name, ?left, "could not renew the leader Lease in time");
+                        return;
+                    }
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "renewing the leader Lease failed"),
-        }
-        if last_renewed.elapsed() >= config.lease_duration {
-            tracing::error!(lease = %config.name, "could not renew the leader Lease in time");
-            return;
         }
     }
-}
 
-/// Gives the Lease up on shutdown, so another replica takes over at once.
-pub async fn release(api: &Api<Lease>, config: &LeaderConfig) {
-    if let Ok(Some(mut lease)) = api.get_opt(&config.name).await
-        && let Some(spec) = lease.spec.as_mut()
-        && spec.holder_identity.as_deref() == Some(config.identity.as_str())
-    {
-        spec.holder_identity = None;
-        spec.renew_time = None;
-        if let Err(e) = api
-            .replace(&config.name, &PostParams::default(), &lease)
-            .await
-        {
+    /// Gives the Lease up on shutdown, so another replica takes over at once. Call it once
+    /// [`Leader::hold`] is no longer running, or the Lease may be taken again.
+    pub async fn release(&self) {
+        if let Err(e) = self.manager.release().await {
             tracing::warn!(error = %e, "releasing the leader Lease failed");
         }
     }
@@ -165,48 +224,69 @@ pub async fn release(api: &Api<Lease>, config: &LeaderConfig) {
 mod tests {
     use super::*;
 
-    fn config(identity: &str) -> LeaderConfig {
+    fn config(duration: u64, renew: u64) -> LeaderConfig {
         LeaderConfig {
             namespace: "suborg-system".into(),
             name: "suborg-leader".into(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            identity: "pod-a".into(),
+            lease_duration: Duration::from_secs(duration),
+            renew_every: Duration::from_secs(renew),
         }
     }
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
+    #[test]
+    fn the_margin_is_less_than_what_is_left_when_a_renewal_is_due() {
+        let c = config(15, 5);
+        assert_eq!(c.grace(), Duration::from_secs(10));
+        assert_eq!(c.margin(), Duration::from_secs(5));
+        // Renewing as often as the Lease lasts still leaves a second to renew in.
+        let c = config(10, 10);
+        assert_eq!(c.grace(), Duration::from_secs(1));
+        assert!(c.margin() < c.grace());
     }
 
     #[test]
-    fn a_held_lease_is_taken_only_once_expired() {
-        let now = ts("2026-01-01T00:00:00Z");
-        let lease = taken(None, &config("a"), now);
-        assert!(can_take(&lease, "a", now));
-        assert!(!can_take(&lease, "b", ts("2026-01-01T00:00:10Z")));
-        assert!(can_take(&lease, "b", ts("2026-01-01T00:00:16Z")));
-        let mut released = lease.clone();
-        released.spec.as_mut().unwrap().holder_identity = None;
-        assert!(can_take(&released, "b", now));
+    fn leadership_ends_when_too_little_of_the_lease_is_left() {
+        let margin = Duration::from_secs(5);
+        assert_eq!(verdict(Duration::from_secs(14), margin), Verdict::Hold);
+        assert_eq!(verdict(Duration::from_secs(5), margin), Verdict::Hold);
+        assert_eq!(verdict(Duration::from_millis(4_999), margin), Verdict::Lost);
+        assert_eq!(verdict(Duration::ZERO, margin), Verdict::Lost);
+    }
+
+    fn lease(holder: Option<&str>, renewed: Timestamp, seconds: i32) -> Lease {
+        use k8s_openapi::api::coordination::v1::LeaseSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(str::to_owned),
+                renew_time: Some(MicroTime(renewed)),
+                lease_duration_seconds: Some(seconds),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
     }
 
     #[test]
-    fn taking_over_counts_a_transition_and_renewing_does_not() {
-        let t0 = ts("2026-01-01T00:00:00Z");
-        let first = taken(None, &config("a"), t0);
-        assert_eq!(first.spec.as_ref().unwrap().lease_transitions, Some(0));
-        let renewed = taken(Some(&first), &config("a"), ts("2026-01-01T00:00:05Z"));
-        let spec = renewed.spec.as_ref().unwrap();
-        assert_eq!(spec.lease_transitions, Some(0));
-        assert_eq!(spec.acquire_time, Some(MicroTime(t0)));
-        let other = taken(Some(&renewed), &config("b"), ts("2026-01-01T00:01:00Z"));
-        let spec = other.spec.as_ref().unwrap();
-        assert_eq!(spec.holder_identity.as_deref(), Some("b"));
-        assert_eq!(spec.lease_transitions, Some(1));
+    fn what_is_left_of_a_lease_is_read_from_its_last_renewal() {
+        let now = Timestamp::now();
+        let left = held_until(Some(&lease(Some("pod-a"), now, 15)), "pod-a").unwrap();
+        assert!(left > Duration::from_secs(14) && left <= Duration::from_secs(15));
+        let stale = now - SignedDuration::from_secs(20);
         assert_eq!(
-            spec.acquire_time,
-            Some(MicroTime(ts("2026-01-01T00:01:00Z")))
+            held_until(Some(&lease(Some("pod-a"), stale, 15)), "pod-a"),
+            Some(Duration::ZERO)
         );
+        assert_eq!(
+            held_until(Some(&lease(Some("pod-b"), now, 15)), "pod-a"),
+            None
+        );
+        assert_eq!(held_until(Some(&lease(None, now, 15)), "pod-a"), None);
+        assert_eq!(held_until(None, "pod-a"), None);
+        assert!(is_free(None));
+        assert!(is_free(Some(&lease(None, now, 15))));
+        assert!(is_free(Some(&lease(Some("pod-b"), stale, 15))));
+        assert!(!is_free(Some(&lease(Some("pod-b"), now, 15))));
     }
 }

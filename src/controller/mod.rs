@@ -139,11 +139,8 @@ pub async fn run(
 
 /// Whether this process leads, and how it learns that it no longer does.
 struct Leadership {
-    /// The Lease held, when there is leader election.
-    lease: Option<(
-        Api<k8s_openapi::api::coordination::v1::Lease>,
-        leader::LeaderConfig,
-    )>,
+    /// The Lease held, when there is leader election, and the task keeping it.
+    lease: Option<(Arc<leader::Leader>, tokio::task::JoinHandle<()>)>,
     /// Resolves to `true` when the Lease was lost.
     lost: futures::future::Shared<futures::future::BoxFuture<'static, bool>>,
 }
@@ -151,12 +148,15 @@ struct Leadership {
 impl Leadership {
     /// Hands the Lease back, or reports that it was lost.
     async fn end(self, health: &http::Health) -> Result<(), Error> {
-        if let Some((api, lc)) = &self.lease {
+        if let Some((leader, keeping)) = self.lease {
             if self.lost.clone().now_or_never() == Some(true) {
                 health.metrics.set_leader(false);
                 return Err(Error::LeaseLost);
             }
-            leader::release(api, lc).await;
+            // Renewing stops first: a renewal after the release would take the Lease again.
+            keeping.abort();
+            let _ = keeping.await;
+            leader.release().await;
         }
         Ok(())
     }
@@ -170,13 +170,13 @@ async fn lead(
     health: &http::Health,
     shutdown: impl Future<Output = ()>,
 ) -> Option<Leadership> {
-    let lease = match &config.leader {
+    let leader = match &config.leader {
         Some(lc) => {
             health
                 .ready
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
-                api = leader::acquire(client.clone(), lc) => Some((api, lc.clone())),
+                leader = leader::acquire(client.clone(), lc) => Some(Arc::new(leader)),
                 () = shutdown => return None,
             }
         }
@@ -187,12 +187,16 @@ async fn lead(
         .ready
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let (lost_tx, lost_rx) = futures::channel::oneshot::channel::<()>();
-    if let Some((api, lc)) = lease.clone() {
-        tokio::spawn(async move {
-            leader::hold(api, lc).await;
-            let _ = lost_tx.send(());
-        });
-    }
+    let lease = leader.map(|leader| {
+        let keeping = {
+            let (leader, client) = (leader.clone(), client.clone());
+            tokio::spawn(async move {
+                leader.hold(client).await;
+                let _ = lost_tx.send(());
+            })
+        };
+        (leader, keeping)
+    });
     Some(Leadership {
         lease,
         lost: lost_rx.map(|r| r.is_ok()).boxed().shared(),

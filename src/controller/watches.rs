@@ -180,16 +180,44 @@ impl<K: Kind> Lane<K> {
         }
     }
 
-    /// Runs the controller: its watch plus the objects a sync queued, until `stop`.
-    async fn run(self, stop: impl Future<Output = ()> + Send + Sync + 'static, ctx: Arc<Context>) {
-        self.controller
+    /// Runs the controller: its watch plus the objects a sync queued, until `stop`; then lets
+    /// the reconciles under way finish, for [`SHUTDOWN_GRACE`] at most.
+    async fn run(
+        self,
+        stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+        ctx: Arc<Context>,
+    ) {
+        let ready = ctx.syncer.caches().ready.clone();
+        let running = self
+            .controller
             .reconcile_on(self.queued)
-            .graceful_shutdown_on(stop)
+            .graceful_shutdown_on(stop.clone())
             .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
-            .for_each(|r| log_result(K::KIND, r))
-            .await;
+            .for_each(|r| log_result(K::KIND, r));
+        tokio::pin!(running);
+        tokio::select! {
+            () = &mut running => return,
+            () = stop => {}
+        }
+        // A controller holds its runner until its cache is filled, which after `stop` it never
+        // will be (its watch is no longer read): nothing is under way then, and nothing to wait
+        // for.
+        if !ready.is_filled() {
+            return;
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, running).await.is_err() {
+            tracing::warn!(
+                kind = K::KIND,
+                "reconciles still running at shutdown were dropped"
+            );
+        }
     }
 }
+
+/// How long reconciles under way may take to finish once the controller is asked to stop:
+/// within the few seconds a rollout allows, and a store transaction dropped half-way is
+/// rolled back.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 macro_rules! lanes {
     ($($kind:ident $field:ident,)*) => {

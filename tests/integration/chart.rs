@@ -312,7 +312,7 @@ fn rbac_grants_exactly_what_the_controller_uses() {
         vec![rule(
             &["coordination.k8s.io"],
             &["leases"],
-            &["get", "create", "update"]
+            &["get", "create", "patch"]
         )]
     );
     let sa: ServiceAccount = r.one("ServiceAccount");

@@ -55,6 +55,7 @@ struct Running {
     child: Child,
     log: PathBuf,
     lease: (String, String),
+    identity: String,
 }
 
 impl Running {
@@ -67,7 +68,19 @@ impl Running {
         lease: &str,
         kubeconfig: Option<&Path>,
     ) -> Self {
-        let log = dir.join(format!("suborg-{lease}.log"));
+        Self::start_as("e2e-examples", dir, store, namespace, lease, kubeconfig)
+    }
+
+    /// [`Running::start`], as the replica `identity`.
+    fn start_as(
+        identity: &str,
+        dir: &Path,
+        store: &str,
+        namespace: &str,
+        lease: &str,
+        kubeconfig: Option<&Path>,
+    ) -> Self {
+        let log = dir.join(format!("suborg-{lease}-{identity}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_suborg"));
         cmd.args([
             "run",
@@ -85,7 +98,7 @@ impl Running {
             "--lease-name",
             lease,
             "--identity",
-            "e2e-examples",
+            identity,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -97,6 +110,7 @@ impl Running {
             child: cmd.spawn().expect("suborg run starts"),
             log,
             lease: (namespace.to_owned(), lease.to_owned()),
+            identity: identity.to_owned(),
         }
     }
 
@@ -148,10 +162,10 @@ impl Running {
             .get(&self.lease.1)
             .await
             .expect("the Lease was taken");
-        assert_eq!(
-            lease.spec.and_then(|s| s.holder_identity),
-            None,
-            "the Lease is released on the way out"
+        let holder = lease.spec.and_then(|s| s.holder_identity);
+        assert!(
+            holder.as_deref() != Some(self.identity.as_str()),
+            "the Lease is released on the way out (held by {holder:?})"
         );
     }
 }
@@ -660,4 +674,69 @@ async fn admission_agrees_with_the_api_server() {
     );
     assert!(checked > 60, "only {checked} documents checked");
     assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+/// The holder of the Lease `name` in `default`, if any.
+async fn holder(client: &Client, name: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    leases
+        .get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+/// Waits until the Lease `name` is held by `identity`.
+async fn wait_holder(client: &Client, name: &str, identity: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = holder(client, name).await;
+        if now.as_deref() == Some(identity) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Lease {name} is held by {now:?}, not {identity}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two replicas on one Lease: the first leads, the second stands by without taking it; when
+/// the first stops it hands the Lease back and the second takes over at once, not after the
+/// Lease would have run out.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_standby_replica_takes_over_when_the_leader_stops() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("ha.db").display());
+    let lease = format!(
+        "suborg-e2e-ha-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let first = Running::start_as("replica-a", dir.path(), &store, "default", &lease, None);
+    wait_holder(&client, &lease, "replica-a", Duration::from_secs(30)).await;
+    let second = Running::start_as("replica-b", dir.path(), &store, "default", &lease, None);
+    // Longer than a Lease lasts: the standby never takes it from a leader that renews.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(
+        holder(&client, &lease).await.as_deref(),
+        Some("replica-a"),
+        "the leader keeps its Lease:\n{}",
+        second.log()
+    );
+    let handed_over = Instant::now();
+    first.terminate(&client).await;
+    wait_holder(&client, &lease, "replica-b", Duration::from_secs(10)).await;
+    assert!(
+        handed_over.elapsed() < Duration::from_secs(15),
+        "taken over after {:?}, as if the Lease had run out",
+        handed_over.elapsed()
+    );
+    second.terminate(&client).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let _ = leases.delete(&lease, &Default::default()).await;
 }
