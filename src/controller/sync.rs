@@ -3,7 +3,7 @@
 //! The rules are about the tree, not one object (a slug is unique under its root, a sub-org
 //! member must be a root member, removing a root member revokes their sub-org access in the same
 //! transaction), so every reconcile runs the same sync: a snapshot of every watched object from
-//! the caches, [`crate::domain::tree::check`] (the call `suborg validate` makes), and one store
+//! the caches, [`crate::domain::check`] (the call `suborg validate` makes), and one store
 //! plan applied in one transaction with pruning. Syncs are coalesced: when no object's spec,
 //! deletion state or namespace labels changed since the last one, no temporary role changed
 //! state and the resync period has not passed, the last result is reused, so a burst of
@@ -28,9 +28,10 @@ use crate::api::{
     AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
     ProjectMembership, Relay, SubOrganization,
 };
+use crate::domain;
+use crate::domain::model::{self, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
-use crate::domain::tree::{self, ObjectSet};
 use crate::store::{
     Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
 };
@@ -320,10 +321,10 @@ fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp
     let memberships = set
         .memberships
         .iter()
-        .filter_map(|m| Some((tree::membership_key(m), next(&m.metadata, &m.spec.roles)?)));
+        .filter_map(|m| Some((model::membership_key(m), next(&m.metadata, &m.spec.roles)?)));
     let project_memberships = set.project_memberships.iter().filter_map(|m| {
         Some((
-            tree::project_membership_key(m),
+            model::project_membership_key(m),
             next(&m.metadata, &m.spec.roles)?,
         ))
     });
@@ -553,7 +554,7 @@ impl Syncer {
         let mut attempt = 0;
         let (outcome, plan) = loop {
             attempt += 1;
-            let outcome = tree::check(&set, now);
+            let outcome = domain::check(&set, now);
             let desired = desired_from(&set, &outcome.accepted, now);
             match store.apply(&desired, options).await {
                 Ok(plan) => break (outcome, plan),
@@ -703,34 +704,34 @@ impl Syncer {
                 .or_default() += 1;
         };
         for o in &set.organizations {
-            count("Organization", tree::organization_key(o), o.uid());
+            count("Organization", model::organization_key(o), o.uid());
         }
         for s in &set.sub_organizations {
-            count("SubOrganization", tree::sub_organization_key(s), s.uid());
+            count("SubOrganization", model::sub_organization_key(s), s.uid());
         }
         for m in &set.memberships {
-            count("OrgMembership", tree::membership_key(m), m.uid());
+            count("OrgMembership", model::membership_key(m), m.uid());
         }
         for g in &set.groups {
-            count("Group", tree::group_key(g), g.uid());
+            count("Group", model::group_key(g), g.uid());
         }
         for i in &set.identities {
-            count("MachineIdentity", tree::identity_key(i), i.uid());
+            count("MachineIdentity", model::identity_key(i), i.uid());
         }
         for o in &set.connections {
-            count("AppConnection", tree::namespaced_key(o), o.uid());
+            count("AppConnection", model::namespaced_key(o), o.uid());
         }
         for o in &set.gateways {
-            count("Gateway", tree::namespaced_key(o), o.uid());
+            count("Gateway", model::namespaced_key(o), o.uid());
         }
         for o in &set.relays {
-            count("Relay", tree::namespaced_key(o), o.uid());
+            count("Relay", model::namespaced_key(o), o.uid());
         }
         for o in &set.projects {
-            count("Project", tree::namespaced_key(o), o.uid());
+            count("Project", model::namespaced_key(o), o.uid());
         }
         for o in &set.project_memberships {
-            count("ProjectMembership", tree::namespaced_key(o), o.uid());
+            count("ProjectMembership", model::namespaced_key(o), o.uid());
         }
         for key in &set.rejected {
             // The metric's label is one of the fixed kind names, never the key's own string.
@@ -749,19 +750,19 @@ fn remove(set: &mut ObjectSet, key: &ObjectKey) {
     match key.kind.as_str() {
         "Organization" => set
             .organizations
-            .retain(|o| tree::organization_key(o) != *key),
+            .retain(|o| model::organization_key(o) != *key),
         "SubOrganization" => set
             .sub_organizations
-            .retain(|o| tree::sub_organization_key(o) != *key),
-        "Group" => set.groups.retain(|o| tree::group_key(o) != *key),
-        "MachineIdentity" => set.identities.retain(|o| tree::identity_key(o) != *key),
-        "AppConnection" => set.connections.retain(|o| tree::namespaced_key(o) != *key),
-        "Gateway" => set.gateways.retain(|o| tree::namespaced_key(o) != *key),
-        "Relay" => set.relays.retain(|o| tree::namespaced_key(o) != *key),
-        "Project" => set.projects.retain(|o| tree::namespaced_key(o) != *key),
+            .retain(|o| model::sub_organization_key(o) != *key),
+        "Group" => set.groups.retain(|o| model::group_key(o) != *key),
+        "MachineIdentity" => set.identities.retain(|o| model::identity_key(o) != *key),
+        "AppConnection" => set.connections.retain(|o| model::namespaced_key(o) != *key),
+        "Gateway" => set.gateways.retain(|o| model::namespaced_key(o) != *key),
+        "Relay" => set.relays.retain(|o| model::namespaced_key(o) != *key),
+        "Project" => set.projects.retain(|o| model::namespaced_key(o) != *key),
         "ProjectMembership" => set
             .project_memberships
-            .retain(|o| tree::namespaced_key(o) != *key),
-        _ => set.memberships.retain(|o| tree::membership_key(o) != *key),
+            .retain(|o| model::namespaced_key(o) != *key),
+        _ => set.memberships.retain(|o| model::membership_key(o) != *key),
     }
 }

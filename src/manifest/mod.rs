@@ -26,9 +26,10 @@ use crate::api::{
     self, AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
     ProjectMembership, Relay, SubOrganization,
 };
+use crate::domain;
 use crate::domain::delegation::NAMESPACE_NAME_LABEL;
+use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem, Reason};
-use crate::domain::tree::{self, ObjectSet};
 
 /// Where a problem was found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -316,8 +317,8 @@ impl Loader {
     }
 
     /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
-    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, tree::Accepted) {
-        let outcome = tree::check(&self.set, now);
+    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, Accepted) {
+        let outcome = domain::check(&self.set, now);
         for p in outcome.problems {
             let source = p
                 .object
