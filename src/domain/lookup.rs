@@ -71,18 +71,18 @@ pub(super) struct Organizations<'a> {
 
 /// Users' memberships by (organization name, normalized email): accepted, or rejected (a
 /// rejected membership is reported on its own; its dependants stay quiet). One map holds the
-/// roots' members (phase 4, plus the users invited in phase 5), another the sub-organizations'
-/// (phase 6).
+/// roots' members (phase 5, plus the users invited in phase 6), another the sub-organizations'
+/// (phase 7).
 pub(super) type UserMembers<'a> = HashMap<(&'a str, String), Presence>;
 
-/// A root's groups and identities added to a sub-organization (phase 8): by (sub-organization
+/// A root's groups and identities added to a sub-organization (phase 9): by (sub-organization
 /// name, kind, `namespace/name`).
 pub(super) type Added<'a> = HashMap<(&'a str, SubjectKind, String), Presence>;
 
-/// Projects by `(namespace, name)`, accepted or not (phase 3).
+/// Projects by `(namespace, name)`, accepted or not (phase 4).
 pub(super) type Projects<'a> = HashMap<(&'a str, &'a str), (Presence, &'a Project)>;
 
-/// Groups and identities as checked (phase 7): by `(namespace, name)`.
+/// Groups and identities as checked (phase 8): by `(namespace, name)`.
 pub(super) struct Owned<'a> {
     pub(super) groups: HashMap<(&'a str, &'a str), (Presence, &'a Group)>,
     pub(super) identities: HashMap<(&'a str, &'a str), (Presence, &'a MachineIdentity)>,
@@ -111,7 +111,7 @@ impl<'a> Owned<'a> {
 }
 
 /// Who and what each organization holds once its memberships are decided: what a project's
-/// members are checked against (phase 9).
+/// members are checked against (phase 10).
 pub(super) struct Members<'a> {
     /// Users' root memberships, and the users project invites provision.
     pub(super) root: UserMembers<'a>,

@@ -3,7 +3,7 @@
 //! admins are members of its root; a `memberNamespaces` selector can be evaluated.
 //!
 //! These are phases 1 and 2 of [`super::check`]: everything else hangs off an organization, so
-//! the tree is decided first and handed on as [`Roots`] and [`Subs`].
+//! the tree is decided first and handed on as `Roots` and `Subs`.
 
 use std::collections::{HashMap, HashSet};
 
