@@ -33,7 +33,7 @@ pub(super) fn check<'a>(
     out: &mut Outcome,
 ) -> Owned<'a> {
     let identities = check_identities(orgs, out);
-    let groups = check_groups(orgs, [root_members, sub_members], out);
+    let groups = check_groups(orgs, root_members, sub_members, out);
     Owned { groups, identities }
 }
 
@@ -62,11 +62,11 @@ fn check_identities<'a>(
     identities
 }
 
-/// Groups by `(namespace, name)`. `members` holds the users' memberships of roots and of
-/// sub-organizations, in that order.
+/// Groups by `(namespace, name)`, given the users' memberships as for [`check`].
 fn check_groups<'a>(
     orgs: &Organizations<'a>,
-    members: [&UserMembers<'_>; 2],
+    root_members: &UserMembers<'_>,
+    sub_members: &UserMembers<'_>,
     out: &mut Outcome,
 ) -> HashMap<(&'a str, &'a str), (Presence, &'a Group)> {
     let set = orgs.set;
@@ -86,8 +86,8 @@ fn check_groups<'a>(
             continue;
         };
         let users = match target.kind {
-            OrganizationKind::Organization => members[0],
-            OrganizationKind::SubOrganization => members[1],
+            OrganizationKind::Organization => root_members,
+            OrganizationKind::SubOrganization => sub_members,
         };
         let group = PlacedGroup {
             set,
