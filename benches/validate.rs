@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
-use suborg::domain::tree;
+use suborg::domain;
 use suborg::manifest::Loader;
 
 // The same allocator as the `suborg` binary.
@@ -121,7 +121,7 @@ fn groups_bench(now: Timestamp) {
             assert_eq!(report.errors, 0, "{:?}", report.problems.first());
             assert_eq!(report.objects, objects);
             let start = Instant::now();
-            let outcome = tree::check(&set, now);
+            let outcome = domain::check(&set, now);
             let rules = start.elapsed().as_secs_f64();
             assert_eq!(outcome.accepted.groups.len(), groups);
             if total < best.0 {
@@ -163,7 +163,7 @@ fn main() {
             assert_eq!(report.objects, objects);
             // The cross-object rules alone, as the controller runs them on typed objects.
             let start = Instant::now();
-            let outcome = tree::check(&set, now);
+            let outcome = domain::check(&set, now);
             let rules = start.elapsed().as_secs_f64();
             assert_eq!(
                 outcome.accepted.memberships.len() + 1 + set.sub_organizations.len(),

@@ -14,8 +14,8 @@ use crate::api::{
     AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
     ProjectMembership, Relay, SubOrganization,
 };
+use crate::domain::model::ObjectSet;
 use crate::domain::problem::ObjectKey;
-use crate::domain::tree::ObjectSet;
 
 macro_rules! caches {
     ($($kind:ident $field:ident,)*) => {

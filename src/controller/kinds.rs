@@ -15,8 +15,8 @@ use crate::api::{
     AppConnection, CommonStatus, Gateway, Group, MachineIdentity, OrgMembership, Organization,
     Project, ProjectMembership, Relay, SubOrganization,
 };
+use crate::domain::model;
 use crate::domain::problem::ObjectKey;
-use crate::domain::tree;
 
 /// What the reconciler needs to know of a kind.
 pub trait Kind:
@@ -76,70 +76,70 @@ macro_rules! kind {
 kind!(
     Organization,
     crate::api::OrganizationStatus,
-    tree::organization_key,
+    model::organization_key,
     status::organization,
     cluster
 );
 kind!(
     SubOrganization,
     crate::api::SubOrganizationStatus,
-    tree::sub_organization_key,
+    model::sub_organization_key,
     status::sub_organization,
     cluster
 );
 kind!(
     OrgMembership,
     crate::api::OrgMembershipStatus,
-    tree::membership_key,
+    model::membership_key,
     status::membership,
     namespaced
 );
 kind!(
     Group,
     crate::api::GroupStatus,
-    tree::group_key,
+    model::group_key,
     status::group,
     namespaced
 );
 kind!(
     MachineIdentity,
     crate::api::MachineIdentityStatus,
-    tree::identity_key,
+    model::identity_key,
     status::identity,
     namespaced
 );
 kind!(
     AppConnection,
     crate::api::OrgResourceStatus,
-    tree::namespaced_key,
+    model::namespaced_key,
     status::resource,
     namespaced
 );
 kind!(
     Gateway,
     crate::api::OrgResourceStatus,
-    tree::namespaced_key,
+    model::namespaced_key,
     status::resource,
     namespaced
 );
 kind!(
     Relay,
     crate::api::OrgResourceStatus,
-    tree::namespaced_key,
+    model::namespaced_key,
     status::resource,
     namespaced
 );
 kind!(
     Project,
     crate::api::ProjectStatus,
-    tree::project_key,
+    model::project_key,
     status::project,
     namespaced
 );
 kind!(
     ProjectMembership,
     crate::api::ProjectMembershipStatus,
-    tree::project_membership_key,
+    model::project_membership_key,
     status::project_membership,
     namespaced
 );

@@ -18,9 +18,9 @@ use crate::api::{
     OrganizationStatus, Project, ProjectMembership, ProjectMembershipStatus, ProjectStatus,
     SubOrganization, SubOrganizationStatus,
 };
+use crate::domain::model;
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary::{self, RoleState};
-use crate::domain::tree;
 
 /// The Ready condition's status, reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,7 @@ pub fn organization(o: &Organization, result: &SyncResult, now: Timestamp) -> Or
         .as_deref()
         .and_then(|u| result.index.organizations.get(u));
     let v = verdict(
-        &tree::organization_key(o),
+        &model::organization_key(o),
         uid.as_deref(),
         result,
         entry.map(|e| {
@@ -215,7 +215,7 @@ pub fn sub_organization(
         .as_deref()
         .and_then(|u| result.index.organizations.get(u));
     let v = verdict(
-        &tree::sub_organization_key(s),
+        &model::sub_organization_key(s),
         uid.as_deref(),
         result,
         entry.map(|e| {
@@ -255,7 +255,7 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
         }
     }
     let v = verdict(
-        &tree::membership_key(m),
+        &model::membership_key(m),
         uid.as_deref(),
         result,
         entry.map(|_| {
@@ -285,7 +285,7 @@ pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
     let uid = g.uid();
     let entry = uid.as_deref().and_then(|u| result.index.groups.get(u));
     let v = verdict(
-        &tree::group_key(g),
+        &model::group_key(g),
         uid.as_deref(),
         result,
         entry.map(|(_, members)| {
@@ -312,7 +312,7 @@ pub fn identity(i: &MachineIdentity, result: &SyncResult, now: Timestamp) -> Mac
     let uid = i.uid();
     let entry = uid.as_deref().and_then(|u| result.index.identities.get(u));
     let v = verdict(
-        &tree::identity_key(i),
+        &model::identity_key(i),
         uid.as_deref(),
         result,
         entry.map(|_| {
@@ -339,7 +339,7 @@ pub fn resource<K: OrgResource>(o: &K, result: &SyncResult, now: Timestamp) -> O
     let entry = uid.as_deref().and_then(|u| result.index.resources.get(u));
     let r = o.organization_ref();
     let v = verdict(
-        &tree::namespaced_key(o),
+        &model::namespaced_key(o),
         uid.as_deref(),
         result,
         entry.map(|_| format!("in the store under {} {:?}", r.kind, r.name)),
@@ -355,7 +355,7 @@ pub fn project(p: &Project, result: &SyncResult, now: Timestamp) -> ProjectStatu
     let entry = uid.as_deref().and_then(|u| result.index.projects.get(u));
     let r = &p.spec.organization_ref;
     let v = verdict(
-        &tree::project_key(p),
+        &model::project_key(p),
         uid.as_deref(),
         result,
         entry.map(|(_, slug, members)| {
@@ -391,7 +391,7 @@ pub fn project_membership(
     let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let active = temporary::active_roles(&m.spec.roles, granted_at, now);
     let v = verdict(
-        &tree::project_membership_key(m),
+        &model::project_membership_key(m),
         uid.as_deref(),
         result,
         entry.map(|_| {

@@ -3,7 +3,7 @@
 //! The rules are about the tree, not one object (a slug is unique under its root, a sub-org
 //! member must be a root member, removing a root member revokes their sub-org access in the same
 //! transaction), so every reconcile runs the same sync: a snapshot of every watched object from
-//! the caches, [`crate::domain::tree::check`] (the call `suborg validate` makes), and one store
+//! the caches, [`crate::domain::check`] (the call `suborg validate` makes), and one store
 //! plan applied in one transaction with pruning. Syncs are coalesced: when no object's spec,
 //! deletion state or namespace labels changed since the last one, no temporary role changed
 //! state and the resync period has not passed, the last result is reused, so a burst of
@@ -22,9 +22,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 pub use super::caches::{Caches, Readiness, ReadyMark};
 use super::caches::{Snapshot, each_object, remove};
 use super::metrics::Metrics;
+use crate::domain::model::{self, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
-use crate::domain::tree::{self, ObjectSet};
 use crate::store::{
     Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
 };
@@ -83,10 +83,10 @@ fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp
     let memberships = set
         .memberships
         .iter()
-        .filter_map(|m| Some((tree::membership_key(m), next(&m.metadata, &m.spec.roles)?)));
+        .filter_map(|m| Some((model::membership_key(m), next(&m.metadata, &m.spec.roles)?)));
     let project_memberships = set.project_memberships.iter().filter_map(|m| {
         Some((
-            tree::project_membership_key(m),
+            model::project_membership_key(m),
             next(&m.metadata, &m.spec.roles)?,
         ))
     });
@@ -316,7 +316,7 @@ impl Syncer {
         let mut attempt = 0;
         let (outcome, plan) = loop {
             attempt += 1;
-            let outcome = tree::check(&set, now);
+            let outcome = crate::domain::check(&set, now);
             let desired = desired_from(&set, &outcome.accepted, now);
             match store.apply(&desired, options).await {
                 Ok(plan) => break (outcome, plan),

@@ -8,6 +8,16 @@ pub fn effective_slug<'a>(name: &'a str, spec_slug: Option<&'a str>) -> &'a str 
     spec_slug.unwrap_or(name)
 }
 
+/// The field a slug comes from, for a problem about it: `spec.slug` when set, else
+/// `metadata.name`.
+pub(super) fn slug_field(spec_slug: Option<&str>) -> &'static str {
+    if spec_slug.is_some() {
+        "spec.slug"
+    } else {
+        "metadata.name"
+    }
+}
+
 /// Whether `s` is 1–64 lowercase ASCII letters, digits and hyphens.
 pub fn is_valid_slug(s: &str) -> bool {
     (1..=MAX_LEN).contains(&s.len())

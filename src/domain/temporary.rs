@@ -1,7 +1,9 @@
 //! Temporary roles (DESIGN rule 7): a role granted for a window, which expires on time.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use super::problem::{ObjectKey, Problem, Reason};
 use crate::api::{RoleBinding, TemporaryAccess};
 
 /// Where a role stands at a moment.
@@ -193,6 +195,37 @@ pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp
         .filter(|r| matches!(state(r, granted_at, now), Ok(RoleState::Active { .. })))
         .map(|r| r.role.clone())
         .collect()
+}
+
+/// The rule for the roles of an OrgMembership or a ProjectMembership: a temporary window must
+/// make sense (an error), and a role that has already expired grants nothing (a warning).
+/// Offline, a `duration` without `start` counts from now.
+pub(super) fn check_roles(
+    roles: &[RoleBinding],
+    meta: &ObjectMeta,
+    key: &ObjectKey,
+    now: Timestamp,
+    errors: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) {
+    let granted_at = meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    for (j, role) in roles.iter().enumerate() {
+        match state(role, granted_at, now) {
+            Ok(RoleState::Expired { at }) => warnings.push(Problem::warning(
+                Reason::RoleExpired,
+                key,
+                format!("spec.roles[{j}].temporary"),
+                format!("role {:?} expired at {at} and grants nothing", role.role),
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(Problem::error(
+                Reason::InvalidTemporaryAccess,
+                key,
+                format!("spec.roles[{j}].temporary.{}", e.field),
+                e.message,
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

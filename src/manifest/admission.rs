@@ -15,8 +15,8 @@ use crate::api::{
     ProjectMembership, Relay, SubOrganization,
 };
 use crate::domain::delegation::NAMESPACE_NAME_LABEL;
+use crate::domain::model::ObjectSet;
 use crate::domain::problem::{ObjectKey, Problem, Reason};
-use crate::domain::tree::ObjectSet;
 
 /// Everything needed to admit one kind: its structural schema and its compiled CEL rules.
 pub(super) struct KindSchema {

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
+use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem, Reason};
-use crate::domain::tree::{self, ObjectSet};
 use admission::{Item, admit_document};
 
 /// Where a problem was found.
@@ -151,8 +151,8 @@ impl Loader {
     }
 
     /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
-    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, tree::Accepted) {
-        let outcome = tree::check(&self.set, now);
+    pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, Accepted) {
+        let outcome = crate::domain::check(&self.set, now);
         for p in outcome.problems {
             let source = p
                 .object

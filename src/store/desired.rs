@@ -6,9 +6,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::{DeletionPolicy, OrganizationKind, RoleBinding, SubjectKind};
+use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::slug::{effective_slug, normalize_email};
 use crate::domain::temporary::{self, RoleState};
-use crate::domain::tree::{Accepted, ObjectSet};
 
 /// An organization as the store should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]

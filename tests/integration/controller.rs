@@ -662,7 +662,7 @@ async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
     assert_eq!(members[0].roles, serde_json::json!([{"role": "member"}]));
     // A role ending in the future is a reason to come back then, for that object alone.
     let soon = now() + k8s_openapi::jiff::SignedDuration::from_secs(90);
-    let carol = suborg::domain::tree::membership_key(&m);
+    let carol = suborg::domain::model::membership_key(&m);
     let result = SyncResult {
         next_change: Some(soon),
         next_changes: [(carol.clone(), soon)].into(),
@@ -673,7 +673,7 @@ async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
         visit <= Duration::from_secs(92) && visit >= Duration::from_secs(89),
         "{visit:?}"
     );
-    let other = suborg::domain::tree::organization_key(&stored(org("acme"), "uid-acme"));
+    let other = suborg::domain::model::organization_key(&stored(org("acme"), "uid-acme"));
     let visit = reconcile::next_visit(&result, &other, now(), Duration::from_secs(300));
     assert!(visit >= Duration::from_secs(300), "{visit:?}");
 }
@@ -717,7 +717,7 @@ async fn each_membership_knows_its_own_next_role_change() {
         vec![namespace("team-a", &[("suborg.io/organization", "acme")])],
     );
     let result = w.syncer(Duration::from_secs(300)).sync().await;
-    let key = suborg::domain::tree::membership_key;
+    let key = suborg::domain::model::membership_key;
     let at = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
     assert_eq!(
         result.next_changes.get(&key(&soon)),

@@ -3,7 +3,8 @@
 use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
 use suborg::domain::Reason;
-use suborg::domain::tree::{ObjectSet, Outcome, check};
+use suborg::domain::check;
+use suborg::domain::model::{ObjectSet, Outcome};
 
 use crate::fixtures::*;
 

@@ -4,7 +4,8 @@
 use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
 use suborg::domain::Reason;
-use suborg::domain::tree::{ObjectSet, Outcome, check};
+use suborg::domain::check;
+use suborg::domain::model::{ObjectSet, Outcome};
 use suborg::store::{ProjectSubject, Store, desired_from};
 
 use crate::fixtures::*;
@@ -655,8 +656,8 @@ mod properties {
 
     use proptest::prelude::*;
     use suborg::api::*;
+    use suborg::domain::check;
     use suborg::domain::slug::normalize_email;
-    use suborg::domain::tree::check;
     use suborg::store::{ApplyOptions, SqlStore, Store, desired_from};
 
     use super::{base, now};

@@ -7,8 +7,9 @@ use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use suborg::api::*;
 use suborg::domain::Reason;
+use suborg::domain::check;
+use suborg::domain::model::ObjectSet;
 use suborg::domain::slug::{effective_slug, is_valid_slug, normalize_email};
-use suborg::domain::tree::{ObjectSet, check};
 use suborg::manifest::check_sources;
 
 use crate::fixtures::*;

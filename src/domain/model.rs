@@ -1,0 +1,175 @@
+//! The object model the rules read and write: the objects to check ([`ObjectSet`]), what a
+//! check returns ([`Outcome`], [`Accepted`]), and how an object or a subject is named in a
+//! problem or an index.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::problem::{ObjectKey, Problem};
+use super::slug::normalize_email;
+use crate::api::{
+    AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, OrganizationRef,
+    Project, ProjectMembership, Relay, SubOrganization, Subject, SubjectKind,
+};
+
+/// The objects to check, as plain data.
+#[derive(Debug, Default, Clone)]
+pub struct ObjectSet {
+    /// Root organizations.
+    pub organizations: Vec<Organization>,
+    /// Sub-organizations.
+    pub sub_organizations: Vec<SubOrganization>,
+    /// Memberships. Each must have `metadata.namespace` set.
+    pub memberships: Vec<OrgMembership>,
+    /// Groups. Each must have `metadata.namespace` set.
+    pub groups: Vec<Group>,
+    /// Machine identities. Each must have `metadata.namespace` set.
+    pub identities: Vec<MachineIdentity>,
+    /// App connections. Each must have `metadata.namespace` set.
+    pub connections: Vec<AppConnection>,
+    /// Gateways. Each must have `metadata.namespace` set.
+    pub gateways: Vec<Gateway>,
+    /// Relays. Each must have `metadata.namespace` set.
+    pub relays: Vec<Relay>,
+    /// Projects. Each must have `metadata.namespace` set.
+    pub projects: Vec<Project>,
+    /// Project memberships. Each must have `metadata.namespace` set.
+    pub project_memberships: Vec<ProjectMembership>,
+    /// Labels of the namespaces whose labels are known. A membership in a namespace missing
+    /// here cannot be checked against `memberNamespaces` and gets a warning.
+    pub namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Objects that exist but were already rejected on their own (by the schema). References to
+    /// them are neither "not found" nor accepted.
+    pub rejected: HashSet<ObjectKey>,
+}
+
+/// Indexes into the [`ObjectSet`] of the objects every rule accepted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Indexes into `organizations`.
+    pub organizations: Vec<usize>,
+    /// Indexes into `sub_organizations`.
+    pub sub_organizations: Vec<usize>,
+    /// Indexes into `memberships`.
+    pub memberships: Vec<usize>,
+    /// Indexes into `groups`.
+    pub groups: Vec<usize>,
+    /// Indexes into `identities`.
+    pub identities: Vec<usize>,
+    /// Indexes into `connections`.
+    pub connections: Vec<usize>,
+    /// Indexes into `gateways`.
+    pub gateways: Vec<usize>,
+    /// Indexes into `relays`.
+    pub relays: Vec<usize>,
+    /// Indexes into `projects`.
+    pub projects: Vec<usize>,
+    /// Indexes into `project_memberships`.
+    pub project_memberships: Vec<usize>,
+}
+
+/// What [`crate::domain::check`] found.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Every problem, errors and warnings.
+    pub problems: Vec<Problem>,
+    /// The objects with no error.
+    pub accepted: Accepted,
+}
+
+/// Key of an Organization object.
+pub fn organization_key(o: &Organization) -> ObjectKey {
+    ObjectKey::cluster("Organization", &o.name_any())
+}
+
+/// Key of a SubOrganization object.
+pub fn sub_organization_key(o: &SubOrganization) -> ObjectKey {
+    ObjectKey::cluster("SubOrganization", &o.name_any())
+}
+
+/// Key of an OrgMembership object.
+pub fn membership_key(m: &OrgMembership) -> ObjectKey {
+    namespaced_key(m)
+}
+
+/// Key of a Group object.
+pub fn group_key(g: &Group) -> ObjectKey {
+    namespaced_key(g)
+}
+
+/// Key of a MachineIdentity object.
+pub fn identity_key(i: &MachineIdentity) -> ObjectKey {
+    namespaced_key(i)
+}
+
+/// Key of any namespaced object of a suborg kind.
+pub fn namespaced_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> ObjectKey {
+    ObjectKey::namespaced(
+        &K::kind(&()),
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Key of a Project object.
+pub fn project_key(p: &Project) -> ObjectKey {
+    namespaced_key(p)
+}
+
+/// Key of a ProjectMembership object.
+pub fn project_membership_key(m: &ProjectMembership) -> ObjectKey {
+    namespaced_key(m)
+}
+
+/// An object's `(namespace, name)`, empty where unset.
+pub(super) fn ns_name<K: kube::Resource>(o: &K) -> (&str, &str) {
+    (
+        o.meta().namespace.as_deref().unwrap_or_default(),
+        o.meta().name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// How a subject is identified within one organization: kind plus normalized email, or
+/// `namespace/name` for a group or machine identity (the namespace defaults to the
+/// membership's).
+pub(super) fn subject_id(m: &OrgMembership) -> (SubjectKind, String) {
+    subject_id_of(
+        &m.spec.subject,
+        m.metadata.namespace.as_deref().unwrap_or_default(),
+    )
+}
+
+/// How `s`, named by an object in namespace `own`, is identified: kind plus normalized email,
+/// or `namespace/name`.
+pub(super) fn subject_id_of(s: &Subject, own: &str) -> (SubjectKind, String) {
+    let id = match s.kind {
+        SubjectKind::User => normalize_email(s.email.as_deref().unwrap_or_default()),
+        _ => format!(
+            "{}/{}",
+            s.namespace.as_deref().unwrap_or(own),
+            s.name.as_deref().unwrap_or_default()
+        ),
+    };
+    (s.kind, id)
+}
+
+/// An organization as a message names it: `SubOrganization "eng"`.
+pub(super) fn describe_org(r: &OrganizationRef) -> String {
+    format!("{} {:?}", r.kind, r.name)
+}
+
+/// Among objects competing for one unique value, the one that keeps it: the oldest by
+/// `creationTimestamp` (in a cluster), then the first in the set (offline, the first declared).
+pub(super) fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
+    (o.meta().creation_timestamp.as_ref().map(|t| t.0), index)
+}
+
+/// The indexes of `list` in [`precedence`] order: the order in which objects competing for a
+/// unique value are decided.
+pub(super) fn by_precedence<K: kube::Resource>(list: &[K]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by_cached_key(|&i| precedence(&list[i], i));
+    order
+}

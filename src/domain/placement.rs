@@ -1,0 +1,189 @@
+//! Where an object lives: every object but a root names the organization it belongs to
+//! (`spec.organizationRef`), which must exist, and lives in a namespace that organization's
+//! `memberNamespaces` admits. Every kind's rules start here.
+
+use super::delegation;
+use super::lookup::{Organizations, Presence};
+use super::model::Outcome;
+use super::problem::{ObjectKey, Problem, Reason};
+use crate::api::{MemberNamespaces, NamespacesFrom, OrganizationKind, OrganizationRef};
+
+/// The organization an object targets, once resolved.
+pub(super) struct Target<'a> {
+    pub(super) kind: OrganizationKind,
+    pub(super) name: &'a str,
+    /// Name of the root organization (itself, for a root).
+    pub(super) root: &'a str,
+    pub(super) policy: Option<&'a MemberNamespaces>,
+    /// The email domains the root allows (any, when empty).
+    pub(super) allowed_domains: &'a [String],
+    /// The admins a sub-organization names (none for a root).
+    pub(super) admins: &'a [String],
+}
+
+/// What an object's target resolved to.
+pub(super) enum Resolved<'a> {
+    Found(Target<'a>),
+    /// The target exists but is rejected on its own: stay quiet.
+    Rejected,
+    Missing(Problem),
+}
+
+/// Finds the organization `r` names for the object `key`.
+pub(super) fn resolve<'a>(
+    orgs: &Organizations<'a>,
+    r: &'a OrganizationRef,
+    key: &ObjectKey,
+) -> Resolved<'a> {
+    let not_found = |hint: &str| {
+        Problem::error(
+            Reason::TargetNotFound,
+            key,
+            "spec.organizationRef.name",
+            format!("{} {:?} does not exist{hint}", r.kind, r.name),
+        )
+    };
+    let (roots, subs) = (&orgs.roots, &orgs.subs);
+    match r.kind {
+        OrganizationKind::Organization => match roots.by_name.get(r.name.as_str()) {
+            Some((Presence::Accepted, o)) => Resolved::Found(Target {
+                kind: r.kind,
+                name: &r.name,
+                root: &r.name,
+                policy: o.spec.member_namespaces.as_ref(),
+                allowed_domains: o
+                    .spec
+                    .authentication
+                    .as_ref()
+                    .map(|a| a.allowed_email_domains.as_slice())
+                    .unwrap_or_default(),
+                admins: &[],
+            }),
+            Some(_) => Resolved::Rejected,
+            None if roots.presence(orgs.set, &r.name) == Presence::Rejected => Resolved::Rejected,
+            None if subs.by_name.contains_key(r.name.as_str()) => {
+                Resolved::Missing(not_found(&format!(
+                    ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
+                    r.name
+                )))
+            }
+            None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
+        },
+        OrganizationKind::SubOrganization => match subs.by_name.get(r.name.as_str()) {
+            Some((Presence::Accepted, s)) => {
+                let root = s.spec.organization_ref.name.as_str();
+                let allowed_domains = roots
+                    .by_name
+                    .get(root)
+                    .and_then(|(_, o)| o.spec.authentication.as_ref())
+                    .map(|a| a.allowed_email_domains.as_slice())
+                    .unwrap_or_default();
+                Resolved::Found(Target {
+                    kind: r.kind,
+                    name: &r.name,
+                    root,
+                    policy: s.spec.member_namespaces.as_ref(),
+                    allowed_domains,
+                    admins: &s.spec.admins,
+                })
+            }
+            Some(_) => Resolved::Rejected,
+            None if orgs
+                .set
+                .rejected
+                .contains(&ObjectKey::cluster("SubOrganization", &r.name)) =>
+            {
+                Resolved::Rejected
+            }
+            None if roots.by_name.contains_key(r.name.as_str()) => {
+                Resolved::Missing(not_found(&format!(
+                    ", but Organization {:?} does: set spec.organizationRef.kind: Organization",
+                    r.name
+                )))
+            }
+            None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
+        },
+    }
+}
+
+/// Whether the object `key` may live in its namespace, given its target's delegation.
+pub(super) enum Admission {
+    Admitted,
+    /// Not admitted: an error to report.
+    Refused(Problem),
+    /// The namespace's labels are unknown: a warning; the object goes on.
+    Unknown(Problem),
+    /// The target's selector is broken (reported on the target): stay quiet.
+    Quiet,
+}
+
+/// Checks delegation for an object of which `what` (`memberships`, `groups`, ...) may live in
+/// its namespace.
+pub(super) fn admission(
+    orgs: &Organizations<'_>,
+    target: &Target<'_>,
+    key: &ObjectKey,
+    what: &str,
+) -> Admission {
+    let namespace = key.namespace.as_deref().unwrap_or_default();
+    match orgs.set.namespaces.get(namespace) {
+        Some(labels) => match delegation::admits(target.policy, target.name, labels) {
+            Ok(true) => Admission::Admitted,
+            Ok(false) => Admission::Refused(Problem::error(
+                Reason::NamespaceNotAllowed,
+                key,
+                "metadata.namespace",
+                format!(
+                    "namespace {namespace:?} may not hold {what} of {} {:?}: its spec.memberNamespaces admits {}",
+                    target.kind,
+                    target.name,
+                    delegation::describe(target.policy, target.name)
+                ),
+            )),
+            Err(_) => Admission::Quiet,
+        },
+        None if target.policy.map(|p| p.from) == Some(NamespacesFrom::All) => Admission::Admitted,
+        None => Admission::Unknown(Problem::warning(
+            Reason::NamespaceUnknown,
+            key,
+            "metadata.namespace",
+            format!(
+                "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set), so delegation cannot be checked: {} {:?} admits {}",
+                target.kind,
+                target.name,
+                delegation::describe(target.policy, target.name)
+            ),
+        )),
+    }
+}
+
+/// Resolves an owner and checks delegation, reporting what is wrong; `None` when the object
+/// cannot be placed (reported here, or quietly when its organization is rejected on its own).
+pub(super) fn place<'a>(
+    orgs: &Organizations<'a>,
+    r: &'a OrganizationRef,
+    key: &ObjectKey,
+    what: &str,
+    out: &mut Outcome,
+) -> Option<Target<'a>> {
+    let target = match resolve(orgs, r, key) {
+        Resolved::Found(t) => t,
+        Resolved::Rejected => return None,
+        Resolved::Missing(p) => {
+            out.problems.push(p);
+            return None;
+        }
+    };
+    match admission(orgs, &target, key, what) {
+        Admission::Admitted => Some(target),
+        Admission::Unknown(p) => {
+            out.problems.push(p);
+            Some(target)
+        }
+        Admission::Refused(p) => {
+            out.problems.push(p);
+            None
+        }
+        Admission::Quiet => None,
+    }
+}
