@@ -31,9 +31,8 @@ use crate::api::{
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
 use crate::domain::tree::{self, ObjectSet};
-use crate::store::{
-    Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
-};
+use crate::rows::desired_from;
+use crate::store::{Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex};
 
 /// The caches the sync reads: one per watched kind.
 #[derive(Clone)]

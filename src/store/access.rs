@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use sqlx::{AnyPool, Row};
 
 use super::Backend;
-use super::desired::{ADMIN_SOURCE, INVITE_SOURCE};
+use super::{ADMIN_SOURCE, INVITE_SOURCE};
 use crate::api::RoleBinding;
 use crate::domain::temporary;
 

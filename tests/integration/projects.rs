@@ -5,7 +5,8 @@ use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
 use suborg::domain::Reason;
 use suborg::domain::tree::{ObjectSet, Outcome, check};
-use suborg::store::{ProjectSubject, Store, desired_from};
+use suborg::rows::desired_from;
+use suborg::store::{ProjectSubject, Store};
 
 use crate::fixtures::*;
 
@@ -657,7 +658,8 @@ mod properties {
     use suborg::api::*;
     use suborg::domain::slug::normalize_email;
     use suborg::domain::tree::check;
-    use suborg::store::{ApplyOptions, SqlStore, Store, desired_from};
+    use suborg::rows::desired_from;
+    use suborg::store::{ApplyOptions, SqlStore, Store};
 
     use super::{base, now};
     use crate::fixtures::*;
