@@ -8,7 +8,9 @@ use kube::ResourceExt;
 
 use super::orgs::{Explicit, OrgKeys};
 use super::{live, ns_name, policy, roles_json, source_key};
-use crate::api::{OrgResource, OrganizationKind, ProjectMembership, RoleBinding, SubjectKind};
+use crate::api::{
+    OrgResource, OrganizationKind, ProjectMembership, RoleBinding, Subject, SubjectKind,
+};
 use crate::domain::slug::{effective_slug, normalize_email};
 use crate::domain::tree::{Accepted, ObjectSet};
 use crate::store::{
@@ -137,24 +139,7 @@ fn project_memberships(
     explicit: &Explicit,
     d: &mut Desired,
 ) {
-    // Groups and identities by `namespace/name`: (source uid, owner's source uid), as the
-    // desired state already holds them.
-    let owned: HashMap<(SubjectKind, String), (String, String)> = d
-        .groups
-        .iter()
-        .map(|g| (SubjectKind::Group, &g.group))
-        .chain(
-            d.identities
-                .iter()
-                .map(|i| (SubjectKind::MachineIdentity, i)),
-        )
-        .map(|(kind, o)| {
-            (
-                (kind, o.name.clone()),
-                (o.source_uid.clone(), o.organization.clone()),
-            )
-        })
-        .collect();
+    let owned = owned_by_name(d);
     let mut invited = Explicit::new();
     for &i in &accepted.project_memberships {
         let m = &set.project_memberships[i];
@@ -184,24 +169,10 @@ fn project_memberships(
                 (ProjectSubject::User(email.clone()), email)
             }
             kind => {
-                let name = format!(
-                    "{}/{}",
-                    s.namespace.as_deref().unwrap_or(ns),
-                    s.name.as_deref().unwrap_or_default()
-                );
-                let Some((uid, owner)) = owned.get(&(kind, name.clone())) else {
+                let Some(subject) = owned_subject(&owned, kind, s, ns, &organization) else {
                     continue;
                 };
-                let kind = if kind == SubjectKind::Group {
-                    "Group"
-                } else {
-                    "MachineIdentity"
-                };
-                if *owner == organization {
-                    (ProjectSubject::Own(kind, uid.clone()), name)
-                } else {
-                    (ProjectSubject::Shared(kind, uid.clone()), name)
-                }
+                subject
             }
         };
         d.project_memberships.push(DesiredProjectMembership {
@@ -215,6 +186,55 @@ fn project_memberships(
             deletion_policy: policy(m.spec.deletion_policy),
         });
     }
+}
+
+/// Groups and identities by (kind, `namespace/name`): (source uid, owner's source uid), as
+/// the desired state already holds them.
+type OwnedByName = HashMap<(SubjectKind, String), (String, String)>;
+
+fn owned_by_name(d: &Desired) -> OwnedByName {
+    d.groups
+        .iter()
+        .map(|g| (SubjectKind::Group, &g.group))
+        .chain(
+            d.identities
+                .iter()
+                .map(|i| (SubjectKind::MachineIdentity, i)),
+        )
+        .map(|(kind, o)| {
+            (
+                (kind, o.name.clone()),
+                (o.source_uid.clone(), o.organization.clone()),
+            )
+        })
+        .collect()
+}
+
+/// The group or identity `s` of a project membership in namespace `ns`, with its
+/// `namespace/name`: the project organization's own, or shared with it by the root.
+fn owned_subject(
+    owned: &OwnedByName,
+    kind: SubjectKind,
+    s: &Subject,
+    ns: &str,
+    organization: &str,
+) -> Option<(ProjectSubject, String)> {
+    let name = format!(
+        "{}/{}",
+        s.namespace.as_deref().unwrap_or(ns),
+        s.name.as_deref().unwrap_or_default()
+    );
+    let (uid, owner) = owned.get(&(kind, name.clone()))?;
+    let kind = if kind == SubjectKind::Group {
+        "Group"
+    } else {
+        "MachineIdentity"
+    };
+    Some(if *owner == organization {
+        (ProjectSubject::Own(kind, uid.clone()), name)
+    } else {
+        (ProjectSubject::Shared(kind, uid.clone()), name)
+    })
 }
 
 /// The root membership a project invite provisions: keyed by the first project membership

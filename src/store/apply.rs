@@ -3,10 +3,12 @@
 //! resources, projects, project memberships), pruning in the reverse order, and the plan's
 //! execution in one transaction.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::AnyConnection;
 
 use super::desired::Desired;
-use super::plan::{self, Op, Plan, PlanError, loaded, now_millis, refused};
+use super::plan::{self, Change, Op, Plan, PlanError, loaded, now_millis, refused};
 use super::tables::{
     memberships, organizations, owned, project_members, projects, resources, subjects,
 };
@@ -19,82 +21,130 @@ pub(crate) async fn compute(
     options: ApplyOptions,
     backend: Backend,
 ) -> Result<Plan, PlanError> {
-    let org_rows = organizations::load(conn).await?;
-    let membership_rows = memberships::load(conn, backend).await?;
-    let owned_rows = owned::load(conn, backend).await?;
-    let subject_rows = subjects::load(conn).await?;
-    let resource_rows = resources::load(conn).await?;
-    let project_rows = projects::load(conn).await?;
-    let member_rows = project_members::load(conn).await?;
-
+    let stored = Stored::load(conn, backend).await?;
     let mut changes = Vec::new();
-    let orgs = organizations::plan(&org_rows, &desired.organizations, options, &mut changes)?;
-    let wanted_memberships = memberships::plan(
-        &membership_rows,
+    let kept = plan_tables(&stored, desired, options, &mut changes)?;
+    if options.prune {
+        prune(&stored, kept, &mut changes);
+    }
+    Ok(Plan { changes })
+}
+
+/// The rows of every table a plan compares the desired state with.
+struct Stored {
+    orgs: Vec<organizations::OrgRow>,
+    memberships: Vec<memberships::MembershipRow>,
+    owned: owned::Existing,
+    subjects: Vec<subjects::SubjectRow>,
+    resources: Vec<resources::ResourceRow>,
+    projects: projects::Existing,
+    members: Vec<project_members::MemberRow>,
+}
+
+impl Stored {
+    async fn load(conn: &mut AnyConnection, backend: Backend) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            orgs: organizations::load(conn).await?,
+            memberships: memberships::load(conn, backend).await?,
+            owned: owned::load(conn, backend).await?,
+            subjects: subjects::load(conn).await?,
+            resources: resources::load(conn).await?,
+            projects: projects::load(conn).await?,
+            members: project_members::load(conn).await?,
+        })
+    }
+}
+
+/// What each table's plan keeps, by source or row id: pruning removes the rest.
+struct Kept<'d> {
+    orgs: organizations::Orgs<'d>,
+    memberships: HashSet<&'d str>,
+    owned: owned::Kept,
+    subjects: HashSet<String>,
+    resources: HashMap<String, String>,
+    projects: HashMap<String, String>,
+    members: HashSet<String>,
+}
+
+/// Plans every table, each after those its rows refer to.
+fn plan_tables<'d>(
+    stored: &Stored,
+    desired: &'d Desired,
+    options: ApplyOptions,
+    changes: &mut Vec<Change>,
+) -> Result<Kept<'d>, PlanError> {
+    let orgs = organizations::plan(&stored.orgs, &desired.organizations, options, changes)?;
+    let memberships = memberships::plan(
+        &stored.memberships,
         &desired.memberships,
         &orgs,
         options,
-        &mut changes,
+        changes,
     )?;
-    let kept_owned = owned::plan(&owned_rows, desired, &orgs, options, &mut changes)?;
-    let kept_subjects = subjects::plan(
-        &subject_rows,
+    let owned = owned::plan(&stored.owned, desired, &orgs, options, changes)?;
+    let subjects = subjects::plan(
+        &stored.subjects,
         &desired.subject_memberships,
         &orgs,
-        &kept_owned,
+        &owned,
         options,
-        &mut changes,
+        changes,
     )?;
-    let resource_ids = resources::plan(
-        &resource_rows,
+    let resources = resources::plan(
+        &stored.resources,
         &desired.resources,
         &orgs,
         options,
-        &mut changes,
+        changes,
     )?;
-    let project_ids = projects::plan(
-        &project_rows,
+    let projects = projects::plan(
+        &stored.projects,
         &desired.projects,
         &orgs,
-        &resource_ids,
+        &resources,
         options,
-        &mut changes,
+        changes,
     )?;
-    let kept_members = project_members::plan(
-        &member_rows,
+    let members = project_members::plan(
+        &stored.members,
         &desired.project_memberships,
         &desired.projects,
-        &project_ids,
-        &kept_owned,
+        &projects,
+        &owned,
         options,
-        &mut changes,
+        changes,
     )?;
+    Ok(Kept {
+        orgs,
+        memberships,
+        owned,
+        subjects,
+        resources,
+        projects,
+        members,
+    })
+}
 
-    // What uses a row goes before it: the database would refuse the row's removal otherwise.
-    if options.prune {
-        project_members::prune(&member_rows, &kept_members, &project_rows, &mut changes);
-        let kept = project_ids.into_values().collect();
-        projects::prune(&project_rows, &kept, &orgs, &mut changes);
-        let kept = resource_ids.into_values().collect();
-        resources::prune(&resource_rows, &kept, &orgs, &mut changes);
-        subjects::prune(
-            &subject_rows,
-            &kept_subjects,
-            &owned_rows,
-            &orgs,
-            &mut changes,
-        );
-        owned::prune(&owned_rows, &kept_owned, &orgs, &mut changes);
-        let slug_by_id = organizations::slugs(&org_rows);
-        memberships::prune(
-            &membership_rows,
-            &wanted_memberships,
-            &slug_by_id,
-            &mut changes,
-        );
-        organizations::prune(&org_rows, &orgs, &slug_by_id, &mut changes);
-    }
-    Ok(Plan { changes })
+/// Plans the removal of what is no longer desired, what uses a row before the row: the
+/// database would refuse the row's removal otherwise.
+fn prune(stored: &Stored, kept: Kept<'_>, changes: &mut Vec<Change>) {
+    let orgs = &kept.orgs;
+    project_members::prune(&stored.members, &kept.members, &stored.projects, changes);
+    let projects = kept.projects.into_values().collect();
+    projects::prune(&stored.projects, &projects, orgs, changes);
+    let resources = kept.resources.into_values().collect();
+    resources::prune(&stored.resources, &resources, orgs, changes);
+    subjects::prune(
+        &stored.subjects,
+        &kept.subjects,
+        &stored.owned,
+        orgs,
+        changes,
+    );
+    owned::prune(&stored.owned, &kept.owned, orgs, changes);
+    let slug_by_id = organizations::slugs(&stored.orgs);
+    memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
+    organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
 }
 
 /// Carries out a plan on a connection inside a transaction. A row the database refuses (a

@@ -123,35 +123,10 @@ pub(crate) fn plan(
         let key = (project_id.as_str(), column, value.as_str());
         match row_for(&owners, &by_subject, &m.source_uid, &key, &wanted) {
             Some(row) => {
-                row.writable_by(&m.source_uid, options, &target)?;
-                if row.project_id != project_id || row.subject != (column.to_owned(), value.clone())
-                {
-                    return Err(PlanError::Conflict(
-                        Some(m.source_uid.clone()),
-                        format!(
-                            "project membership {} names another project or subject than its row in the store: both are immutable; delete the old membership first",
-                            m.source_name
-                        ),
-                    ));
-                }
+                let subject = (column, value.as_str());
+                let change = update(row, m, &project_id, subject, target, options)?;
                 kept.insert(row.id.clone());
-                let fields = row.changed_fields(
-                    &m.source_uid,
-                    &[
-                        ("roles", row.roles != m.roles),
-                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
-                    ],
-                );
-                changes.extend(Change::update(
-                    "project membership",
-                    target,
-                    fields,
-                    &m.source_uid,
-                    || Op::UpdateProjectMember {
-                        id: row.id.clone(),
-                        m: m.clone(),
-                    },
-                ));
+                changes.extend(change);
             }
             None => {
                 let id = new_id();
@@ -172,6 +147,45 @@ pub(crate) fn plan(
         }
     }
     Ok(kept)
+}
+
+/// The update of the stored `row` that `m` (in `project_id`, for `subject`: its column and
+/// value) writes to, if anything changes.
+fn update(
+    row: &MemberRow,
+    m: &DesiredProjectMembership,
+    project_id: &str,
+    (column, value): (&str, &str),
+    target: String,
+    options: ApplyOptions,
+) -> Result<Option<Change>, PlanError> {
+    row.writable_by(&m.source_uid, options, &target)?;
+    if row.project_id != project_id || row.subject.0 != column || row.subject.1 != value {
+        return Err(PlanError::Conflict(
+            Some(m.source_uid.clone()),
+            format!(
+                "project membership {} names another project or subject than its row in the store: both are immutable; delete the old membership first",
+                m.source_name
+            ),
+        ));
+    }
+    let fields = row.changed_fields(
+        &m.source_uid,
+        &[
+            ("roles", row.roles != m.roles),
+            ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+        ],
+    );
+    Ok(Change::update(
+        "project membership",
+        target,
+        fields,
+        &m.source_uid,
+        || Op::UpdateProjectMember {
+            id: row.id.clone(),
+            m: m.clone(),
+        },
+    ))
 }
 
 /// The project row of `m`, its subject column and the value there. Users are keyed by email
