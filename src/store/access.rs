@@ -13,6 +13,9 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::Backend;
 use super::{ADMIN_SOURCE, INVITE_SOURCE};
+// The store's one use of the layers above it (with `damage`'s slug pattern): stored roles are
+// the API's `RoleBinding` as JSON, and which are in effect now is the domain's rule, the same
+// code the controller's statuses run, so `suborg get access` cannot disagree with them.
 use crate::api::RoleBinding;
 use crate::domain::temporary;
 
