@@ -58,7 +58,7 @@ impl Action {
 pub struct Change {
     /// What happens.
     pub action: Action,
-    /// `organization` or `membership`.
+    /// What the row is: `organization`, `membership`, `group`, `project`… (see `Table::kind`).
     pub kind: &'static str,
     /// The row, for people: `acme/engineering`, or `alice@acme.example in acme/engineering`.
     pub target: String,
