@@ -9,18 +9,16 @@
 //!   sub-organization names;
 //! - `owned`: groups, machine identities and the root's ones added to sub-organizations;
 //! - `projects`: app connections, gateways, relays, projects, project memberships and the root
-//!   memberships a project invite provisions.
+//!   memberships a project invite provisions;
+//! - `values`: what every kind shares (source keys, names, deletion policies, roles).
 
 mod orgs;
 mod owned;
 mod projects;
+mod values;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 
-use crate::api::{DeletionPolicy, RoleBinding};
-use crate::domain::temporary::{self, RoleState};
 use crate::domain::tree::{Accepted, ObjectSet};
 use crate::store::Desired;
 
@@ -36,53 +34,4 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
     projects::add(set, accepted, now, &keys, &explicit, &mut d);
     owned::keep_members_of_owner(&mut d);
     d
-}
-
-/// The key of an object's rows: its uid, or `Kind/name` (`Kind/namespace/name`) when it has
-/// none (offline, before the API server assigned one).
-fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
-    match &o.meta().uid {
-        Some(uid) => uid.clone(),
-        None => match &o.meta().namespace {
-            Some(ns) => format!("{}/{ns}/{}", K::kind(&()), o.name_any()),
-            None => format!("{}/{}", K::kind(&()), o.name_any()),
-        },
-    }
-}
-
-/// `namespace/name` of an object, as the store names groups, identities, projects and
-/// connections.
-fn ns_name(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
-
-fn policy(p: DeletionPolicy) -> &'static str {
-    match p {
-        DeletionPolicy::Delete => "Delete",
-        DeletionPolicy::Orphan => "Orphan",
-    }
-}
-
-fn roles_json(roles: &[RoleBinding]) -> String {
-    serde_json::to_string(roles).expect("roles serialize")
-}
-
-/// The roles that still grant or will grant access at `now`: an expired temporary role is
-/// dropped from the row, which is how its access is revoked.
-fn live(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> Vec<RoleBinding> {
-    let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    roles
-        .iter()
-        .filter(|r| {
-            !matches!(
-                temporary::state(r, granted_at, now),
-                Ok(RoleState::Expired { .. })
-            )
-        })
-        .cloned()
-        .collect()
 }

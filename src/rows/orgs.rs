@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::{live, policy, roles_json, source_key};
+use super::values::{live, policy, roles_json, source_key};
 use crate::api::{OrganizationKind, OrganizationRef, RoleBinding, SubjectKind};
 use crate::domain::slug::{effective_slug, normalize_email};
 use crate::domain::tree::{Accepted, ObjectSet};

@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::orgs::OrgKeys;
-use super::{live, ns_name, policy, roles_json, source_key};
+use super::values::{live, ns_name, policy, roles_json, source_key};
 use crate::api::{GroupMemberKind, SubjectKind};
 use crate::domain::slug::normalize_email;
 use crate::domain::tree::{Accepted, ObjectSet};

@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::orgs::{Explicit, OrgKeys};
-use super::{live, ns_name, policy, roles_json, source_key};
+use super::values::{live, ns_name, policy, roles_json, source_key};
 use crate::api::{
     OrgResource, OrganizationKind, ProjectMembership, RoleBinding, Subject, SubjectKind,
 };

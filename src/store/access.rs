@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use k8s_openapi::jiff::Timestamp;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::Backend;
-use super::{ADMIN_SOURCE, INVITE_SOURCE};
+use super::desired::{ADMIN_SOURCE, INVITE_SOURCE};
+use super::dsn::Backend;
 // The store's one use of the layers above it (with `damage`'s slug pattern): stored roles are
 // the API's `RoleBinding` as JSON, and which are in effect now is the domain's rule, the same
 // code the controller's statuses run, so `suborg get access` cannot disagree with them.

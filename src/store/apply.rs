@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use sqlx::AnyConnection;
 
 use super::desired::Desired;
-use super::plan::{self, Change, Op, Plan, PlanError, loaded, now_millis, refused};
+use super::dsn::Backend;
+use super::plan::{self, ApplyOptions, Change, Op, Plan, PlanError, loaded, now_millis, refused};
 use super::tables::{
     memberships, organizations, owned, project_members, projects, resources, subjects,
 };
-use super::{ApplyOptions, Backend};
 
 /// Compares the desired state with the store.
 pub(crate) async fn compute(

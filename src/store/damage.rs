@@ -8,7 +8,9 @@
 
 use sqlx::Row;
 
-use super::{Backend, SqlStore, StoreError};
+use super::dsn::Backend;
+use super::error::StoreError;
+use super::sql_store::SqlStore;
 
 /// Tables with a slug.
 const SLUGGED: &[&str] = &["organizations", "projects"];

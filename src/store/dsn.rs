@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Which database a DSN names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

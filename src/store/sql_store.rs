@@ -8,9 +8,13 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 use super::access::{AccessEntry, ProjectInfo, ResourceInfo};
-use super::plan::{Plan, PlanError};
+use super::contract::Store;
+use super::desired::Desired;
+use super::dsn::{Backend, Dsn};
+use super::error::StoreError;
+use super::plan::{ApplyOptions, Plan, PlanError};
 use super::read::{EffectiveMember, MemberInfo, OrgInfo, OwnedInfo, StoreIndex, TreeRoot};
-use super::{ApplyOptions, Backend, Desired, Dsn, Store, StoreError, access, apply, migrate, read};
+use super::{access, apply, migrate, read};
 
 /// Runs a backend's per-connection setup statements.
 async fn set_up(conn: &mut sqlx::AnyConnection, setup: &str) -> Result<(), sqlx::Error> {

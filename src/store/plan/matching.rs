@@ -5,8 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::PlanError;
-use crate::store::ApplyOptions;
+use super::change::{ApplyOptions, PlanError};
 
 /// A stored row as a plan sees it: whether suborg manages it, and the source it came from.
 pub(crate) trait Sourced {
@@ -77,10 +76,11 @@ pub(crate) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
         .or_else(|| by_key.get(key).copied().filter(|r| r.claimable(wanted)))
 }
 
-/// Implements [`Sourced`] for row types with `managed` and `source_uid` fields.
+/// Implements [`Sourced`] for row types with `managed` and `source_uid` fields (where
+/// `Sourced` is in scope).
 macro_rules! sourced {
     ($($row:ty),*) => {$(
-        impl $crate::store::plan::Sourced for $row {
+        impl Sourced for $row {
             fn managed(&self) -> bool {
                 self.managed
             }

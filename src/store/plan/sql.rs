@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Action, Change, Op, Table};
-use crate::store::Backend;
+use super::change::{Action, Change};
+use super::op::{Op, Table};
+use crate::store::dsn::Backend;
 
 /// `($1, $2, …extra), ($n+1, …extra)` for `rows` rows of `width` parameters, each row ending
 /// with the literal SQL `extra`. SQLite gets `?`: it binds `$N` by looking each name up, which

@@ -7,11 +7,11 @@ use sqlx::AnyConnection;
 
 use super::organizations::Orgs;
 use crate::store::desired::DesiredMembership;
+use crate::store::dsn::Backend;
 use crate::store::plan::{
-    Change, Op, PlanError, Sourced, Table, by_source, constraint_message, fetch_all, load_users,
-    new_id, placeholders, refused, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, constraint_message, fetch_all,
+    load_users, new_id, placeholders, refused, removal, row_for, sourced,
 };
-use crate::store::{ApplyOptions, Backend};
 
 sourced!(MembershipRow);
 

@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use crate::store::ApplyOptions;
 use crate::store::desired::DesiredOrg;
 use crate::store::plan::{
-    Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
+    sourced,
 };
 
 sourced!(OrgRow);

@@ -8,11 +8,11 @@ use sqlx::{AnyConnection, Row};
 
 use super::organizations::Orgs;
 use crate::store::desired::{Desired, DesiredGroupMember, DesiredOwned};
+use crate::store::dsn::Backend;
 use crate::store::plan::{
-    Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, new_id, placeholders,
-    removal, row_for, sourced,
+    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, new_id,
+    placeholders, removal, row_for, sourced,
 };
-use crate::store::{ApplyOptions, Backend};
 
 sourced!(OwnedRow);
 

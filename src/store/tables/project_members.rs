@@ -8,10 +8,10 @@ use sqlx::{AnyConnection, Row};
 
 use super::owned;
 use super::projects;
-use crate::store::ApplyOptions;
 use crate::store::desired::{DesiredProject, DesiredProjectMembership, ProjectSubject};
 use crate::store::plan::{
-    Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
+    sourced,
 };
 
 sourced!(MemberRow);

@@ -7,10 +7,10 @@ use sqlx::{AnyConnection, Row};
 
 use super::organizations::Orgs;
 use super::resources::same_org_ref;
-use crate::store::ApplyOptions;
 use crate::store::desired::DesiredProject;
 use crate::store::plan::{
-    Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
+    sourced,
 };
 
 sourced!(ProjectRow);

@@ -7,10 +7,10 @@ use sqlx::{AnyConnection, Row};
 
 use super::organizations::Orgs;
 use super::owned;
-use crate::store::ApplyOptions;
 use crate::store::desired::DesiredSubjectMembership;
 use crate::store::plan::{
-    Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
+    sourced,
 };
 
 sourced!(SubjectRow);
