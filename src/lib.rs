@@ -4,6 +4,7 @@
 //! - [`api`]: the custom resources (types, schema, CEL rules).
 //! - [`domain`]: the rules, as pure functions.
 //! - [`manifest`]: reading manifests and applying the schema and the rules offline.
+//! - [`rows`]: the accepted objects as the rows the store should hold.
 //! - [`store`]: the backing store, SQLite or PostgreSQL.
 //! - [`controller`]: `suborg run`, the controller.
 //! - [`cli`]: the `suborg` command line.
@@ -13,4 +14,5 @@ pub mod cli;
 pub mod controller;
 pub mod domain;
 pub mod manifest;
+pub mod rows;
 pub mod store;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::manifest::Loader;
-use crate::store::{Action, ApplyOptions, SqlStore, Store, StoreError, desired_from};
+use crate::rows::desired_from;
+use crate::store::{Action, ApplyOptions, SqlStore, Store, StoreError};
 
 /// Where the store lives unless `--store` or `SUBORG_STORE` says otherwise: a SQLite file in
 /// the user's data directory (`$XDG_DATA_HOME/suborg`, else `~/.local/share/suborg`).

@@ -25,9 +25,8 @@ use super::metrics::Metrics;
 use crate::domain::model::{self, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
-use crate::store::{
-    Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex, desired_from,
-};
+use crate::rows::desired_from;
+use crate::store::{Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex};
 
 /// A store-wide failure: every object reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

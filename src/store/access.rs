@@ -9,10 +9,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use k8s_openapi::jiff::Timestamp;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::Backend;
 use super::desired::{ADMIN_SOURCE, INVITE_SOURCE};
+use super::dsn::Backend;
+// The store's one use of the layers above it (with `damage`'s slug pattern): stored roles are
+// the API's `RoleBinding` as JSON, and which are in effect now is the domain's rule, the same
+// code the controller's statuses run, so `suborg get access` cannot disagree with them.
 use crate::api::RoleBinding;
 use crate::domain::temporary;
 
@@ -200,6 +203,36 @@ pub(super) async fn access(
     // One connection for the three statements: one health check instead of three, and the
     // statements stay prepared on it.
     let mut conn = pool.acquire().await?;
+    let Some(user) = memberships(&mut conn, &email, now).await? else {
+        return Ok(None);
+    };
+    let mut out = user.entries;
+    let chain = groups(&mut conn, backend, &user.id, &user.organizations).await?;
+    grants(&mut conn, backend, &user.id, &chain, now, &mut out).await?;
+    // One line per route; the same route found twice (a group reached two ways) once.
+    let unique: BTreeSet<AccessEntry> = out.into_iter().collect();
+    let mut out: Vec<AccessEntry> = unique.into_iter().collect();
+    out.sort_by(|a, b| {
+        (&a.organization, &a.project, &a.via).cmp(&(&b.organization, &b.project, &b.via))
+    });
+    Ok(Some(out))
+}
+
+/// A user found by email, with what their memberships give.
+struct User {
+    id: String,
+    /// The organizations they are a member of, as a JSON list of row ids.
+    organizations: String,
+    entries: Vec<AccessEntry>,
+}
+
+/// The user `email` and the organizations their memberships reach at `now`; `None` when the
+/// store has no such user.
+async fn memberships(
+    conn: &mut AnyConnection,
+    email: &str,
+    now: Timestamp,
+) -> Result<Option<User>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT u.id, {ORG_PATH}, m.roles, m.created_at, m.source_name, m.source_uid, m.organization_id \
          FROM users u LEFT JOIN memberships m ON m.user_id = u.id \
@@ -207,14 +240,14 @@ pub(super) async fn access(
          LEFT JOIN organizations o ON o.id = m.organization_id \
          LEFT JOIN organizations p ON p.id = o.parent_id WHERE u.email = $1"
     ))
-    .bind(&email)
+    .bind(email)
     .fetch_all(&mut *conn)
     .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let user_id: String = first.get(0);
-    let mut out = Vec::new();
+    let id: String = first.get(0);
+    let mut entries = Vec::new();
     let via_membership = |source: Option<String>, uid: Option<String>| {
         let name = source.unwrap_or_else(|| "-".into());
         match uid {
@@ -229,7 +262,7 @@ pub(super) async fn access(
             continue; // a user row without memberships
         };
         if let Some(roles) = in_effect(&roles, r.get(3), now) {
-            out.push(AccessEntry {
+            entries.push(AccessEntry {
                 organization: r.get(1),
                 project: None,
                 roles,
@@ -237,14 +270,28 @@ pub(super) async fn access(
             });
         }
     }
-
-    // Every group that contains the user, directly (no `child`) or through a nested group
-    // (`child`, the group it contains on the way).
-    let orgs: Vec<String> = rows
+    let organizations: Vec<String> = rows
         .iter()
         .filter_map(|r| r.get::<Option<String>, _>(6))
         .collect();
-    let orgs = serde_json::to_string(&orgs).expect("strings serialize");
+    let organizations = serde_json::to_string(&organizations).expect("strings serialize");
+    Ok(Some(User {
+        id,
+        organizations,
+        entries,
+    }))
+}
+
+/// Every group that contains the user, in the `organizations` they are a member of, and the
+/// shortest chain that leads to each (`group NAME`, or `group NAME (through …)`), by row id.
+async fn groups(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    user_id: &str,
+    organizations: &str,
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    // Directly (no `child`) or through a nested group (`child`, the group it contains on the
+    // way).
     let reach = format!(
         "WITH RECURSIVE reach(id, child) AS ( \
            SELECT group_id, CAST(NULL AS TEXT) FROM group_members \
@@ -259,8 +306,8 @@ pub(super) async fn access(
     for r in sqlx::query(&format!(
         "{reach} SELECT r.id, r.child, g.name FROM reach r JOIN groups g ON g.id = r.id"
     ))
-    .bind(&user_id)
-    .bind(orgs)
+    .bind(user_id)
+    .bind(organizations)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -271,7 +318,16 @@ pub(super) async fn access(
         }
         names.insert(id, r.get(2));
     }
-    // The shortest chain to each group, from the groups that list the user.
+    Ok(chains(direct, &inside, &names))
+}
+
+/// The shortest chain to each group, from the groups that list the user (`direct`), up through
+/// the groups each is `inside`.
+fn chains(
+    mut direct: Vec<String>,
+    inside: &HashMap<String, Vec<String>>,
+    names: &HashMap<String, String>,
+) -> HashMap<String, String> {
     let mut chain: HashMap<String, String> = HashMap::new();
     direct.sort_by(|a, b| names[a].cmp(&names[b]));
     direct.dedup();
@@ -296,11 +352,22 @@ pub(super) async fn access(
             }
         }
     }
+    chain
+}
 
-    // What the groups were given where they were added, and the projects of the user and of
-    // the groups. The groups are known by now: they go in as one JSON list, which keeps the
-    // statement simple for the planner (a recursive subquery here made PostgreSQL plan hash
-    // joins over whole tables).
+/// What the groups of `chain` were given where they were added, and the projects of the user
+/// and of those groups, in effect at `now`, added to `out`.
+async fn grants(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    user_id: &str,
+    chain: &HashMap<String, String>,
+    now: Timestamp,
+    out: &mut Vec<AccessEntry>,
+) -> Result<(), sqlx::Error> {
+    // The groups are known by now: they go in as one JSON list, which keeps the statement
+    // simple for the planner (a recursive subquery here made PostgreSQL plan hash joins over
+    // whole tables).
     let ids: Vec<&String> = chain.keys().collect();
     let ids = serde_json::to_string(&ids).expect("strings serialize");
     let groups = json_list(backend, 2);
@@ -321,7 +388,7 @@ pub(super) async fn access(
              UNION ALL {projects} WHERE pm.shared_group_id IN {groups}"
         )
     };
-    let mut q = sqlx::query(&sql).bind(&user_id);
+    let mut q = sqlx::query(&sql).bind(user_id);
     if !chain.is_empty() {
         q = q.bind(ids);
     }
@@ -345,11 +412,5 @@ pub(super) async fn access(
             via,
         });
     }
-    // One line per route; the same route found twice (a group reached two ways) once.
-    let unique: BTreeSet<AccessEntry> = out.into_iter().collect();
-    let mut out: Vec<AccessEntry> = unique.into_iter().collect();
-    out.sort_by(|a, b| {
-        (&a.organization, &a.project, &a.via).cmp(&(&b.organization, &b.project, &b.via))
-    });
-    Ok(Some(out))
+    Ok(())
 }

@@ -3,10 +3,14 @@
 //! slugs and display names the API would refuse, written before migration 4 made the database
 //! check them (its checks guard new writes only, so an old store still upgrades). suborg never
 //! writes such rows; `get` reports them so a damaged store does not pass for a valid one.
+//! Slugs are checked against the API's own pattern: a copy here could drift from what
+//! admission enforces.
 
 use sqlx::Row;
 
-use super::{Backend, SqlStore, StoreError};
+use super::dsn::Backend;
+use super::error::StoreError;
+use super::sql_store::SqlStore;
 
 /// Tables with a slug.
 const SLUGGED: &[&str] = &["organizations", "projects"];

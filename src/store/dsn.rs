@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Which database a DSN names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,18 +102,7 @@ impl Dsn {
         env_password: impl FnOnce() -> Result<Option<String>, StoreError>,
     ) -> Result<Self, StoreError> {
         if let Some(path) = s.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err(StoreError::InvalidDsn(
-                    "sqlite:// needs a file path, e.g. sqlite:///var/lib/suborg/store.db".into(),
-                ));
-            }
-            let sep = if path.contains('?') { '&' } else { '?' };
-            return Ok(Self {
-                backend: Backend::Sqlite,
-                url: format!("sqlite://{path}{sep}mode=rwc"),
-                shown: format!("sqlite://{path}"),
-                read_only: false,
-            });
+            return Self::sqlite(path);
         }
         let rest = s
             .strip_prefix("postgres://")
@@ -135,35 +124,28 @@ impl Dsn {
             },
             None => (None, None),
         };
-        // One source of the password, so which one is used is never a surprise: the DSN's
-        // user-info, its `password` parameter, or the environment (variable or file).
-        let in_query = host.split_once('?').is_some_and(|(_, q)| {
-            q.split('&')
-                .any(|kv| secret_key(kv.split('=').next().unwrap_or_default()))
-        });
-        let from_env = env_password()?;
-        let sources: Vec<&str> = [
-            (password.is_some(), "the DSN's user-info"),
-            (in_query, "the DSN's password parameter"),
-            (
-                from_env.is_some(),
-                "SUBORG_STORE_PASSWORD or SUBORG_STORE_PASSWORD_FILE",
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(given, name)| given.then_some(name))
-        .collect();
-        if sources.len() > 1 {
-            return Err(StoreError::InvalidDsn(format!(
-                "the password is given more than once ({}): give it in one place",
-                sources.join(" and ")
-            )));
+        let password = one_password(password, host, env_password)?;
+        Ok(Self::postgres(user, password, host))
+    }
+
+    fn sqlite(path: &str) -> Result<Self, StoreError> {
+        if path.is_empty() {
+            return Err(StoreError::InvalidDsn(
+                "sqlite:// needs a file path, e.g. sqlite:///var/lib/suborg/store.db".into(),
+            ));
         }
-        // A password in the DSN is already URL-encoded; one from the environment is raw.
-        let password = match password {
-            Some(p) => Some(p),
-            None => from_env.map(|p| encode(&p)),
-        };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        Ok(Self {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{path}{sep}mode=rwc"),
+            shown: format!("sqlite://{path}"),
+            read_only: false,
+        })
+    }
+
+    /// A PostgreSQL DSN for `user` and the URL-encoded `password` at `host` (with the database
+    /// and parameters), shown without the password.
+    fn postgres(user: Option<&str>, password: Option<String>, host: &str) -> Self {
         let auth = match (user, &password) {
             (Some(u), Some(p)) => format!("{u}:{p}@"),
             (Some(u), None) => format!("{u}@"),
@@ -176,12 +158,12 @@ impl Dsn {
             None if password.is_some() => ":***@".to_owned(),
             None => String::new(),
         };
-        Ok(Self {
+        Self {
             backend: Backend::Postgres,
             url: format!("postgres://{auth}{host}"),
             shown: format!("postgres://{shown_auth}{}", mask_query(host)),
             read_only: false,
-        })
+        }
     }
 
     /// The same store, for reading only: SQLite opens the file read-only (never creating it),
@@ -232,6 +214,43 @@ impl Dsn {
             Backend::Postgres => 8,
         }
     }
+}
+
+/// The password, URL-encoded, from its one source: the DSN's user-info (`in_userinfo`), its
+/// `password` parameter (left in `host`'s query), or the environment (variable or file). Two
+/// sources are refused, so which one is used is never a surprise.
+fn one_password(
+    in_userinfo: Option<String>,
+    host: &str,
+    env_password: impl FnOnce() -> Result<Option<String>, StoreError>,
+) -> Result<Option<String>, StoreError> {
+    let in_query = host.split_once('?').is_some_and(|(_, q)| {
+        q.split('&')
+            .any(|kv| secret_key(kv.split('=').next().unwrap_or_default()))
+    });
+    let from_env = env_password()?;
+    let sources: Vec<&str> = [
+        (in_userinfo.is_some(), "the DSN's user-info"),
+        (in_query, "the DSN's password parameter"),
+        (
+            from_env.is_some(),
+            "SUBORG_STORE_PASSWORD or SUBORG_STORE_PASSWORD_FILE",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect();
+    if sources.len() > 1 {
+        return Err(StoreError::InvalidDsn(format!(
+            "the password is given more than once ({}): give it in one place",
+            sources.join(" and ")
+        )));
+    }
+    // A password in the DSN is already URL-encoded; one from the environment is raw.
+    Ok(match in_userinfo {
+        Some(p) => Some(p),
+        None => from_env.map(|p| encode(&p)),
+    })
 }
 
 /// Percent-encodes a password taken from the environment so any character survives the URL.

@@ -4,7 +4,8 @@
 
 use sqlx::{Acquire, AnyPool};
 
-use super::{Backend, Dsn, StoreError};
+use super::dsn::{Backend, Dsn};
+use super::error::StoreError;
 
 /// The SQL of one migration: one text for both backends, or one each where their dialects
 /// differ (SQLite cannot add a constraint to an existing table; PostgreSQL has no `RAISE` in a

@@ -255,7 +255,7 @@ fn removing_a_root_member_takes_them_out_of_what_depended_on_it() {
         [("eng-carol".into(), Reason::SubjectNotInRoot)]
     );
     assert_eq!(o.accepted.groups, [0]);
-    let d = suborg::store::desired_from(&set, &o.accepted, now());
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
     assert_eq!(d.groups.len(), 1);
     assert!(d.groups[0].members.is_empty(), "{:?}", d.groups[0].members);
 }

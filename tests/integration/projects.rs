@@ -6,7 +6,8 @@ use suborg::api::*;
 use suborg::domain::Reason;
 use suborg::domain::check;
 use suborg::domain::model::{ObjectSet, Outcome};
-use suborg::store::{ProjectSubject, Store, desired_from};
+use suborg::rows::desired_from;
+use suborg::store::{ProjectSubject, Store};
 
 use crate::fixtures::*;
 
@@ -658,7 +659,8 @@ mod properties {
     use suborg::api::*;
     use suborg::domain::check;
     use suborg::domain::slug::normalize_email;
-    use suborg::store::{ApplyOptions, SqlStore, Store, desired_from};
+    use suborg::rows::desired_from;
+    use suborg::store::{ApplyOptions, SqlStore, Store};
 
     use super::{base, now};
     use crate::fixtures::*;

@@ -5,9 +5,8 @@ use std::path::Path;
 
 use sqlx::Row;
 use suborg::manifest::Loader;
-use suborg::store::{
-    Action, ApplyOptions, Backend, Desired, SqlStore, Store, StoreError, desired_from,
-};
+use suborg::rows::desired_from;
+use suborg::store::{Action, ApplyOptions, Backend, Desired, SqlStore, Store, StoreError};
 
 /// A throwaway store; the SQLite file lives as long as this value.
 struct Fresh {

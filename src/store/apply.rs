@@ -1,0 +1,209 @@
+//! A desired state carried into the store: every table's plan in the order their references
+//! need (organizations, memberships, groups and identities, their subject memberships,
+//! resources, projects, project memberships), pruning in the reverse order, and the plan's
+//! execution in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::AnyConnection;
+
+use super::desired::Desired;
+use super::dsn::Backend;
+use super::plan::{self, ApplyOptions, Change, Op, Plan, PlanError, loaded, now_millis, refused};
+use super::tables::{
+    memberships, organizations, owned, project_members, projects, resources, subjects,
+};
+
+/// Compares the desired state with the store.
+pub(crate) async fn compute(
+    conn: &mut AnyConnection,
+    desired: &Desired,
+    options: ApplyOptions,
+    backend: Backend,
+) -> Result<Plan, PlanError> {
+    let stored = Stored::load(conn, backend).await?;
+    let mut changes = Vec::new();
+    let kept = plan_tables(&stored, desired, options, &mut changes)?;
+    if options.prune {
+        prune(&stored, kept, &mut changes);
+    }
+    Ok(Plan { changes })
+}
+
+/// The rows of every table a plan compares the desired state with.
+struct Stored {
+    orgs: Vec<organizations::OrgRow>,
+    memberships: Vec<memberships::MembershipRow>,
+    owned: owned::Existing,
+    subjects: Vec<subjects::SubjectRow>,
+    resources: Vec<resources::ResourceRow>,
+    projects: projects::Existing,
+    members: Vec<project_members::MemberRow>,
+}
+
+impl Stored {
+    async fn load(conn: &mut AnyConnection, backend: Backend) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            orgs: organizations::load(conn).await?,
+            memberships: memberships::load(conn, backend).await?,
+            owned: owned::load(conn, backend).await?,
+            subjects: subjects::load(conn).await?,
+            resources: resources::load(conn).await?,
+            projects: projects::load(conn).await?,
+            members: project_members::load(conn).await?,
+        })
+    }
+}
+
+/// What each table's plan keeps, by source or row id: pruning removes the rest.
+struct Kept<'d> {
+    orgs: organizations::Orgs<'d>,
+    memberships: HashSet<&'d str>,
+    owned: owned::Kept,
+    subjects: HashSet<String>,
+    resources: HashMap<String, String>,
+    projects: HashMap<String, String>,
+    members: HashSet<String>,
+}
+
+/// Plans every table, each after those its rows refer to.
+fn plan_tables<'d>(
+    stored: &Stored,
+    desired: &'d Desired,
+    options: ApplyOptions,
+    changes: &mut Vec<Change>,
+) -> Result<Kept<'d>, PlanError> {
+    let orgs = organizations::plan(&stored.orgs, &desired.organizations, options, changes)?;
+    let memberships = memberships::plan(
+        &stored.memberships,
+        &desired.memberships,
+        &orgs,
+        options,
+        changes,
+    )?;
+    let owned = owned::plan(&stored.owned, desired, &orgs, options, changes)?;
+    let subjects = subjects::plan(
+        &stored.subjects,
+        &desired.subject_memberships,
+        &orgs,
+        &owned,
+        options,
+        changes,
+    )?;
+    let resources = resources::plan(
+        &stored.resources,
+        &desired.resources,
+        &orgs,
+        options,
+        changes,
+    )?;
+    let projects = projects::plan(
+        &stored.projects,
+        &desired.projects,
+        &orgs,
+        &resources,
+        options,
+        changes,
+    )?;
+    let members = project_members::plan(
+        &stored.members,
+        &desired.project_memberships,
+        &desired.projects,
+        &projects,
+        &owned,
+        options,
+        changes,
+    )?;
+    Ok(Kept {
+        orgs,
+        memberships,
+        owned,
+        subjects,
+        resources,
+        projects,
+        members,
+    })
+}
+
+/// Plans the removal of what is no longer desired, what uses a row before the row: the
+/// database would refuse the row's removal otherwise.
+fn prune(stored: &Stored, kept: Kept<'_>, changes: &mut Vec<Change>) {
+    let orgs = &kept.orgs;
+    project_members::prune(&stored.members, &kept.members, &stored.projects, changes);
+    let projects = kept.projects.into_values().collect();
+    projects::prune(&stored.projects, &projects, orgs, changes);
+    let resources = kept.resources.into_values().collect();
+    resources::prune(&stored.resources, &resources, orgs, changes);
+    subjects::prune(
+        &stored.subjects,
+        &kept.subjects,
+        &stored.owned,
+        orgs,
+        changes,
+    );
+    owned::prune(&stored.owned, &kept.owned, orgs, changes);
+    let slug_by_id = organizations::slugs(&stored.orgs);
+    memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
+    organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
+}
+
+/// Carries out a plan on a connection inside a transaction. A row the database refuses (a
+/// constraint: a row written around suborg since the plan was made, or a rule the plan missed)
+/// is a conflict of the object the row belongs to, not a store failure: the caller can leave
+/// that object out and sync the rest.
+pub(crate) async fn execute(
+    conn: &mut AnyConnection,
+    plan: &Plan,
+    backend: Backend,
+) -> Result<(), PlanError> {
+    let now = now_millis();
+    let changes = &plan.changes;
+    let mut users = None;
+    let mut i = 0;
+    while i < changes.len() {
+        let change = &changes[i];
+        if matches!(change.op, Op::CreateMembership { .. }) {
+            let mut j = i;
+            while j < changes.len()
+                && j - i < memberships::batch_rows(backend)
+                && matches!(changes[j].op, Op::CreateMembership { .. })
+            {
+                j += 1;
+            }
+            let users = loaded(conn, &mut users).await?;
+            memberships::insert_batch(conn, &changes[i..j], users, now, backend).await?;
+            i = j;
+            continue;
+        }
+        let op = &change.op;
+        let done = match op {
+            Op::CreateOrg { .. } | Op::UpdateOrg { .. } => {
+                organizations::execute(conn, op, now).await
+            }
+            Op::CreateMembership { .. } => unreachable!("inserted in batches"),
+            Op::UpdateMembership { .. } => memberships::execute(conn, op, now).await,
+            Op::CreateOwned { .. } | Op::UpdateOwned { .. } => {
+                let users = loaded(conn, &mut users).await?;
+                owned::execute(conn, op, now, backend, users).await
+            }
+            Op::CreateSubject { .. } | Op::UpdateSubject { .. } => {
+                subjects::execute(conn, op, now).await
+            }
+            Op::CreateResource { .. } | Op::UpdateResource { .. } => {
+                resources::execute(conn, op, now).await
+            }
+            Op::CreateProject { .. } | Op::UpdateProject { .. } => {
+                projects::execute(conn, op, now).await
+            }
+            Op::CreateProjectMember { .. } | Op::UpdateProjectMember { .. } => {
+                let users = loaded(conn, &mut users).await?;
+                project_members::execute(conn, op, now, users).await
+            }
+            Op::DeleteRow { table, id } => plan::delete(conn, *table, id).await,
+            Op::OrphanRow { table, id } => plan::orphan(conn, *table, id, now).await,
+        };
+        done.map_err(|e| refused(PlanError::Query(e), change))?;
+        i += 1;
+    }
+    Ok(())
+}

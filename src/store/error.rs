@@ -1,0 +1,64 @@
+//! [`StoreError`]: what can go wrong with the store, for every caller. Messages name the store
+//! by its DSN with the password removed.
+
+/// What can go wrong with the store. Messages never carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The DSN could not be understood.
+    #[error("invalid store {0}")]
+    InvalidDsn(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open store {dsn}: {source}")]
+    Unavailable {
+        /// The DSN, password removed.
+        dsn: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds a schema newer than this binary knows.
+    #[error(
+        "store {dsn} has schema version {found}, newer than the {known} this suborg knows: upgrade suborg"
+    )]
+    SchemaTooNew {
+        /// The DSN, password removed.
+        dsn: String,
+        /// Version in the database.
+        found: i64,
+        /// Newest version this binary has.
+        known: i64,
+    },
+    /// The desired state cannot be applied as a whole.
+    #[error("{0}")]
+    Conflict(String),
+    /// One object's rows cannot be written: a row with its slug exists that suborg did not
+    /// create, or the object would move a row to another parent.
+    #[error("{message}")]
+    SourceConflict {
+        /// The source (Kubernetes object uid) at fault.
+        uid: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The store did not answer in time (a database that stopped responding, a lock held
+    /// elsewhere); whatever the transaction had written was rolled back.
+    #[error(
+        "store {dsn} did not answer within {}s; nothing was written, the transaction was rolled back",
+        after.as_secs()
+    )]
+    TimedOut {
+        /// The DSN, password removed.
+        dsn: String,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
+    /// A query failed.
+    #[error("store {dsn}: {source}")]
+    Query {
+        /// The DSN, password removed.
+        dsn: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}

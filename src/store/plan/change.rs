@@ -1,0 +1,215 @@
+//! What a plan is: the changes it lists ([`Plan`], [`Change`], [`Action`]), the options it is
+//! made with, and what can go wrong while making or carrying it out.
+
+use std::fmt;
+
+use super::op::Op;
+use crate::store::dsn::Dsn;
+use crate::store::error::StoreError;
+
+/// Options of an apply (`SqlStore::apply`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Delete managed rows that are no longer desired.
+    pub prune: bool,
+    /// Take over rows with a desired slug that suborg did not create, instead of refusing.
+    pub adopt: bool,
+}
+
+/// What happens to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Action {
+    /// A new row.
+    Create,
+    /// A row whose values change.
+    Update,
+    /// A row removed (`--prune`, deletion policy `Delete`).
+    Delete,
+    /// A row left in place but no longer managed (`--prune`, deletion policy `Orphan`).
+    Orphan,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Delete => "-",
+            Self::Orphan => "=",
+        })
+    }
+}
+
+impl Action {
+    /// The verb, for messages: "create", "update", "delete", "orphan".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Orphan => "orphan",
+        }
+    }
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// What happens.
+    pub action: Action,
+    /// What the row is: `organization`, `membership`, `group`, `project`… (see `Table::kind`).
+    pub kind: &'static str,
+    /// The row, for people: `acme/engineering`, or `alice@acme.example in acme/engineering`.
+    pub target: String,
+    /// For updates, the fields that change.
+    pub fields: Vec<&'static str>,
+    /// The source the row belongs to (a Kubernetes object's uid), when known.
+    #[serde(skip)]
+    pub source: Option<String>,
+    #[serde(skip)]
+    pub(crate) op: Op,
+}
+
+impl Change {
+    /// A new row for `source`.
+    pub(crate) fn create(kind: &'static str, target: String, source: &str, op: Op) -> Self {
+        Self::new(
+            Action::Create,
+            kind,
+            target,
+            vec![],
+            Some(source.to_owned()),
+            op,
+        )
+    }
+
+    /// An update of the `fields` of `source`'s row, or nothing when none changed (the
+    /// statement is only built then: a no-op plan of a large store builds none).
+    pub(crate) fn update(
+        kind: &'static str,
+        target: String,
+        fields: Vec<&'static str>,
+        source: &str,
+        op: impl FnOnce() -> Op,
+    ) -> Option<Self> {
+        (!fields.is_empty()).then(|| {
+            Self::new(
+                Action::Update,
+                kind,
+                target,
+                fields,
+                Some(source.to_owned()),
+                op(),
+            )
+        })
+    }
+
+    pub(crate) fn new(
+        action: Action,
+        kind: &'static str,
+        target: String,
+        fields: Vec<&'static str>,
+        source: Option<String>,
+        op: Op,
+    ) -> Self {
+        Self {
+            action,
+            kind,
+            target,
+            fields,
+            source,
+            op,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "  {} {} {}", self.action, self.kind, self.target)?;
+        if !self.fields.is_empty() {
+            write!(f, " ({})", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything applying a desired state changes. Empty when the store already matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    /// Changes in the order they are carried out.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// How many changes of `action` the plan holds.
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// A planning failure, before the DSN is attached.
+pub(crate) enum PlanError {
+    /// A conflict, with the source (object uid) it is about when there is one.
+    Conflict(Option<String>, String),
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for PlanError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Query(e)
+    }
+}
+
+impl PlanError {
+    pub(crate) fn with_dsn(self, dsn: &Dsn) -> StoreError {
+        match self {
+            Self::Conflict(None, m) => StoreError::Conflict(m),
+            Self::Conflict(Some(source), message) => StoreError::SourceConflict {
+                uid: source,
+                message,
+            },
+            Self::Query(source) => StoreError::Query {
+                dsn: dsn.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// The database's own words when `e` is a constraint refusing a row.
+pub(crate) fn constraint_message(e: &sqlx::Error) -> Option<String> {
+    use sqlx::error::ErrorKind;
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    let constraint = !matches!(d.kind(), ErrorKind::Other)
+        // SQLite's triggers (migration 4) raise their own constraint errors.
+        || d.message().contains("constraint failed");
+    constraint.then(|| d.message().to_owned())
+}
+
+/// `e` as a conflict of `change`'s object when it is a constraint refusing its row: a row
+/// written around suborg since the plan was made, or a rule the plan missed, holds back that
+/// object alone, not the whole store.
+pub(crate) fn refused(e: PlanError, change: &Change) -> PlanError {
+    match e {
+        PlanError::Query(q) => match (constraint_message(&q), &change.source) {
+            (Some(message), Some(source)) => PlanError::Conflict(
+                Some(source.clone()),
+                format!(
+                    "the store refused to {} {} {}: {message}",
+                    change.action.verb(),
+                    change.kind,
+                    change.target
+                ),
+            ),
+            _ => PlanError::Query(q),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,93 @@
+//! Which stored row a desired row writes to. Rows are keyed by their source (the Kubernetes
+//! object's uid); a desired row without one takes over the row with its natural key (slug,
+//! subject, name) when that row predates suborg or its source is gone, and a row suborg did
+//! not create is written only when adoption is asked for.
+
+use std::collections::{HashMap, HashSet};
+
+use super::change::{ApplyOptions, PlanError};
+
+/// A stored row as a plan sees it: whether suborg manages it, and the source it came from.
+pub(crate) trait Sourced {
+    fn managed(&self) -> bool;
+    fn source(&self) -> Option<&str>;
+
+    /// Whether a desired object keyed `uid` that matched this row by its natural key (slug,
+    /// subject) takes it over: the row predates suborg, or its source is no longer wanted (a
+    /// rename, or a delete-and-recreate).
+    fn claimable(&self, wanted: &HashSet<&str>) -> bool {
+        !self.managed() || self.source().is_some_and(|s| !wanted.contains(s))
+    }
+
+    /// Whether writing `uid` to this row changes its source or makes it managed.
+    fn source_changes(&self, uid: &str) -> bool {
+        self.source() != Some(uid) || !self.managed()
+    }
+
+    /// What writing `source` and the desired values changes: `source` when the row changes
+    /// hands or becomes managed, then the name of each field whose value `differs`.
+    fn changed_fields(&self, source: &str, differs: &[(&'static str, bool)]) -> Vec<&'static str> {
+        std::iter::once(("source", self.source_changes(source)))
+            .chain(differs.iter().copied())
+            .filter(|(_, d)| *d)
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    /// Refuses to write `source` over a row suborg did not create, unless adoption is asked for.
+    fn writable_by(
+        &self,
+        source: &str,
+        options: ApplyOptions,
+        what: &str,
+    ) -> Result<(), PlanError> {
+        if self.managed() || options.adopt {
+            Ok(())
+        } else {
+            Err(PlanError::Conflict(
+                Some(source.to_owned()),
+                format!(
+                    "{what} already exists in the store and suborg did not create it: apply with --adopt to take it over"
+                ),
+            ))
+        }
+    }
+}
+
+/// Stored rows by the source they came from.
+pub(crate) fn by_source<R: Sourced>(rows: &[R]) -> HashMap<&str, &R> {
+    rows.iter()
+        .filter_map(|r| r.source().map(|s| (s, r)))
+        .collect()
+}
+
+/// The stored row the desired `source` writes to: the one it already owns, or the one with
+/// its natural key `key` (slug, subject, name) that it may take over.
+pub(crate) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
+    by_source: &HashMap<&str, &'r R>,
+    by_key: &HashMap<K, &'r R>,
+    source: &str,
+    key: &K,
+    wanted: &HashSet<&str>,
+) -> Option<&'r R> {
+    by_source
+        .get(source)
+        .copied()
+        .or_else(|| by_key.get(key).copied().filter(|r| r.claimable(wanted)))
+}
+
+/// Implements [`Sourced`] for row types with `managed` and `source_uid` fields (where
+/// `Sourced` is in scope).
+macro_rules! sourced {
+    ($($row:ty),*) => {$(
+        impl Sourced for $row {
+            fn managed(&self) -> bool {
+                self.managed
+            }
+            fn source(&self) -> Option<&str> {
+                self.source_uid.as_deref()
+            }
+        }
+    )*};
+}
+pub(crate) use sourced;

@@ -1,0 +1,17 @@
+//! The plumbing every table's plan shares: what a plan is ([`Plan`], [`Change`], [`Action`]),
+//! the statements behind a change ([`Op`]), how a desired row finds the stored row it writes
+//! to, new row ids, and the SQL helpers the tables use. It knows no table's plan: the files of
+//! `tables/` build on it, and `apply` puts them together.
+
+mod change;
+mod ids;
+mod matching;
+mod op;
+mod sql;
+
+pub use change::{Action, ApplyOptions, Change, Plan};
+pub(crate) use change::{PlanError, constraint_message, refused};
+pub(crate) use ids::{new_id, now_millis};
+pub(crate) use matching::{Sourced, by_source, row_for, sourced};
+pub(crate) use op::{MemberRef, Op, Table};
+pub(crate) use sql::{delete, fetch_all, load_users, loaded, orphan, placeholders, removal};

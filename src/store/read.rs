@@ -1,0 +1,412 @@
+//! Reads of the store for `suborg get` and for the controller's statuses: organizations,
+//! members, groups and identities, and where each source's rows are. Plain queries on a pool,
+//! outside any transaction; the answers about projects and reach are in `access`.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use sqlx::{AnyPool, Row};
+
+/// One root organization as [`super::Store::tree`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeRoot {
+    /// Slug of the root.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Members of the root.
+    pub members: i64,
+    /// Sub-organizations, by slug.
+    pub sub_organizations: Vec<TreeSub>,
+}
+
+/// One sub-organization in a [`TreeRoot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeSub {
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Members of the sub-organization (only those added to it).
+    pub members: i64,
+}
+
+/// One organization as [`super::Store::organizations`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgInfo {
+    /// Store id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Slug of the parent, for a sub-organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Members added to this organization.
+    pub members: i64,
+    /// Sub-organizations, for a root.
+    pub sub_organizations: i64,
+    /// Whether suborg manages the row.
+    pub managed: bool,
+}
+
+/// One membership as [`super::Store::members`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberInfo {
+    /// The user's email.
+    pub email: String,
+    /// The roles, with their temporary bounds.
+    pub roles: serde_json::Value,
+}
+
+/// A group or machine identity as [`super::Store::owned`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedInfo {
+    /// `Group` or `MachineIdentity`.
+    pub kind: &'static str,
+    /// `namespace/name` of its Kubernetes object.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Slug of the organization that owns it (`ROOT` or `ROOT/SUB`).
+    pub owner: String,
+    /// For a group: users listed directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<i64>,
+    /// For a group: groups nested directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_groups: Option<i64>,
+}
+
+/// A user with access to an organization, and through what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveMember {
+    /// The user's email.
+    pub email: String,
+    /// `membership`, or the groups (`namespace/name`) that bring the user in.
+    pub via: Vec<String>,
+}
+
+/// Where each source's rows are, for status: what [`super::Store::index`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreIndex {
+    /// Managed organizations by source uid.
+    pub organizations: HashMap<String, OrgEntry>,
+    /// Managed memberships (of users, and of groups and identities added to a
+    /// sub-organization) by source uid: (row id, organization id).
+    pub memberships: HashMap<String, (String, String)>,
+    /// Managed groups by source uid: (row id, users listed directly).
+    pub groups: HashMap<String, (String, i64)>,
+    /// Managed machine identities by source uid: row id.
+    pub identities: HashMap<String, String>,
+    /// Managed app connections, gateways and relays by source uid: row id.
+    pub resources: HashMap<String, String>,
+    /// Managed projects by source uid: (row id, slug, project memberships).
+    pub projects: HashMap<String, (String, String, i64)>,
+    /// Managed project memberships by source uid: (row id, project id).
+    pub project_memberships: HashMap<String, (String, String)>,
+}
+
+/// One organization row, as [`StoreIndex`] holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgEntry {
+    /// Row id.
+    pub id: String,
+    /// Slug in the store.
+    pub slug: String,
+    /// Id of the root (itself for a root).
+    pub root_id: String,
+    /// Members added to this organization.
+    pub members: i64,
+    /// Sub-organizations, for a root.
+    pub sub_organizations: i64,
+}
+
+pub(super) async fn organizations(pool: &AnyPool) -> Result<Vec<OrgInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.slug, o.display_name, p.slug, o.managed, \
+         (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
+         (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
+         FROM organizations o LEFT JOIN organizations p ON p.id = o.parent_id \
+         ORDER BY o.depth, p.slug, o.slug",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| OrgInfo {
+            id: r.get(0),
+            slug: r.get(1),
+            display_name: r.get(2),
+            parent: r.get(3),
+            managed: r.get::<i64, _>(4) == 1,
+            members: r.get(5),
+            sub_organizations: r.get(6),
+        })
+        .collect())
+}
+
+pub(super) async fn tree(pool: &AnyPool) -> Result<Vec<TreeRoot>, sqlx::Error> {
+    // Roots come first, and a root's slug is unique among roots, so it names the parent.
+    let mut roots: Vec<TreeRoot> = Vec::new();
+    let mut index: HashMap<String, usize> = Default::default();
+    for o in organizations(pool).await? {
+        match o.parent {
+            None => {
+                index.insert(o.slug.clone(), roots.len());
+                roots.push(TreeRoot {
+                    slug: o.slug,
+                    display_name: o.display_name,
+                    members: o.members,
+                    sub_organizations: vec![],
+                });
+            }
+            Some(parent) => {
+                if let Some(&r) = index.get(&parent) {
+                    roots[r].sub_organizations.push(TreeSub {
+                        slug: o.slug,
+                        display_name: o.display_name,
+                        members: o.members,
+                    });
+                }
+            }
+        }
+    }
+    Ok(roots)
+}
+
+pub(super) async fn members(pool: &AnyPool, org_id: &str) -> Result<Vec<MemberInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.email, m.roles FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.organization_id = $1 ORDER BY u.email",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| MemberInfo {
+            email: r.get(0),
+            roles: serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null),
+        })
+        .collect())
+}
+
+pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>, sqlx::Error> {
+    let owner = "CASE WHEN p.slug IS NULL THEN o.slug ELSE p.slug || '/' || o.slug END";
+    let sql = format!(
+        "SELECT 'Group', g.name, g.display_name, {owner}, \
+           (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
+           (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group') \
+         FROM groups g JOIN organizations o ON o.id = g.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
+         WHERE g.organization_id = $1 OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1) \
+         UNION ALL \
+         SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL \
+         FROM machine_identities i JOIN organizations o ON o.id = i.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
+         WHERE i.organization_id = $1 OR i.id IN (SELECT identity_id FROM subject_memberships WHERE organization_id = $1)"
+    );
+    let rows = sqlx::query(&sql).bind(org_id).fetch_all(pool).await?;
+    let mut out: Vec<OwnedInfo> = rows
+        .into_iter()
+        .map(|r| OwnedInfo {
+            kind: if r.get::<String, _>(0) == "Group" {
+                "Group"
+            } else {
+                "MachineIdentity"
+            },
+            name: r.get(1),
+            display_name: r.get(2),
+            owner: r.get(3),
+            users: r.get(4),
+            nested_groups: r.get(5),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Ok(out)
+}
+
+/// The groups usable in an organization, and every edge below them.
+struct GroupGraph {
+    /// (row id, `namespace/name`).
+    usable: Vec<(String, String)>,
+    users_of: HashMap<String, Vec<String>>,
+    nested_of: HashMap<String, Vec<String>>,
+}
+
+async fn group_graph(pool: &AnyPool, org_id: &str) -> Result<GroupGraph, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT g.id, g.name FROM groups g WHERE g.organization_id = $1 \
+         OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1)",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    let usable = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let edges = sqlx::query(
+        "SELECT gm.group_id, u.email, gm.member_group_id FROM group_members gm \
+         LEFT JOIN users u ON u.id = gm.user_id \
+         WHERE gm.organization_id = $1 OR gm.group_id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1)",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    let mut graph = GroupGraph {
+        usable,
+        users_of: HashMap::new(),
+        nested_of: HashMap::new(),
+    };
+    for r in edges {
+        let group: String = r.get(0);
+        match (r.get::<Option<String>, _>(1), r.get::<Option<String>, _>(2)) {
+            (Some(email), _) => graph.users_of.entry(group).or_default().push(email),
+            (None, Some(nested)) => graph.nested_of.entry(group).or_default().push(nested),
+            _ => {}
+        }
+    }
+    Ok(graph)
+}
+
+pub(super) async fn effective_members(
+    pool: &AnyPool,
+    org_id: &str,
+) -> Result<Vec<EffectiveMember>, sqlx::Error> {
+    let direct = members(pool, org_id).await?;
+    let graph = group_graph(pool, org_id).await?;
+    let mut via: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in direct {
+        via.entry(m.email).or_default().push("membership".into());
+    }
+    // One walk from every usable group at once, each group and edge visited once: linear
+    // in the edges however deep the nesting. A user is shown with the groups that list them.
+    let names: HashMap<&str, &str> = graph
+        .usable
+        .iter()
+        .map(|(id, name)| (id.as_str(), name.as_str()))
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut queue: VecDeque<&str> = graph.usable.iter().map(|(id, _)| id.as_str()).collect();
+    while let Some(g) = queue.pop_front() {
+        if !seen.insert(g) {
+            continue;
+        }
+        let name = names.get(g).copied().unwrap_or(g);
+        for email in graph.users_of.get(g).into_iter().flatten() {
+            let list = via.entry(email.clone()).or_default();
+            if !list.iter().any(|v| v == name) {
+                list.push(name.to_owned());
+            }
+        }
+        for n in graph.nested_of.get(g).into_iter().flatten() {
+            queue.push_back(n);
+        }
+    }
+    Ok(via
+        .into_iter()
+        .map(|(email, via)| EffectiveMember { email, via })
+        .collect())
+}
+
+/// Where each source's rows are.
+pub(super) async fn index(pool: &AnyPool) -> Result<StoreIndex, sqlx::Error> {
+    let mut index = StoreIndex::default();
+    index_organizations(pool, &mut index).await?;
+    // Users' memberships and the groups and identities added to sub-organizations: both
+    // come from OrgMembership objects.
+    let rows = sqlx::query(
+        "SELECT source_uid, id, organization_id FROM memberships WHERE source_uid IS NOT NULL \
+         UNION ALL \
+         SELECT source_uid, id, organization_id FROM subject_memberships WHERE source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    let rows = sqlx::query(
+        "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
+         FROM groups g WHERE g.source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        index.groups.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    index_ids(pool, &mut index).await?;
+    index_projects(pool, &mut index).await?;
+    Ok(index)
+}
+
+async fn index_organizations(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT o.source_uid, o.id, o.slug, o.root_id, \
+         (SELECT COUNT(*) FROM memberships m WHERE m.organization_id = o.id), \
+         (SELECT COUNT(*) FROM organizations c WHERE c.parent_id = o.id) \
+         FROM organizations o WHERE o.source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        index.organizations.insert(
+            r.get(0),
+            OrgEntry {
+                id: r.get(1),
+                slug: r.get(2),
+                root_id: r.get(3),
+                members: r.get(4),
+                sub_organizations: r.get(5),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Identities and connections, gateways, relays: rows with nothing but an id to report.
+async fn index_ids(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT 'identity', source_uid, id FROM machine_identities WHERE source_uid IS NOT NULL \
+         UNION ALL \
+         SELECT 'resource', source_uid, id FROM org_resources WHERE source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        let map = if r.get::<String, _>(0) == "identity" {
+            &mut index.identities
+        } else {
+            &mut index.resources
+        };
+        map.insert(r.get(1), r.get(2));
+    }
+    Ok(())
+}
+
+async fn index_projects(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT p.source_uid, p.id, p.slug, (SELECT COUNT(*) FROM project_memberships m WHERE m.project_id = p.id) \
+         FROM projects p WHERE p.source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        index
+            .projects
+            .insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
+    }
+    let rows = sqlx::query(
+        "SELECT source_uid, id, project_id FROM project_memberships WHERE source_uid IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in rows {
+        index
+            .project_memberships
+            .insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    Ok(())
+}

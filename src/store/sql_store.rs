@@ -1,0 +1,288 @@
+//! [`SqlStore`]: the [`Store`] on sqlx's `Any` driver, for SQLite and PostgreSQL alike. Opening
+//! (a probe connection first, then the pool), the write lock and the transaction of an apply,
+//! and the client-side deadline every apply and index read runs within.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use super::access::{AccessEntry, ProjectInfo, ResourceInfo};
+use super::contract::Store;
+use super::desired::Desired;
+use super::dsn::{Backend, Dsn};
+use super::error::StoreError;
+use super::plan::{ApplyOptions, Plan, PlanError};
+use super::read::{EffectiveMember, MemberInfo, OrgInfo, OwnedInfo, StoreIndex, TreeRoot};
+use super::{access, apply, migrate, read};
+
+/// Runs a backend's per-connection setup statements.
+async fn set_up(conn: &mut sqlx::AnyConnection, setup: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    for statement in setup.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.execute(statement).await?;
+    }
+    Ok(())
+}
+
+/// Changes in one apply from which the planner's statistics are refreshed.
+const ANALYZE_AFTER: usize = 1000;
+
+/// How long opening a connection may take: a database that does not answer at all (packets
+/// dropped) would otherwise hold the caller for the operating system's TCP timeout, minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one apply or index read may take, client side, by default: server-side timeouts
+/// (PostgreSQL's `statement_timeout`, `lock_timeout`) cannot fire when the server is gone.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The [`Store`] on SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+    dsn: Dsn,
+    deadline: Duration,
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file when needed) and migrates the store at `dsn`.
+    pub async fn open(dsn: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(Dsn::parse(dsn)?).await?;
+        migrate::run(&store.pool, &store.dsn).await?;
+        Ok(store)
+    }
+
+    /// Opens the store at `dsn` for reading only: nothing is created or migrated, and the
+    /// connections refuse writes, so a read-only file or a replica is enough. A store whose
+    /// schema is not this binary's is refused with what to do.
+    pub async fn open_read_only(dsn: &str) -> Result<Self, StoreError> {
+        let dsn = Dsn::parse(dsn)?.read_only();
+        if let Some(path) = dsn.sqlite_path()
+            && !std::path::Path::new(path).exists()
+        {
+            return Err(StoreError::InvalidDsn(format!(
+                "{dsn}: there is no store at {path} (suborg apply creates one)"
+            )));
+        }
+        let store = Self::connect(dsn).await?;
+        let version = migrate::current(&store.pool, &store.dsn).await?;
+        if version > migrate::latest() {
+            return Err(StoreError::SchemaTooNew {
+                dsn: store.dsn.to_string(),
+                found: version,
+                known: migrate::latest(),
+            });
+        }
+        if version < migrate::latest() {
+            return Err(StoreError::InvalidDsn(format!(
+                "{}: the store's schema is version {version}, older than this suborg's {}: a writing command (suborg apply, or the controller) migrates it first",
+                store.dsn,
+                migrate::latest()
+            )));
+        }
+        Ok(store)
+    }
+
+    async fn connect(dsn: Dsn) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        // One direct connection first, set up as the pool's will be: a refused, wrong or
+        // corrupt database fails now, with the driver's reason, instead of after the pool's
+        // retries time out.
+        let setup = dsn.connection_setup();
+        let unavailable = |source| StoreError::Unavailable {
+            dsn: dsn.to_string(),
+            source,
+        };
+        let probe = async {
+            use sqlx::Connection;
+            let mut probe = sqlx::AnyConnection::connect(dsn.connect_url()).await?;
+            set_up(&mut probe, setup).await?;
+            let _ = probe.close().await;
+            Ok(())
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
+            Ok(r) => r.map_err(unavailable)?,
+            Err(_) => {
+                return Err(unavailable(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                ))));
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(dsn.max_connections())
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .after_connect(move |conn, _| Box::pin(set_up(conn, setup)))
+            .connect(dsn.connect_url())
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                dsn: dsn.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            pool,
+            dsn,
+            deadline: DEADLINE,
+        })
+    }
+
+    /// Gives each apply and index read at most `deadline` (120 s unless set), after which it
+    /// fails with [`StoreError::TimedOut`] and its transaction is rolled back.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs `f` within the deadline.
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.deadline, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::TimedOut {
+                    dsn: self.dsn.to_string(),
+                    after: self.deadline,
+                })
+            })
+    }
+
+    /// The pool, for tests that must write around the Rust API.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The DSN, password removed.
+    pub fn dsn(&self) -> &Dsn {
+        &self.dsn
+    }
+
+    /// Closes every connection.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// One apply: the write lock first, then the plan, so two writers never plan from the same
+    /// state. The transaction is sqlx's: when this future is dropped half-way (the deadline,
+    /// a cancelled caller), the connection rolls it back before it is used again, so no
+    /// connection goes back to the pool inside a transaction or holding the advisory lock.
+    async fn apply_now(
+        &self,
+        desired: &Desired,
+        options: ApplyOptions,
+    ) -> Result<Plan, StoreError> {
+        use sqlx::Acquire;
+        let mut tx = self
+            .pool
+            .begin_with(self.dsn.backend.begin_write())
+            .await
+            .map_err(self.query_error())?;
+        if self.dsn.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7364016153)")
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error())?;
+        }
+        let result = async {
+            let conn = tx.acquire().await?;
+            let plan = apply::compute(conn, desired, options, self.dsn.backend).await?;
+            apply::execute(conn, &plan, self.dsn.backend).await?;
+            Ok::<_, PlanError>(plan)
+        }
+        .await;
+        let plan = match result {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Nothing half-written: the transaction goes, whatever failed.
+                let _ = tx.rollback().await;
+                return Err(e.with_dsn(&self.dsn));
+            }
+        };
+        tx.commit().await.map_err(self.query_error())?;
+        // After a bulk change the planner's statistics describe another store: refresh them,
+        // or lookups by user may scan whole tables until autovacuum (PostgreSQL) or never
+        // (SQLite) catches up. Best effort: the data is committed either way.
+        if plan.changes.len() >= ANALYZE_AFTER
+            && let Err(e) = sqlx::query("ANALYZE").execute(&self.pool).await
+        {
+            tracing::warn!(error = %e, "refreshing the planner's statistics failed");
+        }
+        Ok(plan)
+    }
+
+    fn query_error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |source| StoreError::Query {
+            dsn: self.dsn.to_string(),
+            source,
+        }
+    }
+}
+
+impl Store for SqlStore {
+    async fn plan(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
+        apply::compute(&mut conn, desired, options, self.dsn.backend)
+            .await
+            .map_err(|e| e.with_dsn(&self.dsn))
+    }
+
+    async fn apply(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
+        self.within(self.apply_now(desired, options)).await
+    }
+
+    async fn organizations(&self) -> Result<Vec<OrgInfo>, StoreError> {
+        read::organizations(&self.pool)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn index(&self) -> Result<StoreIndex, StoreError> {
+        self.within(async { read::index(&self.pool).await.map_err(self.query_error()) })
+            .await
+    }
+
+    async fn projects(&self, org_id: &str) -> Result<Vec<ProjectInfo>, StoreError> {
+        access::projects(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn resources(&self, org_id: &str) -> Result<Vec<ResourceInfo>, StoreError> {
+        access::resources(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn access(&self, email: &str) -> Result<Option<Vec<AccessEntry>>, StoreError> {
+        access::access(
+            &self.pool,
+            self.dsn.backend,
+            email,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(self.query_error())
+    }
+
+    async fn owned(&self, org_id: &str) -> Result<Vec<OwnedInfo>, StoreError> {
+        read::owned(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn effective_members(&self, org_id: &str) -> Result<Vec<EffectiveMember>, StoreError> {
+        read::effective_members(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn members(&self, org_id: &str) -> Result<Vec<MemberInfo>, StoreError> {
+        read::members(&self.pool, org_id)
+            .await
+            .map_err(self.query_error())
+    }
+
+    async fn tree(&self) -> Result<Vec<TreeRoot>, StoreError> {
+        read::tree(&self.pool).await.map_err(self.query_error())
+    }
+}

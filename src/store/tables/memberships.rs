@@ -1,0 +1,299 @@
+//! Memberships of users in organizations. The most numerous rows: new ones are inserted many
+//! to a statement, and the stored ones are read in one aggregated value from SQLite.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::AnyConnection;
+
+use super::organizations::Orgs;
+use crate::store::desired::DesiredMembership;
+use crate::store::dsn::Backend;
+use crate::store::plan::{
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, constraint_message, fetch_all,
+    load_users, new_id, placeholders, refused, removal, row_for, sourced,
+};
+
+sourced!(MembershipRow);
+
+pub(crate) struct MembershipRow {
+    id: String,
+    source_uid: Option<String>,
+    managed: bool,
+    organization_id: String,
+    email: String,
+    roles: String,
+    deletion_policy: String,
+}
+
+/// Every membership with its user's email.
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    type Cells = (String, Option<String>, i64, String, String, String, String);
+    let rows: Vec<Cells> = fetch_all(
+        conn,
+        backend,
+        "m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy",
+        "FROM memberships m JOIN users u ON u.id = m.user_id",
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, source_uid, managed, organization_id, email, roles, deletion_policy)| {
+                MembershipRow {
+                    id,
+                    source_uid,
+                    managed: managed == 1,
+                    organization_id,
+                    email,
+                    roles,
+                    deletion_policy,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Plans the desired memberships; returns their sources, which pruning keeps.
+pub(crate) fn plan<'d>(
+    rows: &[MembershipRow],
+    desired: &'d [DesiredMembership],
+    orgs: &Orgs<'_>,
+    options: ApplyOptions,
+    changes: &mut Vec<Change>,
+) -> Result<HashSet<&'d str>, PlanError> {
+    let owners = by_source(rows);
+    let by_pair: HashMap<(&str, &str), &MembershipRow> = rows
+        .iter()
+        .map(|m| ((m.organization_id.as_str(), m.email.as_str()), m))
+        .collect();
+    let wanted: HashSet<&str> = desired.iter().map(|m| m.source_uid.as_str()).collect();
+    for m in desired {
+        let Some((org_id, root_id)) = orgs.ids(&m.organization) else {
+            return Err(PlanError::Conflict(
+                Some(m.source_uid.clone()),
+                format!(
+                    "membership {}: its organization is not in the desired state",
+                    m.source_name
+                ),
+            ));
+        };
+        let target = || format!("{} in {}", m.email, orgs.path(&m.organization, org_id));
+        let key = (org_id.as_str(), m.email.as_str());
+        match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
+            Some(row) => {
+                row.writable_by(
+                    &m.source_uid,
+                    options,
+                    &format!("membership of {}", target()),
+                )?;
+                if row.organization_id != *org_id || row.email != m.email {
+                    return Err(PlanError::Conflict(
+                        Some(m.source_uid.clone()),
+                        format!(
+                            "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
+                            m.source_name
+                        ),
+                    ));
+                }
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
+                // The target is built only for a change: most rows of a re-apply have none.
+                if !fields.is_empty() {
+                    changes.extend(Change::update(
+                        "membership",
+                        target(),
+                        fields,
+                        &m.source_uid,
+                        || Op::UpdateMembership {
+                            id: row.id.clone(),
+                            m: m.clone(),
+                        },
+                    ));
+                }
+            }
+            None => changes.push(Change::create(
+                "membership",
+                target(),
+                &m.source_uid,
+                Op::CreateMembership {
+                    id: new_id(),
+                    org_id: org_id.clone(),
+                    root_id: root_id.clone(),
+                    m: m.clone(),
+                },
+            )),
+        }
+    }
+    Ok(wanted)
+}
+
+/// Plans the removal of managed memberships no longer desired. A row a desired membership took
+/// over (an update in `changes`) stays, whatever its former source.
+pub(crate) fn prune(
+    rows: &[MembershipRow],
+    wanted: &HashSet<&str>,
+    slug_by_id: &HashMap<&str, &str>,
+    changes: &mut Vec<Change>,
+) {
+    let kept: HashSet<String> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::UpdateMembership { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    for row in rows.iter().filter(|r| r.managed) {
+        let desired = row
+            .source_uid
+            .as_deref()
+            .is_some_and(|s| wanted.contains(s));
+        if desired || kept.contains(&row.id) {
+            continue;
+        }
+        let target = format!(
+            "{} in {}",
+            row.email,
+            slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
+        );
+        changes.push(removal(
+            Table::Memberships,
+            &row.id,
+            &row.source_uid,
+            &row.deletion_policy,
+            target,
+        ));
+    }
+}
+
+/// Carries out the update of a membership (new ones go in batches: [`insert_batch`]).
+pub(crate) async fn execute(
+    conn: &mut AnyConnection,
+    op: &Op,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let Op::UpdateMembership { id, m } = op else {
+        unreachable!("only membership updates are executed here")
+    };
+    sqlx::query(
+        "UPDATE memberships SET source_uid = $2, source_name = $3, managed = 1, roles = $4, deletion_policy = $5, updated_at = $6 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&m.source_uid)
+    .bind(&m.source_name)
+    .bind(&m.roles)
+    .bind(m.deletion_policy)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rows per multi-row INSERT: bulk applies are bound by round trips, not by rows. SQLite
+/// allows 32,766 parameters a statement, PostgreSQL 65,535; a membership row has 10.
+pub(crate) fn batch_rows(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1000,
+        Backend::Postgres => 5000,
+    }
+}
+
+/// Inserts a run of new memberships in a few statements. When the database refuses the run,
+/// it is rolled back to where it started and inserted row by row, to name the row refused.
+pub(crate) async fn insert_batch(
+    conn: &mut AnyConnection,
+    batch: &[Change],
+    users: &mut HashMap<String, String>,
+    now: i64,
+    backend: Backend,
+) -> Result<(), PlanError> {
+    sqlx::query("SAVEPOINT membership_batch")
+        .execute(&mut *conn)
+        .await?;
+    match insert(conn, batch, users, now, backend).await {
+        Ok(()) => {}
+        Err(e) if constraint_message(&e).is_some() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT membership_batch")
+                .execute(&mut *conn)
+                .await?;
+            // The users the run created went with it.
+            *users = load_users(conn).await?;
+            for change in batch {
+                insert(conn, std::slice::from_ref(change), users, now, backend)
+                    .await
+                    .map_err(|e| refused(PlanError::Query(e), change))?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query("RELEASE SAVEPOINT membership_batch")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts a run of new memberships, and the users they need, a few statements in all.
+async fn insert(
+    conn: &mut AnyConnection,
+    batch: &[Change],
+    users: &mut HashMap<String, String>,
+    now: i64,
+    backend: Backend,
+) -> Result<(), sqlx::Error> {
+    let mut new_users: Vec<(String, &str)> = Vec::new();
+    for c in batch {
+        if let Op::CreateMembership { m, .. } = &c.op
+            && !users.contains_key(&m.email)
+        {
+            let id = new_id();
+            users.insert(m.email.clone(), id.clone());
+            new_users.push((id, m.email.as_str()));
+        }
+    }
+    if !new_users.is_empty() {
+        let sql = format!(
+            "INSERT INTO users (id, email, created_at) VALUES {}",
+            placeholders(backend, new_users.len(), 3, "")
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, email) in &new_users {
+            q = q.bind(id.clone()).bind(email.to_string()).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let sql = format!(
+        "INSERT INTO memberships (id, source_uid, source_name, organization_id, root_id, user_id, roles, deletion_policy, created_at, updated_at, managed, subject_kind) VALUES {}",
+        placeholders(backend, batch.len(), 10, ", 1, 'User'")
+    );
+    let mut q = sqlx::query(&sql);
+    for c in batch {
+        if let Op::CreateMembership {
+            id,
+            org_id,
+            root_id,
+            m,
+        } = &c.op
+        {
+            q = q
+                .bind(id.clone())
+                .bind(m.source_uid.clone())
+                .bind(m.source_name.clone())
+                .bind(org_id.clone())
+                .bind(root_id.clone())
+                .bind(users[&m.email].clone())
+                .bind(m.roles.clone())
+                .bind(m.deletion_policy)
+                .bind(now)
+                .bind(now);
+        }
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}

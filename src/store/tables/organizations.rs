@@ -1,0 +1,331 @@
+//! Organizations: roots and their sub-organizations. A sub-organization never moves to another
+//! root, and a root keeps its row while any of its sub-organizations stays in the store.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{AnyConnection, Row};
+
+use crate::store::desired::DesiredOrg;
+use crate::store::plan::{
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
+    sourced,
+};
+
+sourced!(OrgRow);
+
+pub(crate) struct OrgRow {
+    id: String,
+    source_uid: Option<String>,
+    managed: bool,
+    parent_id: Option<String>,
+    root_id: String,
+    slug: String,
+    display_name: String,
+    auth: Option<String>,
+    member_namespaces: Option<String>,
+    deletion_policy: String,
+}
+
+pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<OrgRow>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT id, source_uid, managed, parent_id, root_id, slug, display_name, auth, member_namespaces, deletion_policy FROM organizations",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| OrgRow {
+        id: r.get(0),
+        source_uid: r.get(1),
+        managed: r.get::<i64, _>(2) == 1,
+        parent_id: r.get(3),
+        root_id: r.get(4),
+        slug: r.get(5),
+        display_name: r.get(6),
+        auth: r.get(7),
+        member_namespaces: r.get(8),
+        deletion_policy: r.get(9),
+    })
+    .collect())
+}
+
+/// What the rows of every other table need of the organizations' plan: which row each desired
+/// organization writes to, and how to name an organization for people.
+pub(crate) struct Orgs<'d> {
+    /// Source → (row id, root id), for existing rows and rows this plan creates.
+    ids: HashMap<String, (String, String)>,
+    /// Row id → slug (for a row this plan creates, its whole name `ROOT/SUB`).
+    names: HashMap<String, String>,
+    desired: HashMap<&'d str, &'d DesiredOrg>,
+}
+
+impl Orgs<'_> {
+    /// The (row id, root id) of the organization `source`; a conflict of the object `key`,
+    /// named `what`, when it is not desired.
+    pub(crate) fn find(
+        &self,
+        source: &str,
+        what: &str,
+        key: &str,
+    ) -> Result<(String, String), PlanError> {
+        self.ids.get(source).cloned().ok_or_else(|| {
+            PlanError::Conflict(
+                Some(key.to_owned()),
+                format!("{what}: its organization is not in the desired state"),
+            )
+        })
+    }
+
+    /// (row id, root id) of the organization `source`, if desired.
+    pub(crate) fn ids(&self, source: &str) -> Option<&(String, String)> {
+        self.ids.get(source)
+    }
+
+    /// The slug of the row `id`, `?` when there is none.
+    pub(crate) fn name(&self, id: &str) -> &str {
+        self.names.get(id).map(String::as_str).unwrap_or("?")
+    }
+
+    /// The organization `source` (row `id`) for people: `ROOT` or `ROOT/SUB` as desired, else
+    /// the row's slug.
+    pub(crate) fn path(&self, source: &str, id: &str) -> String {
+        self.desired
+            .get(source)
+            .map(|o| path(o, self.parent(o)))
+            .or_else(|| self.names.get(id).cloned())
+            .unwrap_or_default()
+    }
+
+    fn parent(&self, o: &DesiredOrg) -> Option<&DesiredOrg> {
+        o.parent
+            .as_deref()
+            .and_then(|p| self.desired.get(p).copied())
+    }
+}
+
+/// `ROOT` or `ROOT/SUB`.
+fn path(o: &DesiredOrg, parent: Option<&DesiredOrg>) -> String {
+    match parent {
+        Some(p) => format!("{}/{}", p.slug, o.slug),
+        None => o.slug.clone(),
+    }
+}
+
+/// Plans the desired organizations, roots first so a sub-organization finds its parent's row.
+pub(crate) fn plan<'d>(
+    rows: &[OrgRow],
+    desired: &'d [DesiredOrg],
+    options: ApplyOptions,
+    changes: &mut Vec<Change>,
+) -> Result<Orgs<'d>, PlanError> {
+    let owners = by_source(rows);
+    let by_slug: HashMap<(Option<&str>, &str), &OrgRow> = rows
+        .iter()
+        .map(|o| ((o.parent_id.as_deref(), o.slug.as_str()), o))
+        .collect();
+    let wanted: HashSet<&str> = desired.iter().map(|o| o.source_uid.as_str()).collect();
+    let mut orgs = Orgs {
+        ids: HashMap::new(),
+        names: HashMap::new(),
+        desired: desired.iter().map(|o| (o.source_uid.as_str(), o)).collect(),
+    };
+    for o in desired {
+        let target = path(o, orgs.parent(o));
+        let parent_id = match &o.parent {
+            Some(p) => Some(orgs.ids.get(p).map(|(id, _)| id.clone()).ok_or_else(|| {
+                PlanError::Conflict(
+                    Some(o.source_uid.clone()),
+                    format!("organization {target}: its parent is not in the desired state"),
+                )
+            })?),
+            None => None,
+        };
+        // Else the same slug under the same parent: the object was renamed (a new source) or
+        // the row predates suborg.
+        let key = (parent_id.as_deref(), o.slug.as_str());
+        match row_for(&owners, &by_slug, &o.source_uid, &key, &wanted) {
+            Some(row) => {
+                let change = update(row, o, parent_id, target, options)?;
+                orgs.ids
+                    .insert(o.source_uid.clone(), (row.id.clone(), row.root_id.clone()));
+                changes.extend(change);
+            }
+            None => {
+                let id = new_id();
+                let root = parent_id.clone().unwrap_or_else(|| id.clone());
+                orgs.ids.insert(o.source_uid.clone(), (id.clone(), root));
+                changes.push(Change::create(
+                    "organization",
+                    target,
+                    &o.source_uid,
+                    Op::CreateOrg {
+                        id,
+                        parent_id,
+                        org: o.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    orgs.names = rows
+        .iter()
+        .map(|o| (o.id.clone(), o.slug.clone()))
+        .chain(changes.iter().filter_map(|c| match &c.op {
+            Op::CreateOrg { id, .. } => Some((id.clone(), c.target.clone())),
+            _ => None,
+        }))
+        .collect();
+    Ok(orgs)
+}
+
+/// The update of the stored `row` that `o` writes to, if anything changes.
+fn update(
+    row: &OrgRow,
+    o: &DesiredOrg,
+    parent_id: Option<String>,
+    target: String,
+    options: ApplyOptions,
+) -> Result<Option<Change>, PlanError> {
+    row.writable_by(&o.source_uid, options, &format!("organization {target}"))?;
+    if row.parent_id != parent_id {
+        return Err(PlanError::Conflict(
+            Some(o.source_uid.clone()),
+            format!(
+                "organization {target} has another parent in the store: sub-organizations cannot move between roots; delete the old one first"
+            ),
+        ));
+    }
+    let fields = row.changed_fields(
+        &o.source_uid,
+        &[
+            ("slug", row.slug != o.slug),
+            ("displayName", row.display_name != o.display_name),
+            ("authentication", row.auth != o.auth),
+            (
+                "memberNamespaces",
+                row.member_namespaces != o.member_namespaces,
+            ),
+            ("deletionPolicy", row.deletion_policy != o.deletion_policy),
+        ],
+    );
+    Ok(Change::update(
+        "organization",
+        target,
+        fields,
+        &o.source_uid,
+        || Op::UpdateOrg {
+            id: row.id.clone(),
+            org: o.clone(),
+        },
+    ))
+}
+
+/// The stored slug of each row id.
+pub(crate) fn slugs(rows: &[OrgRow]) -> HashMap<&str, &str> {
+    rows.iter()
+        .map(|o| (o.id.as_str(), o.slug.as_str()))
+        .collect()
+}
+
+/// Plans the removal of managed organizations no longer desired: sub-organizations before
+/// roots, after every row that belongs to them.
+pub(crate) fn prune(
+    rows: &[OrgRow],
+    orgs: &Orgs<'_>,
+    slug_by_id: &HashMap<&str, &str>,
+    changes: &mut Vec<Change>,
+) {
+    let kept: HashSet<&str> = orgs.ids.values().map(|(id, _)| id.as_str()).collect();
+    let mut gone: Vec<&OrgRow> = rows
+        .iter()
+        .filter(|o| o.managed && !kept.contains(o.id.as_str()))
+        .collect();
+    gone.sort_by_key(|o| o.parent_id.is_none());
+    let mut removed: HashSet<&str> = HashSet::new();
+    for row in gone {
+        // A root whose sub-organizations stay in the store (orphaned by their own policy,
+        // or never suborg's) keeps its row too, unmanaged: the database refuses to remove
+        // it, and those rows would mean nothing without it. Its object can still go.
+        let has_children = rows.iter().any(|c| {
+            c.parent_id.as_deref() == Some(row.id.as_str()) && !removed.contains(c.id.as_str())
+        });
+        let policy = if has_children {
+            "Orphan"
+        } else {
+            row.deletion_policy.as_str()
+        };
+        if has_children && row.deletion_policy != "Orphan" {
+            tracing::info!(
+                organization = %row.slug,
+                "sub-organizations remain in the store: the organization's row is kept, no longer managed"
+            );
+        }
+        if policy != "Orphan" {
+            removed.insert(row.id.as_str());
+        }
+        let target = match row.parent_id.as_deref() {
+            Some(p) => format!("{}/{}", slug_by_id.get(p).unwrap_or(&"?"), row.slug),
+            None => row.slug.clone(),
+        };
+        changes.push(removal(
+            Table::Organizations,
+            &row.id,
+            &row.source_uid,
+            policy,
+            target,
+        ));
+    }
+}
+
+/// Carries out a change of an organization row.
+pub(crate) async fn execute(
+    conn: &mut AnyConnection,
+    op: &Op,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    match op {
+        Op::CreateOrg { id, parent_id, org } => {
+            let (depth, parent_depth, parent_key, root_id) = match parent_id {
+                Some(p) => (1i64, Some(0i64), p.clone(), p.clone()),
+                None => (0, None, String::new(), id.clone()),
+            };
+            sqlx::query(
+                "INSERT INTO organizations (id, source_uid, source_name, managed, depth, parent_id, parent_depth, parent_key, root_id, slug, display_name, auth, member_namespaces, deletion_policy, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+            )
+            .bind(id)
+            .bind(&org.source_uid)
+            .bind(&org.source_name)
+            .bind(depth)
+            .bind(parent_id.clone())
+            .bind(parent_depth)
+            .bind(parent_key)
+            .bind(root_id)
+            .bind(&org.slug)
+            .bind(&org.display_name)
+            .bind(org.auth.clone())
+            .bind(org.member_namespaces.clone())
+            .bind(org.deletion_policy)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Op::UpdateOrg { id, org } => {
+            sqlx::query(
+                "UPDATE organizations SET source_uid = $2, source_name = $3, managed = 1, slug = $4, display_name = $5, auth = $6, member_namespaces = $7, deletion_policy = $8, updated_at = $9 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&org.source_uid)
+            .bind(&org.source_name)
+            .bind(&org.slug)
+            .bind(&org.display_name)
+            .bind(org.auth.clone())
+            .bind(org.member_namespaces.clone())
+            .bind(org.deletion_policy)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => unreachable!("only organization operations are executed here"),
+    }
+    Ok(())
+}
