@@ -143,39 +143,45 @@ impl Node {
         match value {
             Value::String(s) => self.check_string(s, path, errors),
             Value::Array(items) => self.check_array(items, path, errors),
-            Value::Object(map) => {
-                for r in &self.required {
-                    if !map.contains_key(r) {
-                        errors.push(SchemaError {
-                            path: join(path, r),
-                            unknown_field: false,
-                            message: "is required".to_owned(),
-                        });
-                    }
-                }
-                for (k, v) in map {
-                    let child = join(path, k);
-                    if let Some(node) = self.properties.get(k) {
-                        node.check(v, &child, errors);
-                    } else if let Some(node) = &self.additional {
-                        node.check(v, &child, errors);
-                    } else if !self.preserve_unknown {
-                        let mut known: Vec<&str> =
-                            self.properties.keys().map(String::as_str).collect();
-                        known.sort_unstable();
-                        errors.push(SchemaError {
-                            path: child,
-                            unknown_field: true,
-                            message: if known.is_empty() {
-                                "unknown field".to_owned()
-                            } else {
-                                format!("unknown field (known fields here: {})", known.join(", "))
-                            },
-                        });
-                    }
-                }
-            }
+            Value::Object(map) => self.check_object(map, path, errors),
             _ => {}
+        }
+    }
+
+    fn check_object(
+        &self,
+        map: &serde_json::Map<String, Value>,
+        path: &str,
+        errors: &mut Vec<SchemaError>,
+    ) {
+        for r in &self.required {
+            if !map.contains_key(r) {
+                errors.push(SchemaError {
+                    path: join(path, r),
+                    unknown_field: false,
+                    message: "is required".to_owned(),
+                });
+            }
+        }
+        for (k, v) in map {
+            let child = join(path, k);
+            if let Some(node) = self.properties.get(k) {
+                node.check(v, &child, errors);
+            } else if let Some(node) = &self.additional {
+                node.check(v, &child, errors);
+            } else if !self.preserve_unknown {
+                let mut known: Vec<&str> = self.properties.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                errors.push(SchemaError {
+                    path: child,
+                    unknown_field: true,
+                    message: if known.is_empty() {
+                        "unknown field".to_owned()
+                    } else {
+                        format!("unknown field (known fields here: {})", known.join(", "))
+                    },
+                });
+            }
         }
     }
 
