@@ -12,6 +12,10 @@
 //! - **trickle**: with the controller running, `SUBORG_SCALE_TRICKLE` more (default 200)
 //!   created one at a time; the time from the first create until they are all Ready;
 //! - **memory**: the controller's resident memory (`VmRSS`) and peak (`VmHWM`) after that;
+//! - **idle**: with every object Ready and nothing changing, the controller's CPU time
+//!   (user + system, from `/proc`) over `SUBORG_SCALE_IDLE` seconds (default 30), after a
+//!   settling pause, as a share of one core; measured after the trickle and after the large
+//!   startup;
 //! - **large** (only when `SUBORG_SCALE_LARGE` is set, e.g. 10000): the controller stopped,
 //!   memberships added up to that total, a fresh controller on the same store timed until all
 //!   are Ready, with the time per object beside the 1,000-object startup's, so linearity shows.
@@ -46,6 +50,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(600);
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(300);
 const CRD_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the controller is left alone before its idle CPU is measured: longer than the
+/// sync's debounce and the Events it sends in the background.
+const IDLE_SETTLE: Duration = Duration::from_secs(10);
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -54,6 +61,7 @@ struct Settings {
     startup: usize,
     trickle: usize,
     large: Option<usize>,
+    idle: Duration,
 }
 
 impl Settings {
@@ -62,6 +70,7 @@ impl Settings {
             startup: env_count("SUBORG_SCALE_N")?.unwrap_or(1000),
             trickle: env_count("SUBORG_SCALE_TRICKLE")?.unwrap_or(200),
             large: env_count("SUBORG_SCALE_LARGE")?,
+            idle: Duration::from_secs(env_count("SUBORG_SCALE_IDLE")?.unwrap_or(30) as u64),
         })
     }
 }
@@ -85,6 +94,9 @@ struct Figures {
     trickle: Option<Timed>,
     trickle_creates: Option<Duration>,
     memory: Option<Memory>,
+    /// Idle CPU, percent of one core, after the trickle and after the large startup.
+    idle: Option<f64>,
+    large_idle: Option<f64>,
     large: Option<(Timed, usize, Memory)>,
 }
 
@@ -246,6 +258,7 @@ impl Bench {
         });
         figures.trickle_creates = Some(creates);
         figures.memory = Some(self.memory()?);
+        figures.idle = Some(self.idle_cpu(settings.idle).await?);
 
         if let Some(total) = settings.large {
             if total <= self.created {
@@ -264,6 +277,7 @@ impl Bench {
                     elapsed: started.elapsed(),
                 };
                 figures.large = Some((timed, total, self.memory()?));
+                figures.large_idle = Some(self.idle_cpu(settings.idle).await?);
             }
         }
         Ok(())
@@ -547,6 +561,48 @@ impl Bench {
         }
     }
 
+    /// The controller's CPU time so far, user and system.
+    fn cpu_time(&self) -> Result<Duration> {
+        let child = self
+            .controller
+            .as_ref()
+            .ok_or("no controller runs to measure")?;
+        let path = format!("/proc/{}/stat", child.id());
+        let stat = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+        // Fields after the command name (which may hold spaces): state is the first, utime
+        // the 12th and stime the 13th (fields 14 and 15 of proc(5)).
+        let rest = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r)
+            .ok_or_else(|| format!("{path} is not a stat line"))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no field {i} in {path}"))
+        };
+        let per_second: u64 = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100);
+        let total = ticks(11)? + ticks(12)?;
+        Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
+    }
+
+    /// The controller's CPU use, percent of one core, over `over` with nothing changing.
+    async fn idle_cpu(&mut self, over: Duration) -> Result<f64> {
+        tokio::time::sleep(IDLE_SETTLE).await;
+        let before = self.cpu_time()?;
+        tokio::time::sleep(over).await;
+        self.check_controller()?;
+        let used = self.cpu_time()?.saturating_sub(before);
+        Ok(used.as_secs_f64() * 100.0 / over.as_secs_f64())
+    }
+
     /// The controller's resident and peak resident memory.
     fn memory(&self) -> Result<Memory> {
         let child = self
@@ -762,6 +818,9 @@ fn print_table(f: &Figures, version: &str) {
             mib(m.hwm_kib)
         );
     }
+    if let Some(p) = f.idle {
+        println!("idle after trickle: {p:.2}% of one core");
+    }
     if let Some(s) = f.startup {
         println!(
             "per object: startup {:.2} ms ({} objects)",
@@ -780,6 +839,9 @@ fn print_table(f: &Figures, version: &str) {
             mib(m.rss_kib),
             mib(m.hwm_kib)
         );
+    }
+    if let Some(p) = f.large_idle {
+        println!("idle after large startup: {p:.2}% of one core");
     }
 }
 
