@@ -140,6 +140,9 @@ pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
 /// stops hands its Lease back, and the standby should not wait out the rest of it.
 async fn wait_for(manager: &LeaseManager, leases: &Api<Lease>, config: &LeaderConfig) -> bool {
     let mut attempt = Box::pin(manager.changed());
+    let mut check = tokio::time::interval(config.renew_every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     loop {
         tokio::select! {
             outcome = &mut attempt => {
@@ -153,7 +156,7 @@ async fn wait_for(manager: &LeaseManager, leases: &Api<Lease>, config: &LeaderCo
                 }
                 attempt = Box::pin(manager.changed());
             }
-            () = tokio::time::sleep(config.renew_every) => {
+            _ = check.tick() => {
                 if let Ok(Ok(lease)) = tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await
                     && is_free(lease.as_ref())
                 {
@@ -168,39 +171,59 @@ impl Leader {
     /// Keeps the Lease renewed; returns when it is lost (taken by another replica, or not
     /// renewed in time, see the module's doc): the caller must stop writing.
     pub async fn hold(&self, client: Client) {
+        type Renewal<'a> =
+            std::pin::Pin<Box<dyn Future<Output = kube_lease_manager::Result<bool>> + Send + 'a>>;
         let config = &self.config;
         let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
-        // Just taken: a whole Lease ahead.
+        // Just taken: a whole Lease ahead. Whatever happens to the requests below, leadership
+        // ends `margin` before this, so that stopping is done before the Lease runs out.
         let mut expires = Instant::now() + config.lease_duration;
-        let mut renewing = Box::pin(self.manager.changed());
+        let mut renewing: Renewal = Box::pin(self.manager.changed());
+        // Reads of the Lease run on their own, so a read the API server does not answer never
+        // holds up the deadline.
+        let (read_tx, mut reads) = tokio::sync::mpsc::channel(1);
+        let mut check = tokio::time::interval(config.renew_every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let give_up = expires.checked_sub(config.margin()).unwrap_or(expires);
             tokio::select! {
                 outcome = &mut renewing => {
                     match outcome {
-                        Ok(true) => {}
                         Ok(false) => {
                             tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
                             return;
                         }
+                        Ok(true) => renewing = Box::pin(self.manager.changed()),
                         Err(e) => {
                             tracing::warn!(error = %e, lease = %config.name, "renewing the leader Lease failed");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            renewing = Box::pin(async {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                self.manager.changed().await
+                            });
                         }
                     }
-                    renewing = Box::pin(self.manager.changed());
                 }
-                () = tokio::time::sleep(config.renew_every) => {
-                    match tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await {
-                        Ok(Ok(lease)) => match held_until(lease.as_ref(), &config.identity) {
-                            Some(left) => expires = Instant::now() + left,
-                            None => {
-                                tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
-                                return;
-                            }
-                        },
-                        Ok(Err(e)) => tracing::warn!(error = %e, lease = %config.name, "reading the leader Lease failed"),
-                        Err(_) => tracing::warn!(lease = %config.name, "reading the leader Lease timed out"),
-                    }
+                _ = check.tick() => {
+                    let (leases, name, tx) = (leases.clone(), config.name.clone(), read_tx.clone());
+                    let within = config.renew_every;
+                    tokio::spawn(async move {
+                        let read = tokio::time::timeout(within, leases.get_opt(&name)).await;
+                        // At most one read waits; a slow one is simply not counted.
+                        let _ = tx.try_send((Instant::now(), read));
+                    });
+                }
+                Some((at, read)) = reads.recv() => match read {
+                    Ok(Ok(lease)) => match held_until(lease.as_ref(), &config.identity) {
+                        Some(left) => expires = at + left,
+                        None => {
+                            tracing::error!(lease = %config.name, "the leader Lease was taken by another replica");
+                            return;
+                        }
+                    },
+                    Ok(Err(e)) => tracing::warn!(error = %e, lease = %config.name, "reading the leader Lease failed"),
+                    Err(_) => tracing::warn!(lease = %config.name, "reading the leader Lease timed out"),
+                },
+                () = tokio::time::sleep_until(give_up) => {
                     let left = expires.saturating_duration_since(Instant::now());
                     if verdict(left, config.margin()) == Verdict::Lost {
                         tracing::error!(lease = %config.name, ?left, "could not renew the leader Lease in time");

@@ -132,8 +132,12 @@ pub async fn run(
             }
         });
     }
-    watches.run(syncer, stop, ctx).await;
-    tracing::info!("controllers stopped");
+    // A lost Lease stops everything at once: another replica may be writing already. A
+    // shutdown lets the reconciles under way finish.
+    tokio::select! {
+        () = watches.run(syncer, stop, ctx) => tracing::info!("controllers stopped"),
+        true = leadership.lost.clone() => tracing::error!("the leader Lease is lost: stopping at once"),
+    }
     leadership.end(&health).await
 }
 

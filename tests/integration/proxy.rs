@@ -84,6 +84,11 @@ impl Proxy {
         )
     }
 
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Drops every connection and refuses new ones.
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);

@@ -740,3 +740,84 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let _ = leases.delete(&lease, &Default::default()).await;
 }
+
+/// A leader cut off from the API server (a proxy in front of it swallows every byte, as a
+/// partitioned network does) stops writing before its Lease could run out and be taken by
+/// another replica: it exits, saying why, within the Lease's last renewal plus its duration.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("cut.db").display());
+    let lease = format!(
+        "suborg-e2e-cut-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    // The caller's kubeconfig, with every server reached through the proxy.
+    let mut kubeconfig = kube::config::Kubeconfig::read().expect("a kubeconfig");
+    let server = kubeconfig.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("a server");
+    let address = server
+        .split_once("://")
+        .map_or(server.as_str(), |(_, a)| a)
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = crate::proxy::Proxy::start(&format!("https://{address}")).await;
+    for c in &mut kubeconfig.clusters {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.server = Some(format!("https://127.0.0.1:{}", proxy.port()));
+        }
+    }
+    let path = dir.path().join("through-proxy.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+
+    let mut leader = Running::start_as(
+        "cut-off",
+        dir.path(),
+        &store,
+        "default",
+        &lease,
+        Some(&path),
+    );
+    wait_holder(&client, &lease, "cut-off", Duration::from_secs(30)).await;
+    proxy.silence();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let expires = |l: &Lease| {
+        let spec = l.spec.as_ref().unwrap();
+        spec.renew_time.as_ref().unwrap().0
+            + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(
+                spec.lease_duration_seconds.unwrap(),
+            ))
+    };
+    // The last renewal the API server saw bounds when another replica may take over.
+    let mut deadline = expires(&leases.get(&lease).await.unwrap());
+    let status = loop {
+        if let Some(s) = leader.child.try_wait().unwrap() {
+            break s;
+        }
+        if let Ok(l) = leases.get(&lease).await {
+            deadline = expires(&l);
+        }
+        assert!(
+            k8s_openapi::jiff::Timestamp::now() < deadline,
+            "the cut-off leader still runs after its Lease ran out:\n{}",
+            leader.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success(), "losing the Lease is an error exit");
+    assert!(
+        leader
+            .log()
+            .contains("could not renew the leader Lease in time"),
+        "{}",
+        leader.log()
+    );
+    let _ = leases.delete(&lease, &Default::default()).await;
+}
