@@ -85,6 +85,8 @@ pub fn held_until(lease: Option<&Lease>, identity: &str) -> Option<Duration> {
 /// The Lease this replica holds.
 pub struct Leader {
     manager: Arc<LeaseManager>,
+    /// The Lease's namespace, for reading it beside the manager's own renewals.
+    leases: Api<Lease>,
     config: LeaderConfig,
 }
 
@@ -129,6 +131,7 @@ pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
             tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
             return Leader {
                 manager: Arc::new(manager),
+                leases,
                 config: config.clone(),
             };
         }
@@ -170,11 +173,11 @@ async fn wait_for(manager: &LeaseManager, leases: &Api<Lease>, config: &LeaderCo
 impl Leader {
     /// Keeps the Lease renewed; returns when it is lost (taken by another replica, or not
     /// renewed in time, see the module's doc): the caller must stop writing.
-    pub async fn hold(&self, client: Client) {
+    pub async fn hold(&self) {
         type Renewal<'a> =
             std::pin::Pin<Box<dyn Future<Output = kube_lease_manager::Result<bool>> + Send + 'a>>;
         let config = &self.config;
-        let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
+        let leases = &self.leases;
         // Just taken: a whole Lease ahead. Whatever happens to the requests below, leadership
         // ends `margin` before this, so that stopping is done before the Lease runs out.
         let mut expires = Instant::now() + config.lease_duration;

@@ -193,9 +193,9 @@ async fn lead(
     let (lost_tx, lost_rx) = futures::channel::oneshot::channel::<()>();
     let lease = leader.map(|leader| {
         let keeping = {
-            let (leader, client) = (leader.clone(), client.clone());
+            let leader = leader.clone();
             tokio::spawn(async move {
-                leader.hold(client).await;
+                leader.hold().await;
                 let _ = lost_tx.send(());
             })
         };
