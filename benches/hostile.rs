@@ -1,7 +1,10 @@
 //! Hostile input: how long `suborg validate` takes, and how much memory, on documents built to
 //! make a YAML reader slow or large, against their nesting depth and alias fan-out. Both must
-//! stay flat: refused at once, an alias bomb taking no more memory than a plain document of its
-//! size (the `plain` rows: values packed as densely as YAML allows, no aliases).
+//! stay flat: refused at once, in time and memory proportional to the input whatever its shape
+//! (`depth`: nested flow lists; `fan`: one anchor referenced over and over; `plain`: values
+//! packed as densely as YAML allows, no aliases; `text`: one long value referenced over and
+//! over), while the densest real object (`members`: a Group's members at their shortest) is
+//! read.
 //!
 //! Run with `cargo bench --bench hostile`. Each case runs in a child process of its own, so its
 //! peak resident memory (`VmHWM`) is its alone.
@@ -39,6 +42,23 @@ fn plain(n: usize) -> String {
     )
 }
 
+/// The densest real object: a Group with `n` members at their shortest.
+fn members(n: usize) -> String {
+    format!(
+        "apiVersion: suborg.io/v1alpha1\nkind: Group\nmetadata: {{name: g, namespace: n}}\nspec:\n  organizationRef: {{kind: Organization, name: o}}\n  members:\n{}",
+        "  - {kind: Group, name: g}\n".repeat(n)
+    )
+}
+
+/// One long value anchored, then referenced `refs` times.
+fn long_text(refs: usize) -> String {
+    format!(
+        "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n  annotations: {{x: &a {}, y: [{}]}}\nspec: {{}}\n",
+        "t".repeat(100_000),
+        vec!["*a"; refs].join(", ")
+    )
+}
+
 fn case(name: &str) -> String {
     let (kind, n) = name.split_once('=').expect("kind=n");
     let n: usize = n.parse().unwrap();
@@ -46,6 +66,8 @@ fn case(name: &str) -> String {
         "depth" => nested(n),
         "fan" => alias_bomb(n),
         "plain" => plain(n),
+        "members" => members(n),
+        "text" => long_text(n),
         _ => panic!("unknown case {name}"),
     }
 }
@@ -107,9 +129,17 @@ fn main() {
         "fan=3000",
         "fan=10000",
         "fan=30000",
+        "fan=300000",
+        "fan=1000000",
         "plain=5000",
         "plain=30000",
         "plain=100000",
+        "plain=1000000",
+        "plain=3000000",
+        "text=3",
+        "text=1000",
+        "members=1000",
+        "members=10000",
     ];
     for name in cases {
         let out = Command::new(&exe)

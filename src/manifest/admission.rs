@@ -242,7 +242,15 @@ where
     if problems.is_empty() {
         // status is written by the controller, never by users: the API server ignores it.
         map.remove("status");
+        // The API server's rules see only metadata.name and metadata.generateName; the rest
+        // (labels, annotations of any size) is not converted for them.
+        let full = map
+            .get_mut("metadata")
+            .map(|m| std::mem::replace(m, rule_metadata(m)));
         cel_problems(&value, ks, &key, &mut problems);
+        if let Some(full) = full {
+            value["metadata"] = full;
+        }
     }
     let typed = if problems.is_empty() {
         match serde_json::from_value::<K>(value) {
@@ -370,6 +378,17 @@ fn schema_problems(
         };
         problems.push(Problem::error(reason, key, e.path, e.message));
     }
+}
+
+/// The part of an object's metadata that its CEL rules can read.
+fn rule_metadata(metadata: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for field in ["name", "generateName"] {
+        if let Some(v) = metadata.get(field) {
+            out.insert(field.to_owned(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// The kind's CEL rules, each failure named by its reason and field.

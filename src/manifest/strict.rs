@@ -1,4 +1,6 @@
-//! A JSON value deserialized with duplicate mapping keys refused. YAML forbids them, but a plain
+//! The YAML reader: a file's text into JSON values, read in one streaming pass with every
+//! limit a hostile document could push against (nesting depth, values and text after alias
+//! expansion), and duplicate mapping keys refused. YAML forbids duplicates, but a plain
 //! `serde_json::Value` would keep the last one silently — a typo'd manifest would lose data.
 
 use std::cell::Cell;
@@ -6,41 +8,175 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use serde_saphyr::budget::{Budget, BudgetBreach};
+use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy, Options};
 
 thread_local! {
-    /// How many more values the document being read may produce, its aliases expanded.
-    static BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// How many more values, and bytes of text, the document being read may produce, its
+    /// aliases expanded.
+    static BUDGET: Cell<Allowance> = const { Cell::new(Allowance::UNLIMITED) };
 }
 
-/// The values a document of `bytes` bytes may produce, aliases expanded. Without aliases a
-/// document produces at most one value for every two bytes (each value needs a character and
-/// a separator: `[a,b,c]`, or `-` and a newline), so any document without aliases fits, a
-/// thousand more leave room for anchors and merge keys used for reuse, and an alias bomb costs
-/// no more memory than a plain document of its size.
+/// What a document may still produce.
+#[derive(Clone, Copy)]
+struct Allowance {
+    values: usize,
+    text: usize,
+}
+
+impl Allowance {
+    const UNLIMITED: Allowance = Allowance {
+        values: usize::MAX,
+        text: usize::MAX,
+    };
+}
+
+/// The values a document of `bytes` bytes may produce, aliases expanded: one for every eight
+/// bytes, and a thousand more. Real objects are sparser than that: the densest a suborg object
+/// gets is a Group's member list at its shortest (`- {kind: User, name: a@b.c}`, nine bytes a
+/// value), and the thousand cover any small document, anchors and merge keys used for reuse.
+/// What is denser (thousands of one-character scalars, an anchor referenced over and over) is
+/// refused once it passes the budget, so the values built stay within a few times the input's
+/// size whatever its shape: each costs about 50 bytes of memory.
 pub fn budget_for(bytes: usize) -> usize {
-    1_000 + bytes / 2
+    1_000 + bytes / 8
 }
 
-/// Runs `f` (which reads one document) allowing it `budget` values: past that, reading fails
-/// with an error that says so. Bounds the memory an alias bomb can take.
-pub fn with_budget<T>(budget: usize, f: impl FnOnce() -> T) -> T {
-    BUDGET.with(|b| b.set(budget));
+/// The bytes of scalar text a document of `bytes` bytes may produce, aliases expanded: all of
+/// its own text four times over (a long value anchored and reused a few times fits), and 64 KiB
+/// more. One long scalar referenced over and over is refused instead of filling memory.
+pub fn text_budget_for(bytes: usize) -> usize {
+    65_536 + bytes.saturating_mul(4)
+}
+
+/// Runs `f` (which reads one document) allowing it `values` values and `text` bytes of scalar
+/// text: past either, reading fails with an error that says so. Bounds the memory an alias bomb
+/// can take.
+pub fn with_budget<T>(values: usize, text: usize, f: impl FnOnce() -> T) -> T {
+    BUDGET.with(|b| b.set(Allowance { values, text }));
     let out = f();
-    BUDGET.with(|b| b.set(usize::MAX));
+    BUDGET.with(|b| b.set(Allowance::UNLIMITED));
     out
 }
 
-/// Counts one value against the budget.
-fn spend<E: de::Error>() -> Result<(), E> {
-    BUDGET.with(|b| match b.get() {
-        0 => Err(E::custom(
-            "the document expands to more values than its size allows (aliases referenced over and over); refused",
-        )),
-        n => {
-            b.set(n - 1);
-            Ok(())
-        }
+/// Why the values expanded past the budget: one wording, whichever counter saw it first.
+const TOO_MANY_VALUES: &str = "the document holds more values than its size allows (one for every 8 bytes, and 1,000 more, counting what aliases expand to): aliases referenced over and over, or values packed denser than any object; refused";
+
+/// Counts one value, holding `text` bytes of scalar text, against the budget.
+fn spend<E: de::Error>(text: usize) -> Result<(), E> {
+    spend_values::<E>(1, text)
+}
+
+/// Counts `values` values holding `text` bytes of text (a mapping key is text, not a value).
+fn spend_values<E: de::Error>(values: usize, text: usize) -> Result<(), E> {
+    BUDGET.with(|b| {
+        let left = b.get();
+        let Some(values) = left.values.checked_sub(values) else {
+            return Err(E::custom(TOO_MANY_VALUES));
+        };
+        let Some(text) = left.text.checked_sub(text) else {
+            return Err(E::custom(
+                "the document expands to more text than its size allows (long values referenced over and over); refused",
+            ));
+        };
+        b.set(Allowance { values, text });
+        Ok(())
     })
+}
+
+/// A YAML document that could not be read: where (1-based line and column, when known) and why.
+#[derive(Debug)]
+pub struct YamlError {
+    pub at: Option<(u64, u64)>,
+    pub message: String,
+}
+
+/// Reads every document of `text`, one piece of a file, into a JSON value each (`Null` for an
+/// empty document), within the limits of this module. The reader streams: its memory is the
+/// values it builds, not a buffer of the document's events.
+pub fn read_documents(text: &str) -> Result<Vec<Value>, YamlError> {
+    let values = budget_for(text.len());
+    let read = with_budget(values, text_budget_for(text.len()), || {
+        serde_saphyr::from_multiple_with_options::<StrictValue>(text, options(text.len()))
+    });
+    match read {
+        Ok(docs) => Ok(docs.into_iter().map(|d| d.0).collect()),
+        Err(e) => Err(describe(&e)),
+    }
+}
+
+/// The reader's settings: YAML 1.2's core schema as Kubernetes' own tools read it (`yes` is a
+/// string, `0755` and `1_000` too), unknown tags refused, and the parser's own limits set past
+/// this module's, so that what they catch first is reported in this module's words.
+fn options(bytes: usize) -> Options {
+    let values = budget_for(bytes);
+    let mut budget = Budget::default();
+    budget.max_nodes = values.saturating_mul(2);
+    budget.max_events = values.saturating_mul(4);
+    budget.max_aliases = values;
+    budget.max_anchors = values;
+    // The parser keeps a copy of what an anchor holds, to replay it for each alias: anchors
+    // are for reusing small parts, and one holding more than a quarter of the budget is refused
+    // before its copy (larger than the values it stands for) fills memory.
+    budget.max_recorded_anchor_events = values / 4;
+    budget.max_recorded_anchor_bytes = bytes.max(65_536);
+    budget.max_depth = 2 * MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH + 1;
+    // The value budget bounds what aliases expand to; many aliases of a few anchors cost no
+    // more than the values they produce.
+    budget.enforce_alias_anchor_ratio = false;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = values.saturating_mul(4);
+    options.with_snippet = false;
+    options.emit_comments = false;
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options.reject_unsupported_tags = true;
+    // Repeated keys and merge keys reach the visitor below, which refuses the first in its own
+    // words and applies the second with the precedence kubectl gives them.
+    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    options.merge_keys = MergeKeyPolicy::AsOrdinary;
+    options
+}
+
+/// The reader's error in the words `validate` reports: the message without its position, which
+/// is kept apart.
+fn describe(e: &serde_saphyr::Error) -> YamlError {
+    let mut inner = e;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = inner
+    {
+        inner = error;
+    }
+    let at = e
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| (l.line(), l.column()));
+    let message = match inner {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. } => format!(
+                "nests collections more than {} levels deep: refused (Kubernetes objects are not nested that deep)",
+                2 * MAX_DEPTH
+            ),
+            BudgetBreach::RecordedAnchorEvents { .. } | BudgetBreach::RecordedAnchorBytes { .. } => {
+                "the document holds more values than its size allows: an anchor holds more than a quarter of the values, or more text than the document itself (anchors are for reusing small parts); refused".to_owned()
+            }
+            BudgetBreach::ScalarBytes { .. } => {
+                "the document expands to more text than its size allows (long values referenced over and over); refused".to_owned()
+            }
+            _ => TOO_MANY_VALUES.to_owned(),
+        },
+        _ => {
+            let text = inner.to_string();
+            match text.rfind(" at line ") {
+                Some(cut) => text[..cut].to_owned(),
+                None => text,
+            }
+        }
+    };
+    YamlError { at, message }
 }
 
 /// A [`Value`] whose mappings had no duplicate keys.
@@ -62,44 +198,44 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Ok(Value::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Ok(Value::Number(v.into()))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom(format!("{v} is not a number JSON can hold")))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        spend()?;
+        spend(v.len())?;
         Ok(Value::String(v.to_owned()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        spend()?;
+        spend(v.len())?;
         Ok(Value::String(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Ok(Value::Null)
     }
     fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        spend()?;
+        spend(0)?;
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(StrictVisitor)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        spend()?;
+        spend(0)?;
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         while let Some(StrictValue(v)) = seq.next_element()? {
             out.push(v);
@@ -107,10 +243,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        spend()?;
+        spend(0)?;
         let mut out = Map::new();
         let mut merged = Vec::new();
         while let Some(key) = map.next_key::<KeyString>()? {
+            spend_values::<A::Error>(0, key.0.len())?;
             let StrictValue(v) = map.next_value()?;
             // YAML merge keys (`<<: *base`), which kubectl honours: keys written out win, then
             // the merged mappings in the order given.
@@ -249,9 +386,9 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Value, String> {
-        serde_yaml::from_str::<StrictValue>(s)
-            .map(|v| v.0)
-            .map_err(|e| e.to_string())
+        let mut docs = read_documents(s).map_err(|e| e.message)?;
+        assert_eq!(docs.len(), 1, "{s}");
+        Ok(docs.remove(0))
     }
 
     #[test]
@@ -272,19 +409,72 @@ mod tests {
 
     #[test]
     fn the_value_budget_stops_a_document_that_expands() {
-        let bomb = format!(
-            "x: &a [{}]\ny: [{}]\n",
-            vec!["r"; 100].join(", "),
-            vec!["*a"; 100].join(", ")
-        );
-        let e = with_budget(1_000, || parse(&bomb)).unwrap_err();
+        let bomb = |n: usize| {
+            format!(
+                "x: &a [{}]\ny: [{}]\n",
+                vec!["r"; n].join(", "),
+                vec!["*a"; n].join(", ")
+            )
+        };
+        // 20 × 21 values from 150 bytes: within the thousand spare values, so read.
+        assert!(parse(&bomb(20)).is_ok());
+        // No alias, but packed tighter than any object: refused too.
+        let dense = format!("x: [{}]\n", vec!["r"; 10_000].join(","));
+        let e = parse(&dense).unwrap_err();
+        assert!(e.contains("more values than its size allows"), "{e}");
+        // 100 × 101 from 700 bytes, or 1,000 × 1,001 from 7 KB: refused.
+        assert!(parse(&bomb(100)).is_err());
+        let e = parse(&bomb(1_000)).unwrap_err();
+        assert!(e.contains("more values than its size allows"), "{e}");
+        // The budget is the reading's alone.
+        assert!(with_budget(10, 10, || serde_json::from_str::<StrictValue>("[1, 2]")).is_ok());
         assert!(
-            e.contains("expands to more values than its size allows"),
+            with_budget(2, 100, || serde_json::from_str::<StrictValue>("[1, 2]")).is_err(),
+            "three values"
+        );
+    }
+
+    #[test]
+    fn the_text_budget_stops_a_long_value_referenced_over_and_over() {
+        let long = "x".repeat(100_000);
+        let refs = ["*a"; 10].join(", ");
+        let e = parse(&format!("a: &a {long}\nb: [{refs}]\n")).unwrap_err();
+        assert!(
+            e.contains("expands to more text than its size allows"),
             "{e}"
         );
-        assert!(with_budget(budget_for(bomb.len()) * 10, || parse(&bomb)).is_ok());
-        // The budget is the reading's alone.
-        assert!(parse(&bomb).is_ok());
+        // Reused a few times, it fits.
+        assert!(parse(&format!("a: &a {long}\nb: [*a, *a]\n")).is_ok());
+        // An anchor holding most of a document is refused before its copy is made.
+        let e = parse(&format!("x: &a [{}]\n", vec!["r"; 3_000].join(", "))).unwrap_err();
+        assert!(e.contains("an anchor holds more than a quarter"), "{e}");
+        assert!(e.contains("more values than its size allows"), "{e}");
+        // Keys count too (a flow key is at most 1,024 characters).
+        let key = "k".repeat(1_000);
+        let refs = vec!["*a"; 100].join(", ");
+        let e = parse(&format!("a: &a {{{key}: 1}}\nb: [{refs}]\n")).unwrap_err();
+        assert!(e.contains("expands to more text"), "{e}");
+    }
+
+    #[test]
+    fn errors_give_their_place_apart_from_their_message() {
+        let e = read_documents("a: 1\nb: [1, 2\n").unwrap_err();
+        assert!(e.at.is_some_and(|(line, _)| line >= 1), "{e:?}");
+        assert!(!e.message.contains(" at line "), "{e:?}");
+        let e = read_documents(&format!("a: {}", "[".repeat(MAX_DEPTH + 5))).unwrap_err();
+        assert!(!e.message.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn scalars_resolve_by_yaml_1_2s_core_schema() {
+        let v = parse("a: [yes, no, on, 0755, 1_000, 0x1F, 0o17, 1e3, ~, '', 'true']\n").unwrap();
+        assert_eq!(
+            v["a"],
+            serde_json::json!([
+                "yes", "no", "on", "0755", "1_000", 31, 15, 1000.0, null, "", "true"
+            ])
+        );
+        assert!(parse("a: !custom x\n").is_err());
     }
 
     #[test]

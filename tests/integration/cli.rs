@@ -736,10 +736,7 @@ fn a_flat_alias_bomb_is_refused() {
     let labels = format!("{{x: &a [{anchor}], y: [{refs}]}}");
     rejected(
         membership_with_labels(&labels).as_bytes(),
-        &[
-            "expands to more values than its size allows",
-            "[InvalidYaml]",
-        ],
+        &["more values than its size allows", "[InvalidYaml]"],
     );
     // Anchors used as meant (a few reuses, merge keys) are fine.
     let reuse = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n  labels: &l {team: platform}\n  annotations: *l\nspec: {}\n";

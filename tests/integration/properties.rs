@@ -34,8 +34,8 @@ proptest! {
     }
 
     /// Documents shaped to hurt a YAML reader (deep flow nesting, anchors referenced over and
-    /// over, both inside an object): never a panic; past the depth limit or the value budget,
-    /// one InvalidYaml saying which.
+    /// over, both inside an object): never a panic; past the depth limit, the anchor limit or
+    /// the value budget, one InvalidYaml saying which.
     #[test]
     fn hostile_shapes_are_refused_by_their_limit(
         depth in 0usize..400,
@@ -62,10 +62,15 @@ proptest! {
         } else if depth + 1 > suborg::manifest::MAX_DEPTH {
             // `labels: {` is one level more.
             prop_assert!(said("levels deep"), "{:?}", r.problems);
+        } else if (anchor + 2).abs_diff(budget / 4) <= 2 {
+            // At the anchor's limit, give or take the list's own start and end: either verdict.
+        } else if anchor + 2 > budget / 4 {
+            // The parser's copy of the anchor is refused before the aliases expand it.
+            prop_assert!(said("an anchor holds more than a quarter"), "{:?}", r.problems);
         } else if values > budget {
-            prop_assert!(said("expands to more values"), "{:?}", r.problems);
+            prop_assert!(said("more values than its size allows"), "{:?}", r.problems);
         } else {
-            prop_assert!(!said("levels deep") && !said("expands to more values"), "{:?}", r.problems);
+            prop_assert!(!said("levels deep") && !said("more values than its size allows"), "{:?}", r.problems);
         }
     }
 
@@ -137,27 +142,46 @@ proptest! {
     }
 }
 
-/// The value budget leaves every document without aliases alone, however densely it packs its
-/// values: flow lists of one-character scalars (two bytes a value), a block list of empty entries.
+/// The value budget leaves the densest real objects alone — a Group with its 10,000 members
+/// (the schema's maximum) at their shortest, in block and flow style — and refuses, by name and
+/// with the line, what is packed denser than any object: flow lists of one-character scalars,
+/// block lists of empty entries.
 #[test]
-fn the_densest_plain_documents_fit_the_value_budget() {
+fn the_value_budget_takes_the_densest_objects_and_refuses_denser() {
+    let group = "apiVersion: suborg.io/v1alpha1\nkind: Group\nmetadata: {name: g, namespace: n}\nspec:\n  organizationRef: {kind: Organization, name: o}\n  members:\n";
+    let block = format!(
+        "{group}{}",
+        "  - kind: User\n    email: a@b.c\n".repeat(10_000)
+    );
+    let flow = format!("{group}{}", "  - {kind: Group, name: g}\n".repeat(10_000));
+    for doc in [block, flow] {
+        let r = check_sources([("dense.yaml", doc.as_bytes())], "default", now());
+        assert!(
+            r.problems
+                .iter()
+                .all(|p| p.problem.reason != Reason::InvalidYaml),
+            "{:?}",
+            r.problems.first()
+        );
+    }
     let head = "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: acme\n";
-    for n in [10, 3_000, 60_000] {
-        let flow = format!("{head}  labels: {{x: [{}]}}\n", vec!["r"; n].join(","));
-        let block = format!("{head}  labels:\n    x:\n{}", "    -\n".repeat(n));
-        let nulls = format!("{head}  labels:\n    x: [{}]\n", vec!["~"; n].join(","));
-        for doc in [flow, block, nulls] {
-            let r = check_sources([("plain.yaml", doc.as_bytes())], "default", now());
-            assert!(
-                !r.problems
-                    .iter()
-                    .any(|p| p.problem.message.contains("expands to more values")),
-                "{n}: {:?}",
-                r.problems.first()
-            );
-            // Still refused, for what it is: labels are strings.
-            assert!(r.errors > 0);
-        }
+    let flow = format!("{head}  labels: {{x: [{}]}}\n", vec!["r"; 60_000].join(","));
+    let block = format!("{head}  labels:\n    x:\n{}", "    -\n".repeat(60_000));
+    let nulls = format!(
+        "{head}  labels:\n    x: [{}]\n",
+        vec!["~"; 60_000].join(",")
+    );
+    for doc in [flow, block, nulls] {
+        let r = check_sources([("plain.yaml", doc.as_bytes())], "default", now());
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        let p = &r.problems[0].problem;
+        assert_eq!(p.reason, Reason::InvalidYaml);
+        assert!(
+            p.message.contains("more values than its size allows"),
+            "{}",
+            p.message
+        );
+        assert!(p.message.contains(" at line "), "{}", p.message);
     }
 }
 
