@@ -11,7 +11,7 @@
 //! fingerprint the watch feeds keep event by event ([`super::prints`]): a reconcile that reuses
 //! the last result costs the same on a tree of ten objects or of a hundred thousand.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,9 @@ use crate::domain::model::{self, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
 use crate::rows::desired_from;
-use crate::store::{Action, ApplyOptions, Plan, SqlStore, Store, StoreError, StoreIndex};
+use crate::store::{
+    Action, ApplyOptions, ObjectConflict, Plan, SqlStore, Store, StoreError, StoreIndex,
+};
 
 /// A store-wide failure: every object reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,21 +321,35 @@ impl Syncer {
             let desired = desired_from(&set, &outcome.accepted, now);
             match store.apply(&desired, options).await {
                 Ok(plan) => break (outcome, plan),
-                Err(StoreError::SourceConflict { uid, message }) => {
-                    // Leave the object out, as if rejected on its own, and try again: one
-                    // conflicting object must not hold back the rest of the tree. Each round
-                    // leaves one more object out, so this ends.
-                    let object = source_object(&uid).to_owned();
-                    tracing::warn!(%message, attempt, "leaving an object with conflicting rows out of the sync");
-                    let Some((key, _)) = refs.get(&object) else {
-                        return SyncResult::failed("StoreConflict", message);
-                    };
-                    if conflicts.contains_key(&object) {
-                        return SyncResult::failed("StoreConflict", message);
+                Err(StoreError::SourceConflicts { conflicts: found }) => {
+                    // Leave the objects out, as if rejected on their own, and try again: a
+                    // conflicting object must not hold back the rest of the tree. A pass names
+                    // every conflict of a table, and each leaves at least one more object out,
+                    // so this ends, after at most a pass per table.
+                    tracing::warn!(
+                        attempt,
+                        objects = found.len(),
+                        "leaving objects with conflicting rows out of the sync"
+                    );
+                    let mut this_pass = HashSet::new();
+                    for ObjectConflict { uid, message } in found {
+                        let object = source_object(&uid).to_owned();
+                        tracing::warn!(%message, "conflicting rows");
+                        if this_pass.contains(&object) {
+                            continue; // another of its rows
+                        }
+                        let Some((key, _)) = refs.get(&object) else {
+                            return SyncResult::failed("StoreConflict", message);
+                        };
+                        // Left out before, and still in conflict: the plan cannot get past it.
+                        if conflicts.contains_key(&object) {
+                            return SyncResult::failed("StoreConflict", message);
+                        }
+                        this_pass.insert(object.clone());
+                        remove(&mut set, key);
+                        set.rejected.insert(key.clone());
+                        conflicts.insert(object, message);
                     }
-                    remove(&mut set, key);
-                    set.rejected.insert(key.clone());
-                    conflicts.insert(object, message);
                 }
                 Err(
                     e @ (StoreError::Unavailable { .. }

@@ -31,14 +31,13 @@ pub enum StoreError {
     /// The desired state cannot be applied as a whole.
     #[error("{0}")]
     Conflict(String),
-    /// One object's rows cannot be written: a row with its slug exists that suborg did not
-    /// create, or the object would move a row to another parent.
-    #[error("{message}")]
-    SourceConflict {
-        /// The source (Kubernetes object uid) at fault.
-        uid: String,
-        /// What is wrong and what to do.
-        message: String,
+    /// Objects whose rows cannot be written: a row with their slug exists that suborg did not
+    /// create, an object would move a row to another parent, or the database refuses a row.
+    /// Every such object a plan finds is named at once, so a caller can leave them all out.
+    #[error("{}", conflicts_text(conflicts))]
+    SourceConflicts {
+        /// Each object at fault, in the order the plan met them.
+        conflicts: Vec<ObjectConflict>,
     },
     /// The store did not answer in time (a database that stopped responding, a lock held
     /// elsewhere); whatever the transaction had written was rolled back.
@@ -61,4 +60,22 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+}
+
+/// One object whose rows cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectConflict {
+    /// The source (Kubernetes object uid) at fault.
+    pub uid: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// The conflicts' messages, one a line.
+fn conflicts_text(conflicts: &[ObjectConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| c.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

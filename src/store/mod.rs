@@ -51,7 +51,7 @@ pub use desired::{
     ProjectSubject,
 };
 pub use dsn::{Backend, Dsn};
-pub use error::StoreError;
+pub use error::{ObjectConflict, StoreError};
 pub use plan::{Action, ApplyOptions, Change, Plan};
 pub use read::{
     EffectiveMember, MemberInfo, OrgEntry, OrgInfo, OwnedInfo, StoreIndex, TreeRoot, TreeSub,

@@ -340,6 +340,88 @@ async fn prune_follows_the_deletion_policy() {
     }
 }
 
+/// One apply names every object of a table whose rows conflict, not only the first, and not
+/// the objects that merely depend on one (a sub-organization of a root in conflict): the caller
+/// leaves them all out at once and the rest goes in on the next pass.
+#[tokio::test]
+async fn every_conflict_of_a_table_is_named_in_one_pass() {
+    use suborg::store::{DesiredOrg, ObjectConflict};
+    let org = |uid: String, parent: Option<String>, slug: String| DesiredOrg {
+        source_uid: uid,
+        source_name: slug.clone(),
+        parent,
+        display_name: slug.clone(),
+        slug,
+        auth: None,
+        member_namespaces: None,
+        deletion_policy: "Delete",
+    };
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let mut d = Desired::default();
+        for i in 0..6 {
+            d.organizations
+                .push(org(format!("root-{i}"), None, format!("root-{i}")));
+            d.organizations.push(org(
+                format!("sub-{i}"),
+                Some(format!("root-{i}")),
+                format!("team-{i}"),
+            ));
+        }
+        // Rows for the even roots, written around suborg.
+        for i in [0, 2, 4] {
+            sqlx::query(&format!(
+                "INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) \
+                 VALUES ('foreign-{i}', 0, 0, '', 'foreign-{i}', 'root-{i}', 'x', 'Delete', 0, 0)"
+            ))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let err = store.apply(&d, PRUNE).await.unwrap_err();
+        let StoreError::SourceConflicts { conflicts } = &err else {
+            panic!("{}: {err:?}", f.dsn)
+        };
+        let uids: Vec<&str> = conflicts.iter().map(|c| c.uid.as_str()).collect();
+        assert_eq!(uids, ["root-0", "root-2", "root-4"], "{}: {err}", f.dsn);
+        assert!(
+            conflicts
+                .iter()
+                .all(|ObjectConflict { message, .. }| message.contains("suborg did not create it")),
+            "{err}"
+        );
+        // Every message is in the error's text, one a line.
+        assert_eq!(err.to_string().lines().count(), 3, "{err}");
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE managed = 1"
+            )
+            .await,
+            0,
+            "nothing written"
+        );
+        // Without them and their children, the rest goes in at once.
+        d.organizations.retain(|o| {
+            !["root-0", "root-2", "root-4"]
+                .iter()
+                .any(|r| o.source_uid == *r || o.parent.as_deref() == Some(*r))
+        });
+        store.apply(&d, PRUNE).await.unwrap();
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM organizations WHERE managed = 1"
+            )
+            .await,
+            6,
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
     for f in fresh_stores().await {
@@ -350,7 +432,7 @@ async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
         assert!(
             matches!(
                 err,
-                StoreError::Conflict(_) | StoreError::SourceConflict { .. }
+                StoreError::Conflict(_) | StoreError::SourceConflicts { .. }
             ),
             "{err}"
         );
@@ -811,7 +893,7 @@ async fn a_row_the_database_refuses_is_a_conflict_of_its_object() {
             .apply(&d, OPTS)
             .await
             .expect_err("a refused row was written");
-        let StoreError::SourceConflict { uid, message } = &err else {
+        let Some((uid, message)) = only_conflict(&err) else {
             panic!("{}: {err:?}", f.dsn)
         };
         assert_eq!(uid, "m1234", "{}: {message}", f.dsn);
@@ -839,7 +921,7 @@ async fn a_row_the_database_refuses_is_a_conflict_of_its_object() {
             .apply(&d, OPTS)
             .await
             .expect_err("a refused slug was written");
-        let StoreError::SourceConflict { uid, message } = &err else {
+        let Some((uid, message)) = only_conflict(&err) else {
             panic!("{}: {err:?}", f.dsn)
         };
         assert_eq!(uid, "sub", "{}: {message}", f.dsn);
@@ -1303,9 +1385,9 @@ async fn a_project_does_not_move_between_organizations() {
         moved.projects[0].organization = eng;
         moved.projects[0].connections.clear();
         moved.projects[0].gateway = None;
-        let Err(StoreError::SourceConflict { uid, message }) = store.apply(&moved, PRUNE).await
-        else {
-            panic!("a project moved to another organization")
+        let err = store.apply(&moved, PRUNE).await.unwrap_err();
+        let Some((uid, message)) = only_conflict(&err) else {
+            panic!("a project moved to another organization: {err:?}")
         };
         assert_eq!(uid, moved.projects[0].source_uid);
         assert!(
@@ -1434,5 +1516,16 @@ async fn an_orphaned_invite_keeps_the_membership_it_needs() {
             "still at the root and in billing: {heidi:?}"
         );
         store.close().await;
+    }
+}
+
+/// The one object a store refused, and why, when the error is that.
+fn only_conflict(err: &StoreError) -> Option<(&str, &str)> {
+    match err {
+        StoreError::SourceConflicts { conflicts } => match conflicts.as_slice() {
+            [c] => Some((c.uid.as_str(), c.message.as_str())),
+            _ => None,
+        },
+        _ => None,
     }
 }

@@ -1,11 +1,12 @@
 //! What a plan is: the changes it lists ([`Plan`], [`Change`], [`Action`]), the options it is
 //! made with, and what can go wrong while making or carrying it out.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use super::op::Op;
 use crate::store::dsn::Dsn;
-use crate::store::error::StoreError;
+use crate::store::error::{ObjectConflict, StoreError};
 
 /// Options of an apply (`SqlStore::apply`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -156,6 +157,8 @@ impl Plan {
 pub(crate) enum PlanError {
     /// A conflict, with the source (object uid) it is about when there is one.
     Conflict(Option<String>, String),
+    /// Every conflict of a table's plan, each about one object (see [`Conflicts`]).
+    Conflicts(Vec<ObjectConflict>),
     Query(sqlx::Error),
 }
 
@@ -169,14 +172,59 @@ impl PlanError {
     pub(crate) fn with_dsn(self, dsn: &Dsn) -> StoreError {
         match self {
             Self::Conflict(None, m) => StoreError::Conflict(m),
-            Self::Conflict(Some(source), message) => StoreError::SourceConflict {
-                uid: source,
-                message,
+            Self::Conflict(Some(uid), message) => StoreError::SourceConflicts {
+                conflicts: vec![ObjectConflict { uid, message }],
             },
+            Self::Conflicts(conflicts) => StoreError::SourceConflicts { conflicts },
             Self::Query(source) => StoreError::Query {
                 dsn: dsn.to_string(),
                 source,
             },
+        }
+    }
+}
+
+/// The conflicts a table's plan finds. A conflicting row's object is noted and the rest of the
+/// table planned, so one pass names every object of the table at fault, and the caller leaves
+/// them all out at once instead of one a pass. The plan stops after the table: later tables'
+/// rows may refer to the rows left out.
+#[derive(Default)]
+pub(crate) struct Conflicts {
+    found: Vec<ObjectConflict>,
+    /// The objects noted, for rows that refer to them within the table.
+    left_out: HashSet<String>,
+}
+
+impl Conflicts {
+    /// Notes `planned`'s conflict when it is about one object; any other failure stops the plan.
+    pub(crate) fn note(&mut self, planned: Result<(), PlanError>) -> Result<(), PlanError> {
+        match planned {
+            Err(PlanError::Conflict(Some(uid), message)) => {
+                self.left_out.insert(uid.clone());
+                self.found.push(ObjectConflict { uid, message });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `source` was left out of this table for a conflict, or for depending on one.
+    pub(crate) fn left_out(&self, source: &str) -> bool {
+        self.left_out.contains(source)
+    }
+
+    /// Leaves `source` out quietly: it depends on a row left out for a conflict, and the
+    /// domain holds it back once that object is out.
+    pub(crate) fn skip(&mut self, source: &str) {
+        self.left_out.insert(source.to_owned());
+    }
+
+    /// The table's verdict: every conflict found, or none.
+    pub(crate) fn into_result(self) -> Result<(), PlanError> {
+        if self.found.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError::Conflicts(self.found))
         }
     }
 }

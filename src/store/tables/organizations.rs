@@ -7,8 +7,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::store::desired::DesiredOrg;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, removal, row_for,
-    sourced,
+    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
+    row_for, sourced,
 };
 
 sourced!(OrgRow);
@@ -128,44 +128,16 @@ pub(crate) fn plan<'d>(
         names: HashMap::new(),
         desired: desired.iter().map(|o| (o.source_uid.as_str(), o)).collect(),
     };
+    let mut conflicts = Conflicts::default();
     for o in desired {
-        let target = path(o, orgs.parent(o));
-        let parent_id = match &o.parent {
-            Some(p) => Some(orgs.ids.get(p).map(|(id, _)| id.clone()).ok_or_else(|| {
-                PlanError::Conflict(
-                    Some(o.source_uid.clone()),
-                    format!("organization {target}: its parent is not in the desired state"),
-                )
-            })?),
-            None => None,
-        };
-        // Else the same slug under the same parent: the object was renamed (a new source) or
-        // the row predates suborg.
-        let key = (parent_id.as_deref(), o.slug.as_str());
-        match row_for(&owners, &by_slug, &o.source_uid, &key, &wanted) {
-            Some(row) => {
-                let change = update(row, o, parent_id, target, options)?;
-                orgs.ids
-                    .insert(o.source_uid.clone(), (row.id.clone(), row.root_id.clone()));
-                changes.extend(change);
-            }
-            None => {
-                let id = new_id();
-                let root = parent_id.clone().unwrap_or_else(|| id.clone());
-                orgs.ids.insert(o.source_uid.clone(), (id.clone(), root));
-                changes.push(Change::create(
-                    "organization",
-                    target,
-                    &o.source_uid,
-                    Op::CreateOrg {
-                        id,
-                        parent_id,
-                        org: o.clone(),
-                    },
-                ));
-            }
+        if o.parent.as_deref().is_some_and(|p| conflicts.left_out(p)) {
+            conflicts.skip(&o.source_uid);
+            continue;
         }
+        let planned = plan_one(o, &owners, &by_slug, &wanted, &mut orgs, options, changes);
+        conflicts.note(planned)?;
     }
+    conflicts.into_result()?;
     orgs.names = rows
         .iter()
         .map(|o| (o.id.clone(), o.slug.clone()))
@@ -175,6 +147,55 @@ pub(crate) fn plan<'d>(
         }))
         .collect();
     Ok(orgs)
+}
+
+/// Plans one desired organization, its parent (if any) planned before it.
+fn plan_one<'d>(
+    o: &'d DesiredOrg,
+    owners: &HashMap<&str, &OrgRow>,
+    by_slug: &HashMap<(Option<&str>, &str), &OrgRow>,
+    wanted: &HashSet<&str>,
+    orgs: &mut Orgs<'d>,
+    options: ApplyOptions,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let target = path(o, orgs.parent(o));
+    let parent_id = match &o.parent {
+        Some(p) => Some(orgs.ids.get(p).map(|(id, _)| id.clone()).ok_or_else(|| {
+            PlanError::Conflict(
+                Some(o.source_uid.clone()),
+                format!("organization {target}: its parent is not in the desired state"),
+            )
+        })?),
+        None => None,
+    };
+    // Else the same slug under the same parent: the object was renamed (a new source) or the
+    // row predates suborg.
+    let key = (parent_id.as_deref(), o.slug.as_str());
+    match row_for(owners, by_slug, &o.source_uid, &key, wanted) {
+        Some(row) => {
+            let change = update(row, o, parent_id, target, options)?;
+            orgs.ids
+                .insert(o.source_uid.clone(), (row.id.clone(), row.root_id.clone()));
+            changes.extend(change);
+        }
+        None => {
+            let id = new_id();
+            let root = parent_id.clone().unwrap_or_else(|| id.clone());
+            orgs.ids.insert(o.source_uid.clone(), (id.clone(), root));
+            changes.push(Change::create(
+                "organization",
+                target,
+                &o.source_uid,
+                Op::CreateOrg {
+                    id,
+                    parent_id,
+                    org: o.clone(),
+                },
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The update of the stored `row` that `o` writes to, if anything changes.
