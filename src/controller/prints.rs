@@ -5,6 +5,11 @@
 //! cache is written through a [`Feed`], which records a hash of exactly that for every object
 //! and keeps their sum, so "did anything change since the last sync?" costs a few additions,
 //! however large the tree; the full snapshot is taken only when the answer is yes.
+//!
+//! An object that goes while it is being deleted changes nothing the rules read: the sync that
+//! saw it deleting already left it out. Its hash stays in the sum, so releasing finalizers does
+//! not set off a sync per release: a deletion of thousands of objects costs the syncs that saw
+//! them marked, and then each release is one API call.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -21,6 +26,11 @@ use kube::runtime::watcher;
 pub trait Printed {
     /// `namespace/name`, and the hash.
     fn print(&self) -> (String, u64);
+
+    /// Whether the object is being deleted (it has a deletion timestamp).
+    fn deleting(&self) -> bool {
+        false
+    }
 }
 
 fn key(meta: &kube::api::ObjectMeta) -> String {
@@ -53,6 +63,12 @@ impl<K: Resource<DynamicType = ()>> Printed for DeserializeGuard<K> {
         key.hash(&mut h);
         (key, h.finish())
     }
+
+    fn deleting(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_ok_and(|o| o.meta().deletion_timestamp.is_some())
+    }
 }
 
 impl Printed for PartialObjectMeta<Namespace> {
@@ -69,10 +85,11 @@ impl Printed for PartialObjectMeta<Namespace> {
 /// One cache's hashes and their sum.
 #[derive(Default)]
 struct Kind {
-    live: HashMap<String, u64>,
+    /// Each object's hash, and whether it was being deleted.
+    live: HashMap<String, (u64, bool)>,
     sum: u64,
     /// A relisting under way: its hashes replace `live` when it completes.
-    relist: Option<HashMap<String, u64>>,
+    relist: Option<HashMap<String, (u64, bool)>>,
 }
 
 impl Kind {
@@ -80,25 +97,32 @@ impl Kind {
         match event {
             watcher::Event::Apply(o) => {
                 let (key, h) = o.print();
-                if let Some(old) = self.live.insert(key, h) {
+                if let Some((old, _)) = self.live.insert(key, (h, o.deleting())) {
                     self.sum = self.sum.wrapping_sub(old);
                 }
                 self.sum = self.sum.wrapping_add(h);
             }
             watcher::Event::Delete(o) => {
                 let (key, _) = o.print();
-                if let Some(old) = self.live.remove(&key) {
+                // Gone while being deleted: its hash stays in the sum (see the module doc).
+                if let Some((old, false)) = self.live.remove(&key) {
                     self.sum = self.sum.wrapping_sub(old);
                 }
             }
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(o) => {
                 let (key, h) = o.print();
-                self.relist.get_or_insert_default().insert(key, h);
+                self.relist
+                    .get_or_insert_default()
+                    .insert(key, (h, o.deleting()));
             }
+            // A relisting starts the sum afresh: one sync more, after a rare event.
             watcher::Event::InitDone => {
                 self.live = self.relist.take().unwrap_or_default();
-                self.sum = self.live.values().fold(0u64, |sum, h| sum.wrapping_add(*h));
+                self.sum = self
+                    .live
+                    .values()
+                    .fold(0u64, |sum, (h, _)| sum.wrapping_add(*h));
             }
         }
     }
@@ -211,6 +235,27 @@ mod tests {
         // Gone, by a Delete or by a relisting without it.
         feed.apply_watcher_event(&watcher::Event::Delete(org("b", 1)));
         assert_eq!(fp.get(), two);
+
+        // Gone after being seen deleting: the sync that saw the deletion left it out already,
+        // so its finalizer's release changes nothing. Not seen deleting, it does.
+        let mut c = org("c", 1);
+        if let Ok(o) = &mut c.0 {
+            o.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        }
+        feed.apply_watcher_event(&watcher::Event::Apply(org("c", 1)));
+        feed.apply_watcher_event(&watcher::Event::Apply(c.clone()));
+        let marked = fp.get();
+        assert_ne!(marked, two);
+        feed.apply_watcher_event(&watcher::Event::Delete(c));
+        assert_eq!(fp.get(), marked, "released after its deletion was seen");
+        feed.apply_watcher_event(&watcher::Event::Apply(org("d", 1)));
+        let with_d = fp.get();
+        feed.apply_watcher_event(&watcher::Event::Delete(org("d", 1)));
+        assert_ne!(fp.get(), with_d, "gone without its deletion seen");
+        assert_eq!(fp.get(), marked);
         feed.apply_watcher_event(&watcher::Event::Apply(org("b", 1)));
         feed.apply_watcher_event(&watcher::Event::Init);
         feed.apply_watcher_event(&watcher::Event::InitApply(org("a", 2)));
