@@ -19,6 +19,9 @@
 //! - **large** (only when `SUBORG_SCALE_LARGE` is set, e.g. 10000): the controller stopped,
 //!   memberships added up to that total, a fresh controller on the same store timed until all
 //!   are Ready, with the time per object beside the 1,000-object startup's, so linearity shows.
+//! - **deletion**: at the end, every object the run made deleted at once (one collection delete
+//!   per kind) while the controller runs; the time until the last one is gone, each having
+//!   waited for its rows to leave the store and its finalizer to be released.
 //!
 //! `SUBORG_SCALE_LOG` overrides the controller's `--log-level` (default `warn`), e.g. `info` to
 //! see each store change in its log (which slows it down a little).
@@ -636,6 +639,8 @@ impl Bench {
         }
         let dp = DeleteParams::default();
         let raw = ListParams::default().labels(&format!("{LABEL}={}-raw", self.id));
+        let marked = self.count_left().await.unwrap_or(0);
+        let started = Instant::now();
         let members = self.memberships();
         let orgs = self.organizations();
         for (what, result) in [
@@ -658,7 +663,16 @@ impl Bench {
         let deadline = Instant::now() + CLEANUP_DEADLINE;
         loop {
             match self.count_left().await {
-                Ok(0) => break,
+                Ok(0) => {
+                    // Every object held suborg's finalizer: how fast the controller lets a
+                    // deleted tree go, from the deletion request to the last object gone.
+                    let secs = started.elapsed().as_secs_f64();
+                    println!(
+                        "deletion: {marked} objects gone {secs:.1} s after their deletion ({:.1}/s)",
+                        marked as f64 / secs
+                    );
+                    break;
+                }
                 Ok(left) if Instant::now() >= deadline => {
                     println!(
                         "scale: {left} objects still there {} s after their deletion: stripping their finalizers",
