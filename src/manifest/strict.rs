@@ -33,8 +33,9 @@ impl Allowance {
 
 /// The values a document of `bytes` bytes may produce, aliases expanded: one for every eight
 /// bytes, and a thousand more. Real objects are sparser than that: the densest a suborg object
-/// gets is a Group's member list at its shortest (`- {kind: User, name: a@b.c}`, nine bytes a
-/// value), and the thousand cover any small document, anchors and merge keys used for reuse.
+/// gets is a Group's member list at its shortest (`  - {kind: Group, name: g}` a line, nine
+/// bytes a value), and the thousand cover any small document, anchors and merge keys used for
+/// reuse.
 /// What is denser (thousands of one-character scalars, an anchor referenced over and over) is
 /// refused once it passes the budget, so the values built stay within a few times the input's
 /// size whatever its shape: each costs about 50 bytes of memory.
@@ -163,6 +164,10 @@ fn describe(e: &serde_saphyr::Error) -> YamlError {
             BudgetBreach::RecordedAnchorEvents { .. } | BudgetBreach::RecordedAnchorBytes { .. } => {
                 "the document holds more values than its size allows: an anchor holds more than a quarter of the values, or more text than the document itself (anchors are for reusing small parts); refused".to_owned()
             }
+            BudgetBreach::Documents { documents } => format!(
+                "holds more than {} documents between two `---` markers; refused",
+                documents.saturating_sub(1)
+            ),
             BudgetBreach::ScalarBytes { .. } => {
                 "the document expands to more text than its size allows (long values referenced over and over); refused".to_owned()
             }
