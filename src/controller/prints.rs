@@ -13,7 +13,10 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
@@ -128,10 +131,19 @@ impl Kind {
     }
 }
 
-/// The fingerprint of every cache fed through a [`Feed`] made by [`Fingerprint::feed`].
+/// The fingerprint of every cache fed through a [`Feed`] made by [`Fingerprint::feed`], with a
+/// count of the watch events applied and a signal for each, which wake the sync task.
 #[derive(Clone, Default)]
 pub struct Fingerprint {
     kinds: Arc<Mutex<Vec<Arc<Mutex<Kind>>>>>,
+    events: Arc<Events>,
+}
+
+/// Watch events applied so far, and the signal of the next.
+#[derive(Default)]
+struct Events {
+    count: AtomicU64,
+    signal: Notify,
 }
 
 impl Fingerprint {
@@ -141,6 +153,22 @@ impl Fingerprint {
         kinds.iter().fold(0u64, |sum, k| {
             sum.wrapping_add(k.lock().unwrap_or_else(PoisonError::into_inner).sum)
         })
+    }
+
+    /// How many watch events the caches have taken. Read before the fingerprint, a count is
+    /// covered by any sync whose snapshot follows that fingerprint.
+    pub fn events(&self) -> u64 {
+        self.events.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves at the next watch event (or at once when one came since the last call).
+    pub async fn next_event(&self) {
+        self.events.signal.notified().await;
+    }
+
+    /// Wakes whoever waits in [`Fingerprint::next_event`], as an event would.
+    pub fn poke(&self) {
+        self.events.signal.notify_one();
     }
 
     /// A new cache, and the feed that fills it and keeps its part of the fingerprint.
@@ -154,7 +182,14 @@ impl Fingerprint {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(kind.clone());
-        (reader, Feed { writer, kind })
+        (
+            reader,
+            Feed {
+                writer,
+                kind,
+                events: self.events.clone(),
+            },
+        )
     }
 }
 
@@ -163,6 +198,7 @@ impl Fingerprint {
 pub struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
     writer: Writer<K>,
     kind: Arc<Mutex<Kind>>,
+    events: Arc<Events>,
 }
 
 impl<K> Feed<K>
@@ -176,6 +212,8 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .apply(event);
+        self.events.count.fetch_add(1, Ordering::SeqCst);
+        self.events.signal.notify_one();
     }
 }
 

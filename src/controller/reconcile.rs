@@ -269,7 +269,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action, Error> {
-    let result = ctx.syncer.sync().await;
+    let result = ctx.syncer.current().await;
     let now = Timestamp::now();
     let desired = o.desired(&result, now);
     write_status(&*o, api, ctx, &desired).await?;
@@ -310,7 +310,7 @@ pub fn next_visit(
 async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Option<Action>, Error> {
     // The snapshot leaves the deleted object out (an Organization with sub-organizations
     // stays), so the sync's pruning removes its rows, or orphans them as its policy says.
-    let result = ctx.syncer.sync().await;
+    let result = ctx.syncer.current().await;
     if let Some(f) = &result.failure {
         return Err(Error::Store {
             category: f.reason,

@@ -2,9 +2,11 @@
 //!
 //! The rules are about the tree, not one object (a slug is unique under its root, a sub-org
 //! member must be a root member, removing a root member revokes their sub-org access in the same
-//! transaction), so every reconcile runs the same sync: a snapshot of every watched object from
-//! the caches, [`crate::domain::check`] (the call `suborg validate` makes), and one store
-//! plan applied in one transaction with pruning. Syncs are coalesced: when no object's spec,
+//! transaction), so one sync task ([`Syncer::run_task`]) owns the tree: a snapshot of every
+//! watched object from the caches, [`crate::domain::check`] (the call `suborg validate` makes),
+//! and one store plan applied in one transaction with pruning. It wakes at each watch event and
+//! publishes each result; reconcilers read the latest ([`Syncer::current`]) and write only
+//! their own finalizer and status. Syncs are coalesced: when no object's spec,
 //! deletion state or namespace labels changed since the last one, no temporary role changed
 //! state and the resync period has not passed, the last result is reused, so a burst of
 //! reconciles costs one store transaction. Whether anything changed is read from the
@@ -139,6 +141,22 @@ impl EventBudget {
     }
 }
 
+/// A result as the sync task publishes it.
+struct Published {
+    /// Every watch event before this many is covered by the result.
+    events: u64,
+    result: Arc<SyncResult>,
+    /// When the sync that made the result ran.
+    at: Instant,
+}
+
+/// How often the sync task looks at the clock when no watch event wakes it: a temporary role
+/// changing state, the resync period, a failed sync due again.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How soon a failed sync is tried again.
+const FAILURE_RETRY: Duration = Duration::from_secs(5);
+
 /// The shared sync.
 pub struct Syncer {
     caches: Caches,
@@ -152,6 +170,9 @@ pub struct Syncer {
     fanout: Option<Fanout>,
     debounce: Debounce,
     events: std::sync::Mutex<EventBudget>,
+    published: tokio::sync::watch::Sender<Option<Published>>,
+    /// Whether [`Syncer::run_task`] runs: reconcilers then read what it publishes.
+    task: std::sync::atomic::AtomicBool,
 }
 
 /// How long a changed tree must stay unchanged before it is synced, and the longest a change
@@ -193,6 +214,8 @@ impl Syncer {
             fanout: None,
             debounce: Debounce::default(),
             events: std::sync::Mutex::new(EventBudget::new()),
+            published: tokio::sync::watch::Sender::new(None),
+            task: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -227,17 +250,93 @@ impl Syncer {
         Ok(s)
     }
 
+    /// The sync task: one sync whenever watch events came (after the debounce), a temporary
+    /// role changes state, the resync period passes or a failed sync is due again; each result
+    /// is published for the reconcilers ([`Syncer::current`]). Runs until `stop`; a sync under
+    /// way then is dropped, and its transaction rolled back.
+    pub async fn run_task(&self, stop: impl Future<Output = ()>) {
+        use std::sync::atomic::Ordering;
+        self.task.store(true, Ordering::SeqCst);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.caches.fingerprint.next_event() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                _ = self.sync() => {}
+            }
+        }
+        self.task.store(false, Ordering::SeqCst);
+        // Whoever waits for a result syncs on its own from now on.
+        self.published.send_modify(|_| {});
+    }
+
+    /// The result a reconcile reads: the sync task's latest, once it covers every watch event
+    /// taken before this call and is not due again (a temporary role changing state, the
+    /// resync period, a failed sync's retry). Costs nothing when it is ready; otherwise waits for
+    /// the task's next result. Without the task (a test, a one-off caller), syncs itself.
+    pub async fn current(&self) -> Arc<SyncResult> {
+        use std::sync::atomic::Ordering;
+        let mut published = self.published.subscribe();
+        let wanted = self.caches.fingerprint.events();
+        loop {
+            if !self.task.load(Ordering::SeqCst) {
+                return self.sync().await;
+            }
+            if let Some(p) = published.borrow_and_update().as_ref()
+                && p.events >= wanted
+                && self.is_fresh(&p.result, p.at)
+            {
+                return p.result.clone();
+            }
+            // A requeue at a temporary role's change, or the task busy: make sure it looks.
+            self.caches.fingerprint.poke();
+            if published.changed().await.is_err() {
+                return self.sync().await;
+            }
+        }
+    }
+
+    fn publish(&self, events: u64, result: &Arc<SyncResult>, at: Instant) {
+        self.published.send_replace(Some(Published {
+            events,
+            result: result.clone(),
+            at,
+        }));
+    }
+
+    /// Whether a result made at `at` may still be used: no temporary role has changed state
+    /// since, and neither the resync period nor (for a failure) the retry delay has passed.
+    fn is_fresh(&self, result: &SyncResult, at: Instant) -> bool {
+        let in_time = result.next_change.is_none_or(|t| Timestamp::now() < t);
+        // A failed sync is retried, but not more than every few seconds however many
+        // reconciles ask.
+        let age = if result.failure.is_some() {
+            FAILURE_RETRY
+        } else {
+            self.resync
+        };
+        in_time && at.elapsed() < age
+    }
+
     /// The result of a sync as fresh as the caches: the last one when nothing changed since.
     pub async fn sync(&self) -> Arc<SyncResult> {
         if !self.caches.ready().await {
-            return Arc::new(SyncResult::failed(
+            let failed = Arc::new(SyncResult::failed(
                 "WatchFailed",
                 "the watches stopped before the caches were filled".to_owned(),
             ));
+            self.publish(u64::MAX, &failed, Instant::now());
+            return failed;
         }
         let mut state = self.state.lock().await;
         // Read before the snapshot: the caches are written before their part of the
-        // fingerprint, so the snapshot holds at least what this says.
+        // fingerprint, so the snapshot holds at least what this says. The event count is read
+        // before the fingerprint: the result covers every event it counts.
+        let mut events = self.caches.fingerprint.events();
         let mut fingerprint = self.caches.fingerprint.get();
         if state.result.is_some()
             && state.fingerprint != Some(fingerprint)
@@ -246,6 +345,7 @@ impl Syncer {
             let started = Instant::now();
             while started.elapsed() < self.debounce.max_wait {
                 tokio::time::sleep(self.debounce.quiet).await;
+                events = self.caches.fingerprint.events();
                 let again = self.caches.fingerprint.get();
                 let settled = again == fingerprint;
                 fingerprint = again;
@@ -257,16 +357,10 @@ impl Syncer {
         let now = Timestamp::now();
         if let (Some(result), Some(at)) = (&state.result, state.synced_at) {
             let same_input = state.fingerprint == Some(fingerprint);
-            let in_time = result.next_change.is_none_or(|t| now < t);
-            // A failed sync is retried, but not more than every few seconds however many
-            // reconciles ask.
-            let fresh = if result.failure.is_some() {
-                at.elapsed() < Duration::from_secs(5)
-            } else {
-                at.elapsed() < self.resync
-            };
-            if same_input && in_time && fresh {
-                return result.clone();
+            if same_input && self.is_fresh(result, at) {
+                let result = result.clone();
+                self.publish(events, &result, at);
+                return result;
             }
         }
         // Same objects and no temporary role due: anything the plan changes was changed in the
@@ -288,10 +382,12 @@ impl Syncer {
             None => "applied",
         };
         self.metrics().synced(outcome, started.elapsed());
+        let at = Instant::now();
         state.fingerprint = Some(fingerprint);
-        state.synced_at = Some(Instant::now());
+        state.synced_at = Some(at);
         state.result = Some(result.clone());
         drop(state);
+        self.publish(events, &result, at);
         if let Some(fanout) = &self.fanout {
             fanout(&result);
         }

@@ -326,44 +326,33 @@ impl Watches {
         stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
         ctx: Arc<Context>,
     ) {
-        let namespaces = follow_namespaces(self.namespaces, syncer, stop.clone());
-        futures::join!(self.lanes.run(stop, ctx), namespaces);
+        let namespaces = follow_namespaces(self.namespaces, stop.clone());
+        futures::join!(
+            self.lanes.run(stop.clone(), ctx),
+            namespaces,
+            syncer.run_task(stop)
+        );
     }
 }
 
-/// Namespace label changes re-check delegation: a sync, whose fan-out reaches the memberships
-/// concerned. A burst of changes is one sync, half a second after the first.
+/// Drives the Namespaces' watch, which fills their cache. A label change is a watch event like
+/// any other: it wakes the sync task, whose fan-out reaches the memberships concerned.
 async fn follow_namespaces(
     namespaces: futures::stream::BoxStream<
         'static,
         Result<kube::core::PartialObjectMeta<Namespace>, watcher::Error>,
     >,
-    syncer: Arc<sync::Syncer>,
     stop: impl Future<Output = ()> + Clone,
 ) {
     let mut events = namespaces;
-    let ready = tokio::time::sleep(std::time::Duration::ZERO);
-    tokio::pin!(ready);
-    let mut pending = false;
     loop {
         tokio::select! {
             () = stop.clone() => break,
             event = events.next() => match event {
-                Some(Ok(_)) => {
-                    if !pending {
-                        pending = true;
-                        ready.as_mut().reset(tokio::time::Instant::now() + std::time::Duration::from_millis(500));
-                    }
-                }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "watching namespaces failed; retrying"),
                 None => break,
             },
-            () = &mut ready, if pending => {
-                pending = false;
-                if syncer.caches().ready().await {
-                    syncer.sync().await;
-                }
-            }
         }
     }
 }

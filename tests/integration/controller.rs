@@ -585,6 +585,50 @@ async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
     );
 }
 
+/// One sync task owns the tree and publishes each result: a reconcile's read covers every watch
+/// event taken before it, costs no sync when nothing changed, and once the task stops, a read
+/// syncs on its own.
+#[tokio::test]
+async fn reconcilers_read_what_the_sync_task_publishes() {
+    let mut w = acme();
+    let syncer = Arc::new(w.syncer(Duration::from_secs(300)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let syncer = syncer.clone();
+        async move {
+            syncer
+                .run_task(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let first = syncer.current().await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    let again = syncer.current().await;
+    assert!(Arc::ptr_eq(&first, &again), "nothing changed: the same result");
+    // An object that arrives after the first result is in the next read.
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(stored(
+            org("globex"),
+            "uid-globex",
+        )))));
+    let next = syncer.current().await;
+    assert!(!Arc::ptr_eq(&first, &next), "a new sync for a new object");
+    let globex = object(&w.caches.organizations, "globex");
+    assert_eq!(
+        ready(&status::organization(&globex, &next, now()).common).0,
+        "True"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops")
+        .unwrap();
+    let after = syncer.current().await;
+    assert!(Arc::ptr_eq(&after, &next), "unchanged, without the task too");
+}
+
 /// However many objects conflict, each is reported and the rest of the tree is synced.
 #[tokio::test]
 async fn every_conflicting_object_is_reported_and_the_rest_synced() {
