@@ -606,7 +606,10 @@ async fn reconcilers_read_what_the_sync_task_publishes() {
     let first = syncer.current().await;
     assert!(first.failure.is_none(), "{:?}", first.failure);
     let again = syncer.current().await;
-    assert!(Arc::ptr_eq(&first, &again), "nothing changed: the same result");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "nothing changed: the same result"
+    );
     // An object that arrives after the first result is in the next read.
     w.orgs
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(stored(
@@ -626,7 +629,10 @@ async fn reconcilers_read_what_the_sync_task_publishes() {
         .expect("the task stops")
         .unwrap();
     let after = syncer.current().await;
-    assert!(Arc::ptr_eq(&after, &next), "unchanged, without the task too");
+    assert!(
+        Arc::ptr_eq(&after, &next),
+        "unchanged, without the task too"
+    );
 }
 
 /// However many objects conflict, each is reported and the rest of the tree is synced.

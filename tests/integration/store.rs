@@ -345,16 +345,9 @@ async fn prune_follows_the_deletion_policy() {
 /// leaves them all out at once and the rest goes in on the next pass.
 #[tokio::test]
 async fn every_conflict_of_a_table_is_named_in_one_pass() {
-    use suborg::store::{DesiredOrg, ObjectConflict};
-    let org = |uid: String, parent: Option<String>, slug: String| DesiredOrg {
-        source_uid: uid,
-        source_name: slug.clone(),
-        parent,
-        display_name: slug.clone(),
-        slug,
-        auth: None,
-        member_namespaces: None,
-        deletion_policy: "Delete",
+    use suborg::store::ObjectConflict;
+    let org = |uid: String, parent: Option<String>, slug: String| {
+        desired_org(&uid, parent.as_deref(), slug)
     };
     for f in fresh_stores().await {
         let store = SqlStore::open(&f.dsn).await.unwrap();
@@ -730,9 +723,9 @@ async fn unusable_stores_fail_clearly() {
 }
 
 /// `n` memberships of distinct users under one root and a few sub-organizations.
-fn big(n: usize) -> Desired {
-    use suborg::store::{DesiredMembership, DesiredOrg};
-    let org = |uid: &str, parent: Option<&str>, slug: String| DesiredOrg {
+/// An organization as the rules would hand it to the store: its slug as its name.
+fn desired_org(uid: &str, parent: Option<&str>, slug: String) -> suborg::store::DesiredOrg {
+    suborg::store::DesiredOrg {
         source_uid: uid.into(),
         source_name: slug.clone(),
         parent: parent.map(Into::into),
@@ -741,7 +734,12 @@ fn big(n: usize) -> Desired {
         auth: None,
         member_namespaces: None,
         deletion_policy: "Delete",
-    };
+    }
+}
+
+fn big(n: usize) -> Desired {
+    use suborg::store::DesiredMembership;
+    let org = desired_org;
     let mut d = Desired::default();
     d.organizations.push(org("root", None, "big".into()));
     d.organizations
