@@ -96,23 +96,29 @@ fn parse_all(work: &[(&str, usize)], ns: &str) -> Vec<Vec<Option<Vec<Item>>>> {
     let per = work.len().div_ceil(threads).max(1);
     schemas(); // initialise once, before the threads share it
     std::thread::scope(|scope| {
+        let read = move |part: &[(&str, usize)]| {
+            part.iter()
+                .map(|&(c, l)| parse_chunk(c, l, ns))
+                .collect::<Vec<_>>()
+        };
+        // A system that will not give a thread its stack (a tight address-space limit) gets
+        // its documents read on the calling thread instead.
         let handles: Vec<_> = work
             .chunks(per)
             .map(|part| {
                 std::thread::Builder::new()
                     .name("suborg-yaml".into())
                     .stack_size(READER_STACK)
-                    .spawn_scoped(scope, move || {
-                        part.iter()
-                            .map(|&(c, l)| parse_chunk(c, l, ns))
-                            .collect::<Vec<_>>()
-                    })
-                    .expect("a reader thread starts")
+                    .spawn_scoped(scope, move || read(part))
+                    .map_err(|_| part)
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("document parsing does not panic"))
+            .flat_map(|h| match h {
+                Ok(thread) => thread.join().expect("document parsing does not panic"),
+                Err(part) => read(part),
+            })
             .collect()
     })
 }
