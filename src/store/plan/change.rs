@@ -229,6 +229,19 @@ impl Conflicts {
     }
 }
 
+/// Plans each of `rows` with `plan_one`, noting the conflicts of their objects (see
+/// [`Conflicts`]): every one of the table, or none.
+pub(crate) fn plan_each<T>(
+    rows: impl IntoIterator<Item = T>,
+    mut plan_one: impl FnMut(T) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
+    let mut conflicts = Conflicts::default();
+    for row in rows {
+        conflicts.note(plan_one(row))?;
+    }
+    conflicts.into_result()
+}
+
 /// The database's own words when `e` is a constraint refusing a row.
 pub(crate) fn constraint_message(e: &sqlx::Error) -> Option<String> {
     use sqlx::error::ErrorKind;

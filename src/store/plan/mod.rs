@@ -10,7 +10,7 @@ mod op;
 mod sql;
 
 pub use change::{Action, ApplyOptions, Change, Plan};
-pub(crate) use change::{Conflicts, PlanError, constraint_message, refused};
+pub(crate) use change::{Conflicts, PlanError, constraint_message, plan_each, refused};
 pub(crate) use ids::{new_id, now_millis};
 pub(crate) use matching::{Sourced, by_source, row_for, sourced};
 pub(crate) use op::{MemberRef, Op, Table};

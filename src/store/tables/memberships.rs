@@ -9,8 +9,8 @@ use super::organizations::Orgs;
 use crate::store::desired::DesiredMembership;
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, constraint_message,
-    fetch_all, load_users, new_id, placeholders, refused, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, constraint_message, fetch_all,
+    load_users, new_id, placeholders, plan_each, refused, removal, row_for, sourced,
 };
 
 sourced!(MembershipRow);
@@ -70,74 +70,69 @@ pub(crate) fn plan<'d>(
         .map(|m| ((m.organization_id.as_str(), m.email.as_str()), m))
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|m| m.source_uid.as_str()).collect();
-    let mut conflicts = Conflicts::default();
-    for m in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let Some((org_id, root_id)) = orgs.ids(&m.organization) else {
-                return Err(PlanError::Conflict(
-                    Some(m.source_uid.clone()),
-                    format!(
-                        "membership {}: its organization is not in the desired state",
-                        m.source_name
-                    ),
-                ));
-            };
-            let target = || format!("{} in {}", m.email, orgs.path(&m.organization, org_id));
-            let key = (org_id.as_str(), m.email.as_str());
-            match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
-                Some(row) => {
-                    row.writable_by(
-                        &m.source_uid,
-                        options,
-                        &format!("membership of {}", target()),
-                    )?;
-                    if row.organization_id != *org_id || row.email != m.email {
-                        return Err(PlanError::Conflict(
-                            Some(m.source_uid.clone()),
-                            format!(
-                                "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
-                                m.source_name
-                            ),
-                        ));
-                    }
-                    let fields = row.changed_fields(
-                        &m.source_uid,
-                        &[
-                            ("roles", row.roles != m.roles),
-                            ("deletionPolicy", row.deletion_policy != m.deletion_policy),
-                        ],
-                    );
-                    // The target is built only for a change: most rows of a re-apply have none.
-                    if !fields.is_empty() {
-                        changes.extend(Change::update(
-                            "membership",
-                            target(),
-                            fields,
-                            &m.source_uid,
-                            || Op::UpdateMembership {
-                                id: row.id.clone(),
-                                m: m.clone(),
-                            },
-                        ));
-                    }
-                }
-                None => changes.push(Change::create(
-                    "membership",
-                    target(),
+    plan_each(desired, |m| {
+        let Some((org_id, root_id)) = orgs.ids(&m.organization) else {
+            return Err(PlanError::Conflict(
+                Some(m.source_uid.clone()),
+                format!(
+                    "membership {}: its organization is not in the desired state",
+                    m.source_name
+                ),
+            ));
+        };
+        let target = || format!("{} in {}", m.email, orgs.path(&m.organization, org_id));
+        let key = (org_id.as_str(), m.email.as_str());
+        match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
+            Some(row) => {
+                row.writable_by(
                     &m.source_uid,
-                    Op::CreateMembership {
-                        id: new_id(),
-                        org_id: org_id.clone(),
-                        root_id: root_id.clone(),
-                        m: m.clone(),
-                    },
-                )),
+                    options,
+                    &format!("membership of {}", target()),
+                )?;
+                if row.organization_id != *org_id || row.email != m.email {
+                    return Err(PlanError::Conflict(
+                        Some(m.source_uid.clone()),
+                        format!(
+                            "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
+                            m.source_name
+                        ),
+                    ));
+                }
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
+                // The target is built only for a change: most rows of a re-apply have none.
+                if !fields.is_empty() {
+                    changes.extend(Change::update(
+                        "membership",
+                        target(),
+                        fields,
+                        &m.source_uid,
+                        || Op::UpdateMembership {
+                            id: row.id.clone(),
+                            m: m.clone(),
+                        },
+                    ));
+                }
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => changes.push(Change::create(
+                "membership",
+                target(),
+                &m.source_uid,
+                Op::CreateMembership {
+                    id: new_id(),
+                    org_id: org_id.clone(),
+                    root_id: root_id.clone(),
+                    m: m.clone(),
+                },
+            )),
+        }
+        Ok(())
+    })?;
     Ok(wanted)
 }
 

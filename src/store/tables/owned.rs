@@ -10,8 +10,8 @@ use super::organizations::Orgs;
 use crate::store::desired::{Desired, DesiredGroupMember, DesiredOwned};
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, MemberRef, Op, PlanError, Sourced, Table, by_source,
-    fetch_all, new_id, placeholders, removal, row_for, sourced,
+    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, new_id,
+    placeholders, plan_each, removal, row_for, sourced,
 };
 
 sourced!(OwnedRow);
@@ -163,53 +163,47 @@ fn plan_table(
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|(o, _)| o.source_uid.as_str()).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut conflicts = Conflicts::default();
-    for &(o, members) in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let (org_id, root_id) = orgs.find(&o.organization, &o.name, &o.source_uid)?;
-            let target = format!("{} in {}", o.name, orgs.name(&org_id));
-            let depth = i64::from(org_id != root_id);
-            // Nested groups come first in the desired state, so they have their row id by now.
-            let refs: BTreeSet<MemberRef> = members
-                .iter()
-                .filter_map(|m| match m {
-                    DesiredGroupMember::User(e) => Some(MemberRef::User(e.clone())),
-                    DesiredGroupMember::Group(uid) => ids.get(uid).cloned().map(MemberRef::Group),
-                })
-                .collect();
-            let key = (org_id.as_str(), o.name.as_str());
-            match row_for(&owners, &by_name, &o.source_uid, &key, &wanted) {
-                Some(row) => {
-                    let current = existing_members.get(&row.id);
-                    let change =
-                        update(table, row, o, org_id, depth, refs, current, target, options)?;
-                    ids.insert(o.source_uid.clone(), row.id.clone());
-                    changes.extend(change);
-                }
-                None => {
-                    let id = new_id();
-                    ids.insert(o.source_uid.clone(), id.clone());
-                    changes.push(Change::create(
-                        table.kind(),
-                        target,
-                        &o.source_uid,
-                        Op::CreateOwned {
-                            table,
-                            id,
-                            org_id,
-                            root_id,
-                            org_depth: depth,
-                            owned: o.clone(),
-                            members: refs.into_iter().collect(),
-                        },
-                    ));
-                }
+    plan_each(desired, |&(o, members)| {
+        let (org_id, root_id) = orgs.find(&o.organization, &o.name, &o.source_uid)?;
+        let target = format!("{} in {}", o.name, orgs.name(&org_id));
+        let depth = i64::from(org_id != root_id);
+        // Nested groups come first in the desired state, so they have their row id by now.
+        let refs: BTreeSet<MemberRef> = members
+            .iter()
+            .filter_map(|m| match m {
+                DesiredGroupMember::User(e) => Some(MemberRef::User(e.clone())),
+                DesiredGroupMember::Group(uid) => ids.get(uid).cloned().map(MemberRef::Group),
+            })
+            .collect();
+        let key = (org_id.as_str(), o.name.as_str());
+        match row_for(&owners, &by_name, &o.source_uid, &key, &wanted) {
+            Some(row) => {
+                let current = existing_members.get(&row.id);
+                let change = update(table, row, o, org_id, depth, refs, current, target, options)?;
+                ids.insert(o.source_uid.clone(), row.id.clone());
+                changes.extend(change);
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => {
+                let id = new_id();
+                ids.insert(o.source_uid.clone(), id.clone());
+                changes.push(Change::create(
+                    table.kind(),
+                    target,
+                    &o.source_uid,
+                    Op::CreateOwned {
+                        table,
+                        id,
+                        org_id,
+                        root_id,
+                        org_depth: depth,
+                        owned: o.clone(),
+                        members: refs.into_iter().collect(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    })?;
     Ok(ids)
 }
 

@@ -10,7 +10,7 @@ use super::owned;
 use super::projects;
 use crate::store::desired::{DesiredProject, DesiredProjectMembership, ProjectSubject};
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
     row_for, sourced,
 };
 
@@ -109,49 +109,44 @@ pub(crate) fn plan(
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|m| m.source_uid.as_str()).collect();
     let mut kept = HashSet::new();
-    let mut conflicts = Conflicts::default();
-    for m in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let (project_id, column, value) = resolve(m, project_ids, owned)?;
-            let target = format!(
-                "{} {} in project {}",
-                subject_kind(column),
-                m.subject_name,
-                project_names
-                    .get(m.project.as_str())
-                    .copied()
-                    .unwrap_or(m.project.as_str())
-            );
-            let key = (project_id.as_str(), column, value.as_str());
-            match row_for(&owners, &by_subject, &m.source_uid, &key, &wanted) {
-                Some(row) => {
-                    let subject = (column, value.as_str());
-                    let change = update(row, m, &project_id, subject, target, options)?;
-                    kept.insert(row.id.clone());
-                    changes.extend(change);
-                }
-                None => {
-                    let id = new_id();
-                    kept.insert(id.clone());
-                    changes.push(Change::create(
-                        "project membership",
-                        target,
-                        &m.source_uid,
-                        Op::CreateProjectMember {
-                            id,
-                            project_id,
-                            column,
-                            value,
-                            m: m.clone(),
-                        },
-                    ));
-                }
+    plan_each(desired, |m| {
+        let (project_id, column, value) = resolve(m, project_ids, owned)?;
+        let target = format!(
+            "{} {} in project {}",
+            subject_kind(column),
+            m.subject_name,
+            project_names
+                .get(m.project.as_str())
+                .copied()
+                .unwrap_or(m.project.as_str())
+        );
+        let key = (project_id.as_str(), column, value.as_str());
+        match row_for(&owners, &by_subject, &m.source_uid, &key, &wanted) {
+            Some(row) => {
+                let subject = (column, value.as_str());
+                let change = update(row, m, &project_id, subject, target, options)?;
+                kept.insert(row.id.clone());
+                changes.extend(change);
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => {
+                let id = new_id();
+                kept.insert(id.clone());
+                changes.push(Change::create(
+                    "project membership",
+                    target,
+                    &m.source_uid,
+                    Op::CreateProjectMember {
+                        id,
+                        project_id,
+                        column,
+                        value,
+                        m: m.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    })?;
     Ok(kept)
 }
 

@@ -9,7 +9,7 @@ use super::organizations::Orgs;
 use super::resources::same_org_ref;
 use crate::store::desired::DesiredProject;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
     row_for, sourced,
 };
 
@@ -95,57 +95,52 @@ pub(crate) fn plan(
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|p| p.source_uid.as_str()).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut conflicts = Conflicts::default();
-    for p in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let (org_id, root_id) = orgs.find(&p.organization, &p.name, &p.source_uid)?;
-            let target = format!("{} in {}", p.slug, orgs.name(&org_id));
-            let gateway_id = p
-                .gateway
-                .as_ref()
-                .and_then(|uid| resource_ids.get(uid).cloned());
-            let uses: BTreeSet<String> = p
-                .connections
-                .iter()
-                .filter_map(|uid| resource_ids.get(uid).cloned())
-                .collect();
-            let key = (org_id.as_str(), p.slug.as_str());
-            match row_for(&owners, &by_slug, &p.source_uid, &key, &wanted) {
-                Some(row) => {
-                    let used = existing.connections.get(&row.id);
-                    let planned = Planned {
-                        org_id,
-                        gateway_id,
-                        uses,
-                        target,
-                    };
-                    let change = update(row, p, planned, used, orgs, options)?;
-                    ids.insert(p.source_uid.clone(), row.id.clone());
-                    changes.extend(change);
-                }
-                None => {
-                    let id = new_id();
-                    ids.insert(p.source_uid.clone(), id.clone());
-                    changes.push(Change::create(
-                        "project",
-                        target,
-                        &p.source_uid,
-                        Op::CreateProject {
-                            id,
-                            org_id,
-                            root_id,
-                            gateway_id,
-                            connections: uses.into_iter().collect(),
-                            p: p.clone(),
-                        },
-                    ));
-                }
+    plan_each(desired, |p| {
+        let (org_id, root_id) = orgs.find(&p.organization, &p.name, &p.source_uid)?;
+        let target = format!("{} in {}", p.slug, orgs.name(&org_id));
+        let gateway_id = p
+            .gateway
+            .as_ref()
+            .and_then(|uid| resource_ids.get(uid).cloned());
+        let uses: BTreeSet<String> = p
+            .connections
+            .iter()
+            .filter_map(|uid| resource_ids.get(uid).cloned())
+            .collect();
+        let key = (org_id.as_str(), p.slug.as_str());
+        match row_for(&owners, &by_slug, &p.source_uid, &key, &wanted) {
+            Some(row) => {
+                let used = existing.connections.get(&row.id);
+                let planned = Planned {
+                    org_id,
+                    gateway_id,
+                    uses,
+                    target,
+                };
+                let change = update(row, p, planned, used, orgs, options)?;
+                ids.insert(p.source_uid.clone(), row.id.clone());
+                changes.extend(change);
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => {
+                let id = new_id();
+                ids.insert(p.source_uid.clone(), id.clone());
+                changes.push(Change::create(
+                    "project",
+                    target,
+                    &p.source_uid,
+                    Op::CreateProject {
+                        id,
+                        org_id,
+                        root_id,
+                        gateway_id,
+                        connections: uses.into_iter().collect(),
+                        p: p.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    })?;
     Ok(ids)
 }
 

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::organizations::Orgs;
 use crate::store::desired::DesiredResource;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
     row_for, sourced,
 };
 
@@ -73,42 +73,37 @@ pub(crate) fn plan(
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|r| r.source_uid.as_str()).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut conflicts = Conflicts::default();
-    for r in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let (org_id, root_id) = orgs.find(&r.organization, &r.name, &r.source_uid)?;
-            let target = format!("{} {} in {}", r.kind, r.name, orgs.name(&org_id));
-            // Relays come first in the desired state, so a gateway's relay has its id by now.
-            let relay_id = r.relay.as_ref().and_then(|uid| ids.get(uid).cloned());
-            let key = (org_id.as_str(), r.kind, r.name.as_str());
-            match row_for(&owners, &by_name, &r.source_uid, &key, &wanted) {
-                Some(row) => {
-                    let change = update(row, r, org_id, relay_id, target, options)?;
-                    ids.insert(r.source_uid.clone(), row.id.clone());
-                    changes.extend(change);
-                }
-                None => {
-                    let id = new_id();
-                    ids.insert(r.source_uid.clone(), id.clone());
-                    changes.push(Change::create(
-                        "resource",
-                        target,
-                        &r.source_uid,
-                        Op::CreateResource {
-                            id,
-                            org_id,
-                            root_id,
-                            relay_id,
-                            r: r.clone(),
-                        },
-                    ));
-                }
+    plan_each(desired, |r| {
+        let (org_id, root_id) = orgs.find(&r.organization, &r.name, &r.source_uid)?;
+        let target = format!("{} {} in {}", r.kind, r.name, orgs.name(&org_id));
+        // Relays come first in the desired state, so a gateway's relay has its id by now.
+        let relay_id = r.relay.as_ref().and_then(|uid| ids.get(uid).cloned());
+        let key = (org_id.as_str(), r.kind, r.name.as_str());
+        match row_for(&owners, &by_name, &r.source_uid, &key, &wanted) {
+            Some(row) => {
+                let change = update(row, r, org_id, relay_id, target, options)?;
+                ids.insert(r.source_uid.clone(), row.id.clone());
+                changes.extend(change);
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => {
+                let id = new_id();
+                ids.insert(r.source_uid.clone(), id.clone());
+                changes.push(Change::create(
+                    "resource",
+                    target,
+                    &r.source_uid,
+                    Op::CreateResource {
+                        id,
+                        org_id,
+                        root_id,
+                        relay_id,
+                        r: r.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    })?;
     Ok(ids)
 }
 

@@ -9,7 +9,7 @@ use super::organizations::Orgs;
 use super::owned;
 use crate::store::desired::DesiredSubjectMembership;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
     row_for, sourced,
 };
 
@@ -60,66 +60,61 @@ pub(crate) fn plan(
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|m| m.source_uid.as_str()).collect();
     let mut kept = HashSet::new();
-    let mut conflicts = Conflicts::default();
-    for m in desired {
-        let planned = (|| -> Result<(), PlanError> {
-            let (org_id, root_id) = orgs.find(&m.organization, &m.source_name, &m.source_uid)?;
-            let subject_id = subject_id(m, owned)?;
-            let target = format!("{} {} in {}", m.kind, m.subject_name, orgs.name(&org_id));
-            let key = (org_id.as_str(), subject_id.as_str());
-            match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
-                Some(row) => {
-                    row.writable_by(&m.source_uid, options, &target)?;
-                    if row.organization_id != org_id || row.subject_id != subject_id {
-                        return Err(PlanError::Conflict(
-                            Some(m.source_uid.clone()),
-                            format!(
-                                "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
-                                m.source_name
-                            ),
-                        ));
-                    }
-                    kept.insert(row.id.clone());
-                    let fields = row.changed_fields(
-                        &m.source_uid,
-                        &[
-                            ("roles", row.roles != m.roles),
-                            ("deletionPolicy", row.deletion_policy != m.deletion_policy),
-                        ],
-                    );
-                    changes.extend(Change::update(
-                        "membership",
-                        target,
-                        fields,
-                        &m.source_uid,
-                        || Op::UpdateSubject {
-                            id: row.id.clone(),
-                            m: m.clone(),
-                        },
+    plan_each(desired, |m| {
+        let (org_id, root_id) = orgs.find(&m.organization, &m.source_name, &m.source_uid)?;
+        let subject_id = subject_id(m, owned)?;
+        let target = format!("{} {} in {}", m.kind, m.subject_name, orgs.name(&org_id));
+        let key = (org_id.as_str(), subject_id.as_str());
+        match row_for(&owners, &by_pair, &m.source_uid, &key, &wanted) {
+            Some(row) => {
+                row.writable_by(&m.source_uid, options, &target)?;
+                if row.organization_id != org_id || row.subject_id != subject_id {
+                    return Err(PlanError::Conflict(
+                        Some(m.source_uid.clone()),
+                        format!(
+                            "membership {} names another organization or subject than its row in the store: both are immutable; delete the old membership first",
+                            m.source_name
+                        ),
                     ));
                 }
-                None => {
-                    let id = new_id();
-                    kept.insert(id.clone());
-                    changes.push(Change::create(
-                        "membership",
-                        target,
-                        &m.source_uid,
-                        Op::CreateSubject {
-                            id,
-                            org_id,
-                            root_id,
-                            subject_id,
-                            m: m.clone(),
-                        },
-                    ));
-                }
+                kept.insert(row.id.clone());
+                let fields = row.changed_fields(
+                    &m.source_uid,
+                    &[
+                        ("roles", row.roles != m.roles),
+                        ("deletionPolicy", row.deletion_policy != m.deletion_policy),
+                    ],
+                );
+                changes.extend(Change::update(
+                    "membership",
+                    target,
+                    fields,
+                    &m.source_uid,
+                    || Op::UpdateSubject {
+                        id: row.id.clone(),
+                        m: m.clone(),
+                    },
+                ));
             }
-            Ok(())
-        })();
-        conflicts.note(planned)?;
-    }
-    conflicts.into_result()?;
+            None => {
+                let id = new_id();
+                kept.insert(id.clone());
+                changes.push(Change::create(
+                    "membership",
+                    target,
+                    &m.source_uid,
+                    Op::CreateSubject {
+                        id,
+                        org_id,
+                        root_id,
+                        subject_id,
+                        m: m.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    })?;
     Ok(kept)
 }
 
