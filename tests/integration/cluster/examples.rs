@@ -702,21 +702,31 @@ async fn wait_holder(client: &Client, name: &str, identity: &str, within: Durati
     }
 }
 
+/// What a test of leader election starts from: a client, a directory for the replicas' SQLite
+/// store and logs, the store's DSN, and a Lease name of its own (`suborg-e2e-<what>-<8 hex>`).
+async fn lease_test(what: &str) -> (Client, tempfile::TempDir, String, String) {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG points at a cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "sqlite://{}",
+        dir.path().join(format!("{what}.db")).display()
+    );
+    let lease = format!(
+        "suborg-e2e-{what}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    (client, dir, store, lease)
+}
+
 /// Two replicas on one Lease: the first leads, the second stands by without taking it; when
 /// the first stops it hands the Lease back and the second takes over at once, not after the
 /// Lease would have run out.
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn a_standby_replica_takes_over_when_the_leader_stops() {
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG points at a cluster");
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("ha.db").display());
-    let lease = format!(
-        "suborg-e2e-ha-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let (client, dir, store, lease) = lease_test("ha").await;
     let first = Running::start_as("replica-a", dir.path(), &store, "default", &lease, None);
     wait_holder(&client, &lease, "replica-a", Duration::from_secs(30)).await;
     let second = Running::start_as("replica-b", dir.path(), &store, "default", &lease, None);
@@ -747,15 +757,7 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() {
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG points at a cluster");
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("cut.db").display());
-    let lease = format!(
-        "suborg-e2e-cut-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let (client, dir, store, lease) = lease_test("cut").await;
     // The caller's kubeconfig, with every server reached through the proxy.
     let mut kubeconfig = kube::config::Kubeconfig::read().expect("a kubeconfig");
     let server = kubeconfig.clusters[0]
