@@ -24,7 +24,9 @@
 //!   waited for its rows to leave the store and its finalizer to be released.
 //!
 //! `SUBORG_SCALE_LOG` overrides the controller's `--log-level` (default `warn`), e.g. `info` to
-//! see each store change in its log (which slows it down a little).
+//! see each store change in its log (which slows it down a little), or
+//! `warn,suborg::controller::sync=debug` for each sync's phases and their times.
+//! `SUBORG_SCALE_KEEP=1` keeps the store and the controller's log after a successful run too.
 //!
 //! Every object carries the label `suborg.io/bench=bench-<8 hex>` (the run id), the controller
 //! watches only those (`--selector`), and the run deletes everything it made at the end, failed
@@ -179,7 +181,8 @@ async fn main() -> ExitCode {
     let log = summarize_log(&bench.log);
     println!("controller log: {log}");
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
-    if outcome.is_err() || cleaned.is_err() || !log.is_clean() {
+    let keep = std::env::var_os("SUBORG_SCALE_KEEP").is_some();
+    if keep || outcome.is_err() || cleaned.is_err() || !log.is_clean() {
         let kept = bench.dir.keep();
         println!(
             "kept {} (the store and controller.log) for a look",
