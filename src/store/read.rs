@@ -328,6 +328,14 @@ pub(super) async fn index(pool: &AnyPool) -> Result<StoreIndex, sqlx::Error> {
     for r in rows {
         index.memberships.insert(r.get(0), (r.get(1), r.get(2)));
     }
+    index_groups(pool, &mut index).await?;
+    index_ids(pool, &mut index).await?;
+    index_projects(pool, &mut index).await?;
+    index_project_memberships(pool, &mut index).await?;
+    Ok(index)
+}
+
+async fn index_groups(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
     let rows = sqlx::query(
         "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
          FROM groups g WHERE g.source_uid IS NOT NULL",
@@ -337,9 +345,7 @@ pub(super) async fn index(pool: &AnyPool) -> Result<StoreIndex, sqlx::Error> {
     for r in rows {
         index.groups.insert(r.get(0), (r.get(1), r.get(2)));
     }
-    index_ids(pool, &mut index).await?;
-    index_projects(pool, &mut index).await?;
-    Ok(index)
+    Ok(())
 }
 
 async fn index_organizations(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
@@ -398,6 +404,13 @@ async fn index_projects(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sq
             .projects
             .insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
     }
+    Ok(())
+}
+
+async fn index_project_memberships(
+    pool: &AnyPool,
+    index: &mut StoreIndex,
+) -> Result<(), sqlx::Error> {
     let rows = sqlx::query(
         "SELECT source_uid, id, project_id FROM project_memberships WHERE source_uid IS NOT NULL",
     )
@@ -409,4 +422,95 @@ async fn index_projects(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sq
             .insert(r.get(0), (r.get(1), r.get(2)));
     }
     Ok(())
+}
+
+/// How many sources one query of [`index_after`] names.
+const SOURCES_PER_QUERY: usize = 500;
+
+/// The index after a write, from the index before it and the sources whose rows the write
+/// changed: the containers (organizations, groups, projects, with their counts, which any row
+/// may change) are read again, and of the rows that come one per object (memberships,
+/// identities, resources, project memberships) only those of `sources`. `None` when the
+/// store holds a different number of those rows than the result says: something else
+/// removed rows too (a cascade, another writer), and only a full [`index`] will do.
+pub(super) async fn index_after(
+    pool: &AnyPool,
+    before: &StoreIndex,
+    sources: &HashSet<&str>,
+) -> Result<Option<StoreIndex>, sqlx::Error> {
+    let mut index = StoreIndex::default();
+    index_organizations(pool, &mut index).await?;
+    index_groups(pool, &mut index).await?;
+    index_projects(pool, &mut index).await?;
+    index.memberships = without(&before.memberships, sources);
+    index.identities = without(&before.identities, sources);
+    index.resources = without(&before.resources, sources);
+    index.project_memberships = without(&before.project_memberships, sources);
+    let sources: Vec<&str> = sources.iter().copied().collect();
+    for chunk in sources.chunks(SOURCES_PER_QUERY) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT 'membership', source_uid, id, organization_id FROM memberships WHERE source_uid IN ({list}) \
+             UNION ALL \
+             SELECT 'membership', source_uid, id, organization_id FROM subject_memberships WHERE source_uid IN ({list}) \
+             UNION ALL \
+             SELECT 'identity', source_uid, id, NULL FROM machine_identities WHERE source_uid IN ({list}) \
+             UNION ALL \
+             SELECT 'resource', source_uid, id, NULL FROM org_resources WHERE source_uid IN ({list}) \
+             UNION ALL \
+             SELECT 'project membership', source_uid, id, project_id FROM project_memberships WHERE source_uid IN ({list})"
+        );
+        let mut query = sqlx::query(&sql);
+        for s in chunk {
+            query = query.bind(*s);
+        }
+        for r in query.fetch_all(pool).await? {
+            let (table, source, id) = (r.get::<String, _>(0), r.get(1), r.get(2));
+            match table.as_str() {
+                "membership" => {
+                    index.memberships.insert(source, (id, r.get(3)));
+                }
+                "identity" => {
+                    index.identities.insert(source, id);
+                }
+                "resource" => {
+                    index.resources.insert(source, id);
+                }
+                _ => {
+                    index.project_memberships.insert(source, (id, r.get(3)));
+                }
+            }
+        }
+    }
+    let counts = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM memberships WHERE source_uid IS NOT NULL) \
+         + (SELECT COUNT(*) FROM subject_memberships WHERE source_uid IS NOT NULL), \
+         (SELECT COUNT(*) FROM machine_identities WHERE source_uid IS NOT NULL), \
+         (SELECT COUNT(*) FROM org_resources WHERE source_uid IS NOT NULL), \
+         (SELECT COUNT(*) FROM project_memberships WHERE source_uid IS NOT NULL)",
+    )
+    .fetch_one(pool)
+    .await?;
+    let held = [
+        index.memberships.len(),
+        index.identities.len(),
+        index.resources.len(),
+        index.project_memberships.len(),
+    ];
+    let agree = held
+        .iter()
+        .enumerate()
+        .all(|(i, held)| i64::try_from(*held) == Ok(counts.get::<i64, _>(i)));
+    Ok(agree.then_some(index))
+}
+
+/// `map` without the entries of `sources`.
+fn without<V: Clone>(map: &HashMap<String, V>, sources: &HashSet<&str>) -> HashMap<String, V> {
+    map.iter()
+        .filter(|(k, _)| !sources.contains(k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

@@ -210,6 +210,36 @@ impl SqlStore {
         Ok(plan)
     }
 
+    /// The index after a write that changed the rows of `sources`, from the index `before` it:
+    /// what [`Store::index`] would return, reading again only the organizations, groups and
+    /// projects and the rows of `sources` (a full read when the store holds rows the
+    /// result cannot account for). No read at all when nothing changed.
+    pub async fn index_after(
+        &self,
+        before: &StoreIndex,
+        sources: &std::collections::HashSet<&str>,
+    ) -> Result<StoreIndex, StoreError> {
+        if sources.is_empty() {
+            return Ok(before.clone());
+        }
+        let after = self
+            .within(async {
+                read::index_after(&self.pool, before, sources)
+                    .await
+                    .map_err(self.query_error())
+            })
+            .await?;
+        match after {
+            Some(index) => Ok(index),
+            None => {
+                tracing::debug!(
+                    "the store holds rows the last index cannot account for; reading it whole"
+                );
+                self.index().await
+            }
+        }
+    }
+
     fn query_error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         |source| StoreError::Query {
             dsn: self.dsn.to_string(),

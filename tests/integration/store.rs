@@ -531,6 +531,88 @@ async fn a_renamed_source_keeps_its_row() {
     }
 }
 
+/// The sources whose rows a plan changed, as the controller hands them to `index_after`.
+fn sources(plan: &suborg::store::Plan) -> std::collections::HashSet<&str> {
+    plan.changes
+        .iter()
+        .map(|c| {
+            c.source
+                .as_deref()
+                .expect("every change of a managed row has a source")
+        })
+        .collect()
+}
+
+/// The index the controller carries from one sync to the next, read again only where a write
+/// changed rows, is what a full read returns: after each object of the acme tree is taken
+/// away (its dependants with it: a root member's sub-organization access goes by cascade) and
+/// after it comes back.
+#[tokio::test]
+async fn the_index_after_a_write_is_the_index_read_whole() {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut loader = Loader::new("default");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme");
+    suborg::cli::files::load(&[dir], 8 << 20, &mut loader);
+    let (_, full, _) = loader.finish(now);
+    let desired_of = |set: &suborg::domain::model::ObjectSet| {
+        desired_from(set, &suborg::domain::check(set, now).accepted, now)
+    };
+    let mut without_each = Vec::new();
+    macro_rules! each {
+        ($($field:ident),*) => {$(
+            for i in 0..full.$field.len() {
+                let mut set = full.clone();
+                set.$field.remove(i);
+                without_each.push(desired_of(&set));
+            }
+        )*};
+    }
+    each!(
+        organizations,
+        sub_organizations,
+        memberships,
+        groups,
+        identities,
+        connections,
+        gateways,
+        relays,
+        projects,
+        project_memberships
+    );
+    assert!(without_each.len() > 20, "the acme tree has every kind");
+    let whole = desired_of(&full);
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&whole, PRUNE).await.unwrap();
+        let mut index = store.index().await.unwrap();
+        // Rows an Orphan policy left behind are taken back when their object returns.
+        let options = ApplyOptions {
+            prune: true,
+            adopt: true,
+        };
+        for (step, desired) in without_each.iter().flat_map(|d| [d, &whole]).enumerate() {
+            let plan = store.apply(desired, options).await.unwrap();
+            index = store.index_after(&index, &sources(&plan)).await.unwrap();
+            assert_eq!(
+                index,
+                store.index().await.unwrap(),
+                "step {step}: {plan:#?}"
+            );
+        }
+        // A row gone behind the index's back (another writer): the count tells, and the
+        // index is read whole.
+        sqlx::query("DELETE FROM memberships WHERE id IN (SELECT id FROM memberships WHERE source_uid IS NOT NULL LIMIT 1)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let unrelated = std::collections::HashSet::from(["uid-of-nothing"]);
+        let after = store.index_after(&index, &unrelated).await.unwrap();
+        assert_eq!(after, store.index().await.unwrap());
+        assert!(after.memberships.len() < index.memberships.len());
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_failed_apply_leaves_nothing_half_written() {
     for f in fresh_stores().await {
