@@ -1,10 +1,11 @@
 //! The caches of the watched objects, and the snapshot a sync takes of them: every kind's
 //! objects as the rules take them, in a stable order, with the ones being deleted left out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::jiff::Timestamp;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::Store as Cache;
 use kube::{Resource, ResourceExt};
@@ -35,12 +36,44 @@ macro_rules! caches {
         }
 
         impl Caches {
-            /// Every object that could be read, each recorded in `refs` by uid; the keys of those
-            /// that could not are added to `set.rejected`.
-            fn unguard_all(&self, set: &mut ObjectSet, refs: &mut HashMap<String, (ObjectKey, ObjectReference)>) {
-                $(set.$field = unguard(&self.$field, stringify!($kind), set, refs);)*
+            /// Every object that could be read; the keys of those that could not are added to
+            /// `set.rejected`.
+            fn unguard_all(&self, set: &mut ObjectSet) {
+                $(set.$field = unguard(&self.$field, stringify!($kind), set);)*
+            }
+
+            /// The key and a reference (for Events) of each cached object whose uid is in
+            /// `uids`, being deleted or not, by uid.
+            pub fn references(&self, uids: &HashSet<&str>) -> HashMap<String, (ObjectKey, ObjectReference)> {
+                let mut found = HashMap::new();
+                if uids.is_empty() {
+                    return found;
+                }
+                $(
+                    for g in self.$field.state() {
+                        if let Ok(o) = &g.0
+                            && let Some(uid) = o.meta().uid.as_deref()
+                            && uids.contains(uid)
+                        {
+                            found.insert(uid.to_owned(), (key_of(stringify!($kind), o.meta()), reference(o)));
+                        }
+                    }
+                )*
+                found
             }
         }
+
+        $(
+            impl Bare for $kind {
+                fn bare(&self) -> Self {
+                    Self {
+                        metadata: self.metadata.clone(),
+                        spec: self.spec.clone(),
+                        status: None,
+                    }
+                }
+            }
+        )*
 
         /// Leaves out every object being deleted.
         fn tidy(set: &mut ObjectSet) {
@@ -79,8 +112,12 @@ pub struct Snapshot {
     pub set: ObjectSet,
     /// Organizations being deleted but held, by name, with the sub-organizations holding them.
     pub held: HashMap<String, Vec<String>>,
-    /// Every object by uid, for Events.
-    pub refs: HashMap<String, (ObjectKey, ObjectReference)>,
+}
+
+/// An object as the rules read it: without its status, which they never look at and which is
+/// most of what a Ready object's copy would cost.
+trait Bare {
+    fn bare(&self) -> Self;
 }
 
 fn deleting<K: Resource>(o: &K) -> bool {
@@ -90,16 +127,15 @@ fn deleting<K: Resource>(o: &K) -> bool {
 /// Sorts by creation time, then namespace and name, so the rules see the same order on every
 /// sync and a tie between two claims on one slug always goes the same way.
 fn sort_stable<K: Resource>(v: &mut [K]) {
-    v.sort_by(|a, b| {
-        let key = |o: &K| {
-            (
-                o.meta().creation_timestamp.as_ref().map(|t| t.0),
-                o.meta().namespace.clone(),
-                o.meta().name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    fn key<K: Resource>(o: &K) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
+        let meta = o.meta();
+        (
+            meta.creation_timestamp.as_ref().map(|t| t.0),
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+        )
+    }
+    v.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 /// The key of an object of `kind` with metadata `meta`, as [`tree`]'s key functions make it.
@@ -114,23 +150,18 @@ fn key_of(
     }
 }
 
-/// The objects of one cache that could be read, each recorded in `refs` by uid; the keys of
-/// those that could not are added to `set.rejected`.
-fn unguard<K: Resource<DynamicType = ()> + Clone>(
+/// The objects of one cache that could be read; the keys of those that could not are added to
+/// `set.rejected`.
+fn unguard<K: Resource<DynamicType = ()> + Clone + Bare>(
     cache: &Cache<DeserializeGuard<K>>,
     kind: &str,
     set: &mut ObjectSet,
-    refs: &mut HashMap<String, (ObjectKey, ObjectReference)>,
 ) -> Vec<K> {
-    let mut out = Vec::new();
-    for g in cache.state() {
+    let state = cache.state();
+    let mut out = Vec::with_capacity(state.len());
+    for g in state {
         match &g.0 {
-            Ok(o) => {
-                if let Some(uid) = &o.meta().uid {
-                    refs.insert(uid.clone(), (key_of(kind, o.meta()), reference(o)));
-                }
-                out.push(o.clone());
-            }
+            Ok(o) => out.push(o.bare()),
             Err(invalid) => {
                 set.rejected.insert(key_of(kind, &invalid.metadata));
             }
@@ -205,8 +236,7 @@ impl Caches {
     /// Takes a snapshot of the caches.
     pub fn snapshot(&self) -> Snapshot {
         let mut set = ObjectSet::default();
-        let mut refs = HashMap::new();
-        self.unguard_all(&mut set, &mut refs);
+        self.unguard_all(&mut set);
         for ns in self.namespaces.state() {
             set.namespaces.insert(
                 ns.name_any(),
@@ -234,6 +264,6 @@ impl Caches {
         tidy(&mut set);
         set.organizations.extend(held_roots);
         sort_all(&mut set);
-        Snapshot { set, held, refs }
+        Snapshot { set, held }
     }
 }

@@ -225,10 +225,12 @@ fn syncer(
         health,
     )
     .with_debounce(sync::Debounce {
-        quiet: Duration::from_millis(500),
-        // Objects arriving one after another at API speed are synced every two seconds
-        // meanwhile, not held until the stream stops.
-        max_wait: Duration::from_secs(2),
+        // `kubectl apply -f dir/`, Helm and Argo CD send a set's objects a few milliseconds
+        // apart: this lets such a burst land whole without making a lone change wait long.
+        quiet: Duration::from_millis(150),
+        // Objects arriving one after another at API speed are synced twice a second meanwhile,
+        // not held until the stream stops.
+        max_wait: Duration::from_millis(500),
     })
     .with_fanout(Box::new(move |result| {
         triggers.fan_out(&caches, result, Timestamp::now());

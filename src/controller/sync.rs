@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder};
 
@@ -150,9 +149,10 @@ struct Published {
     at: Instant,
 }
 
-/// How often the sync task looks at the clock when no watch event wakes it: a temporary role
-/// changing state, the resync period, a failed sync due again.
-const TICK: Duration = Duration::from_secs(1);
+/// The longest the sync task sleeps without a watch event: a safety net under the deadline it
+/// computes (the next temporary role change, the resync, a failed sync's retry), which is what
+/// normally wakes it.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// How soon a failed sync is tried again.
 const FAILURE_RETRY: Duration = Duration::from_secs(5);
@@ -251,7 +251,8 @@ impl Syncer {
     }
 
     /// The sync task: one sync whenever watch events came (after the debounce), a temporary
-    /// role changes state, the resync period passes or a failed sync is due again; each result
+    /// role changes state, the resync period passes or a failed sync is due again (it sleeps
+    /// until the first of these, so an idle controller does nothing); each result
     /// is published for the reconcilers ([`Syncer::current`]). Runs until `stop`; a sync under
     /// way then is dropped, and its transaction rolled back.
     pub async fn run_task(&self, stop: impl Future<Output = ()>) {
@@ -262,7 +263,7 @@ impl Syncer {
             tokio::select! {
                 () = &mut stop => break,
                 () = self.caches.fingerprint.next_event() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(self.due_in()) => {}
             }
             tokio::select! {
                 () = &mut stop => break,
@@ -300,6 +301,34 @@ impl Syncer {
         }
     }
 
+    /// How long until the published result is due again (see [`Syncer::is_fresh`]); at once
+    /// when nothing is published yet.
+    fn due_in(&self) -> Duration {
+        let published = self.published.borrow();
+        let Some(p) = published.as_ref() else {
+            return Duration::ZERO;
+        };
+        let mut due = self.lifetime(&p.result).saturating_sub(p.at.elapsed());
+        if let Some(change) = p.result.next_change {
+            let until = Duration::try_from(change.duration_since(Timestamp::now()))
+                .unwrap_or(Duration::ZERO);
+            // Just past the moment, when the role has changed state.
+            due = due.min(until + Duration::from_millis(1));
+        }
+        due.min(LONGEST_SLEEP)
+    }
+
+    /// How long a result may be used: the resync period, or for a failure the retry delay.
+    fn lifetime(&self, result: &SyncResult) -> Duration {
+        // A failed sync is retried, but not more than every few seconds however many
+        // reconciles ask.
+        if result.failure.is_some() {
+            FAILURE_RETRY
+        } else {
+            self.resync
+        }
+    }
+
     fn publish(&self, events: u64, result: &Arc<SyncResult>, at: Instant) {
         self.published.send_replace(Some(Published {
             events,
@@ -312,14 +341,7 @@ impl Syncer {
     /// since, and neither the resync period nor (for a failure) the retry delay has passed.
     fn is_fresh(&self, result: &SyncResult, at: Instant) -> bool {
         let in_time = result.next_change.is_none_or(|t| Timestamp::now() < t);
-        // A failed sync is retried, but not more than every few seconds however many
-        // reconciles ask.
-        let age = if result.failure.is_some() {
-            FAILURE_RETRY
-        } else {
-            self.resync
-        };
-        in_time && at.elapsed() < age
+        in_time && at.elapsed() < self.lifetime(result)
     }
 
     /// The result of a sync as fresh as the caches: the last one when nothing changed since.
@@ -370,9 +392,22 @@ impl Syncer {
                 .result
                 .as_ref()
                 .is_some_and(|r| r.failure.is_none() && r.next_change.is_none_or(|t| now < t));
-        let snapshot = self.caches.snapshot();
+        // The index is carried over from the last result and read again only where the plan
+        // wrote, except on the periodic resync and after a failure, which read it whole.
+        let previous = match (&state.result, state.synced_at) {
+            (Some(r), Some(at)) if r.failure.is_none() && at.elapsed() < self.resync => {
+                Some(r.clone())
+            }
+            _ => None,
+        };
         let started = Instant::now();
-        let result = Arc::new(self.run(snapshot, now, drift).await);
+        let snapshot = self.caches.snapshot();
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
+        let before = previous.as_ref().map(|r| &r.index);
+        let result = Arc::new(self.run(snapshot, now, drift, before).await);
         let outcome = match &result.failure {
             Some(f) => {
                 // Once per attempt, however many objects wait for it.
@@ -382,6 +417,11 @@ impl Syncer {
             None => "applied",
         };
         self.metrics().synced(outcome, started.elapsed());
+        tracing::debug!(
+            outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sync finished"
+        );
         let at = Instant::now();
         state.fingerprint = Some(fingerprint);
         state.synced_at = Some(at);
@@ -394,13 +434,14 @@ impl Syncer {
         result
     }
 
-    async fn run(&self, snapshot: Snapshot, now: Timestamp, drift: bool) -> SyncResult {
-        let Snapshot {
-            mut set,
-            held,
-            refs,
-            ..
-        } = snapshot;
+    async fn run(
+        &self,
+        snapshot: Snapshot,
+        now: Timestamp,
+        drift: bool,
+        before: Option<&StoreIndex>,
+    ) -> SyncResult {
+        let Snapshot { mut set, held } = snapshot;
         let store = match self.store().await {
             Ok(s) => s,
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
@@ -413,9 +454,17 @@ impl Syncer {
         let mut attempt = 0;
         let (outcome, plan) = loop {
             attempt += 1;
+            let t = Instant::now();
             let outcome = crate::domain::check(&set, now);
             let desired = desired_from(&set, &outcome.accepted, now);
-            match store.apply(&desired, options).await {
+            let rules = t.elapsed();
+            let applied = store.apply(&desired, options).await;
+            tracing::debug!(
+                rules_ms = rules.as_millis() as u64,
+                store_ms = (t.elapsed() - rules).as_millis() as u64,
+                "rules and store plan"
+            );
+            match applied {
                 Ok(plan) => break (outcome, plan),
                 Err(StoreError::SourceConflicts { conflicts: found }) => {
                     // Leave the objects out, as if rejected on their own, and try again: a
@@ -428,6 +477,8 @@ impl Syncer {
                         "leaving objects with conflicting rows out of the sync"
                     );
                     let mut this_pass = HashSet::new();
+                    let uids = found.iter().map(|c| source_object(&c.uid)).collect();
+                    let refs = self.caches.references(&uids);
                     for ObjectConflict { uid, message } in found {
                         let object = source_object(&uid).to_owned();
                         tracing::warn!(%message, "conflicting rows");
@@ -460,11 +511,22 @@ impl Syncer {
                 Err(e) => return SyncResult::failed("StoreConflict", e.to_string()),
             }
         };
-        let index = match store.index().await {
+        let t = Instant::now();
+        let sources: Option<HashSet<&str>> =
+            plan.changes.iter().map(|c| c.source.as_deref()).collect();
+        let index = match (before, sources) {
+            (Some(before), Some(sources)) => store.index_after(before, &sources).await,
+            _ => store.index().await,
+        };
+        let index = match index {
             Ok(i) => i,
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
         };
-        self.announce(&plan, &refs, drift);
+        tracing::debug!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "store index read"
+        );
+        self.announce(&plan, drift);
         let mut problems: HashMap<ObjectKey, Vec<Problem>> = HashMap::new();
         for p in outcome.problems {
             if let Some(key) = p.object.clone() {
@@ -486,15 +548,16 @@ impl Syncer {
     }
 
     /// Events for what the sync changed, and a log line for each change.
-    fn announce(
-        &self,
-        plan: &Plan,
-        refs: &HashMap<String, (ObjectKey, ObjectReference)>,
-        drift: bool,
-    ) {
+    fn announce(&self, plan: &Plan, drift: bool) {
         if plan.is_empty() {
             return;
         }
+        let uids = plan
+            .changes
+            .iter()
+            .filter_map(|c| c.source.as_deref().map(source_object))
+            .collect();
+        let refs = self.caches.references(&uids);
         if drift {
             self.metrics().drift_corrected(plan.changes.len() as u64);
         }
