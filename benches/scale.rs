@@ -5,7 +5,8 @@
 //! without one is not failed by it. Side by side in one run it measures:
 //!
 //! - **raw**: how fast a plain client writes statuses, one after another over one client (300
-//!   status patches on objects the controller ignores): the ceiling for any controller;
+//!   status patches on objects the controller ignores), and the same patches 32 at a time,
+//!   as the controller's reconciles run: what the API server takes at most;
 //! - **startup**: the Organization and `SUBORG_SCALE_N` memberships (default 1,000) exist before
 //!   the controller starts; the time from starting it until every object is Ready=True with
 //!   `status.observedGeneration == metadata.generation`;
@@ -49,6 +50,10 @@ use suborg::api::*;
 const LABEL: &str = "suborg.io/bench";
 const RAW_OBJECTS: usize = 300;
 const CONCURRENCY: usize = 16;
+
+/// How many status patches the parallel raw rate sends at once: as many as the controller
+/// reconciles of one kind.
+const RAW_CONCURRENCY: usize = 32;
 /// How often the cleanup looks whether the run's objects are gone.
 const POLL: Duration = Duration::from_millis(500);
 const READY_DEADLINE: Duration = Duration::from_secs(600);
@@ -95,6 +100,7 @@ fn env_count(name: &str) -> Result<Option<usize>> {
 #[derive(Default)]
 struct Figures {
     raw: Option<Timed>,
+    raw_parallel: Option<Timed>,
     startup: Option<Timed>,
     trickle: Option<Timed>,
     trickle_creates: Option<Duration>,
@@ -243,7 +249,9 @@ impl Bench {
     }
 
     async fn run(&mut self, settings: &Settings, figures: &mut Figures) -> Result<()> {
-        figures.raw = Some(self.raw_rate().await?);
+        let (raw, parallel) = self.raw_rate().await?;
+        figures.raw = Some(raw);
+        figures.raw_parallel = Some(parallel);
 
         // Startup: everything exists before the controller starts.
         self.create_organization().await?;
@@ -373,7 +381,7 @@ impl Bench {
 
     /// Raw rate: sequential status patches over one client, on memberships the controller does
     /// not watch (another label value). Their creation is not timed.
-    async fn raw_rate(&self) -> Result<Timed> {
+    async fn raw_rate(&self) -> Result<(Timed, Timed)> {
         let label = format!("{}-raw", self.id);
         let api = self.memberships();
         let objects: Vec<OrgMembership> = (0..RAW_OBJECTS)
@@ -381,33 +389,49 @@ impl Bench {
             .collect();
         let names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
         create_all(&api, objects).await?;
-        let started = Instant::now();
-        for name in &names {
+        let patch = |name: &String, message: &str| {
             let status = serde_json::json!({"status": {
                 "observedGeneration": 1,
                 "conditions": [{
                     "type": CONDITION_READY,
                     "status": "True",
                     "reason": "Synced",
-                    "message": "raw",
+                    "message": message,
                     "lastTransitionTime": format!("{:.0}", Timestamp::now()),
                 }],
             }});
-            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map_err(|e| format!("patching the status of OrgMembership {name}: {e}"))?;
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .map_err(|e| format!("patching the status of OrgMembership {name}: {e}"))
+            }
+        };
+        let started = Instant::now();
+        for name in &names {
+            patch(name, "raw").await?;
         }
         let elapsed = started.elapsed();
+        // The same again, as many at once as the controller's reconciles run: what the API
+        // server can take at most, the ceiling of any controller making two writes an object.
+        let started = Instant::now();
+        futures::stream::iter(names.iter().map(|n| patch(n, "raw, in parallel")))
+            .buffer_unordered(RAW_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let parallel = started.elapsed();
         api.delete_collection(
             &DeleteParams::default(),
             &ListParams::default().labels(&format!("{LABEL}={label}")),
         )
         .await
         .map_err(|e| format!("deleting the raw memberships: {e}"))?;
-        Ok(Timed {
+        let timed = |elapsed| Timed {
             objects: RAW_OBJECTS,
             elapsed,
-        })
+        };
+        Ok((timed(elapsed), timed(parallel)))
     }
 
     /// Creates `count` memberships one after another; returns the time from the first create
@@ -815,6 +839,7 @@ fn print_table(f: &Figures, version: &str) {
         }
     };
     row("raw: status patches, sequential, one client", f.raw);
+    row("raw: the same, 32 at a time", f.raw_parallel);
     row("startup: controller start to all Ready", f.startup);
     row("trickle: first create to all Ready", f.trickle);
     if let Some((t, _, _)) = f.large {
