@@ -23,10 +23,11 @@ use kube::Resource;
 use kube::core::{DeserializeGuard, PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::watcher;
 use suborg::api::*;
+use suborg::controller::caches::Feeds;
 use suborg::controller::http::Health;
 use suborg::controller::kinds::Kind;
-use suborg::controller::prints::{Feed, Fingerprint, Printed};
-use suborg::controller::sync::{Caches, Readiness, Syncer};
+use suborg::controller::prints::{Feed, Printed};
+use suborg::controller::sync::{Caches, Syncer};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -103,47 +104,13 @@ fn fill<K: Clone + Resource<DynamicType = ()> + Printed>(feed: &mut Feed<K>, obj
     feed.apply_watcher_event(&watcher::Event::InitDone);
 }
 
-/// Caches holding the Organization and `n` memberships, and the memberships' feed.
-fn caches(n: usize) -> (Caches, Feed<DeserializeGuard<OrgMembership>>) {
-    let fingerprint = Fingerprint::default();
-    macro_rules! empty {
-        ($($field:ident),*) => {
-            $(let ($field, mut feed) = fingerprint.feed();
-            fill(&mut feed, Vec::new());)*
-        };
-    }
-    empty!(
-        sub_organizations,
-        groups,
-        identities,
-        connections,
-        gateways,
-        relays,
-        projects,
-        project_memberships
-    );
-    let (organizations, mut orgs) = fingerprint.feed();
-    fill(&mut orgs, vec![organization()]);
-    let (namespaces, mut ns) = fingerprint.feed();
-    fill(&mut ns, vec![namespace()]);
-    let (memberships, mut members) = fingerprint.feed();
-    fill(&mut members, (0..n).map(member).collect());
-    let caches = Caches {
-        organizations,
-        sub_organizations,
-        memberships,
-        groups,
-        identities,
-        connections,
-        gateways,
-        relays,
-        projects,
-        project_memberships,
-        namespaces,
-        ready: Readiness::filled(),
-        fingerprint,
-    };
-    (caches, members)
+/// Caches holding the Organization and `n` memberships, and their feeds.
+fn caches(n: usize) -> (Caches, Feeds) {
+    let (caches, mut feeds) = Caches::by_hand();
+    fill(&mut feeds.organizations, vec![organization()]);
+    fill(&mut feeds.namespaces, vec![namespace()]);
+    fill(&mut feeds.memberships, (0..n).map(member).collect());
+    (caches, feeds)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -166,7 +133,7 @@ struct Figures {
 async fn measure(n: usize) -> Figures {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
-    let (caches, mut members) = caches(n);
+    let (caches, mut feeds) = caches(n);
     let syncer = Syncer::new(
         caches.clone(),
         dsn,
@@ -187,7 +154,9 @@ async fn measure(n: usize) -> Figures {
     let mut changes = Vec::new();
     let mut statuses = Vec::new();
     for i in 0..15 {
-        members.apply_watcher_event(&watcher::Event::Apply(member(n + i)));
+        feeds
+            .memberships
+            .apply_watcher_event(&watcher::Event::Apply(member(n + i)));
         let started = Instant::now();
         let result = syncer.sync().await;
         changes.push(started.elapsed());

@@ -10,7 +10,7 @@ use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::Store as Cache;
 use kube::{Resource, ResourceExt};
 
-use super::prints::Fingerprint;
+use super::prints::{Feed, Fingerprint};
 use crate::api::{
     AppConnection, Gateway, Group, MachineIdentity, OrgMembership, Organization, Project,
     ProjectMembership, Relay, SubOrganization,
@@ -60,6 +60,39 @@ macro_rules! caches {
                     }
                 )*
                 found
+            }
+        }
+
+        /// The writing ends of caches made by [`Caches::by_hand`]: one per kind, named as in
+        /// [`ObjectSet`], and the Namespaces'.
+        pub struct Feeds {
+            $(
+                #[doc = concat!("Feeds the ", stringify!($kind), " cache.")]
+                pub $field: Feed<DeserializeGuard<$kind>>,
+            )*
+            /// Feeds the Namespaces cache.
+            pub namespaces: Feed<PartialObjectMeta<Namespace>>,
+        }
+
+        impl Caches {
+            /// Caches filled by hand rather than by watches (tests, benchmarks): each takes
+            /// watch events through its feed and keeps its part of the fingerprint. They count
+            /// as filled from the start.
+            pub fn by_hand() -> (Self, Feeds) {
+                let fingerprint = Fingerprint::default();
+                $(let $field = fingerprint.feed();)*
+                let namespaces = fingerprint.feed();
+                let caches = Caches {
+                    $($field: $field.0,)*
+                    namespaces: namespaces.0,
+                    ready: Readiness::filled(),
+                    fingerprint,
+                };
+                let feeds = Feeds {
+                    $($field: $field.1,)*
+                    namespaces: namespaces.1,
+                };
+                (caches, feeds)
             }
         }
 

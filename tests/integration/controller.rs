@@ -14,11 +14,12 @@ use kube::core::{DeserializeGuard, PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::{reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use suborg::api::*;
+use suborg::controller::caches::Feeds;
 use suborg::controller::http::Health;
 use suborg::controller::kinds::{self, Kind};
-use suborg::controller::prints::{Feed, Fingerprint, Printed};
+use suborg::controller::prints::{Feed, Printed};
 use suborg::controller::reconcile;
-use suborg::controller::sync::{Caches, Readiness, SyncResult, Syncer};
+use suborg::controller::sync::{Caches, SyncResult, Syncer};
 use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
@@ -99,18 +100,20 @@ impl World {
         members: Vec<OrgMembership>,
         namespaces: Vec<PartialObjectMeta<Namespace>>,
     ) -> Self {
-        let fingerprint = Fingerprint::default();
-        let (org_r, mut org_w) = fingerprint.feed();
-        let (sub_r, mut sub_w) = fingerprint.feed();
-        let (mem_r, mut mem_w) = fingerprint.feed();
-        let (ns_r, mut ns_w) = fingerprint.feed();
-        let (group_r, mut group_w) = fingerprint.feed();
-        let (identity_r, mut identity_w) = fingerprint.feed();
-        let (connection_r, mut connection_w) = fingerprint.feed();
-        let (gateway_r, mut gateway_w) = fingerprint.feed();
-        let (relay_r, mut relay_w) = fingerprint.feed();
-        let (project_r, mut project_w) = fingerprint.feed();
-        let (pm_r, mut pm_w) = fingerprint.feed();
+        let (caches, feeds) = Caches::by_hand();
+        let Feeds {
+            organizations: mut org_w,
+            sub_organizations: mut sub_w,
+            memberships: mut mem_w,
+            groups: mut group_w,
+            identities: mut identity_w,
+            connections: mut connection_w,
+            gateways: mut gateway_w,
+            relays: mut relay_w,
+            projects: mut project_w,
+            project_memberships: mut pm_w,
+            namespaces: mut ns_w,
+        } = feeds;
         fill(&mut connection_w, Vec::new());
         fill(&mut gateway_w, Vec::new());
         fill(&mut relay_w, Vec::new());
@@ -125,21 +128,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
         World {
-            caches: Caches {
-                organizations: org_r,
-                sub_organizations: sub_r,
-                memberships: mem_r,
-                groups: group_r,
-                identities: identity_r,
-                connections: connection_r,
-                gateways: gateway_r,
-                relays: relay_r,
-                projects: project_r,
-                project_memberships: pm_r,
-                namespaces: ns_r,
-                ready: Readiness::filled(),
-                fingerprint,
-            },
+            caches,
             orgs: org_w,
             subs: sub_w,
             members: mem_w,
