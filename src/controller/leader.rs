@@ -82,6 +82,10 @@ pub fn held_until(lease: Option<&Lease>, identity: &str) -> Option<Duration> {
     Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
 }
 
+/// How long a shutdown waits for the API server to take the Lease back: an answer takes
+/// milliseconds.
+pub const RELEASE_WITHIN: Duration = Duration::from_secs(2);
+
 /// The Lease this replica holds.
 pub struct Leader {
     manager: Arc<LeaseManager>,
@@ -239,9 +243,17 @@ impl Leader {
 
     /// Gives the Lease up on shutdown, so another replica takes over at once. Call it once
     /// [`Leader::hold`] is no longer running, or the Lease may be taken again.
+    /// Waits at most [`RELEASE_WITHIN`]: a shutdown must not outlast the pod's grace period
+    /// because the API server does not answer; the Lease then runs out on its own.
     pub async fn release(&self) {
-        if let Err(e) = self.manager.release().await {
-            tracing::warn!(error = %e, "releasing the leader Lease failed");
+        match tokio::time::timeout(RELEASE_WITHIN, self.manager.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+            Err(_) => tracing::warn!(
+                lease = %self.config.name,
+                runs_out_within = ?self.config.lease_duration,
+                "the API server did not answer the release of the leader Lease; it runs out on its own"
+            ),
         }
     }
 }

@@ -751,13 +751,19 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
     let _ = leases.delete(&lease, &Default::default()).await;
 }
 
-/// A leader cut off from the API server (a proxy in front of it swallows every byte, as a
-/// partitioned network does) stops writing before its Lease could run out and be taken by
-/// another replica: it exits, saying why, within the Lease's last renewal plus its duration.
-#[tokio::test]
-#[ignore = "needs a cluster"]
-async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() {
-    let (client, dir, store, lease) = lease_test("cut").await;
+/// A replica started through a proxy in front of the API server (which can swallow every
+/// byte, as a partitioned network does), once it knows it leads; with its client, directory,
+/// Lease name and the proxy.
+async fn leader_behind_a_proxy(
+    what: &str,
+) -> (
+    Client,
+    tempfile::TempDir,
+    String,
+    crate::proxy::Proxy,
+    Running,
+) {
+    let (client, dir, store, lease) = lease_test(what).await;
     // The caller's kubeconfig, with every server reached through the proxy.
     let mut kubeconfig = kube::config::Kubeconfig::read().expect("a kubeconfig");
     let server = kubeconfig.clusters[0]
@@ -779,7 +785,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() 
     let path = dir.path().join("through-proxy.kubeconfig");
     std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
 
-    let mut leader = Running::start_as(
+    let leader = Running::start_as(
         "cut-off",
         dir.path(),
         &store,
@@ -799,6 +805,16 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (client, dir, lease, proxy, leader)
+}
+
+/// A leader cut off from the API server (a proxy in front of it swallows every byte, as a
+/// partitioned network does) stops writing before its Lease could run out and be taken by
+/// another replica: it exits, saying why, within the Lease's last renewal plus its duration.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() {
+    let (client, _dir, lease, proxy, mut leader) = leader_behind_a_proxy("cut").await;
     proxy.silence();
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let expires = |l: &Lease| {
@@ -832,5 +848,48 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() 
         "{}",
         leader.log()
     );
+    let _ = leases.delete(&lease, &Default::default()).await;
+}
+
+/// A leader cut off from the API server and asked to stop (SIGTERM) exits within a pod's grace
+/// period, without waiting on an API server that does not answer; its Lease runs out on its
+/// own.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_leader_cut_off_from_the_api_server_stops_promptly_when_asked() {
+    let (client, _dir, lease, proxy, mut leader) = leader_behind_a_proxy("cut-term").await;
+    proxy.silence();
+    let pid = leader.child.id().to_string();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reconciles' grace, the release's bound, and a margin.
+    let within = Duration::from_secs(8);
+    let status = loop {
+        if let Some(s) = leader.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < within,
+            "suborg run was still running {within:?} after SIGTERM:\n{}",
+            leader.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}:\n{}", leader.log());
+    assert!(
+        leader
+            .log()
+            .contains("the API server did not answer the release of the leader Lease"),
+        "{}",
+        leader.log()
+    );
+    proxy.restore();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let _ = leases.delete(&lease, &Default::default()).await;
 }
