@@ -624,6 +624,85 @@ async fn reconcilers_read_what_the_sync_task_publishes() {
     );
 }
 
+/// How many syncs have applied a plan, as `/metrics` says.
+fn applied_syncs(health: &Health) -> u64 {
+    health
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("suborg_store_syncs_total{result=\"applied\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// With no watch event at all, the sync task wakes when a temporary role ends, syncs once and
+/// publishes a result without it; between deadlines it does nothing.
+#[tokio::test]
+async fn the_sync_task_wakes_by_itself_when_a_temporary_role_ends() {
+    let mut w = acme();
+    let ends = Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_millis(1500);
+    let carol = stored(
+        user_in(
+            "team-a",
+            "carol",
+            OrganizationKind::Organization,
+            "acme",
+            "carol@acme.example",
+            vec![
+                temporary("admin", None, Some(&format!("{ends:.0}")), None),
+                role("member"),
+            ],
+        ),
+        "uid-carol",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol))));
+    let health = Arc::new(Health::default());
+    let syncer = Arc::new(Syncer::new(
+        w.caches.clone(),
+        w.dsn.clone(),
+        Duration::from_secs(300),
+        false,
+        None,
+        health.clone(),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let syncer = syncer.clone();
+        async move {
+            syncer
+                .run_task(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let first = syncer.current().await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    assert!(first.next_change.is_some(), "the admin role ends");
+    let before = applied_syncs(&health);
+    // Nobody asks and nothing changes: the deadline alone wakes the task.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        applied_syncs(&health),
+        before + 1,
+        "one sync at the role's end"
+    );
+    let after = syncer.current().await;
+    assert_eq!(after.next_change, None, "no temporary role left to change");
+    assert_eq!(
+        applied_syncs(&health),
+        before + 1,
+        "the read found it ready"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(applied_syncs(&health), before + 1, "no deadline: no sync");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops")
+        .unwrap();
+}
+
 /// However many objects conflict, each is reported and the rest of the tree is synced.
 #[tokio::test]
 async fn every_conflicting_object_is_reported_and_the_rest_synced() {
