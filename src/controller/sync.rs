@@ -28,7 +28,7 @@ use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
 use crate::rows::desired_from;
 use crate::store::{
-    Action, ApplyOptions, ObjectConflict, Plan, SqlStore, Store, StoreError, StoreIndex,
+    Action, ApplyOptions, Desired, ObjectConflict, Plan, SqlStore, Store, StoreError, StoreIndex,
 };
 
 /// A store-wide failure: every object reports it.
@@ -106,6 +106,15 @@ struct State {
     fingerprint: Option<u64>,
     result: Option<Arc<SyncResult>>,
     synced_at: Option<Instant>,
+    /// What the last sync wrote to the store, when it succeeded and nothing was seen going
+    /// around it: the next compares its memberships with it.
+    written: Option<Desired>,
+}
+
+/// What a sync carries over from the last one: the index, and the desired state it wrote.
+struct Carried<'a> {
+    index: &'a StoreIndex,
+    written: &'a Desired,
 }
 
 /// How many store-change Events may go out at once, and how many a second after that: a first
@@ -392,8 +401,9 @@ impl Syncer {
                 .result
                 .as_ref()
                 .is_some_and(|r| r.failure.is_none() && r.next_change.is_none_or(|t| now < t));
-        // The index is carried over from the last result and read again only where the plan
-        // wrote, except on the periodic resync and after a failure, which read it whole.
+        // The index and the memberships written are carried over from the last sync, and the
+        // store read again only where they changed, except on the periodic resync and after a
+        // failure, which read it whole.
         let previous = match (&state.result, state.synced_at) {
             (Some(r), Some(at)) if r.failure.is_none() && at.elapsed() < self.resync => {
                 Some(r.clone())
@@ -406,8 +416,18 @@ impl Syncer {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot taken"
         );
-        let before = previous.as_ref().map(|r| &r.index);
-        let result = Arc::new(self.run(snapshot, now, drift, before).await);
+        let written = state.written.take();
+        let carried = match (&previous, &written) {
+            (Some(r), Some(written)) => Some(Carried {
+                index: &r.index,
+                written,
+            }),
+            _ => None,
+        };
+        let result = Arc::new(
+            self.run(snapshot, now, drift, carried, &mut state.written)
+                .await,
+        );
         let outcome = match &result.failure {
             Some(f) => {
                 // Once per attempt, however many objects wait for it.
@@ -434,12 +454,15 @@ impl Syncer {
         result
     }
 
+    /// One sync of `snapshot`; what it wrote goes to `written`, for the next one to compare
+    /// with.
     async fn run(
         &self,
         snapshot: Snapshot,
         now: Timestamp,
         drift: bool,
-        before: Option<&StoreIndex>,
+        carried: Option<Carried<'_>>,
+        written: &mut Option<Desired>,
     ) -> SyncResult {
         let Snapshot { mut set, held } = snapshot;
         let store = match self.store().await {
@@ -452,20 +475,21 @@ impl Syncer {
             adopt: self.adopt,
         };
         let mut attempt = 0;
-        let (outcome, plan) = loop {
+        let (outcome, plan, desired) = loop {
             attempt += 1;
             let t = Instant::now();
             let outcome = crate::domain::check(&set, now);
             let desired = desired_from(&set, &outcome.accepted, now);
             let rules = t.elapsed();
-            let applied = store.apply(&desired, options).await;
+            let before = carried.as_ref().map(|c| c.written);
+            let applied = store.apply_after(&desired, before, options).await;
             tracing::debug!(
                 rules_ms = rules.as_millis() as u64,
                 store_ms = (t.elapsed() - rules).as_millis() as u64,
                 "rules and store plan"
             );
             match applied {
-                Ok(plan) => break (outcome, plan),
+                Ok(plan) => break (outcome, plan, desired),
                 Err(StoreError::SourceConflicts { conflicts: found }) => {
                     // Leave the objects out, as if rejected on their own, and try again: a
                     // conflicting object must not hold back the rest of the tree. A pass names
@@ -514,10 +538,23 @@ impl Syncer {
         let t = Instant::now();
         let sources: Option<HashSet<&str>> =
             plan.changes.iter().map(|c| c.source.as_deref()).collect();
-        let index = match (before, sources) {
-            (Some(before), Some(sources)) => store.index_after(before, &sources).await,
+        // Whether the next sync may compare with what this one wrote: not when rows went
+        // around the write (another writer), which the index's row count shows.
+        let mut keep = true;
+        let index = match (&carried, sources) {
+            (Some(c), Some(sources)) => match store.index_after(c.index, &sources).await {
+                Ok(Some(index)) => Ok(index),
+                Ok(None) => {
+                    keep = false;
+                    store.index().await
+                }
+                Err(e) => Err(e),
+            },
             _ => store.index().await,
         };
+        if keep && index.is_ok() {
+            *written = Some(desired);
+        }
         let index = match index {
             Ok(i) => i,
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),

@@ -15,15 +15,23 @@ use super::tables::{
 };
 
 /// Compares the desired state with the store.
+///
+/// With `before`, what the last apply on this store wrote, the memberships (the most numerous
+/// rows) are compared with it and only those that changed are read and planned: the others
+/// are taken to be as written. Anything written around suborg since is corrected by the next
+/// plan without `before`.
 pub(crate) async fn compute(
     conn: &mut AnyConnection,
     desired: &Desired,
+    before: Option<&Desired>,
     options: ApplyOptions,
     backend: Backend,
 ) -> Result<Plan, PlanError> {
-    let stored = Stored::load(conn, backend).await?;
+    let changed =
+        before.and_then(|b| memberships::Changed::between(&b.memberships, &desired.memberships));
+    let stored = Stored::load(conn, backend, changed.as_ref()).await?;
     let mut changes = Vec::new();
-    let kept = plan_tables(&stored, desired, options, &mut changes)?;
+    let kept = plan_tables(&stored, desired, changed.as_ref(), options, &mut changes)?;
     if options.prune {
         prune(&stored, kept, &mut changes);
     }
@@ -42,10 +50,19 @@ struct Stored {
 }
 
 impl Stored {
-    async fn load(conn: &mut AnyConnection, backend: Backend) -> Result<Self, sqlx::Error> {
+    async fn load(
+        conn: &mut AnyConnection,
+        backend: Backend,
+        changed: Option<&memberships::Changed<'_>>,
+    ) -> Result<Self, sqlx::Error> {
+        let orgs = organizations::load(conn).await?;
+        let memberships = match changed {
+            Some(changed) => memberships::load_changed(conn, changed).await?,
+            None => memberships::load(conn, backend).await?,
+        };
         Ok(Self {
-            orgs: organizations::load(conn).await?,
-            memberships: memberships::load(conn, backend).await?,
+            orgs,
+            memberships,
             owned: owned::load(conn, backend).await?,
             subjects: subjects::load(conn).await?,
             resources: resources::load(conn).await?,
@@ -70,6 +87,7 @@ struct Kept<'d> {
 fn plan_tables<'d>(
     stored: &Stored,
     desired: &'d Desired,
+    changed: Option<&memberships::Changed<'_>>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<Kept<'d>, PlanError> {
@@ -77,6 +95,7 @@ fn plan_tables<'d>(
     let memberships = memberships::plan(
         &stored.memberships,
         &desired.memberships,
+        changed,
         &orgs,
         options,
         changes,

@@ -169,6 +169,7 @@ impl SqlStore {
     async fn apply_now(
         &self,
         desired: &Desired,
+        before: Option<&Desired>,
         options: ApplyOptions,
     ) -> Result<Plan, StoreError> {
         use sqlx::Acquire;
@@ -185,7 +186,7 @@ impl SqlStore {
         }
         let result = async {
             let conn = tx.acquire().await?;
-            let plan = apply::compute(conn, desired, options, self.dsn.backend).await?;
+            let plan = apply::compute(conn, desired, before, options, self.dsn.backend).await?;
             apply::execute(conn, &plan, self.dsn.backend).await?;
             Ok::<_, PlanError>(plan)
         }
@@ -210,34 +211,38 @@ impl SqlStore {
         Ok(plan)
     }
 
+    /// [`Store::apply`], given `before`, the desired state the last apply on this store
+    /// wrote: only the memberships that changed since are read and planned (see
+    /// [`apply::compute`]). For a writer that is the store's only one; a plan without `before`
+    /// now and then corrects what was written around it.
+    pub async fn apply_after(
+        &self,
+        desired: &Desired,
+        before: Option<&Desired>,
+        options: ApplyOptions,
+    ) -> Result<Plan, StoreError> {
+        self.within(self.apply_now(desired, before, options)).await
+    }
+
     /// The index after a write that changed the rows of `sources`, from the index `before` it:
     /// what [`Store::index`] would return, reading again only the organizations, groups and
-    /// projects and the rows of `sources` (a full read when the store holds rows the
-    /// result cannot account for). No read at all when nothing changed.
+    /// projects and the rows of `sources`; no read at all when nothing changed. `None` when the
+    /// store holds fewer rows than that accounts for: rows went around the write (another
+    /// writer), and only [`Store::index`] will do.
     pub async fn index_after(
         &self,
         before: &StoreIndex,
         sources: &std::collections::HashSet<&str>,
-    ) -> Result<StoreIndex, StoreError> {
+    ) -> Result<Option<StoreIndex>, StoreError> {
         if sources.is_empty() {
-            return Ok(before.clone());
+            return Ok(Some(before.clone()));
         }
-        let after = self
-            .within(async {
-                read::index_after(&self.pool, before, sources)
-                    .await
-                    .map_err(self.query_error())
-            })
-            .await?;
-        match after {
-            Some(index) => Ok(index),
-            None => {
-                tracing::debug!(
-                    "the store holds rows the last index cannot account for; reading it whole"
-                );
-                self.index().await
-            }
-        }
+        self.within(async {
+            read::index_after(&self.pool, before, sources)
+                .await
+                .map_err(self.query_error())
+        })
+        .await
     }
 
     fn query_error(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -251,13 +256,13 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn plan(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(self.query_error())?;
-        apply::compute(&mut conn, desired, options, self.dsn.backend)
+        apply::compute(&mut conn, desired, None, options, self.dsn.backend)
             .await
             .map_err(|e| e.with_dsn(&self.dsn))
     }
 
     async fn apply(&self, desired: &Desired, options: ApplyOptions) -> Result<Plan, StoreError> {
-        self.within(self.apply_now(desired, options)).await
+        self.within(self.apply_now(desired, None, options)).await
     }
 
     async fn organizations(&self) -> Result<Vec<OrgInfo>, StoreError> {

@@ -56,10 +56,108 @@ pub(crate) async fn load(
         .collect())
 }
 
-/// Plans the desired memberships; returns their sources, which pruning keeps.
+/// How many sources and emails a plan of changed memberships may name before a full load is
+/// the cheaper way.
+const CHANGED_AT_MOST: usize = 1000;
+
+/// The memberships that changed since the last apply, when a plan looks at those alone: the
+/// sources of the desired memberships that are new or differ, and of those no longer desired,
+/// and the emails they name (a row of another source may hold the same user in the same
+/// organization).
+pub(crate) struct Changed<'d> {
+    sources: HashSet<&'d str>,
+    emails: HashSet<&'d str>,
+}
+
+impl<'d> Changed<'d> {
+    /// What changed from `before` (what the last apply wrote) to `after`; `None` when so much
+    /// changed that reading every row is as quick.
+    pub(crate) fn between(
+        before: &'d [DesiredMembership],
+        after: &'d [DesiredMembership],
+    ) -> Option<Self> {
+        let old: HashMap<&str, &DesiredMembership> =
+            before.iter().map(|m| (m.source_uid.as_str(), m)).collect();
+        let mut changed = Self {
+            sources: HashSet::new(),
+            emails: HashSet::new(),
+        };
+        let mut kept = HashSet::with_capacity(after.len());
+        for m in after {
+            kept.insert(m.source_uid.as_str());
+            if old.get(m.source_uid.as_str()) != Some(&m) {
+                changed.sources.insert(&m.source_uid);
+                changed.emails.insert(&m.email);
+            }
+        }
+        for m in before
+            .iter()
+            .filter(|m| !kept.contains(m.source_uid.as_str()))
+        {
+            changed.sources.insert(&m.source_uid);
+        }
+        (changed.sources.len() + changed.emails.len() <= CHANGED_AT_MOST).then_some(changed)
+    }
+}
+
+/// The memberships of `changed`'s sources, and every membership of its emails.
+pub(crate) async fn load_changed(
+    conn: &mut AnyConnection,
+    changed: &Changed<'_>,
+) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    use sqlx::Row;
+    let sources: Vec<&str> = changed.sources.iter().copied().collect();
+    let emails: Vec<&str> = changed.emails.iter().copied().collect();
+    let list = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut wheres = Vec::new();
+    if !sources.is_empty() {
+        wheres.push(format!("m.source_uid IN ({})", list(1, sources.len())));
+    }
+    if !emails.is_empty() {
+        wheres.push(format!(
+            "u.email IN ({})",
+            list(sources.len() + 1, emails.len())
+        ));
+    }
+    if wheres.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy \
+         FROM memberships m JOIN users u ON u.id = m.user_id WHERE {}",
+        wheres.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql);
+    for value in sources.iter().chain(&emails) {
+        query = query.bind(*value);
+    }
+    Ok(query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| MembershipRow {
+            id: r.get(0),
+            source_uid: r.get(1),
+            managed: r.get::<i64, _>(2) == 1,
+            organization_id: r.get(3),
+            email: r.get(4),
+            roles: r.get(5),
+            deletion_policy: r.get(6),
+        })
+        .collect())
+}
+
+/// Plans the desired memberships (of `changed` alone, when given: the others are as the last
+/// apply wrote them); returns their sources, which pruning keeps.
 pub(crate) fn plan<'d>(
     rows: &[MembershipRow],
     desired: &'d [DesiredMembership],
+    changed: Option<&Changed<'_>>,
     orgs: &Orgs<'_>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
@@ -70,7 +168,10 @@ pub(crate) fn plan<'d>(
         .map(|m| ((m.organization_id.as_str(), m.email.as_str()), m))
         .collect();
     let wanted: HashSet<&str> = desired.iter().map(|m| m.source_uid.as_str()).collect();
-    plan_each(desired, |m| {
+    let to_plan = desired
+        .iter()
+        .filter(|m| changed.is_none_or(|c| c.sources.contains(m.source_uid.as_str())));
+    plan_each(to_plan, |m| {
         let Some((org_id, root_id)) = orgs.ids(&m.organization) else {
             return Err(PlanError::Conflict(
                 Some(m.source_uid.clone()),
@@ -136,8 +237,9 @@ pub(crate) fn plan<'d>(
     Ok(wanted)
 }
 
-/// Plans the removal of managed memberships no longer desired. A row a desired membership took
-/// over (an update in `changes`) stays, whatever its former source.
+/// Plans the removal of managed memberships no longer desired, of those in `rows` (all of
+/// them, or those a plan of changes loaded). A row a desired membership took over (an update
+/// in `changes`) stays, whatever its former source.
 pub(crate) fn prune(
     rows: &[MembershipRow],
     wanted: &HashSet<&str>,
