@@ -12,6 +12,13 @@
 //! reconciles costs one store transaction. Whether anything changed is read from the
 //! fingerprint the watch feeds keep event by event ([`super::prints`]): a reconcile that reuses
 //! the last result costs the same on a tree of ten objects or of a hundred thousand.
+//!
+//! What a sync that runs costs: the snapshot and the rules are still over the whole tree; the
+//! store is read where it changed. Each sync carries over what the last one wrote and the index
+//! it read, so the store plan reads and plans only the memberships that changed
+//! ([`SqlStore::apply_after`]) and the index is read again only for the rows the plan wrote
+//! ([`SqlStore::index_after`]). The periodic resync, a sync after a failure and a sync after
+//! rows went around a write (another writer) read and plan everything, which corrects drift.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

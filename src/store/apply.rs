@@ -9,7 +9,7 @@ use sqlx::AnyConnection;
 
 use super::desired::Desired;
 use super::dsn::Backend;
-use super::plan::{self, ApplyOptions, Change, Op, Plan, PlanError, loaded, now_millis, refused};
+use super::plan::{self, ApplyOptions, Change, Op, Plan, PlanError, Users, now_millis, refused};
 use super::tables::{
     memberships, organizations, owned, project_members, projects, resources, subjects,
 };
@@ -177,7 +177,7 @@ pub(crate) async fn execute(
 ) -> Result<(), PlanError> {
     let now = now_millis();
     let changes = &plan.changes;
-    let mut users = None;
+    let mut users = Users::default();
     let mut i = 0;
     while i < changes.len() {
         let change = &changes[i];
@@ -189,8 +189,7 @@ pub(crate) async fn execute(
             {
                 j += 1;
             }
-            let users = loaded(conn, &mut users).await?;
-            memberships::insert_batch(conn, &changes[i..j], users, now, backend).await?;
+            memberships::insert_batch(conn, &changes[i..j], &mut users, now, backend).await?;
             i = j;
             continue;
         }
@@ -202,7 +201,7 @@ pub(crate) async fn execute(
             Op::CreateMembership { .. } => unreachable!("inserted in batches"),
             Op::UpdateMembership { .. } => memberships::execute(conn, op, now).await,
             Op::CreateOwned { .. } | Op::UpdateOwned { .. } => {
-                let users = loaded(conn, &mut users).await?;
+                let users = users.all(conn).await?;
                 owned::execute(conn, op, now, backend, users).await
             }
             Op::CreateSubject { .. } | Op::UpdateSubject { .. } => {
@@ -215,7 +214,7 @@ pub(crate) async fn execute(
                 projects::execute(conn, op, now).await
             }
             Op::CreateProjectMember { .. } | Op::UpdateProjectMember { .. } => {
-                let users = loaded(conn, &mut users).await?;
+                let users = users.all(conn).await?;
                 project_members::execute(conn, op, now, users).await
             }
             Op::DeleteRow { table, id } => plan::delete(conn, *table, id).await,

@@ -71,15 +71,67 @@ pub(crate) async fn load_users(
         .collect())
 }
 
-/// The users by email, loaded from the store the first time a change needs them.
-pub(crate) async fn loaded<'u>(
-    conn: &mut AnyConnection,
-    users: &'u mut Option<HashMap<String, String>>,
-) -> Result<&'u mut HashMap<String, String>, sqlx::Error> {
-    if users.is_none() {
-        *users = Some(load_users(conn).await?);
+/// How many emails one query of [`Users::some`] names.
+const EMAILS_PER_QUERY: usize = 500;
+
+/// The users by email, read from the store as a plan's execution needs them: those a run of
+/// new memberships names, or all of them the first time another change needs them. A plan of a
+/// few new memberships then reads a few users, not the whole table.
+#[derive(Default)]
+pub(crate) struct Users {
+    by_email: HashMap<String, String>,
+    complete: bool,
+}
+
+impl Users {
+    /// Every user.
+    pub(crate) async fn all(
+        &mut self,
+        conn: &mut AnyConnection,
+    ) -> Result<&mut HashMap<String, String>, sqlx::Error> {
+        if !self.complete {
+            self.reload(conn).await?;
+        }
+        Ok(&mut self.by_email)
     }
-    Ok(users.get_or_insert_default())
+
+    /// At least the users of `emails` that exist.
+    pub(crate) async fn some(
+        &mut self,
+        conn: &mut AnyConnection,
+        emails: impl IntoIterator<Item = &str>,
+    ) -> Result<&mut HashMap<String, String>, sqlx::Error> {
+        if !self.complete {
+            let missing: Vec<&str> = emails
+                .into_iter()
+                .filter(|e| !self.by_email.contains_key(*e))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for chunk in missing.chunks(EMAILS_PER_QUERY) {
+                let list = (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("SELECT email, id FROM users WHERE email IN ({list})");
+                let mut query = sqlx::query(&sql);
+                for email in chunk {
+                    query = query.bind(*email);
+                }
+                for r in query.fetch_all(&mut *conn).await? {
+                    self.by_email.insert(r.get(0), r.get(1));
+                }
+            }
+        }
+        Ok(&mut self.by_email)
+    }
+
+    /// Reads every user again (what a rolled-back statement created is gone).
+    pub(crate) async fn reload(&mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        self.by_email = load_users(conn).await?;
+        self.complete = true;
+        Ok(())
+    }
 }
 
 /// The change that removes a managed row no longer desired, or only lets go of it when its

@@ -9,8 +9,8 @@ use super::organizations::Orgs;
 use crate::store::desired::DesiredMembership;
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, constraint_message, fetch_all,
-    load_users, new_id, placeholders, plan_each, refused, removal, row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, Users, by_source, constraint_message,
+    fetch_all, new_id, placeholders, plan_each, refused, removal, row_for, sourced,
 };
 
 sourced!(MembershipRow);
@@ -313,21 +313,27 @@ pub(crate) fn batch_rows(backend: Backend) -> usize {
 pub(crate) async fn insert_batch(
     conn: &mut AnyConnection,
     batch: &[Change],
-    users: &mut HashMap<String, String>,
+    users: &mut Users,
     now: i64,
     backend: Backend,
 ) -> Result<(), PlanError> {
     sqlx::query("SAVEPOINT membership_batch")
         .execute(&mut *conn)
         .await?;
-    match insert(conn, batch, users, now, backend).await {
+    let emails = batch.iter().filter_map(|c| match &c.op {
+        Op::CreateMembership { m, .. } => Some(m.email.as_str()),
+        _ => None,
+    });
+    let known = users.some(conn, emails).await?;
+    match insert(conn, batch, known, now, backend).await {
         Ok(()) => {}
         Err(e) if constraint_message(&e).is_some() => {
             sqlx::query("ROLLBACK TO SAVEPOINT membership_batch")
                 .execute(&mut *conn)
                 .await?;
             // The users the run created went with it.
-            *users = load_users(conn).await?;
+            users.reload(conn).await?;
+            let users = users.all(conn).await?;
             for change in batch {
                 insert(conn, std::slice::from_ref(change), users, now, backend)
                     .await
