@@ -47,6 +47,10 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::{Client, ResourceExt};
 use suborg::api::*;
 
+#[allow(dead_code)]
+#[path = "../tests/integration/fixtures.rs"]
+mod fixtures;
+
 const LABEL: &str = "suborg.io/bench";
 const RAW_OBJECTS: usize = 300;
 const CONCURRENCY: usize = 16;
@@ -320,27 +324,14 @@ impl Bench {
 
     /// A membership of user `<email_prefix><i>@bench.example` in the run's organization.
     fn membership(&self, name: String, email: String, label: &str) -> OrgMembership {
-        let mut m = OrgMembership::new(
+        let mut m = fixtures::user_in(
+            &self.id,
             &name,
-            OrgMembershipSpec {
-                organization_ref: OrganizationRef {
-                    kind: OrganizationKind::Organization,
-                    name: self.org_name(),
-                },
-                subject: Subject {
-                    kind: SubjectKind::User,
-                    email: Some(email),
-                    name: None,
-                    namespace: None,
-                },
-                roles: vec![RoleBinding {
-                    role: "member".into(),
-                    temporary: None,
-                }],
-                deletion_policy: DeletionPolicy::Delete,
-            },
+            OrganizationKind::Organization,
+            &self.org_name(),
+            &email,
+            vec![fixtures::role("member")],
         );
-        m.metadata.namespace = Some(self.id.clone());
         m.labels_mut().insert(LABEL.into(), label.into());
         m
     }
@@ -351,16 +342,7 @@ impl Bench {
     }
 
     async fn create_organization(&self) -> Result<()> {
-        let mut org = Organization::new(
-            &self.org_name(),
-            OrganizationSpec {
-                display_name: None,
-                slug: None,
-                authentication: None,
-                member_namespaces: None,
-                deletion_policy: DeletionPolicy::Delete,
-            },
-        );
+        let mut org = fixtures::org(&self.org_name());
         org.labels_mut().insert(LABEL.into(), self.id.clone());
         self.organizations()
             .create(&PostParams::default(), &org)

@@ -29,6 +29,10 @@ use suborg::controller::kinds::Kind;
 use suborg::controller::prints::{Feed, Printed};
 use suborg::controller::sync::{Caches, Syncer};
 
+#[allow(dead_code)]
+#[path = "../tests/integration/fixtures.rs"]
+mod fixtures;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -46,42 +50,19 @@ fn stored<K: Resource>(mut o: K, uid: String) -> K {
 }
 
 fn member(i: usize) -> DeserializeGuard<OrgMembership> {
-    let mut m = OrgMembership::new(
+    let m = fixtures::user_in(
+        NAMESPACE,
         &format!("m-{i}"),
-        OrgMembershipSpec {
-            organization_ref: OrganizationRef {
-                kind: OrganizationKind::Organization,
-                name: ORG.into(),
-            },
-            subject: Subject {
-                kind: SubjectKind::User,
-                email: Some(format!("u{i}@bench.example")),
-                name: None,
-                namespace: None,
-            },
-            roles: vec![RoleBinding {
-                role: "member".into(),
-                temporary: None,
-            }],
-            deletion_policy: DeletionPolicy::Delete,
-        },
+        OrganizationKind::Organization,
+        ORG,
+        &format!("u{i}@bench.example"),
+        vec![fixtures::role("member")],
     );
-    m.metadata.namespace = Some(NAMESPACE.into());
     DeserializeGuard(Ok(stored(m, format!("uid-m-{i}"))))
 }
 
 fn organization() -> DeserializeGuard<Organization> {
-    let o = Organization::new(
-        ORG,
-        OrganizationSpec {
-            display_name: None,
-            slug: None,
-            authentication: None,
-            member_namespaces: None,
-            deletion_policy: DeletionPolicy::Delete,
-        },
-    );
-    DeserializeGuard(Ok(stored(o, "uid-org".into())))
+    DeserializeGuard(Ok(stored(fixtures::org(ORG), "uid-org".into())))
 }
 
 fn namespace() -> PartialObjectMeta<Namespace> {

@@ -574,6 +574,36 @@ async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
     );
 }
 
+/// A syncer's task, running until [`Task::stop`].
+struct Task {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Task {
+    fn start(syncer: &Arc<Syncer>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let syncer = syncer.clone();
+        let handle = tokio::spawn(async move {
+            syncer
+                .run_task(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Task { stop, handle }
+    }
+
+    /// Stops the task; it must end within 5 s.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .expect("the task stops")
+            .unwrap();
+    }
+}
+
 /// One sync task owns the tree and publishes each result: a reconcile's read covers every watch
 /// event taken before it, costs no sync when nothing changed, and once the task stops, a read
 /// syncs on its own.
@@ -581,17 +611,7 @@ async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
 async fn reconcilers_read_what_the_sync_task_publishes() {
     let mut w = acme();
     let syncer = Arc::new(w.syncer(Duration::from_secs(300)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let syncer = syncer.clone();
-        async move {
-            syncer
-                .run_task(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let task = Task::start(&syncer);
     let first = syncer.current().await;
     assert!(first.failure.is_none(), "{:?}", first.failure);
     let again = syncer.current().await;
@@ -612,16 +632,27 @@ async fn reconcilers_read_what_the_sync_task_publishes() {
         ready(&status::organization(&globex, &next, now()).common).0,
         "True"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the task stops")
-        .unwrap();
+    task.stop().await;
     let after = syncer.current().await;
     assert!(
         Arc::ptr_eq(&after, &next),
         "unchanged, without the task too"
     );
+}
+
+/// Carol's root membership in acme, from namespace `team-a`, as stored.
+fn carol(roles: Vec<RoleBinding>) -> OrgMembership {
+    stored(
+        user_in(
+            "team-a",
+            "carol",
+            OrganizationKind::Organization,
+            "acme",
+            "carol@acme.example",
+            roles,
+        ),
+        "uid-carol",
+    )
 }
 
 /// How many syncs have applied a plan, as `/metrics` says.
@@ -640,20 +671,10 @@ fn applied_syncs(health: &Health) -> u64 {
 async fn the_sync_task_wakes_by_itself_when_a_temporary_role_ends() {
     let mut w = acme();
     let ends = Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_millis(1500);
-    let carol = stored(
-        user_in(
-            "team-a",
-            "carol",
-            OrganizationKind::Organization,
-            "acme",
-            "carol@acme.example",
-            vec![
-                temporary("admin", None, Some(&format!("{ends:.0}")), None),
-                role("member"),
-            ],
-        ),
-        "uid-carol",
-    );
+    let carol = carol(vec![
+        temporary("admin", None, Some(&format!("{ends:.0}")), None),
+        role("member"),
+    ]);
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol))));
     let health = Arc::new(Health::default());
@@ -665,17 +686,7 @@ async fn the_sync_task_wakes_by_itself_when_a_temporary_role_ends() {
         None,
         health.clone(),
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let syncer = syncer.clone();
-        async move {
-            syncer
-                .run_task(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let task = Task::start(&syncer);
     let first = syncer.current().await;
     assert!(first.failure.is_none(), "{:?}", first.failure);
     assert!(first.next_change.is_some(), "the admin role ends");
@@ -696,11 +707,7 @@ async fn the_sync_task_wakes_by_itself_when_a_temporary_role_ends() {
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(applied_syncs(&health), before + 1, "no deadline: no sync");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the task stops")
-        .unwrap();
+    task.stop().await;
 }
 
 /// However many objects conflict, each is reported and the rest of the tree is synced.
@@ -742,25 +749,15 @@ async fn every_conflicting_object_is_reported_and_the_rest_synced() {
 
 #[tokio::test]
 async fn expired_roles_leave_the_row_and_the_next_change_is_known() {
-    let m = stored(
-        user_in(
-            "team-a",
-            "carol",
-            OrganizationKind::Organization,
-            "acme",
-            "carol@acme.example",
-            vec![
-                role("member"),
-                temporary(
-                    "admin",
-                    Some("2026-01-01T00:00:00Z"),
-                    Some("2026-01-01T10:00:00Z"),
-                    None,
-                ),
-            ],
+    let m = carol(vec![
+        role("member"),
+        temporary(
+            "admin",
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T10:00:00Z"),
+            None,
         ),
-        "uid-carol",
-    );
+    ]);
     let w = World::new(
         vec![stored(org("acme"), "uid-acme")],
         vec![],
@@ -1413,17 +1410,7 @@ async fn a_postgres_store_that_goes_away_is_reported_and_recovered_from() {
     assert!(result.failure.is_none(), "{:?}", result.failure);
     proxy.cut();
     // A change while the database is away: nothing can be written, and every object says so.
-    let carol = stored(
-        user_in(
-            "team-a",
-            "carol",
-            OrganizationKind::Organization,
-            "acme",
-            "carol@acme.example",
-            vec![role("member")],
-        ),
-        "uid-carol",
-    );
+    let carol = carol(vec![role("member")]);
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol.clone()))));
     let result = syncer.sync().await;

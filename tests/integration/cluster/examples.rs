@@ -130,15 +130,7 @@ impl Running {
     /// Sends SIGTERM; the process must exit cleanly within [`EXIT_WITHIN`] and leave the
     /// Lease to whoever comes next.
     async fn terminate(mut self, client: &Client) {
-        let pid = self.child.id().to_string();
-        let sent = Instant::now();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let sent = sigterm(&self.child);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
@@ -168,6 +160,20 @@ impl Running {
             "the Lease is released on the way out (held by {holder:?})"
         );
     }
+}
+
+/// Sends SIGTERM to `child`; when it was sent.
+fn sigterm(child: &Child) -> Instant {
+    let pid = child.id().to_string();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    sent
 }
 
 impl Drop for Running {
@@ -859,15 +865,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out() 
 async fn a_leader_cut_off_from_the_api_server_stops_promptly_when_asked() {
     let (client, _dir, lease, proxy, mut leader) = leader_behind_a_proxy("cut-term").await;
     proxy.silence();
-    let pid = leader.child.id().to_string();
-    let sent = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let sent = sigterm(&leader.child);
     // The reconciles' grace, the release's bound, and a margin.
     let within = Duration::from_secs(8);
     let status = loop {
