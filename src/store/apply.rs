@@ -57,7 +57,7 @@ impl Stored {
     ) -> Result<Self, sqlx::Error> {
         let orgs = organizations::load(conn).await?;
         let memberships = match changed {
-            Some(changed) => memberships::load_changed(conn, changed).await?,
+            Some(changed) => memberships::load_changed(conn, backend, changed).await?,
             None => memberships::load(conn, backend).await?,
         };
         Ok(Self {

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use sqlx::{AnyPool, Row};
 
+use super::dsn::Backend;
+use super::plan::{VALUES_PER_LIST, parameters};
+
 /// One root organization as [`super::Store::tree`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -424,9 +427,6 @@ async fn index_project_memberships(
     Ok(())
 }
 
-/// How many sources one query of [`index_after`] names.
-const SOURCES_PER_QUERY: usize = 500;
-
 /// The index after a write, from the index before it and the sources whose rows the write
 /// changed: the containers (organizations, groups, projects, with their counts, which any row
 /// may change) are read again, and of the rows that come one per object (memberships,
@@ -435,6 +435,7 @@ const SOURCES_PER_QUERY: usize = 500;
 /// removed rows too (a cascade, another writer), and only a full [`index`] will do.
 pub(super) async fn index_after(
     pool: &AnyPool,
+    backend: Backend,
     before: &StoreIndex,
     sources: &HashSet<&str>,
 ) -> Result<Option<StoreIndex>, sqlx::Error> {
@@ -447,25 +448,31 @@ pub(super) async fn index_after(
     index.resources = without(&before.resources, sources);
     index.project_memberships = without(&before.project_memberships, sources);
     let sources: Vec<&str> = sources.iter().copied().collect();
-    for chunk in sources.chunks(SOURCES_PER_QUERY) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+    // Each table's list names the chunk again: SQLite's parameters are positional.
+    const TABLES: usize = 5;
+    for chunk in sources.chunks(VALUES_PER_LIST) {
+        let list = |k: usize| parameters(backend, k * chunk.len() + 1, chunk.len());
         let sql = format!(
-            "SELECT 'membership', source_uid, id, organization_id FROM memberships WHERE source_uid IN ({list}) \
+            "SELECT 'membership', source_uid, id, organization_id FROM memberships WHERE source_uid IN ({}) \
              UNION ALL \
-             SELECT 'membership', source_uid, id, organization_id FROM subject_memberships WHERE source_uid IN ({list}) \
+             SELECT 'membership', source_uid, id, organization_id FROM subject_memberships WHERE source_uid IN ({}) \
              UNION ALL \
-             SELECT 'identity', source_uid, id, NULL FROM machine_identities WHERE source_uid IN ({list}) \
+             SELECT 'identity', source_uid, id, NULL FROM machine_identities WHERE source_uid IN ({}) \
              UNION ALL \
-             SELECT 'resource', source_uid, id, NULL FROM org_resources WHERE source_uid IN ({list}) \
+             SELECT 'resource', source_uid, id, NULL FROM org_resources WHERE source_uid IN ({}) \
              UNION ALL \
-             SELECT 'project membership', source_uid, id, project_id FROM project_memberships WHERE source_uid IN ({list})"
+             SELECT 'project membership', source_uid, id, project_id FROM project_memberships WHERE source_uid IN ({})",
+            list(0),
+            list(1),
+            list(2),
+            list(3),
+            list(4),
         );
         let mut query = sqlx::query(&sql);
-        for s in chunk {
-            query = query.bind(*s);
+        for _ in 0..TABLES {
+            for s in chunk {
+                query = query.bind(*s);
+            }
         }
         for r in query.fetch_all(pool).await? {
             let (table, source, id) = (r.get::<String, _>(0), r.get(1), r.get(2));

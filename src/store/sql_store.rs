@@ -238,7 +238,7 @@ impl SqlStore {
             return Ok(Some(before.clone()));
         }
         self.within(async {
-            read::index_after(&self.pool, before, sources)
+            read::index_after(&self.pool, self.dsn.backend, before, sources)
                 .await
                 .map_err(self.query_error())
         })

@@ -14,4 +14,6 @@ pub(crate) use change::{Conflicts, PlanError, constraint_message, plan_each, ref
 pub(crate) use ids::{new_id, now_millis};
 pub(crate) use matching::{Sourced, by_source, row_for, sourced};
 pub(crate) use op::{MemberRef, Op, Table};
-pub(crate) use sql::{Users, delete, fetch_all, orphan, placeholders, removal};
+pub(crate) use sql::{
+    Users, VALUES_PER_LIST, delete, fetch_all, orphan, parameters, placeholders, removal,
+};

@@ -14,14 +14,18 @@ use crate::store::dsn::Backend;
 /// is quadratic in the number of parameters of a statement.
 pub(crate) fn placeholders(backend: Backend, rows: usize, width: usize, extra: &str) -> String {
     (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=width)
-                .map(|c| match backend {
-                    Backend::Sqlite => "?".to_owned(),
-                    Backend::Postgres => format!("${}", r * width + c),
-                })
-                .collect();
-            format!("({}{extra})", cells.join(", "))
+        .map(|r| format!("({}{extra})", parameters(backend, r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, …` for `n` parameters, the first numbered `first` (`?, …` for SQLite, see
+/// [`placeholders`]): an `IN (…)` list after `first - 1` other parameters of its statement.
+pub(crate) fn parameters(backend: Backend, first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${i}"),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -71,8 +75,8 @@ pub(crate) async fn load_users(
         .collect())
 }
 
-/// How many emails one query of [`Users::some`] names.
-const EMAILS_PER_QUERY: usize = 500;
+/// How many values one `IN (…)` list of a query names.
+pub(crate) const VALUES_PER_LIST: usize = 500;
 
 /// The users by email, read from the store as a plan's execution needs them: those a run of
 /// new memberships names, or all of them the first time another change needs them. A plan of a
@@ -99,6 +103,7 @@ impl Users {
     pub(crate) async fn some(
         &mut self,
         conn: &mut AnyConnection,
+        backend: Backend,
         emails: impl IntoIterator<Item = &str>,
     ) -> Result<&mut HashMap<String, String>, sqlx::Error> {
         if !self.complete {
@@ -108,12 +113,11 @@ impl Users {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            for chunk in missing.chunks(EMAILS_PER_QUERY) {
-                let list = (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("SELECT email, id FROM users WHERE email IN ({list})");
+            for chunk in missing.chunks(VALUES_PER_LIST) {
+                let sql = format!(
+                    "SELECT email, id FROM users WHERE email IN ({})",
+                    parameters(backend, 1, chunk.len())
+                );
                 let mut query = sqlx::query(&sql);
                 for email in chunk {
                     query = query.bind(*email);

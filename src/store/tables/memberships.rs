@@ -10,7 +10,7 @@ use crate::store::desired::DesiredMembership;
 use crate::store::dsn::Backend;
 use crate::store::plan::{
     ApplyOptions, Change, Op, PlanError, Sourced, Table, Users, by_source, constraint_message,
-    fetch_all, new_id, placeholders, plan_each, refused, removal, row_for, sourced,
+    fetch_all, new_id, parameters, placeholders, plan_each, refused, removal, row_for, sourced,
 };
 
 sourced!(MembershipRow);
@@ -103,26 +103,20 @@ impl<'d> Changed<'d> {
 /// The memberships of `changed`'s sources, and every membership of its emails.
 pub(crate) async fn load_changed(
     conn: &mut AnyConnection,
+    backend: Backend,
     changed: &Changed<'_>,
 ) -> Result<Vec<MembershipRow>, sqlx::Error> {
     use sqlx::Row;
     let sources: Vec<&str> = changed.sources.iter().copied().collect();
     let emails: Vec<&str> = changed.emails.iter().copied().collect();
-    let list = |from: usize, n: usize| {
-        (from..from + n)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut wheres = Vec::new();
     if !sources.is_empty() {
-        wheres.push(format!("m.source_uid IN ({})", list(1, sources.len())));
+        let list = parameters(backend, 1, sources.len());
+        wheres.push(format!("m.source_uid IN ({list})"));
     }
     if !emails.is_empty() {
-        wheres.push(format!(
-            "u.email IN ({})",
-            list(sources.len() + 1, emails.len())
-        ));
+        let list = parameters(backend, sources.len() + 1, emails.len());
+        wheres.push(format!("u.email IN ({list})"));
     }
     if wheres.is_empty() {
         return Ok(Vec::new());
@@ -324,7 +318,7 @@ pub(crate) async fn insert_batch(
         Op::CreateMembership { m, .. } => Some(m.email.as_str()),
         _ => None,
     });
-    let known = users.some(conn, emails).await?;
+    let known = users.some(conn, backend, emails).await?;
     match insert(conn, batch, known, now, backend).await {
         Ok(()) => {}
         Err(e) if constraint_message(&e).is_some() => {
