@@ -333,6 +333,13 @@ impl Bench {
             vec![fixtures::role("member")],
         );
         m.labels_mut().insert(LABEL.into(), label.into());
+        // As `kubectl apply` leaves it: a copy of the object in an annotation, which the
+        // controller's caches leave out.
+        let applied = serde_json::to_string(&m).unwrap_or_default();
+        m.annotations_mut().insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            applied,
+        );
         m
     }
 

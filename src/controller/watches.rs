@@ -68,8 +68,9 @@ async fn log_result<T>(
 }
 
 /// A cache of `api`'s objects and the stream of watch events that fills it, without
-/// `managedFields` (never read, and the bulk of a large object), keeping the cache's part of
-/// `fingerprint`. The stream marks the cache ready at its first complete listing.
+/// `managedFields` and annotations, keeping the cache's part of `fingerprint`. Neither is ever
+/// read, and they are the bulk of a small object: `kubectl apply` keeps a copy of the whole
+/// object in an annotation. The stream marks the cache ready at its first complete listing.
 pub(super) fn watched<K>(
     api: Api<K>,
     wc: watcher::Config,
@@ -93,7 +94,11 @@ where
     let mut marked = false;
     let stream = watcher(api, wc)
         .default_backoff()
-        .modify(|o| o.meta_mut().managed_fields = None)
+        .modify(|o| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            meta.annotations = None;
+        })
         .map_ok(move |event| {
             feed.apply_watcher_event(&event);
             if !marked && matches!(event, watcher::Event::InitDone) {
@@ -354,5 +359,95 @@ async fn follow_namespaces(
                 None => break,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::OrgMembership;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// An OrgMembership as the API server lists it after `kubectl apply`.
+    fn listed() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "suborg.io/v1alpha1",
+            "kind": "OrgMembershipList",
+            "metadata": {"resourceVersion": "7"},
+            "items": [{
+                "apiVersion": "suborg.io/v1alpha1",
+                "kind": "OrgMembership",
+                "metadata": {
+                    "name": "alice", "namespace": "team", "uid": "uid-alice",
+                    "resourceVersion": "7", "generation": 1,
+                    "labels": {"team": "platform"},
+                    "annotations": {
+                        "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"OrgMembership\"}"
+                    },
+                    "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+                },
+                "spec": {
+                    "organizationRef": {"kind": "Organization", "name": "acme"},
+                    "subject": {"kind": "User", "email": "alice@acme.example"},
+                    "roles": [{"role": "member"}]
+                }
+            }]
+        })
+    }
+
+    #[tokio::test]
+    async fn the_caches_keep_neither_managed_fields_nor_annotations() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let fingerprint = prints::Fingerprint::default();
+        let (readiness, mark) = sync::Readiness::new(1);
+        let (reader, stream) = watched(
+            Api::<DeserializeGuard<OrgMembership>>::all(client),
+            watcher::Config::default(),
+            &fingerprint,
+            mark,
+        );
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a list");
+            assert_eq!(request.method(), "GET");
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&listed()).unwrap()))
+                    .unwrap(),
+            );
+            // The watch that follows is left without an answer, open.
+            let watch = handle.next_request().await;
+            std::future::pending::<()>().await;
+            drop(watch);
+        });
+        // What the stream hands on is what the reconciler gets.
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let consumer = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let _ = first_tx.send(stream.next().await);
+            while stream.next().await.is_some() {}
+        });
+        let filled = tokio::time::timeout(std::time::Duration::from_secs(10), readiness.wait());
+        assert_eq!(filled.await, Ok(true), "the listing fills the cache");
+        let first = first_rx
+            .await
+            .unwrap()
+            .expect("an object")
+            .expect("no watch error");
+        let cached = reader.state();
+        assert_eq!(cached.len(), 1);
+        for meta in [
+            &first.0.as_ref().unwrap().metadata,
+            &cached[0].0.as_ref().unwrap().metadata,
+        ] {
+            assert_eq!(meta.name.as_deref(), Some("alice"));
+            assert_eq!(meta.managed_fields, None);
+            assert_eq!(meta.annotations, None);
+            // Labels stay: a selector reads them.
+            assert_eq!(meta.labels.as_ref().unwrap()["team"], "platform");
+        }
+        server.abort();
+        consumer.abort();
     }
 }
