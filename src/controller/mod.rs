@@ -23,6 +23,7 @@ pub mod leader;
 pub mod metrics;
 pub mod prints;
 pub mod reconcile;
+pub mod scope;
 pub mod status;
 pub mod sync;
 mod watches;
@@ -232,7 +233,7 @@ fn syncer(
         // not held until the stream stops.
         max_wait: Duration::from_millis(500),
     })
-    .with_fanout(Box::new(move |result| {
-        triggers.fan_out(&caches, result, Timestamp::now());
+    .with_fanout(Box::new(move |result, scope| {
+        triggers.fan_out(&caches, result, scope, Timestamp::now());
     }))
 }

@@ -30,6 +30,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 pub use super::caches::{Caches, Readiness, ReadyMark};
 use super::caches::{Snapshot, each_object, remove};
 use super::metrics::Metrics;
+pub use super::scope::Scope;
 use crate::domain::model::{self, ObjectSet};
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary;
@@ -205,8 +206,9 @@ pub struct Debounce {
     pub max_wait: Duration,
 }
 
-/// Called after each sync that ran, to reconcile the objects whose status it changed.
-pub type Fanout = Box<dyn Fn(&SyncResult) + Send + Sync>;
+/// Called after each sync that ran, to reconcile the objects whose status it changed: those in
+/// the [`Scope`] of what changed since the last result.
+pub type Fanout = Box<dyn Fn(&SyncResult, &Scope) + Send + Sync>;
 
 impl Syncer {
     /// A syncer over `caches` writing to the store at `dsn`, opened on first use.
@@ -456,7 +458,13 @@ impl Syncer {
         drop(state);
         self.publish(events, &result, at);
         if let Some(fanout) = &self.fanout {
-            fanout(&result);
+            // Only what changed since a result carried over; everything after the first sync,
+            // a failure, and on the resync.
+            let scope = match &previous {
+                Some(before) => Scope::between(before, &result, Timestamp::now()),
+                None => Scope::All,
+            };
+            fanout(&result, &scope);
         }
         result
     }

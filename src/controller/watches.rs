@@ -16,6 +16,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 use super::context::{Context, Error};
 use super::kinds::Kind;
+use super::scope::Scope;
 use super::sync::{self, Caches, SyncResult};
 use super::{prints, reconcile};
 use crate::api::{
@@ -33,11 +34,12 @@ pub(super) fn watcher_config(selector: Option<&str>) -> watcher::Config {
 
 type Trigger<K> = mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>;
 
-/// Queues every object of kind `K` whose status `result` would change.
+/// Queues every object of kind `K` in `scope` whose status `result` would change.
 fn fan_out<K: Kind>(
     cache: &reflector::Store<DeserializeGuard<K>>,
     trigger: &Trigger<K>,
     result: &SyncResult,
+    scope: &Scope,
     now: Timestamp,
 ) {
     for guard in cache.state() {
@@ -45,6 +47,9 @@ fn fan_out<K: Kind>(
         // status for it from here would race its cleanup.
         if let Ok(o) = &guard.0
             && o.meta().deletion_timestamp.is_none()
+            && scope.contains(o.meta().uid.as_deref(), || {
+                super::caches::key_of(&K::kind(&()), o.meta())
+            })
             && o.current() != Some(&o.desired(result, now))
         {
             let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
@@ -277,8 +282,8 @@ macro_rules! lanes {
 
         impl Triggers {
             /// Queues every object whose status `result` would change.
-            pub(super) fn fan_out(&self, caches: &Caches, result: &SyncResult, now: Timestamp) {
-                $(fan_out(&caches.$field, &self.$field, result, now);)*
+            pub(super) fn fan_out(&self, caches: &Caches, result: &SyncResult, scope: &Scope, now: Timestamp) {
+                $(fan_out(&caches.$field, &self.$field, result, scope, now);)*
             }
         }
     };

@@ -1511,3 +1511,108 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
             .contains_key("uid-reviewers-in-eng")
     );
 }
+
+/// The objects of `cache` whose status differs between `before` and `after`, each also
+/// required to be in `scope`.
+fn changed_outside<K: Kind>(
+    cache: &reflector::Store<DeserializeGuard<K>>,
+    before: &SyncResult,
+    after: &SyncResult,
+    scope: &suborg::controller::scope::Scope,
+    step: &str,
+) -> usize {
+    let now = now();
+    let mut changed = 0;
+    for g in cache.state() {
+        let o = g.0.as_ref().unwrap();
+        if o.desired(before, now) != o.desired(after, now) {
+            changed += 1;
+            assert!(
+                scope.contains(o.meta().uid.as_deref(), || o.key()),
+                "{step}: the status of {} changes, but it is out of the fan-out's scope {scope:?}",
+                o.key()
+            );
+        }
+    }
+    changed
+}
+
+#[tokio::test]
+async fn the_fan_out_looks_at_every_object_whose_status_a_sync_changes() {
+    use suborg::controller::scope::Scope;
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let mut before = syncer.sync().await;
+    assert!(before.failure.is_none(), "{:?}", before.failure);
+    // Each object taken away (what depends on it changes too: eng's member alice goes with
+    // alice's root membership), then brought back.
+    type Step = Box<dyn Fn(&mut World, bool)>;
+    let mut steps: Vec<(String, Step)> = Vec::new();
+    let acme = object(&w.caches.organizations, "acme");
+    steps.push((
+        "Organization acme".into(),
+        Box::new(move |w, back| {
+            let e = DeserializeGuard(Ok(acme.clone()));
+            w.orgs.apply_watcher_event(&if back {
+                watcher::Event::Apply(e)
+            } else {
+                watcher::Event::Delete(e)
+            });
+        }),
+    ));
+    let eng = object(&w.caches.sub_organizations, "eng");
+    steps.push((
+        "SubOrganization eng".into(),
+        Box::new(move |w, back| {
+            let e = DeserializeGuard(Ok(eng.clone()));
+            w.subs.apply_watcher_event(&if back {
+                watcher::Event::Apply(e)
+            } else {
+                watcher::Event::Delete(e)
+            });
+        }),
+    ));
+    for name in ["alice", "bob", "alice-eng"] {
+        let o = object(&w.caches.memberships, name);
+        steps.push((
+            format!("OrgMembership {name}"),
+            Box::new(move |w, back| {
+                let e = DeserializeGuard(Ok(o.clone()));
+                w.members.apply_watcher_event(&if back {
+                    watcher::Event::Apply(e)
+                } else {
+                    watcher::Event::Delete(e)
+                });
+            }),
+        ));
+    }
+    let mut looked_at = 0;
+    for (what, step) in &steps {
+        for back in [false, true] {
+            let label = format!("{what} {}", if back { "back" } else { "taken away" });
+            step(&mut w, back);
+            let after = syncer.sync().await;
+            assert!(after.failure.is_none(), "{label}: {:?}", after.failure);
+            let scope = Scope::between(&before, &after, now());
+            let Scope::Only { uids, keys } = &scope else {
+                panic!("{label}: a sync that changed one object fans out to everything");
+            };
+            let changed = changed_outside(&w.caches.organizations, &before, &after, &scope, &label)
+                + changed_outside(&w.caches.sub_organizations, &before, &after, &scope, &label)
+                + changed_outside(&w.caches.memberships, &before, &after, &scope, &label);
+            assert!(changed > 0, "{label}: some status changes");
+            // Not everything: bob is not concerned by alice's membership of eng.
+            if what.ends_with("alice-eng") {
+                assert!(!uids.contains("uid-bob"), "{label}: {scope:?}");
+                assert!(!keys.iter().any(|k| k.name == "bob"), "{label}: {scope:?}");
+            }
+            looked_at += changed;
+            before = after;
+        }
+    }
+    assert!(looked_at >= steps.len() * 2);
+    // A store-wide failure, and the recovery from it, reach every object.
+    let failed = SyncResult::failed("StoreUnavailable", "down".into());
+    assert_eq!(Scope::between(&before, &failed, now()), Scope::All);
+    assert_eq!(Scope::between(&failed, &before, now()), Scope::All);
+}
