@@ -56,7 +56,8 @@
 //! | `NestingViolation` | [`organizations`] `missing_parent`; the schema's parent kind: `manifest::cel_reason` |
 //! | `InvalidSelector` | [`organizations`] `selector_problem`; the schema: `manifest::cel_reason` |
 //! | `SlugConflict` | [`organizations`] `check_roots` and `check_sub_organizations`; [`projects`] `check_projects` |
-//! | `DuplicateAdmin`, `AdminNotInRoot` | [`organizations`] `check_admins` |
+//! | `DuplicateAdmin` | [`organizations`] `check_admins` |
+//! | `AdminNotInRoot` (an error that keeps the sub-organization) | [`organizations`] `check_admins_are_members` |
 //! | `TargetNotFound` | [`placement`] `resolve` |
 //! | `NamespaceNotAllowed`, `NamespaceUnknown` (a warning) | [`placement`] `admission` |
 //! | `EmailDomainNotAllowed` | [`memberships`] `refuses_email` (root memberships and project invites) |
@@ -122,6 +123,8 @@ pub fn check(set: &ObjectSet, now: Timestamp) -> Outcome {
     // 6. Project invites that provision a user at the root: a root user from then on.
     let invites = projects::check_invites(&orgs, &projects, &root_members, now, &mut out);
     invites.provision(&mut root_members);
+    // 6b. Sub-organizations' admins, now that the roots' members are known.
+    organizations::check_admins_are_members(set, &root_members, &mut out);
     // 7. Users' sub-organization memberships, now that the roots' members are known.
     let sub_members = memberships::check_sub_users(&orgs, &root_members, now, &mut out);
     // 8. Groups and machine identities: a group's users are its organization's members.

@@ -68,6 +68,9 @@ pub struct Accepted {
     pub projects: Vec<usize>,
     /// Indexes into `project_memberships`.
     pub project_memberships: Vec<usize>,
+    /// The admins who are admins: (index into `sub_organizations`, index into its
+    /// `spec.admins`), for accepted sub-organizations only.
+    pub admins: Vec<(usize, usize)>,
 }
 
 /// What [`crate::domain::check`] found.

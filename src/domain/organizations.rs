@@ -2,23 +2,22 @@
 //! root; slugs are unique among roots and among the children of one root; a sub-organization's
 //! admins are members of its root; a `memberNamespaces` selector can be evaluated.
 //!
-//! These are phases 1 and 2 of [`super::check`]: everything else hangs off an organization, so
-//! the tree is decided first and handed on as `Roots` and `Subs`.
+//! Roots and sub-organizations are phases 1 and 2 of [`super::check`]: everything else hangs
+//! off an organization, so the tree is decided first and handed on as `Roots` and `Subs`. The
+//! admins are checked once the roots' members are known ([`check_admins_are_members`]), and an
+//! admin who is not one does not reject the sub-organization: rule 9 revokes a user's access
+//! when they leave the root, and a sub-organization is more than its admin's access.
 
 use std::collections::{HashMap, HashSet};
 
 use kube::ResourceExt;
 
 use super::delegation;
-use super::lookup::{Presence, Roots, Subs, invited_to_root};
-use super::model::{
-    ObjectSet, Outcome, by_precedence, ns_name, organization_key, sub_organization_key, subject_id,
-};
+use super::lookup::{Presence, Roots, Subs, UserMembers};
+use super::model::{ObjectSet, Outcome, by_precedence, organization_key, sub_organization_key};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email, slug_field};
-use crate::api::{
-    MemberNamespaces, Organization, OrganizationKind, OrganizationRef, SubOrganization, SubjectKind,
-};
+use crate::api::{MemberNamespaces, Organization, SubOrganization};
 
 /// Phase 1: root organizations. The oldest keeps a contested slug.
 pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
@@ -62,7 +61,6 @@ pub(super) fn check_sub_organizations<'a>(
     roots: &Roots<'a>,
     out: &mut Outcome,
 ) -> Subs<'a> {
-    let members = declared_root_members(set);
     let sub_names: HashSet<&str> = set
         .sub_organizations
         .iter()
@@ -100,10 +98,7 @@ pub(super) fn check_sub_organizations<'a>(
         } else {
             slugs.insert((parent, slug), s);
         }
-        // An admin is checked against the root's members only once the root stands: when it
-        // is rejected, its own problem says what to fix first.
-        let root_members = (parent_presence == Presence::Accepted).then_some(&members);
-        check_admins(s, parent, root_members, &key, &mut errors);
+        check_admins(s, &key, &mut errors);
         // A rejected parent rejects its children quietly.
         let ok = parent_presence == Presence::Accepted && errors.is_empty();
         out.problems.extend(errors);
@@ -149,19 +144,11 @@ fn selector_problem(policy: Option<&MemberNamespaces>, key: &ObjectKey) -> Optio
     ))
 }
 
-/// A sub-organization's admins: each listed once, and each a member of the root `parent`
-/// (checked when `root_members` is given).
-fn check_admins(
-    s: &SubOrganization,
-    parent: &str,
-    root_members: Option<&HashSet<(&str, String)>>,
-    key: &ObjectKey,
-    errors: &mut Vec<Problem>,
-) {
+/// A sub-organization's admins are each listed once.
+fn check_admins(s: &SubOrganization, key: &ObjectKey, errors: &mut Vec<Problem>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (j, admin) in s.spec.admins.iter().enumerate() {
-        let email = normalize_email(admin);
-        if let Some(prev) = seen.insert(email.clone(), j) {
+        if let Some(prev) = seen.insert(normalize_email(admin), j) {
             errors.push(Problem::error(
                 Reason::DuplicateAdmin,
                 key,
@@ -170,43 +157,46 @@ fn check_admins(
                     "{admin:?} is already listed as spec.admins[{prev}] (emails are compared case-insensitively)"
                 ),
             ));
-            continue;
-        }
-        if root_members.is_some_and(|members| !members.contains(&(parent, email))) {
-            errors.push(Problem::error(
-                Reason::AdminNotInRoot,
-                key,
-                format!("spec.admins[{j}]"),
-                format!(
-                    "admin {admin:?} is not a member of root Organization {parent:?}: users exist at the root, so add an OrgMembership for them in {parent:?} first"
-                ),
-            ));
         }
     }
 }
 
-/// Every user with a root membership, accepted or not, for the admin check: an admin whose root
-/// membership is rejected is reported there, not again on the sub-organization.
-/// Users a root project invites count too: the invite provisions them at the root.
-fn declared_root_members(set: &ObjectSet) -> HashSet<(&str, String)> {
-    let mut members: HashSet<(&str, String)> = set
-        .memberships
-        .iter()
-        .filter(|m| {
-            m.spec.organization_ref.kind == OrganizationKind::Organization
-                && m.spec.subject.kind == SubjectKind::User
-        })
-        .map(|m| (m.spec.organization_ref.name.as_str(), subject_id(m).1))
-        .collect();
-    let organizations: HashMap<(&str, &str), &OrganizationRef> = set
-        .projects
-        .iter()
-        .map(|p| (ns_name(p), &p.spec.organization_ref))
-        .collect();
-    members.extend(
-        set.project_memberships
-            .iter()
-            .filter_map(|m| invited_to_root(m, |key| organizations.get(&key).copied())),
-    );
-    members
+/// Phase 6b: each admin of an accepted sub-organization is an accepted member of its root
+/// (users exist at the root, rule 3), and only then its admin. One who is not is an error on the
+/// sub-organization, which stays in the store all the same, with its other admins and
+/// everything in it: losing an admin's root membership revokes that admin's access (rule 9),
+/// not the sub-organization.
+pub(super) fn check_admins_are_members(
+    set: &ObjectSet,
+    root_members: &UserMembers<'_>,
+    out: &mut Outcome,
+) {
+    for &i in &out.accepted.sub_organizations {
+        let s = &set.sub_organizations[i];
+        let key = sub_organization_key(s);
+        let root = s.spec.organization_ref.name.as_str();
+        let sub = s.name_any();
+        for (j, admin) in s.spec.admins.iter().enumerate() {
+            let kept =
+                format!("the sub-organization stays in the store, without {admin:?} as its admin");
+            let message = match root_members.get(&(root, normalize_email(admin))) {
+                Some(Presence::Accepted) => {
+                    out.accepted.admins.push((i, j));
+                    continue;
+                }
+                Some(_) => format!(
+                    "admin {admin:?}'s membership of root Organization {root:?} is not accepted (see that OrgMembership's status); {kept} until it is"
+                ),
+                None => format!(
+                    "admin {admin:?} is not a member of root Organization {root:?}: users exist at the root, so add an OrgMembership for them in {root:?} (or remove them from the admins of {sub:?}); {kept}"
+                ),
+            };
+            out.problems.push(Problem::error(
+                Reason::AdminNotInRoot,
+                &key,
+                format!("spec.admins[{j}]"),
+                message,
+            ));
+        }
+    }
 }

@@ -133,28 +133,27 @@ pub(super) fn memberships(
     explicit
 }
 
-/// Admins named by a sub-organization hold `admin` there: added to their membership when they
-/// have one, otherwise a membership of their own, owned by the sub-organization.
+/// Admins named by a sub-organization hold `admin` there, once they are members of its root:
+/// added to their membership when they have one, otherwise a membership of their own, owned by
+/// the sub-organization.
 pub(super) fn admins(set: &ObjectSet, accepted: &Accepted, explicit: &Explicit, d: &mut Desired) {
-    for &i in &accepted.sub_organizations {
+    for &(i, j) in &accepted.admins {
         let s = &set.sub_organizations[i];
         let key = source_key(s);
-        for admin in &s.spec.admins {
-            let email = normalize_email(admin);
-            match explicit.get(&(key.clone(), email.clone())) {
-                Some(&j) => make_admin(&mut d.memberships[j]),
-                None => d.memberships.push(DesiredMembership {
-                    source_uid: format!("{key}{ADMIN_SOURCE}{email}"),
-                    source_name: s.name_any(),
-                    organization: key.clone(),
-                    email,
-                    roles: roles_json(&[RoleBinding {
-                        role: "admin".into(),
-                        temporary: None,
-                    }]),
-                    deletion_policy: policy(s.spec.deletion_policy),
-                }),
-            }
+        let email = normalize_email(&s.spec.admins[j]);
+        match explicit.get(&(key.clone(), email.clone())) {
+            Some(&m) => make_admin(&mut d.memberships[m]),
+            None => d.memberships.push(DesiredMembership {
+                source_uid: format!("{key}{ADMIN_SOURCE}{email}"),
+                source_name: s.name_any(),
+                organization: key.clone(),
+                email,
+                roles: roles_json(&[RoleBinding {
+                    role: "admin".into(),
+                    temporary: None,
+                }]),
+                deletion_policy: policy(s.spec.deletion_policy),
+            }),
         }
     }
 }

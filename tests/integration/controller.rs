@@ -1616,3 +1616,45 @@ async fn the_fan_out_looks_at_every_object_whose_status_a_sync_changes() {
     assert_eq!(Scope::between(&before, &failed, now()), Scope::All);
     assert_eq!(Scope::between(&failed, &before, now()), Scope::All);
 }
+
+#[tokio::test]
+async fn an_admin_leaving_the_root_keeps_the_sub_organization_and_its_members_in_the_store() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert!(
+        result
+            .index
+            .memberships
+            .contains_key("uid-eng#admin:bob@acme.example")
+    );
+    let eng_id = result.index.organizations["uid-eng"].id.clone();
+    // bob, eng's only admin, leaves acme.
+    let bob = object(&w.caches.memberships, "bob");
+    w.members
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(bob))));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    // His access goes; eng, with its id, and alice's access to it stay.
+    assert!(
+        !result
+            .index
+            .memberships
+            .contains_key("uid-eng#admin:bob@acme.example")
+    );
+    assert_eq!(result.index.organizations["uid-eng"].id, eng_id);
+    assert!(result.index.memberships.contains_key("uid-alice-eng"));
+    let eng = object(&w.caches.sub_organizations, "eng");
+    let s = status::sub_organization(&eng, &result, now());
+    let (ready_status, reason, message) = ready(&s.common);
+    assert_eq!(
+        (ready_status, reason),
+        ("False", "AdminNotInRoot"),
+        "{message}"
+    );
+    assert!(message.contains("spec.admins[0]"), "{message}");
+    assert_eq!(s.slug.as_deref(), Some("eng"), "still in the store");
+    let alice_eng = object(&w.caches.memberships, "alice-eng");
+    let s = status::membership(&alice_eng, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+}

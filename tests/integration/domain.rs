@@ -240,4 +240,57 @@ fn admins_must_be_root_members() {
     let o = check(&set, now());
     assert_eq!(reasons(&o), [("eng".to_string(), Reason::AdminNotInRoot)]);
     assert_eq!(o.problems[0].field, "spec.admins[1]");
+    // bob is an admin; zed is not, and eng stays.
+    assert_eq!(o.accepted.sub_organizations, [0]);
+    assert_eq!(o.accepted.admins, [(0, 0)]);
+}
+
+#[test]
+fn an_admin_leaving_the_root_loses_admin_access_and_the_sub_organization_stays() {
+    let mut set = base();
+    set.memberships
+        .push(sub_member("team-eng", "eng", "alice@x.io"));
+    assert_eq!(check(&set, now()).accepted.admins, [(0, 0)]);
+    // bob, eng's only admin, leaves the root.
+    set.memberships.remove(1);
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::AdminNotInRoot)]);
+    assert!(o.problems[0].is_error());
+    assert!(
+        o.problems[0]
+            .message
+            .contains("stays in the store, without \"bob@x.io\" as its admin"),
+        "{}",
+        o.problems[0].message
+    );
+    assert_eq!(o.accepted.sub_organizations, [0], "eng stays");
+    assert!(o.accepted.admins.is_empty(), "bob is no admin of eng");
+    assert_eq!(
+        o.accepted.memberships,
+        [0, 1],
+        "alice stays in acme and eng"
+    );
+}
+
+#[test]
+fn an_admin_whose_root_membership_is_rejected_is_reported() {
+    let mut set = base();
+    // bob's root membership names an organization namespace acme does not admit.
+    set.memberships[1].metadata.namespace = Some("team-eng".into());
+    let o = check(&set, now());
+    let on_eng: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().name == "eng")
+        .collect();
+    assert_eq!(on_eng.len(), 1, "{:#?}", o.problems);
+    assert_eq!(on_eng[0].reason, Reason::AdminNotInRoot);
+    assert_eq!(on_eng[0].field, "spec.admins[0]");
+    assert!(
+        on_eng[0].message.contains("is not accepted"),
+        "{}",
+        on_eng[0].message
+    );
+    assert_eq!(o.accepted.sub_organizations, [0]);
+    assert!(o.accepted.admins.is_empty());
 }
