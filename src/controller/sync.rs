@@ -67,6 +67,8 @@ pub struct SyncResult {
     /// The same, for each object with a temporary role still to start or end: when to look at
     /// that object again.
     pub next_changes: HashMap<ObjectKey, Timestamp>,
+    /// For a failure: how soon the sync is tried again.
+    pub retry: Option<Duration>,
 }
 
 impl SyncResult {
@@ -111,6 +113,8 @@ pub fn source_object(source: &str) -> &str {
 
 #[derive(Default)]
 struct State {
+    /// Failed syncs in a row.
+    failures: u32,
     fingerprint: Option<u64>,
     result: Option<Arc<SyncResult>>,
     synced_at: Option<Instant>,
@@ -171,8 +175,15 @@ struct Published {
 /// normally wakes it.
 const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
-/// How soon a failed sync is tried again.
-const FAILURE_RETRY: Duration = Duration::from_secs(5);
+/// How soon a failed sync is tried again: doubling from the first to the last, with jitter.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// The delay before the next try after `failures` failed syncs in a row (one or more).
+pub fn retry_after(failures: u32) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1 << failures.saturating_sub(1).min(5));
+    super::context::jitter(doubled.min(LAST_RETRY))
+}
 
 /// The shared sync.
 pub struct Syncer {
@@ -341,7 +352,7 @@ impl Syncer {
         // A failed sync is retried, but not more than every few seconds however many
         // reconciles ask.
         if result.failure.is_some() {
-            FAILURE_RETRY
+            result.retry.unwrap_or(FIRST_RETRY)
         } else {
             self.resync
         }
@@ -433,18 +444,29 @@ impl Syncer {
             }),
             _ => None,
         };
-        let result = Arc::new(
-            self.run(snapshot, now, drift, carried, &mut state.written)
-                .await,
-        );
+        let mut result = self
+            .run(snapshot, now, drift, carried, &mut state.written)
+            .await;
         let outcome = match &result.failure {
             Some(f) => {
+                state.failures = state.failures.saturating_add(1);
+                let retry = retry_after(state.failures);
+                result.retry = Some(retry);
                 // Once per attempt, however many objects wait for it.
-                tracing::warn!(reason = f.reason, error = %f.message, "sync failed; every object waits for the store");
+                tracing::warn!(reason = f.reason, error = %f.message, retry_in_ms = retry.as_millis() as u64, "sync failed; every object waits for the store");
+                if f.reason == "StoreUnavailable" {
+                    // Opened afresh next time: a connection the database turned away (a file
+                    // that was read-only, a server that restarted) is not kept in the pool.
+                    *self.store.lock().await = None;
+                }
                 f.reason
             }
-            None => "applied",
+            None => {
+                state.failures = 0;
+                "applied"
+            }
         };
+        let result = Arc::new(result);
         self.metrics().synced(outcome, started.elapsed());
         tracing::debug!(
             outcome,
@@ -594,6 +616,7 @@ impl Syncer {
             index,
             next_change: changes.values().min().copied(),
             next_changes: changes,
+            retry: None,
         };
         self.count_objects(&result, &set);
         result

@@ -1658,3 +1658,78 @@ async fn an_admin_leaving_the_root_keeps_the_sub_organization_and_its_members_in
     let s = status::membership(&alice_eng, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
 }
+
+/// Makes the store's files read-only (`chattr +i` for root, whom file modes do not stop), or
+/// writable again.
+fn read_only(dir: &std::path::Path, on: bool) {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    // The shared-memory index stays writable: SQLite maps it, and a mapped file that cannot
+    // grow ends the process (SIGBUS), which is not what this is about.
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "db-shm") {
+            continue;
+        }
+        if root {
+            let flag = if on { "+i" } else { "-i" };
+            let status = std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&path)
+                .status()
+                .expect("chattr (e2fsprogs), to make a file read-only for root");
+            assert!(status.success(), "chattr {flag} {}", path.display());
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if on { 0o444 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_was_read_only_is_written_again_once_it_is_writable() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    assert!(syncer.sync().await.failure.is_none());
+    let dir = w._dir.path().to_owned();
+    read_only(&dir, true);
+    let carol = carol(vec![role("member")]);
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol.clone()))));
+    let failed = syncer.sync().await;
+    let mut tries = vec![failed.clone()];
+    // Tried again, as a new watch event makes it: still read-only.
+    let mut again = carol.clone();
+    again.metadata.generation = Some(2);
+    again.spec.roles = vec![role("admin")];
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(again.clone()))));
+    tries.push(syncer.sync().await);
+    read_only(&dir, false);
+    for (n, t) in tries.iter().enumerate() {
+        let f = t
+            .failure
+            .as_ref()
+            .expect("a read-only store fails the sync");
+        assert_eq!(f.reason, "StoreUnavailable", "try {n}: {}", f.message);
+        // Each failure in a row waits longer: 5 s, then 10 s (plus up to a tenth).
+        let retry = t.retry.expect("a failure says when it is tried again");
+        let first = Duration::from_secs(5 << n);
+        assert!(
+            retry >= first && retry <= first.mul_f64(1.1),
+            "try {n}: {retry:?}"
+        );
+    }
+    // Writable again: the next sync writes, without a restart.
+    again.metadata.generation = Some(3);
+    again.spec.roles = vec![role("member")];
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(again))));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    assert!(result.index.memberships.contains_key("uid-carol"));
+    assert_eq!(result.retry, None);
+}
