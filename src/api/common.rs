@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// The pattern of an organization slug: lowercase letters, digits and hyphens, 1–64 characters.
 pub const SLUG_PATTERN: &str = "^[a-z0-9-]+$";
-/// The pattern of a display name: 1–64 letters, digits, spaces, `-` and `_`.
-pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N} _-]+$";
+/// The pattern of a display name: 1–64 letters, digits, spaces, `-` and `_`, not starting or
+/// ending with a space (the store keeps display names trimmed, and `" Eng"` beside `"Eng"` would
+/// be two names that look alike).
+pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N}_-]([\p{L}\p{N} _-]*[\p{L}\p{N}_-])?$";
 /// The pattern of an email address. Deliberately loose (one `@`, a dot in the domain, no
 /// whitespace): the identity provider is the authority on addresses, this only catches typos.
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
@@ -17,6 +19,13 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A Go-style duration as Kubernetes uses them (`90m`, `8h`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// The slug an object is addressed by (`spec.slug`, or `metadata.name` when it is unset) stays
+/// what it was: a rule on the whole object, since adding or removing `spec.slug` changes it as
+/// much as editing it does.
+pub const SLUG_KEPT_RULE: &str = "(has(self.spec.slug) ? self.spec.slug : self.metadata.name) == (has(oldSelf.spec.slug) ? oldSelf.spec.slug : oldSelf.metadata.name)";
+/// What [`SLUG_KEPT_RULE`] says when broken.
+pub const SLUG_KEPT_MESSAGE: &str = "is immutable: the slug (spec.slug, or metadata.name while spec.slug is unset) is how API clients address the object; spec.slug may only be set to, or removed in favour of, the slug it already has";
 
 /// The kind of organization an object points at.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]

@@ -89,7 +89,8 @@ pub struct AppConnectionSpec {
     /// digits and hyphens.
     #[schemars(length(min = 1, max = 64), regex(pattern = SLUG_PATTERN))]
     pub app: String,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the name.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,
@@ -136,7 +137,8 @@ pub struct GatewaySpec {
     /// The Organization or SubOrganization that owns the gateway. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a gateway stays with the organization that created it"))]
     pub organization_ref: OrganizationRef,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the name.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,
@@ -182,7 +184,8 @@ pub struct RelaySpec {
     /// The Organization or SubOrganization that owns the relay. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a relay stays with the organization that created it"))]
     pub organization_ref: OrganizationRef,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the name.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,

@@ -40,7 +40,8 @@ pub struct GroupSpec {
     /// The Organization or SubOrganization that owns the group. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: a group stays with the organization that created it"))]
     pub organization_ref: OrganizationRef,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the name.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,
@@ -122,7 +123,8 @@ pub struct MachineIdentitySpec {
     /// The Organization or SubOrganization that owns the identity. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: an identity stays with the organization that created it"))]
     pub organization_ref: OrganizationRef,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the name.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,

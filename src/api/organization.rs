@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, MemberNamespaces, SLUG_PATTERN,
-    SecretKeyRef,
+    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, MemberNamespaces, SLUG_KEPT_MESSAGE,
+    SLUG_KEPT_RULE, SLUG_PATTERN, SecretKeyRef,
 };
 
 /// A root organization. Users, root groups and root machine identities live here; SSO, SCIM
@@ -27,11 +27,13 @@ use super::common::{
     printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.members"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug")
+    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug"),
+    validation = Rule::new(SLUG_KEPT_RULE).message(SLUG_KEPT_MESSAGE).field_path(".spec.slug")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationSpec {
-    /// Human-readable name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the slug.
+    /// Human-readable name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the slug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,

@@ -9,7 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, OrganizationRef, SLUG_PATTERN,
+    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, OrganizationRef, SLUG_KEPT_MESSAGE,
+    SLUG_KEPT_RULE, SLUG_PATTERN,
 };
 use super::connection::LocalObjectRef;
 use super::membership::{RoleBinding, Subject};
@@ -35,7 +36,8 @@ pub const BUILTIN_PROJECT_ROLES: [&str; 4] = ["admin", "member", "viewer", "no-a
     printcolumn = r#"{"name":"Slug","type":"string","jsonPath":".status.slug"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug")
+    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug"),
+    validation = Rule::new(SLUG_KEPT_RULE).message(SLUG_KEPT_MESSAGE).field_path(".spec.slug")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectSpec {
@@ -49,7 +51,8 @@ pub struct ProjectSpec {
     #[schemars(length(min = 1, max = 64), regex(pattern = SLUG_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: API clients address the project by it"))]
     pub slug: Option<String>,
-    /// Display name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the slug.
+    /// Display name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the slug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,

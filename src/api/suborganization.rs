@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, EMAIL_PATTERN, MemberNamespaces,
-    OrganizationRef, SLUG_PATTERN,
+    OrganizationRef, SLUG_KEPT_MESSAGE, SLUG_KEPT_RULE, SLUG_PATTERN,
 };
 
 /// Message of the rule that keeps nesting at one level.
@@ -32,7 +32,8 @@ pub const AUTHENTICATION_MESSAGE: &str = "authentication is not allowed on a Sub
     printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.members"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug")
+    validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug"),
+    validation = Rule::new(SLUG_KEPT_RULE).message(SLUG_KEPT_MESSAGE).field_path(".spec.slug")
 )]
 #[x_kube(validation = Rule::new("!has(self.authentication)").message(AUTHENTICATION_MESSAGE).field_path(".authentication"))]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +45,8 @@ pub struct SubOrganizationSpec {
         validation = Rule::new("self == oldSelf").message("is immutable: a sub-organization cannot move to another root")
     )]
     pub organization_ref: OrganizationRef,
-    /// Human-readable name: 1–64 letters, digits, spaces, `-` and `_`. Defaults to the slug.
+    /// Human-readable name: 1–64 letters, digits, spaces, `-` and `_`, with no space
+    /// at either end. Defaults to the slug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = DISPLAY_NAME_PATTERN))]
     pub display_name: Option<String>,

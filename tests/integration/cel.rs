@@ -82,6 +82,36 @@ fn slug_is_immutable_once_set() {
 }
 
 #[test]
+fn the_slug_cannot_be_changed_by_adding_or_removing_spec_slug() {
+    let kept = |old: Option<&str>, new: Option<&str>| {
+        let mut before = suborg("eng", "acme", &["a@x.io"]);
+        before.spec.slug = old.map(str::to_owned);
+        let mut after = before.clone();
+        after.spec.slug = new.map(str::to_owned);
+        messages(after.validate_cel_update(&before))
+    };
+    // Added, or removed, changing the slug: refused, on spec.slug.
+    for (old, new) in [(None, Some("other")), (Some("other"), None)] {
+        let m = kept(old, new);
+        assert_eq!(m.len(), 1, "{old:?} -> {new:?}: {m:?}");
+        let field = m[0].trim_start_matches('.');
+        assert!(field.starts_with(&format!("spec.slug: {SLUG_KEPT_MESSAGE}")), "{m:?}");
+    }
+    // The slug it already has, spelled out or left to the name: allowed.
+    assert_eq!(kept(None, Some("eng")), Vec::<String>::new());
+    assert_eq!(kept(Some("eng"), None), Vec::<String>::new());
+    // Roots and projects the same.
+    let before = org("acme");
+    let mut after = before.clone();
+    after.spec.slug = Some("acme-corp".into());
+    assert_eq!(messages(after.validate_cel_update(&before)).len(), 1);
+    let before = project("team-a", "api", OrganizationKind::Organization, "acme");
+    let mut after = before.clone();
+    after.spec.slug = Some("billing".into());
+    assert_eq!(messages(after.validate_cel_update(&before)).len(), 1);
+}
+
+#[test]
 fn sub_organization_cannot_configure_authentication() {
     let mut s = suborg("eng", "acme", &["a@x.io"]);
     s.spec.authentication = Some(json!({"sso": {"saml": {"metadataUrl": "https://idp/x"}}}));

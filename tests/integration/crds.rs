@@ -273,3 +273,14 @@ fn crds_are_what_the_api_server_accepts() {
         );
     }
 }
+
+#[test]
+fn display_names_have_no_space_at_either_end() {
+    let re = regex::Regex::new(suborg::api::DISPLAY_NAME_PATTERN).unwrap();
+    for ok in ["A", "Acme", "R and D", "Équipe-1_b", "a  b"] {
+        assert!(re.is_match(ok), "{ok:?} is a display name");
+    }
+    for bad in [" Leading", "Trailing ", "   ", " ", "", "R&D", "tab\there"] {
+        assert!(!re.is_match(bad), "{bad:?} is no display name");
+    }
+}

@@ -39,6 +39,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "is not a member of root Organization \"acme\"",
     ),
     (
+        "display-name-padded",
+        SchemaViolation,
+        "spec.displayName",
+        "\" Research\" does not match the pattern",
+    ),
+    (
         "duplicate-admin",
         DuplicateAdmin,
         "spec.admins[1]",
