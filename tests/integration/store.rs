@@ -380,7 +380,7 @@ async fn every_conflict_of_a_table_is_named_in_one_pass() {
         assert!(
             conflicts
                 .iter()
-                .all(|ObjectConflict { message, .. }| message.contains("suborg did not create it")),
+                .all(|ObjectConflict { message, .. }| message.contains("suborg does not manage it")),
             "{err}"
         );
         // Every message is in the error's text, one a line.
@@ -431,7 +431,7 @@ async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
         );
         assert!(
             err.to_string().contains(
-                "organization acme already exists in the store and suborg did not create it"
+                "organization acme already exists in the store and suborg does not manage it"
             ),
             "{err}"
         );
