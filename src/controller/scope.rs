@@ -1,7 +1,7 @@
 //! Which objects a sync's fan-out looks at: those whose part of the result changed.
 //!
 //! An object's status is a function of the object, the time (its temporary roles) and its own
-//! entries in a [`SyncResult`]: its problems, its conflict, its rows in the index, whether it is
+//! entries in a [`SyncResult`]: its problems, what it waits for, its conflict, its rows in the index, whether it is
 //! held, and the store-wide failure. The object's own changes reach its reconciler through its
 //! watch, and a temporary role's change through the requeue at the object's next change; what
 //! is left for the fan-out is the objects whose entries differ from one result to the next. So
@@ -46,6 +46,7 @@ impl Scope {
         let mut uids = HashSet::new();
         let mut keys = HashSet::new();
         differ(&before.problems, &after.problems, &mut keys);
+        differ(&before.waiting, &after.waiting, &mut keys);
         differ(&before.conflicts, &after.conflicts, &mut uids);
         let (b, a) = (&before.index, &after.index);
         differ(&b.organizations, &a.organizations, &mut uids);

@@ -106,11 +106,15 @@ pub fn verdict(
             }
         }
         // Accepted by no rule's complaint of its own: something it depends on is not ready
-        // (its organization, or for a sub-organization membership the root membership).
+        // (its organization, or for a sub-organization membership the root membership), which
+        // the message names when the rules could tell which.
         None => Verdict {
             status: "False",
             reason: "DependencyNotReady".to_owned(),
-            message: "not in the store: an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status".to_owned(),
+            message: match result.waiting.get(key) {
+                Some(why) => format!("not in the store: {why}"),
+                None => "not in the store: an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status".to_owned(),
+            },
         },
     }
 }

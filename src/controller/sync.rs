@@ -69,6 +69,8 @@ pub struct SyncResult {
     pub next_changes: HashMap<ObjectKey, Timestamp>,
     /// For a failure: how soon the sync is tried again.
     pub retry: Option<Duration>,
+    /// Objects held back by another object's problem, with what they wait for.
+    pub waiting: HashMap<ObjectKey, String>,
 }
 
 impl SyncResult {
@@ -601,6 +603,7 @@ impl Syncer {
             "store index read"
         );
         self.announce(&plan, drift);
+        let waiting = crate::domain::waiting::waiting(&set, &outcome);
         let mut problems: HashMap<ObjectKey, Vec<Problem>> = HashMap::new();
         for p in outcome.problems {
             if let Some(key) = p.object.clone() {
@@ -617,6 +620,7 @@ impl Syncer {
             next_change: changes.values().min().copied(),
             next_changes: changes,
             retry: None,
+            waiting,
         };
         self.count_objects(&result, &set);
         result

@@ -185,8 +185,18 @@ impl PlacedGroup<'_, '_> {
             Some(Presence::Accepted) => None,
             _ if admin => None,
             // That membership is rejected and says why; the user is left out of the group
-            // meanwhile.
-            Some(_) => None,
+            // meanwhile, which the group says too (rule 9: what depended on it says why).
+            Some(_) => Some(Problem::warning(
+                Reason::GroupMemberNotInOrganization,
+                &self.key,
+                format!("{field}.email"),
+                format!(
+                    "user {id:?}'s membership of {} {:?} is not accepted (see that OrgMembership's status), so they are left out of Group {:?} until it is",
+                    target.kind,
+                    target.name,
+                    self.g.name_any()
+                ),
+            )),
             // Left out of the group (access is revoked, never granted through it), but the
             // group and everyone else in it stay.
             None => Some(Problem::warning(

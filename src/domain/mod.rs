@@ -92,6 +92,7 @@ pub mod projects;
 pub mod resources;
 pub mod slug;
 pub mod temporary;
+pub mod waiting;
 
 pub use problem::{ObjectKey, Problem, Reason, Severity};
 

@@ -527,13 +527,16 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
         &format!("sqlite://{}", later.join("store.db").display()),
         Duration::from_secs(300),
     );
+    let failed = syncer.sync().await;
     assert_eq!(
-        syncer.sync().await.failure.as_ref().map(|f| f.reason),
+        failed.failure.as_ref().map(|f| f.reason),
         Some("StoreUnavailable")
     );
     std::fs::create_dir(&later).unwrap();
-    // Failed syncs are retried at most every 5 seconds.
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    // A failed sync is tried again after its retry delay (5 s after a first failure).
+    let retry = failed.retry.expect("a retry delay");
+    assert!(retry >= Duration::from_secs(5) && retry <= Duration::from_millis(5500));
+    tokio::time::sleep(retry + Duration::from_millis(100)).await;
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
     let s = status::membership(&bob, &result, now());
@@ -1420,7 +1423,7 @@ async fn a_postgres_store_that_goes_away_is_reported_and_recovered_from() {
     let s = status::membership(&carol, &result, now());
     assert_eq!(ready(&s.common).1, "StoreUnavailable");
     proxy.restore();
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    tokio::time::sleep(result.retry.expect("a retry delay") + Duration::from_millis(100)).await;
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
     let s = status::membership(&carol, &result, now());

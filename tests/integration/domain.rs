@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
 use suborg::domain::check;
 use suborg::domain::model::{ObjectSet, Outcome};
-use suborg::domain::{Reason, Severity};
+use suborg::domain::{ObjectKey, Reason, Severity};
 
 use crate::fixtures::*;
 
@@ -293,4 +293,92 @@ fn an_admin_whose_root_membership_is_rejected_is_reported() {
     );
     assert_eq!(o.accepted.sub_organizations, [0]);
     assert!(o.accepted.admins.is_empty());
+}
+
+#[test]
+fn what_waits_for_a_refused_object_says_which() {
+    use suborg::domain::waiting::waiting;
+    let mut set = base();
+    set.memberships
+        .push(sub_member("team-eng", "eng", "alice@x.io"));
+    set.projects.push(project(
+        "team-eng",
+        "api",
+        OrganizationKind::SubOrganization,
+        "eng",
+    ));
+    set.project_memberships
+        .push(project_user("team-eng", "api-alice", "api", "alice@x.io"));
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert!(waiting(&set, &o).is_empty(), "nothing waits");
+    // alice's root membership is refused (its namespace may not speak for acme): her access
+    // to eng and to its project waits for it, and says so.
+    set.memberships[0].metadata.namespace = Some("team-eng".into());
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [
+            ("acme-alice".to_string(), Reason::NamespaceNotAllowed),
+            // (The project says it on its own: she is not a member of eng.)
+            ("api-alice".to_string(), Reason::SubjectNotInOrganization)
+        ]
+    );
+    let w = waiting(&set, &o);
+    let eng_alice = &w[&ObjectKey::namespaced("OrgMembership", "team-eng", "eng-alice")];
+    assert!(
+        eng_alice.contains("\"alice@x.io\" in \"acme\" (OrgMembership team-eng/acme-alice)"),
+        "{eng_alice}"
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    // eng is refused (its parent does not exist): everything in it waits for eng.
+    let mut set = base();
+    set.sub_organizations[0].spec.organization_ref.name = "nowhere".into();
+    set.projects.push(project(
+        "team-eng",
+        "api",
+        OrganizationKind::SubOrganization,
+        "eng",
+    ));
+    let o = check(&set, now());
+    let w = waiting(&set, &o);
+    let api = &w[&ObjectKey::namespaced("Project", "team-eng", "api")];
+    assert!(
+        api.contains("its organization, SubOrganization \"eng\""),
+        "{api}"
+    );
+    assert!(
+        !w.contains_key(&ObjectKey::cluster("SubOrganization", "eng")),
+        "eng's own problem says why"
+    );
+}
+
+#[test]
+fn a_group_says_which_listed_user_it_leaves_out_while_their_membership_is_refused() {
+    let mut set = base();
+    set.groups.push(group(
+        "platform",
+        "admins",
+        OrganizationKind::Organization,
+        "acme",
+        vec![user("alice@x.io"), user("bob@x.io")],
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    set.memberships[0].metadata.namespace = Some("team-eng".into());
+    let o = check(&set, now());
+    let on_group: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().kind == "Group")
+        .collect();
+    assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
+    assert_eq!(on_group[0].reason, Reason::GroupMemberNotInOrganization);
+    assert_eq!(on_group[0].severity, Severity::Warning);
+    assert_eq!(on_group[0].field, "spec.members[0].email");
+    assert!(
+        on_group[0].message.contains("is not accepted"),
+        "{}",
+        on_group[0].message
+    );
+    assert_eq!(o.accepted.groups, [0], "the group stays, with bob");
 }

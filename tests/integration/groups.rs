@@ -249,10 +249,14 @@ fn removing_a_root_member_takes_them_out_of_what_depended_on_it() {
         m.spec.subject.email.as_deref() != Some("carol@x.io") || m.spec.organization_ref.kind == Sub
     });
     let o = check(&set, now());
-    // carol's eng membership says why; the group stays, and the store's copy leaves her out.
+    // carol's eng membership says why; the group stays, says it leaves her out (a warning),
+    // and the store's copy leaves her out.
     assert_eq!(
         problems(&o),
-        [("eng-carol".into(), Reason::SubjectNotInRoot)]
+        [
+            ("eng-carol".into(), Reason::SubjectNotInRoot),
+            ("eng-group".into(), Reason::GroupMemberNotInOrganization)
+        ]
     );
     assert_eq!(o.accepted.groups, [0]);
     let d = suborg::rows::desired_from(&set, &o.accepted, now());

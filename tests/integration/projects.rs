@@ -451,9 +451,13 @@ fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
     let o = check(&gone, now());
     assert_eq!(
         problems(&o),
-        [("eng-carol".into(), Reason::SubjectNotInRoot)],
-        "only the sub-organization membership reports"
+        [
+            ("eng-carol".into(), Reason::SubjectNotInRoot),
+            ("oncall".into(), Reason::GroupMemberNotInOrganization)
+        ],
+        "the sub-organization membership reports, and the group that lists her warns"
     );
+    assert!(!o.problems[1].is_error());
     assert_eq!(o.accepted.project_memberships, [1]);
 
     // The root group is taken out of eng: the project membership through it goes too.
