@@ -9,7 +9,8 @@
 //! An object that goes while it is being deleted changes nothing the rules read: the sync that
 //! saw it deleting already left it out. Its hash stays in the sum, so releasing finalizers does
 //! not set off a sync per release: a deletion of thousands of objects costs the syncs that saw
-//! them marked, and then each release is one API call.
+//! them marked, and then each release is one API call. Sub-organizations are the exception: a
+//! root being deleted is held while any names it, deleting or not, so one's going is a change.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -68,9 +69,13 @@ impl<K: Resource<DynamicType = ()>> Printed for DeserializeGuard<K> {
     }
 
     fn deleting(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_ok_and(|o| o.meta().deletion_timestamp.is_some())
+        // A deleting sub-organization still holds its root (see the module doc): its going
+        // counts, as for an object not being deleted.
+        K::kind(&()) != "SubOrganization"
+            && self
+                .0
+                .as_ref()
+                .is_ok_and(|o| o.meta().deletion_timestamp.is_some())
     }
 }
 

@@ -863,8 +863,15 @@ async fn a_root_being_deleted_is_held_while_sub_organizations_remain() {
     let s = status::organization(&acme, &result, now());
     assert_eq!(ready(&s.common).1, "HasSubOrganizations");
     assert!(ready(&s.common).2.contains("eng"));
-    // Once eng is gone, acme's rows go too.
-    let eng = object(&w.caches.sub_organizations, "eng");
+    // eng is deleted in turn, as an API server does it: first marked, then gone once its
+    // finalizer is released. acme waits for it to be gone.
+    let eng = deleted(object(&w.caches.sub_organizations, "eng"));
+    w.subs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(eng.clone()))));
+    let result = syncer.sync().await;
+    assert_eq!(result.held.get("acme"), Some(&vec!["eng".to_owned()]));
+    assert!(!result.index.organizations.contains_key("uid-eng"));
+    // Once eng is gone, acme's rows go too, at once (not at the resync).
     w.subs
         .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(eng))));
     let result = syncer.sync().await;
