@@ -81,6 +81,78 @@ pub fn check_selector(selector: &LabelSelector) -> Result<(), SelectorError> {
     matches(selector, &BTreeMap::new()).map(|_| ())
 }
 
+/// The first key or value of `selector` that no label can have: such a selector admits no
+/// namespace through that term, which is worth saying rather than leaving quiet.
+pub fn unmatchable(selector: &LabelSelector) -> Option<SelectorError> {
+    for (k, v) in selector.match_labels.iter().flatten() {
+        if let Err(message) = label_key(k).and_then(|()| label_value(v)) {
+            return Some(SelectorError {
+                field: format!("matchLabels[{k:?}]"),
+                message,
+            });
+        }
+    }
+    for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        let bad = label_key(&e.key)
+            .and_then(|()| e.values.iter().flatten().try_for_each(|v| label_value(v)));
+        if let Err(message) = bad {
+            return Some(SelectorError {
+                field: format!("matchExpressions[{i}]"),
+                message,
+            });
+        }
+    }
+    None
+}
+
+/// A label name or value: at most 63 characters, alphanumeric at both ends, `-`, `_` and `.`
+/// between.
+fn label_name(s: &str) -> bool {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(inner)
+}
+
+/// Whether `k` is a label key: an optional DNS-subdomain prefix and `/`, then a name.
+fn label_key(k: &str) -> Result<(), String> {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    if prefix_ok && label_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{k:?} is not a label key: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// Whether `v` is a label value: empty, or a name as in [`label_name`].
+fn label_value(v: &str) -> Result<(), String> {
+    if v.is_empty() || label_name(v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{v:?} is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
 /// Kubernetes label selector semantics: every `matchLabels` pair and every expression must hold;
 /// an empty selector matches everything.
 pub fn matches(
@@ -128,6 +200,41 @@ pub fn matches(
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn a_selector_names_only_keys_and_values_a_label_can_have() {
+        let by = |k: &str, v: &str| LabelSelector {
+            match_labels: Some(labels(&[(k, v)])),
+            ..Default::default()
+        };
+        for (k, v) in [
+            ("team", "platform"),
+            ("suborg.io/organization", "acme"),
+            ("kubernetes.io/metadata.name", "team-a"),
+            ("a_b.c-d", ""),
+        ] {
+            assert_eq!(unmatchable(&by(k, v)), None, "{k}={v}");
+        }
+        for (k, v) in [
+            ("bad key!", "v"),
+            ("", "v"),
+            ("-team", "v"),
+            ("Upper.Case/team", "v"),
+            ("/team", "v"),
+            ("team", "not ok"),
+            ("team", &"x".repeat(64)),
+        ] {
+            let e = unmatchable(&by(k, v)).expect(&format!("{k}={v}"));
+            assert!(e.field.starts_with("matchLabels["), "{e:?}");
+        }
+        let e = unmatchable(&LabelSelector {
+            match_expressions: Some(vec![expr("bad key!", "Exists", &[])]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.field, "matchExpressions[0]");
+        assert!(e.message.contains("not a label key"), "{e:?}");
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -31,6 +31,8 @@ pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a
         let mut errors: Vec<Problem> = selector_problem(o.spec.member_namespaces.as_ref(), &key)
             .into_iter()
             .collect();
+        out.problems
+            .extend(selector_warning(o.spec.member_namespaces.as_ref(), &key));
         if let Some(first) = slugs.get(slug) {
             errors.push(Problem::error(
                 Reason::SlugConflict,
@@ -84,6 +86,8 @@ pub(super) fn check_sub_organizations<'a>(
             ));
         }
         errors.extend(selector_problem(s.spec.member_namespaces.as_ref(), &key));
+        out.problems
+            .extend(selector_warning(s.spec.member_namespaces.as_ref(), &key));
         let slug = effective_slug(name, s.spec.slug.as_deref());
         if let Some(first) = slugs.get(&(parent, slug)) {
             errors.push(Problem::error(
@@ -130,6 +134,23 @@ fn missing_parent(name: &str, parent: &str, is_sub: bool, key: &ObjectKey) -> Pr
         )
     };
     Problem::error(reason, key, "spec.organizationRef.name", message)
+}
+
+/// The warning about an organization's `memberNamespaces` selector when it names a key or
+/// value no label can have. Not an error: an edit to a selector must never take an
+/// organization, and everything in it, out of the store.
+fn selector_warning(policy: Option<&MemberNamespaces>, key: &ObjectKey) -> Option<Problem> {
+    let selector = policy.and_then(|m| m.selector.as_ref())?;
+    let e = delegation::unmatchable(selector)?;
+    Some(Problem::warning(
+        Reason::InvalidSelector,
+        key,
+        format!("spec.memberNamespaces.selector.{}", e.field),
+        format!(
+            "{}: no namespace has such a label, so this term admits none",
+            e.message
+        ),
+    ))
 }
 
 /// The problem with an organization's `memberNamespaces` selector, if it cannot be evaluated.

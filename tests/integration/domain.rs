@@ -382,3 +382,28 @@ fn a_group_says_which_listed_user_it_leaves_out_while_their_membership_is_refuse
     );
     assert_eq!(o.accepted.groups, [0], "the group stays, with bob");
 }
+
+#[test]
+fn a_selector_naming_a_key_no_label_can_have_is_a_warning_that_keeps_the_organization() {
+    let mut set = base();
+    set.sub_organizations[0].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::Selector,
+        selector: Some(LabelSelector {
+            match_labels: Some([("bad key!".to_string(), "eng".to_string())].into()),
+            match_expressions: None,
+        }),
+    });
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::InvalidSelector)]);
+    assert_eq!(o.problems[0].severity, Severity::Warning);
+    assert_eq!(
+        o.problems[0].field,
+        "spec.memberNamespaces.selector.matchLabels[\"bad key!\"]"
+    );
+    assert!(
+        o.problems[0].message.contains("admits none"),
+        "{}",
+        o.problems[0].message
+    );
+    assert_eq!(o.accepted.sub_organizations, [0], "eng stays");
+}
