@@ -224,7 +224,7 @@ mod tests {
             ("team", "not ok"),
             ("team", &"x".repeat(64)),
         ] {
-            let e = unmatchable(&by(k, v)).expect(&format!("{k}={v}"));
+            let e = unmatchable(&by(k, v)).unwrap_or_else(|| panic!("{k}={v}"));
             assert!(e.field.starts_with("matchLabels["), "{e:?}");
         }
         let e = unmatchable(&LabelSelector {
