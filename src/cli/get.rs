@@ -413,20 +413,29 @@ fn resolve(orgs: &[OrgInfo], wanted: &str) -> Result<String, StoreError> {
     }
 }
 
+/// `1 member`, `2 members`.
+fn members(n: i64) -> String {
+    format!("{n} member{}", if n == 1 { "" } else { "s" })
+}
+
 fn write_tree(out: &mut impl Write, tree: &[crate::store::TreeRoot]) -> io::Result<()> {
     for root in tree {
         writeln!(
             out,
-            "{} ({}): {} members",
-            root.slug, root.display_name, root.members
+            "{} ({}): {}",
+            root.slug,
+            root.display_name,
+            members(root.members)
         )?;
         let n = root.sub_organizations.len();
         for (i, s) in root.sub_organizations.iter().enumerate() {
             let branch = if i + 1 == n { "└──" } else { "├──" };
             writeln!(
                 out,
-                "{branch} {} ({}): {} members",
-                s.slug, s.display_name, s.members
+                "{branch} {} ({}): {}",
+                s.slug,
+                s.display_name,
+                members(s.members)
             )?;
         }
     }
@@ -477,4 +486,14 @@ fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> i
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_member_is_singular() {
+        assert_eq!(super::members(1), "1 member");
+        assert_eq!(super::members(0), "0 members");
+        assert_eq!(super::members(2), "2 members");
+    }
 }
