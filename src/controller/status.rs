@@ -243,6 +243,27 @@ pub fn sub_organization(
     }
 }
 
+/// What a membership in the store grants: the roles in effect, and those still to start.
+fn in_store(
+    what: &str,
+    active: &[String],
+    roles: &[crate::api::RoleBinding],
+    granted_at: Timestamp,
+    now: Timestamp,
+) -> String {
+    let mut message = if active.is_empty() {
+        "in the store with no role in effect".to_owned()
+    } else {
+        format!("in the store with {what} {}", active.join(", "))
+    };
+    for r in roles {
+        if let Ok(RoleState::Pending { starts, ends }) = temporary::state(r, granted_at, now) {
+            message.push_str(&format!("; {} from {starts} until {ends}", r.role));
+        }
+    }
+    message
+}
+
 /// The status an OrgMembership should have after `result`.
 pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> OrgMembershipStatus {
     let uid = m.uid();
@@ -262,13 +283,7 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
         &model::membership_key(m),
         uid.as_deref(),
         result,
-        entry.map(|_| {
-            if active.is_empty() {
-                "in the store with no role in effect".to_owned()
-            } else {
-                format!("in the store with roles {}", active.join(", "))
-            }
-        }),
+        entry.map(|_| in_store("roles", &active, &m.spec.roles, granted_at, now)),
     );
     OrgMembershipStatus {
         common: common(
@@ -398,13 +413,7 @@ pub fn project_membership(
         &model::project_membership_key(m),
         uid.as_deref(),
         result,
-        entry.map(|_| {
-            if active.is_empty() {
-                "in the store with no role in effect".to_owned()
-            } else {
-                format!("in the store with project roles {}", active.join(", "))
-            }
-        }),
+        entry.map(|_| in_store("project roles", &active, &m.spec.roles, granted_at, now)),
     );
     ProjectMembershipStatus {
         common: common(

@@ -1743,3 +1743,36 @@ async fn a_store_that_was_read_only_is_written_again_once_it_is_writable() {
     assert!(result.index.memberships.contains_key("uid-carol"));
     assert_eq!(result.retry, None);
 }
+
+#[tokio::test]
+async fn a_role_still_to_start_is_named_with_its_window() {
+    let later = stored(
+        user_in(
+            "team-a",
+            "later",
+            OrganizationKind::Organization,
+            "acme",
+            "later@acme.example",
+            vec![
+                role("member"),
+                temporary("admin", Some("2999-01-01T00:00:00Z"), None, Some("8h")),
+            ],
+        ),
+        "uid-later",
+    );
+    let w = World::new(
+        vec![stored(org("acme"), "uid-acme")],
+        vec![],
+        vec![later.clone()],
+        vec![namespace("team-a", &[("suborg.io/organization", "acme")])],
+    );
+    let result = w.syncer(Duration::from_secs(300)).sync().await;
+    let s = status::membership(&later, &result, now());
+    let (ready_status, _, message) = ready(&s.common);
+    assert_eq!(ready_status, "True", "{message}");
+    assert_eq!(
+        message,
+        "in the store with roles member; admin from 2999-01-01T00:00:00Z until 2999-01-01T08:00:00Z"
+    );
+    assert_eq!(s.active_roles, ["member"]);
+}
