@@ -117,7 +117,7 @@ pub struct RoleBinding {
 #[x_kube(
     validation = Rule::new("has(self.end) != has(self.duration)").message("temporary needs exactly one of end or duration"),
     validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("temporary.end must be after temporary.start"),
-    validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero")
+    validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero and at most 2562047h (the longest duration Kubernetes can hold)")
 )]
 pub struct TemporaryAccess {
     /// When the role starts (RFC 3339, e.g. `2026-01-01T09:00:00Z`). Defaults to the moment the

@@ -222,7 +222,7 @@ impl Node {
             )),
             Some("duration") if crate::domain::temporary::parse_duration(s).is_none() => {
                 err(format!(
-                    "{} is not a duration such as 90m, 8h or 1h30m",
+                    "{} is not a duration such as 90m, 8h or 1h30m, of at most 2562047h",
                     render_str(s)
                 ))
             }
