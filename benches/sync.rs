@@ -6,7 +6,9 @@
 //! - **first sync**: the whole tree into an empty store;
 //! - **unchanged**: a sync when no watch event changed anything (the last result is reused);
 //! - **one new membership**: a membership arrives, then one sync (median of 15), beside the
-//!   time to compute every object's status from the result, as the fan-out does after a sync;
+//!   time to compute every object's status from the result (as the fan-out does after the
+//!   first sync and at a resync), and the fan-out after that one change: the statuses of the
+//!   objects in its scope (what changed in the result), and how many those are;
 //! - the same per object, so how a change's cost grows with the tree shows.
 //!
 //! `SUBORG_BENCH_SYNC_SIZES` (comma-separated) replaces the sizes;
@@ -27,7 +29,7 @@ use suborg::controller::caches::Feeds;
 use suborg::controller::http::Health;
 use suborg::controller::kinds::Kind;
 use suborg::controller::prints::{Feed, Printed};
-use suborg::controller::sync::{Caches, Syncer};
+use suborg::controller::sync::{Caches, Scope, Syncer};
 
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
@@ -109,6 +111,8 @@ struct Figures {
     unchanged: Duration,
     change: Duration,
     statuses: Duration,
+    fan_out: Duration,
+    in_scope: usize,
 }
 
 async fn measure(n: usize) -> Figures {
@@ -129,11 +133,13 @@ async fn measure(n: usize) -> Figures {
     assert!(result.failure.is_none(), "first sync failed: {result:?}");
 
     let started = Instant::now();
-    syncer.sync().await;
+    let mut before = syncer.sync().await;
     let unchanged = started.elapsed();
 
     let mut changes = Vec::new();
     let mut statuses = Vec::new();
+    let mut fan_outs = Vec::new();
+    let mut in_scope = 0;
     for i in 0..15 {
         feeds
             .memberships
@@ -168,6 +174,31 @@ async fn measure(n: usize) -> Figures {
         statuses.push(started.elapsed());
         // Nothing here writes statuses, so every object's differs from what it says.
         assert!(changed > n, "{changed} statuses to write");
+
+        // The fan-out after this sync: only the objects whose entries changed.
+        let started = Instant::now();
+        let scope = Scope::between(&before, &result, now);
+        in_scope = 0;
+        for guard in caches.memberships.state() {
+            if let Ok(m) = &guard.0
+                && scope.contains(m.meta().uid.as_deref(), || m.key())
+                && m.current() != Some(&m.desired(&result, now))
+            {
+                in_scope += 1;
+            }
+        }
+        for guard in caches.organizations.state() {
+            if let Ok(o) = &guard.0
+                && scope.contains(o.meta().uid.as_deref(), || o.key())
+                && o.current() != Some(&o.desired(&result, now))
+            {
+                in_scope += 1;
+            }
+        }
+        fan_outs.push(started.elapsed());
+        // The new membership, and the organization whose member count it changed.
+        assert_eq!(in_scope, 2, "{scope:?}");
+        before = result;
     }
     Figures {
         objects: n + 1,
@@ -175,6 +206,8 @@ async fn measure(n: usize) -> Figures {
         unchanged,
         change: median(changes),
         statuses: median(statuses),
+        fan_out: median(fan_outs),
+        in_scope,
     }
 }
 
@@ -194,24 +227,28 @@ async fn main() {
         })
         .unwrap_or_else(|| vec![1_000, 10_000]);
     println!(
-        "{:>8} {:>14} {:>14} {:>16} {:>16} {:>22}",
+        "{:>8} {:>14} {:>14} {:>16} {:>16} {:>22} {:>13} {:>9}",
         "objects",
         "first sync ms",
         "unchanged ms",
         "one change ms",
         "statuses ms",
-        "one change µs/object"
+        "one change µs/object",
+        "fan-out ms",
+        "in scope"
     );
     for n in sizes {
         let f = measure(n).await;
         println!(
-            "{:>8} {:>14.1} {:>14.3} {:>16.1} {:>16.1} {:>22.2}",
+            "{:>8} {:>14.1} {:>14.3} {:>16.1} {:>16.1} {:>22.2} {:>13.2} {:>9}",
             f.objects,
             ms(f.first),
             ms(f.unchanged),
             ms(f.change),
             ms(f.statuses),
-            ms(f.change) * 1000.0 / f.objects as f64
+            ms(f.change) * 1000.0 / f.objects as f64,
+            ms(f.fan_out),
+            f.in_scope
         );
     }
 }
