@@ -276,20 +276,28 @@ impl Caches {
                 ns.metadata.labels.clone().unwrap_or_default(),
             );
         }
-        // A root being deleted stays while sub-organizations (even deleting ones) name it.
-        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        // A root being deleted stays while sub-organizations (even deleting ones) name it, but
+        // not for one created after its deletion began (refused by the rules).
+        let mut children: HashMap<&str, Vec<&SubOrganization>> = HashMap::new();
         for s in &set.sub_organizations {
             children
-                .entry(s.spec.organization_ref.name.clone())
+                .entry(s.spec.organization_ref.name.as_str())
                 .or_default()
-                .push(s.name_any());
+                .push(s);
         }
         let mut held = HashMap::new();
         for o in set.organizations.iter().filter(|o| deleting(*o)) {
-            if let Some(kids) = children.get(&o.name_any()) {
-                let mut kids = kids.clone();
+            let name = o.name_any();
+            let mut kids: Vec<String> = children
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|s| !crate::domain::organizations::joins_late(s, o))
+                .map(|s| s.name_any())
+                .collect();
+            if !kids.is_empty() {
                 kids.sort();
-                held.insert(o.name_any(), kids);
+                held.insert(name, kids);
             }
         }
         tidy(&mut set, &held);

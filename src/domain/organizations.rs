@@ -85,6 +85,18 @@ pub(super) fn check_sub_organizations<'a>(
                 &key,
             ));
         }
+        if let Some(root) = roots.by_name.get(parent).map(|(_, o)| *o)
+            && joins_late(s, root)
+        {
+            errors.push(Problem::error(
+                Reason::ParentNotFound,
+                &key,
+                "spec.organizationRef.name",
+                format!(
+                    "Organization {parent:?} is being deleted (it stays only until its sub-organizations are gone) and takes no new sub-organizations: create {name:?} under another root"
+                ),
+            ));
+        }
         errors.extend(selector_problem(s.spec.member_namespaces.as_ref(), &key));
         out.problems
             .extend(selector_warning(s.spec.member_namespaces.as_ref(), &key));
@@ -113,6 +125,18 @@ pub(super) fn check_sub_organizations<'a>(
     }
     out.accepted.sub_organizations.sort_unstable();
     Subs { by_name }
+}
+
+/// Whether `s` was created after its root `root` began to be deleted. A root being deleted is
+/// kept while its sub-organizations remain; one created since would keep it for good.
+pub fn joins_late(s: &SubOrganization, root: &Organization) -> bool {
+    match (
+        &root.metadata.deletion_timestamp,
+        &s.metadata.creation_timestamp,
+    ) {
+        (Some(deleted), Some(created)) => created.0 > deleted.0,
+        _ => false,
+    }
 }
 
 /// The problem with a sub-organization whose parent is no root: another sub-organization

@@ -1776,3 +1776,37 @@ async fn a_role_still_to_start_is_named_with_its_window() {
     );
     assert_eq!(s.active_roles, ["member"]);
 }
+
+#[tokio::test]
+async fn a_root_being_deleted_takes_no_new_sub_organizations() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    syncer.sync().await;
+    let acme = deleted(object(&w.caches.organizations, "acme"));
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
+    // A sub-organization created under acme after its deletion began.
+    let mut late = stored(suborg("late", "acme", &["bob@acme.example"]), "uid-late");
+    late.metadata.creation_timestamp =
+        Some(Time(Timestamp::now() + std::time::Duration::from_secs(1)));
+    w.subs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(late.clone()))));
+    let result = syncer.sync().await;
+    assert_eq!(
+        result.held.get("acme"),
+        Some(&vec!["eng".to_owned()]),
+        "late does not hold acme"
+    );
+    assert!(!result.index.organizations.contains_key("uid-late"));
+    let s = status::sub_organization(&late, &result, now());
+    let (_, reason, message) = ready(&s.common);
+    assert_eq!(reason, "ParentNotFound", "{message}");
+    assert!(message.contains("is being deleted"), "{message}");
+    // eng goes: acme goes, although late still names it.
+    let eng = object(&w.caches.sub_organizations, "eng");
+    w.subs
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(eng))));
+    let result = syncer.sync().await;
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    assert!(!result.index.organizations.contains_key("uid-acme"));
+}
