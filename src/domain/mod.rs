@@ -52,7 +52,7 @@
 //!
 //! | reason | raised by |
 //! | --- | --- |
-//! | `ParentNotFound` | [`organizations`] `missing_parent` |
+//! | `ParentNotFound` | [`organizations`] `missing_parent`, and `check_sub_organizations` for a root being deleted (`joins_late`) |
 //! | `NestingViolation` | [`organizations`] `missing_parent`; the schema's parent kind: `manifest::cel_reason` |
 //! | `InvalidSelector` | [`organizations`] `selector_problem`, and as a warning `selector_warning` (a key or value no label can have); the schema: `manifest::cel_reason` |
 //! | `SlugConflict` | [`organizations`] `check_roots` and `check_sub_organizations`; [`projects`] `check_projects` |
