@@ -56,7 +56,7 @@
 //! | `NestingViolation` | [`organizations`] `missing_parent`; the schema's parent kind: `manifest::cel_reason` |
 //! | `InvalidSelector` | [`organizations`] `selector_problem`, and as a warning `selector_warning` (a key or value no label can have); the schema: `manifest::cel_reason` |
 //! | `SlugConflict` | [`organizations`] `check_roots` and `check_sub_organizations`; [`projects`] `check_projects` |
-//! | `DuplicateAdmin` | [`organizations`] `check_admins` |
+//! | `DuplicateAdmin` (an error that keeps the sub-organization) | [`organizations`] `check_admins` |
 //! | `AdminNotInRoot` (an error that keeps the sub-organization) | [`organizations`] `check_admins_are_members` |
 //! | `TargetNotFound` | [`placement`] `resolve` |
 //! | `NamespaceNotAllowed`, `NamespaceUnknown` (a warning) | [`placement`] `admission` |

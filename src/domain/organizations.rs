@@ -114,7 +114,10 @@ pub(super) fn check_sub_organizations<'a>(
         } else {
             slugs.insert((parent, slug), s);
         }
-        check_admins(s, &key, &mut errors);
+        // Reported, but it does not reject the sub-organization (the admin is one admin): an
+        // edit to the list must not take the sub-organization and everything in it out of the
+        // store.
+        check_admins(s, &key, &mut out.problems);
         // A rejected parent rejects its children quietly.
         let ok = parent_presence == Presence::Accepted && errors.is_empty();
         out.problems.extend(errors);
@@ -189,7 +192,7 @@ fn selector_problem(policy: Option<&MemberNamespaces>, key: &ObjectKey) -> Optio
     ))
 }
 
-/// A sub-organization's admins are each listed once.
+/// A sub-organization's admins are each listed once (an error that keeps the sub-organization).
 fn check_admins(s: &SubOrganization, key: &ObjectKey, errors: &mut Vec<Problem>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (j, admin) in s.spec.admins.iter().enumerate() {
@@ -221,7 +224,11 @@ pub(super) fn check_admins_are_members(
         let key = sub_organization_key(s);
         let root = s.spec.organization_ref.name.as_str();
         let sub = s.name_any();
+        let mut seen = HashSet::new();
         for (j, admin) in s.spec.admins.iter().enumerate() {
+            if !seen.insert(normalize_email(admin)) {
+                continue; // listed twice: reported as DuplicateAdmin, an admin once
+            }
             let kept =
                 format!("the sub-organization stays in the store, without {admin:?} as its admin");
             let message = match root_members.get(&(root, normalize_email(admin))) {

@@ -407,3 +407,15 @@ fn a_selector_naming_a_key_no_label_can_have_is_a_warning_that_keeps_the_organiz
     );
     assert_eq!(o.accepted.sub_organizations, [0], "eng stays");
 }
+
+#[test]
+fn an_admin_listed_twice_is_reported_and_the_sub_organization_stays() {
+    let mut set = base();
+    set.sub_organizations[0].spec.admins = vec!["bob@x.io".into(), "Bob@X.io".into()];
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::DuplicateAdmin)]);
+    assert!(o.problems[0].is_error());
+    assert_eq!(o.problems[0].field, "spec.admins[1]");
+    assert_eq!(o.accepted.sub_organizations, [0], "eng stays");
+    assert_eq!(o.accepted.admins, [(0, 0)], "bob is an admin once");
+}

@@ -120,10 +120,18 @@ proptest! {
         }
         // Sub-organization admins are accepted root members; one who is not is reported on the
         // sub-organization, which stays.
+        // An admin listed twice is an admin once (the second is reported as DuplicateAdmin).
         for (n, &i) in o.accepted.sub_organizations.iter().enumerate() {
             let s = &set.sub_organizations[i];
+            let mut listed = HashSet::new();
             for (j, a) in s.spec.admins.iter().enumerate() {
                 let pair = (s.spec.organization_ref.name.clone(), normalize_email(a));
+                if !listed.insert(pair.1.clone()) {
+                    prop_assert!(!o.accepted.admins.contains(&(i, j)));
+                    let field = format!("spec.admins[{j}]");
+                    prop_assert!(o.problems.iter().any(|p| p.reason == Reason::DuplicateAdmin && p.field == field));
+                    continue;
+                }
                 let admin = o.accepted.admins.contains(&(i, j));
                 prop_assert_eq!(admin, root_members.contains(&pair), "sub {} admin {}", n, a);
                 let reported = o.problems.iter().any(|p| p.reason == Reason::AdminNotInRoot
@@ -133,8 +141,9 @@ proptest! {
             }
         }
         // Every error names an object of the set, and an object with an error is not accepted.
-        // (Except an admin not in the root: that leaves the sub-organization in place.)
-        let error_names: HashSet<(String, String)> = o.problems.iter().filter(|p| p.is_error() && p.reason != Reason::AdminNotInRoot).map(|p| {
+        // (Except an admin not in the root, or listed twice: those leave the sub-organization
+        // in place.)
+        let error_names: HashSet<(String, String)> = o.problems.iter().filter(|p| p.is_error() && !matches!(p.reason, Reason::AdminNotInRoot | Reason::DuplicateAdmin)).map(|p| {
             let k = p.object.as_ref().unwrap();
             (k.kind.clone(), k.name.clone())
         }).collect();
