@@ -75,7 +75,7 @@
 //! | `GroupCycle` | [`groups`] `PlacedGroup::nested_group` (a group listing itself) and `name_cycles` |
 //! | `SecretOutsideNamespace` | [`resources`] `check_kind` |
 //! | `ResourceNotInOrganization` | [`resources`] `reference` |
-//! | `ReferenceNotFound` | [`resources`] `reference`; [`projects`] `place_membership` |
+//! | `ReferenceNotFound` | [`resources`] `reference`; [`projects`] `place_membership`, and as a warning `not_ready_named` (a project's connection or gateway refused on its own) |
 //! | `DuplicateReference` | [`projects`] `uses_its_own` |
 //! | `InviteOutsideRoot` | [`projects`] `Placed::sub_user` |
 //! | `SubjectNotInOrganization` | [`projects`] `Placed::root_user`, `Placed::sub_user` and `Placed::group_or_identity` |

@@ -29,6 +29,7 @@ use super::model::{
 };
 use super::placement::{Admission, Resolved, Target, admission, place, resolve};
 use super::problem::{ObjectKey, Problem, Reason};
+use super::resources::Found;
 use super::resources::{Resources, reference, settle};
 use super::slug::{effective_slug, normalize_email, slug_field};
 use super::temporary::check_roles;
@@ -72,9 +73,10 @@ pub(super) fn check_projects<'a>(
                 }
             }
         }
-        if !uses_its_own(set, resources, p, &key, out) {
-            ok = false;
-        }
+        // A wrong reference is reported (an error), and left out of the project's rows, but it
+        // does not take the project out of the store: deleting an app connection must not
+        // delete every project that uses it, with their members.
+        uses_its_own(set, resources, p, &key, out);
         if ok {
             out.accepted.projects.push(i);
         }
@@ -85,7 +87,7 @@ pub(super) fn check_projects<'a>(
 }
 
 /// Whether the app connections and gateway project `p` uses are its organization's own, each
-/// listed once; what is wrong is reported.
+/// listed once; what is wrong is reported, and one that is not ready is named in a warning.
 fn uses_its_own(
     set: &ObjectSet,
     resources: &Resources<'_>,
@@ -114,7 +116,10 @@ fn uses_its_own(
         }
         let connections = &resources.connections;
         let found = reference(set, connections, "AppConnection", r, ns, owner, key, &field);
-        if !settle(found, out) {
+        if !settle(
+            not_ready_named(found, "AppConnection", r, ns, key, &field),
+            out,
+        ) {
             ok = false;
         }
     }
@@ -130,11 +135,38 @@ fn uses_its_own(
             key,
             "spec.gatewayRef",
         );
-        if !settle(found, out) {
+        if !settle(
+            not_ready_named(found, "Gateway", r, ns, key, "spec.gatewayRef"),
+            out,
+        ) {
             ok = false;
         }
     }
     ok
+}
+
+/// A reference to an object refused on its own, as a warning on the project that uses it: the
+/// project stays, without it, until it is ready.
+fn not_ready_named(
+    found: Found,
+    kind: &str,
+    r: &crate::api::LocalObjectRef,
+    ns: &str,
+    key: &ObjectKey,
+    field: &str,
+) -> Found {
+    match found {
+        Found::Quiet => Found::Problem(Problem::warning(
+            Reason::ReferenceNotFound,
+            key,
+            field,
+            format!(
+                "{kind} {:?} is not ready (see its status), so the project does not use it until it is",
+                r.qualified(ns)
+            ),
+        )),
+        other => other,
+    }
 }
 
 /// The first accepted membership of each subject in each project: by (project

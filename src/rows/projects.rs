@@ -40,14 +40,15 @@ pub(super) fn add(
     project_memberships(set, accepted, now, &projects, explicit, d);
 }
 
-/// The resources of one kind; returns their source keys by `namespace/name`.
+/// The resources of one kind; returns their source keys, and their organization's, by
+/// `namespace/name`.
 fn resources<K: OrgResource>(
     list: &[K],
     indexes: &[usize],
     orgs: &OrgKeys<'_>,
-    relays: &HashMap<String, String>,
+    relays: &HashMap<String, (String, String)>,
     out: &mut Vec<DesiredResource>,
-) -> HashMap<String, String> {
+) -> HashMap<String, (String, String)> {
     let mut keys = HashMap::new();
     for &i in indexes {
         let o = &list[i];
@@ -56,7 +57,7 @@ fn resources<K: OrgResource>(
         };
         let ns = o.meta().namespace.as_deref().unwrap_or_default();
         let name = ns_name(o.meta());
-        keys.insert(name.clone(), source_key(o));
+        keys.insert(name.clone(), (source_key(o), organization.clone()));
         out.push(DesiredResource {
             source_uid: source_key(o),
             source_name: o.name_any(),
@@ -71,7 +72,8 @@ fn resources<K: OrgResource>(
             }),
             relay: o
                 .relay_ref()
-                .and_then(|r| relays.get(&r.qualified(ns)).cloned()),
+                .and_then(|r| relays.get(&r.qualified(ns)))
+                .map(|(key, _)| key.clone()),
             name,
             deletion_policy: policy(o.deletion_policy()),
         });
@@ -83,8 +85,8 @@ fn projects(
     set: &ObjectSet,
     accepted: &Accepted,
     orgs: &OrgKeys<'_>,
-    gateways: &HashMap<String, String>,
-    connections: &HashMap<String, String>,
+    gateways: &HashMap<String, (String, String)>,
+    connections: &HashMap<String, (String, String)>,
     d: &mut Desired,
 ) -> ProjectKeys {
     let mut projects = ProjectKeys::new();
@@ -96,13 +98,26 @@ fn projects(
         let ns = p.metadata.namespace.as_deref().unwrap_or_default();
         let name = ns_name(&p.metadata);
         let slug = effective_slug(&p.name_any(), p.spec.slug.as_deref()).to_owned();
+        // A project uses its own organization's connections and gateway only; a reference
+        // the rules refused is left out, and the project kept.
+        let own = |found: Option<&(String, String)>| {
+            found
+                .filter(|(_, org)| *org == organization)
+                .map(|(key, _)| key.clone())
+        };
         let mut uses: Vec<String> = p
             .spec
             .app_connections
             .iter()
-            .filter_map(|r| connections.get(&r.qualified(ns)).cloned())
+            .filter_map(|r| own(connections.get(&r.qualified(ns))))
             .collect();
         uses.sort();
+        uses.dedup();
+        let gateway = p
+            .spec
+            .gateway_ref
+            .as_ref()
+            .and_then(|r| own(gateways.get(&r.qualified(ns))));
         projects.insert(
             name.clone(),
             (
@@ -119,11 +134,7 @@ fn projects(
             display_name: p.spec.display_name.clone().unwrap_or_else(|| slug.clone()),
             slug,
             description: p.spec.description.clone(),
-            gateway: p
-                .spec
-                .gateway_ref
-                .as_ref()
-                .and_then(|r| gateways.get(&r.qualified(ns)).cloned()),
+            gateway,
             connections: uses,
             deletion_policy: policy(p.spec.deletion_policy),
         });

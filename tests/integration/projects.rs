@@ -550,9 +550,19 @@ fn connections_and_gateways_are_never_shared_across_organizations() {
         "{}",
         runbooks.message
     );
-    assert_eq!(o.accepted.projects, [0]);
+    // The projects stay, without what is not theirs: deleting or moving a connection must not
+    // take the projects that use it out of the store.
+    assert_eq!(o.accepted.projects, [0, 1, 2]);
     assert_eq!(o.accepted.gateways, [0]);
     assert_eq!(o.accepted.connections, [0, 1, 2]);
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
+    let uses = |name: &str| {
+        let p = d.projects.iter().find(|p| p.name.ends_with(name)).unwrap();
+        (p.connections.len(), p.gateway.is_some())
+    };
+    assert_eq!(uses("/billing"), (1, true));
+    assert_eq!(uses("/api"), (1, false), "aws-eng, not the sibling's");
+    assert_eq!(uses("/runbooks"), (1, false), "aws-ops, not the root's");
 }
 
 #[test]
@@ -586,6 +596,43 @@ fn references_that_go_nowhere_or_twice_are_named() {
             .message
             .contains("Project \"platform/no-such-project\" does not exist")
     );
+    // billing stays, using aws once and no gateway.
+    assert!(o.accepted.projects.contains(&0));
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
+    let billing = d
+        .projects
+        .iter()
+        .find(|p| p.name.ends_with("/billing"))
+        .unwrap();
+    assert_eq!(
+        (billing.connections.len(), billing.gateway.as_ref()),
+        (1, None)
+    );
+}
+
+#[test]
+fn a_project_using_a_connection_that_is_not_ready_says_so_and_stays() {
+    let mut set = base();
+    // aws is refused on its own: its organization does not exist.
+    set.connections = vec![connection("platform", "aws", Root, "nowhere")];
+    set.projects[0].spec.app_connections = vec![local("aws")];
+    let o = check(&set, now());
+    let on_billing: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().name == "billing")
+        .collect();
+    assert_eq!(on_billing.len(), 1, "{:#?}", o.problems);
+    assert!(!on_billing[0].is_error());
+    assert_eq!(on_billing[0].field, "spec.appConnections[0]");
+    assert!(
+        on_billing[0]
+            .message
+            .contains("\"platform/aws\" is not ready"),
+        "{}",
+        on_billing[0].message
+    );
+    assert!(o.accepted.projects.contains(&0));
 }
 
 #[test]
@@ -780,11 +827,16 @@ mod properties {
             let o = check(&set, now());
 
             let accepted_projects: HashSet<String> = o.accepted.projects.iter().map(|&i| set.projects[i].metadata.name.clone().unwrap()).collect();
+            // A project names another organization's connection only with an error saying so,
+            // and its rows leave that connection out (the store, below, would refuse it).
             for &i in &o.accepted.projects {
                 let p = &set.projects[i];
-                for r in &p.spec.app_connections {
+                for (j, r) in p.spec.app_connections.iter().enumerate() {
                     let c = set.connections.iter().find(|c| c.metadata.name.as_deref() == Some(r.name.as_str())).unwrap();
-                    prop_assert_eq!(&c.spec.organization_ref, &p.spec.organization_ref, "a project uses its own organization's connections");
+                    if c.spec.organization_ref != p.spec.organization_ref {
+                        let field = format!("spec.appConnections[{j}]");
+                        prop_assert!(o.problems.iter().any(|x| x.reason == suborg::domain::Reason::ResourceNotInOrganization && x.field == field && x.object.as_ref().is_some_and(|k| Some(&k.name) == p.metadata.name.as_ref())), "{:?} {}", p.metadata.name, field);
+                    }
                 }
             }
             // The root's users: its members, and whoever an accepted project invite brought in
