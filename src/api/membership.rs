@@ -22,7 +22,7 @@ pub const BUILTIN_ROLES: [&str; 3] = ["admin", "member", "no-access"];
     kind = "OrgMembership",
     plural = "orgmemberships",
     shortname = "orgm",
-    category = "suborg",
+    category = "suborg-all",
     namespaced,
     status = "OrgMembershipStatus",
     cel,

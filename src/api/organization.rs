@@ -18,7 +18,7 @@ use super::common::{
     kind = "Organization",
     plural = "organizations",
     shortname = "org",
-    category = "suborg",
+    category = "suborg-all",
     status = "OrganizationStatus",
     cel,
     doc = "A root organization: users, authentication (SSO, SCIM) and billing live here, and sub-organizations hang below it.",

@@ -23,7 +23,7 @@ pub const AUTHENTICATION_MESSAGE: &str = "authentication is not allowed on a Sub
     kind = "SubOrganization",
     plural = "suborganizations",
     shortname = "suborg",
-    category = "suborg",
+    category = "suborg-all",
     status = "SubOrganizationStatus",
     cel,
     doc = "A sub-organization: a child of one root Organization with its own members and projects, sharing the root's authentication.",

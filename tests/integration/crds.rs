@@ -48,7 +48,7 @@ fn crds_carry_names_categories_and_printer_columns() {
         assert_eq!(crd.spec.group, "suborg.io");
         assert_eq!(
             names.categories.as_deref(),
-            Some(&["suborg".to_string()][..])
+            Some(&["suborg-all".to_string()][..])
         );
         assert!(
             names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
