@@ -96,6 +96,7 @@ fn check_groups<'a>(
             key,
             target,
             index: &index,
+            root_members,
         };
         fine[i] = group.check_members(users, &mut nested[i], out);
     }
@@ -134,6 +135,8 @@ struct PlacedGroup<'s, 'a> {
     target: Target<'a>,
     /// Every group's index by `(namespace, name)`.
     index: &'s HashMap<(&'a str, &'a str), usize>,
+    /// The roots' members: a sub-organization's admins are its members once they are theirs.
+    root_members: &'s UserMembers<'s>,
 }
 
 impl PlacedGroup<'_, '_> {
@@ -152,13 +155,15 @@ impl PlacedGroup<'_, '_> {
             let field = format!("spec.members[{j}]");
             let id = member_id(member, ns);
             if !seen.insert((member.kind, id.clone())) {
+                // Reported, but it does not reject the group (the member is a member once): an
+                // edit to the list must not take the group, and the access it gives, out of the
+                // store.
                 out.problems.push(Problem::error(
                     Reason::DuplicateGroupMember,
                     &self.key,
                     field,
                     format!("{id:?} is listed twice: list each member once"),
                 ));
-                ok = false;
                 continue;
             }
             match member.kind {
@@ -180,10 +185,26 @@ impl PlacedGroup<'_, '_> {
     /// never rejects the group.
     fn user(&self, users: &UserMembers<'_>, id: &str, field: &str) -> Option<Problem> {
         let target = &self.target;
-        let admin = target.admins.iter().any(|a| normalize_email(a) == id);
+        // A sub-organization's admin is one of its members once they are an accepted member of
+        // its root (see `organizations::check_admins_are_members`).
+        let named = target.admins.iter().any(|a| normalize_email(a) == id);
+        let in_root = self.root_members.get(&(target.root, id.to_owned()));
         match users.get(&(target.name, id.to_owned())) {
             Some(Presence::Accepted) => None,
-            _ if admin => None,
+            _ if named && in_root == Some(&Presence::Accepted) => None,
+            // An admin by name only, while not a member of the root: left out, and said so.
+            _ if named => Some(Problem::warning(
+                Reason::GroupMemberNotInOrganization,
+                &self.key,
+                format!("{field}.email"),
+                format!(
+                    "user {id:?} is named an admin of {} {:?} but is not an accepted member of root Organization {:?}, so they are left out of Group {:?} until they are",
+                    target.kind,
+                    target.name,
+                    target.root,
+                    self.g.name_any()
+                ),
+            )),
             // That membership is rejected and says why; the user is left out of the group
             // meanwhile, which the group says too (rule 9: what depended on it says why).
             Some(_) => Some(Problem::warning(

@@ -69,7 +69,7 @@
 //! | `DuplicateMembership` | [`memberships`] `conclude`; [`projects`] `conclude` |
 //! | `InvalidTemporaryAccess` | [`temporary`] `check_roles`; the schema: `manifest::cel_reason` |
 //! | `RoleExpired` (a warning) | [`temporary`] `check_roles` |
-//! | `DuplicateGroupMember` | [`groups`] `PlacedGroup::check_members` |
+//! | `DuplicateGroupMember` (an error that keeps the group) | [`groups`] `PlacedGroup::check_members` |
 //! | `GroupMemberNotInOrganization` (a warning) | [`groups`] `PlacedGroup::user` |
 //! | `NestedGroupNotAllowed`, `NestedGroupOutsideOrganization` | [`groups`] `PlacedGroup::nested_group` |
 //! | `GroupCycle` | [`groups`] `PlacedGroup::nested_group` (a group listing itself) and `name_cycles` |

@@ -56,6 +56,8 @@ pub(super) fn groups_and_identities(
             })
             .collect();
         members.sort();
+        // A member listed twice (reported as DuplicateGroupMember) is a member once.
+        members.dedup();
         let name = ns_name(&g.metadata);
         d.groups.push(DesiredGroup {
             group: DesiredOwned {

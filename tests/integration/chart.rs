@@ -253,7 +253,11 @@ fn the_default_install_is_locked_down() {
     for absent in ["PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"] {
         assert!(r.all_of(absent).is_empty(), "{absent} rendered by default");
     }
-    assert!(r.notes().contains("kubectl get suborg-all -A"), "{}", r.notes());
+    assert!(
+        r.notes().contains("kubectl get suborg-all -A"),
+        "{}",
+        r.notes()
+    );
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {

@@ -446,3 +446,56 @@ fn a_sub_organization_group_is_not_visible_at_the_root() {
     assert_eq!(problems(&o), [("up".into(), Reason::SubjectNotVisible)]);
     assert!(message(&o, Reason::SubjectNotVisible).contains("visible there alone"));
 }
+
+#[test]
+fn a_member_listed_twice_is_reported_and_the_group_stays_with_them_once() {
+    let mut set = base();
+    set.groups.push(group(
+        "platform",
+        "admins",
+        Root,
+        "acme",
+        vec![user("alice@x.io"), user("Alice@X.io")],
+    ));
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("admins".into(), Reason::DuplicateGroupMember)]
+    );
+    assert_eq!(o.accepted.groups, [0], "the group stays");
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
+    assert_eq!(d.groups[0].members.len(), 1, "{:?}", d.groups[0].members);
+}
+
+#[test]
+fn an_admin_by_name_only_is_left_out_of_a_group_once_they_leave_the_root() {
+    let mut set = base();
+    // bob is in eng as its admin only (no OrgMembership there).
+    set.groups.push(group(
+        "team-eng",
+        "leads",
+        Sub,
+        "eng",
+        vec![user("bob@x.io")],
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    set.memberships
+        .retain(|m| m.metadata.name.as_deref() != Some("acme-bob"));
+    let o = check(&set, now());
+    let on_group: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().name == "leads")
+        .collect();
+    assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
+    assert_eq!(on_group[0].reason, Reason::GroupMemberNotInOrganization);
+    assert!(
+        on_group[0]
+            .message
+            .contains("named an admin of SubOrganization \"eng\""),
+        "{}",
+        on_group[0].message
+    );
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
+    assert!(d.groups[0].members.is_empty());
+}
