@@ -177,6 +177,11 @@ struct Published {
 /// normally wakes it.
 const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
+/// The most changes a plan may make for each to be checked for drift against what the last
+/// sync wrote (a scan of the desired state per change); a larger plan is drift only when the
+/// whole sync is.
+const DRIFT_CHECKED_AT_MOST: usize = 64;
+
 /// How soon a failed sync is tried again: doubling from the first to the last, with jitter.
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const LAST_RETRY: Duration = Duration::from_secs(60);
@@ -577,6 +582,18 @@ impl Syncer {
         let t = Instant::now();
         let sources: Option<HashSet<&str>> =
             plan.changes.iter().map(|c| c.source.as_deref()).collect();
+        // Rows the plan changed although their object wants what it wanted at the last sync:
+        // changed outside suborg, whatever set this sync off.
+        let drifted: HashSet<String> = match &carried {
+            Some(c) if plan.changes.len() <= DRIFT_CHECKED_AT_MOST => plan
+                .changes
+                .iter()
+                .filter_map(|ch| ch.source.as_deref())
+                .filter(|s| c.written.rows_of(s) == desired.rows_of(s))
+                .map(str::to_owned)
+                .collect(),
+            _ => HashSet::new(),
+        };
         // Whether the next sync may compare with what this one wrote: not when rows went
         // around the write (another writer), which the index's row count shows.
         let mut keep = true;
@@ -602,7 +619,7 @@ impl Syncer {
             elapsed_ms = t.elapsed().as_millis() as u64,
             "store index read"
         );
-        self.announce(&plan, drift);
+        self.announce(&plan, drift, &drifted);
         let waiting = crate::domain::waiting::waiting(&set, &outcome);
         let mut problems: HashMap<ObjectKey, Vec<Problem>> = HashMap::new();
         for p in outcome.problems {
@@ -626,8 +643,9 @@ impl Syncer {
         result
     }
 
-    /// Events for what the sync changed, and a log line for each change.
-    fn announce(&self, plan: &Plan, drift: bool) {
+    /// Events for what the sync changed, and a log line for each change. A change is drift
+    /// when the whole sync is (nothing changed in the cluster), or its source is in `drifted`.
+    fn announce(&self, plan: &Plan, drift: bool, drifted: &HashSet<String>) {
         if plan.is_empty() {
             return;
         }
@@ -637,8 +655,12 @@ impl Syncer {
             .filter_map(|c| c.source.as_deref().map(source_object))
             .collect();
         let refs = self.caches.references(&uids);
-        if drift {
-            self.metrics().drift_corrected(plan.changes.len() as u64);
+        let is_drift = |c: &crate::store::Change| {
+            drift || c.source.as_deref().is_some_and(|s| drifted.contains(s))
+        };
+        let drifts = plan.changes.iter().filter(|c| is_drift(c)).count();
+        if drifts > 0 {
+            self.metrics().drift_corrected(drifts as u64);
         }
         let mut events = Vec::new();
         // Each change with the object it belongs to, when that object is known.
@@ -656,6 +678,7 @@ impl Syncer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take(changes.iter().filter(|(_, o)| o.is_some()).count());
         for (change, object) in changes {
+            let drift = is_drift(change);
             tracing::info!(
                 action = ?change.action,
                 row = %change.target,

@@ -204,6 +204,39 @@ pub struct Desired {
     pub project_memberships: Vec<DesiredProjectMembership>,
 }
 
+/// Every row one source wants, table by table: two desired states are compared by it, one
+/// source at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SourceRows<'a> {
+    organizations: Vec<&'a DesiredOrg>,
+    memberships: Vec<&'a DesiredMembership>,
+    groups: Vec<&'a DesiredGroup>,
+    identities: Vec<&'a DesiredOwned>,
+    subject_memberships: Vec<&'a DesiredSubjectMembership>,
+    resources: Vec<&'a DesiredResource>,
+    projects: Vec<&'a DesiredProject>,
+    project_memberships: Vec<&'a DesiredProjectMembership>,
+}
+
+impl Desired {
+    /// The rows `source` wants. A scan of every table: for a few sources at a time.
+    pub fn rows_of(&self, source: &str) -> SourceRows<'_> {
+        fn of<'a, T>(rows: &'a [T], source: &str, key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+            rows.iter().filter(|r| key(r) == source).collect()
+        }
+        SourceRows {
+            organizations: of(&self.organizations, source, |r| &r.source_uid),
+            memberships: of(&self.memberships, source, |r| &r.source_uid),
+            groups: of(&self.groups, source, |r| &r.group.source_uid),
+            identities: of(&self.identities, source, |r| &r.source_uid),
+            subject_memberships: of(&self.subject_memberships, source, |r| &r.source_uid),
+            resources: of(&self.resources, source, |r| &r.source_uid),
+            projects: of(&self.projects, source, |r| &r.source_uid),
+            project_memberships: of(&self.project_memberships, source, |r| &r.source_uid),
+        }
+    }
+}
+
 /// What follows the object's key in the source of a membership a SubOrganization makes for
 /// an admin it names (`<uid>#admin:<email>`).
 pub(crate) const ADMIN_SOURCE: &str = "#admin:";

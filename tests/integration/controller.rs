@@ -1810,3 +1810,61 @@ async fn a_root_being_deleted_takes_no_new_sub_organizations() {
     assert!(result.held.is_empty(), "{:?}", result.held);
     assert!(!result.index.organizations.contains_key("uid-acme"));
 }
+
+/// How many store rows syncs rewrote as drift, as `/metrics` says.
+fn drift_corrected(health: &Health) -> u64 {
+    health
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("suborg_drift_corrected_rows_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_row_changed_outside_suborg_is_drift_even_when_a_change_elsewhere_rewrites_it() {
+    let mut w = acme();
+    let health = Arc::new(Health::default());
+    let syncer = Syncer::new(
+        w.caches.clone(),
+        w.dsn.clone(),
+        Duration::from_secs(300),
+        false,
+        None,
+        health.clone(),
+    );
+    syncer.sync().await;
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    sqlx::query("UPDATE organizations SET display_name = 'Hijacked' WHERE slug = 'eng'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // An unrelated change: carol and dave join acme. The sync rewrites eng's name with it.
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol(vec![
+            role("member"),
+        ])))));
+    let dave = stored(
+        user_in(
+            "team-a",
+            "dave",
+            OrganizationKind::Organization,
+            "acme",
+            "dave@acme.example",
+            vec![role("member")],
+        ),
+        "uid-dave",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave))));
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let orgs = store.organizations().await.unwrap();
+    assert!(
+        orgs.iter().all(|o| o.display_name != "Hijacked"),
+        "{orgs:?}"
+    );
+    // eng's row is drift; carol's and dave's new rows are not.
+    assert_eq!(drift_corrected(&health), 1);
+}
