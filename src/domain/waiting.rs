@@ -95,10 +95,15 @@ pub fn waiting(set: &ObjectSet, outcome: &Outcome) -> HashMap<ObjectKey, String>
                 let (ns, _) = ns_name(m);
                 let pns = m.spec.project_ref.namespace.as_deref().unwrap_or(ns);
                 let pname = m.spec.project_ref.name.as_str();
-                match index.projects.get(&(pns, pname))? {
-                    (false, _) => Some(format!(
-                        "waits for Project {pns}/{pname}, which is not ready: see its status"
-                    )),
+                let waits = || {
+                    format!("waits for Project {pns}/{pname}, which is not ready: see its status")
+                };
+                let Some(found) = index.projects.get(&(pns, pname)) else {
+                    let key = ObjectKey::namespaced("Project", pns, pname);
+                    return index.rejected.contains(&key).then(waits);
+                };
+                match found {
+                    (false, _) => Some(waits()),
                     (true, r) => match subject_id_of(&m.spec.subject, ns) {
                         // An invite provisions the user at the root: nothing to wait for there.
                         (SubjectKind::User, _) if m.spec.invite.is_some() => None,
@@ -156,6 +161,9 @@ struct Index<'a> {
     resources: HashMap<(&'static str, &'a str, &'a str), bool>,
     /// Projects by namespace and name: accepted, and their organization.
     projects: HashMap<(&'a str, &'a str), (bool, &'a OrganizationRef)>,
+    /// Objects refused before the rules ran (by the schema, or left out for their rows): not
+    /// in the lists above, and not ready either.
+    rejected: &'a HashSet<ObjectKey>,
 }
 
 impl<'a> Index<'a> {
@@ -230,14 +238,25 @@ impl<'a> Index<'a> {
             owned,
             resources,
             projects,
+            rejected: &set.rejected,
         }
     }
 
     /// Why an object in the organization `r` waits for it, if it is declared and not accepted.
     fn organization(&self, r: &OrganizationRef) -> Option<String> {
-        let ok = match r.kind {
-            OrganizationKind::Organization => *self.roots.get(r.name.as_str())?,
-            OrganizationKind::SubOrganization => self.subs.get(r.name.as_str())?.0,
+        let declared = match r.kind {
+            OrganizationKind::Organization => self.roots.get(r.name.as_str()).copied(),
+            OrganizationKind::SubOrganization => self.subs.get(r.name.as_str()).map(|s| s.0),
+        };
+        let ok = match declared {
+            Some(ok) => ok,
+            None if self
+                .rejected
+                .contains(&ObjectKey::cluster(&r.kind.to_string(), &r.name)) =>
+            {
+                false
+            }
+            None => return None,
         };
         (!ok).then(|| {
             format!(
@@ -269,14 +288,33 @@ impl<'a> Index<'a> {
 
     /// Why something waits for the group or identity `id`.
     fn owned(&self, kind: SubjectKind, id: &str) -> Option<String> {
-        let ok = *self.owned.get(&(kind, id.to_owned()))?;
+        let ok = match self.owned.get(&(kind, id.to_owned())) {
+            Some(ok) => *ok,
+            None => {
+                let (ns, name) = id.split_once('/').unwrap_or_default();
+                let key = ObjectKey::namespaced(&format!("{kind:?}"), ns, name);
+                if !self.rejected.contains(&key) {
+                    return None;
+                }
+                false
+            }
+        };
         (!ok).then(|| format!("waits for {kind:?} {id}, which is not ready: see its status"))
     }
 
     /// Why a project waits for the app connection or gateway `r`, named from `ns`.
     fn resource(&self, kind: &'static str, ns: &str, r: &LocalObjectRef) -> Option<String> {
         let rns = r.namespace.as_deref().unwrap_or(ns);
-        let ok = *self.resources.get(&(kind, rns, r.name.as_str()))?;
+        let ok = match self.resources.get(&(kind, rns, r.name.as_str())) {
+            Some(ok) => *ok,
+            None if self
+                .rejected
+                .contains(&ObjectKey::namespaced(kind, rns, &r.name)) =>
+            {
+                false
+            }
+            None => return None,
+        };
         (!ok).then(|| {
             format!(
                 "waits for {kind} {rns}/{}, which is not ready: see its status",

@@ -419,3 +419,25 @@ fn an_admin_listed_twice_is_reported_and_the_sub_organization_stays() {
     assert_eq!(o.accepted.sub_organizations, [0], "eng stays");
     assert_eq!(o.accepted.admins, [(0, 0)], "bob is an admin once");
 }
+
+#[test]
+fn what_waits_for_an_object_refused_before_the_rules_names_it() {
+    use suborg::domain::waiting::waiting;
+    let mut set = base();
+    // api was refused on its own before the rules ran (by the schema, or left out of a sync
+    // for its rows): it is not in the set, only named as refused.
+    set.rejected
+        .insert(ObjectKey::namespaced("Project", "team-eng", "api"));
+    set.project_memberships
+        .push(project_user("team-eng", "api-alice", "api", "alice@x.io"));
+    let o = check(&set, now());
+    assert!(o.accepted.project_memberships.is_empty());
+    assert!(
+        !o.problems.iter().any(|p| p.is_error()),
+        "{:#?}",
+        o.problems
+    );
+    let w = waiting(&set, &o);
+    let why = &w[&ObjectKey::namespaced("ProjectMembership", "team-eng", "api-alice")];
+    assert!(why.contains("waits for Project team-eng/api"), "{why}");
+}
