@@ -107,7 +107,14 @@ pub(super) fn check_sub_users<'a>(
         }
         match root_members.get(&(target.root, subject.clone())) {
             Some(Presence::Accepted) => {}
-            Some(_) => continue, // the root membership is rejected; it says why
+            Some(_) => {
+                // The root membership is rejected and says why; this one is held back, and
+                // what depends on it (a group listing the user, a project) waits for it.
+                members
+                    .entry((target.name, subject))
+                    .or_insert(Presence::Rejected);
+                continue;
+            }
             None => errors.push(Problem::error(
                 Reason::SubjectNotInRoot,
                 &key,

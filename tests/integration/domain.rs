@@ -318,11 +318,7 @@ fn what_waits_for_a_refused_object_says_which() {
     let o = check(&set, now());
     assert_eq!(
         reasons(&o),
-        [
-            ("acme-alice".to_string(), Reason::NamespaceNotAllowed),
-            // (The project says it on its own: she is not a member of eng.)
-            ("api-alice".to_string(), Reason::SubjectNotInOrganization)
-        ]
+        [("acme-alice".to_string(), Reason::NamespaceNotAllowed)]
     );
     let w = waiting(&set, &o);
     let eng_alice = &w[&ObjectKey::namespaced("OrgMembership", "team-eng", "eng-alice")];
@@ -330,7 +326,12 @@ fn what_waits_for_a_refused_object_says_which() {
         eng_alice.contains("\"alice@x.io\" in \"acme\" (OrgMembership team-eng/acme-alice)"),
         "{eng_alice}"
     );
-    assert_eq!(w.len(), 1, "{w:#?}");
+    let api_alice = &w[&ObjectKey::namespaced("ProjectMembership", "team-eng", "api-alice")];
+    assert!(
+        api_alice.contains("\"alice@x.io\" in \"eng\" (OrgMembership team-eng/eng-alice)"),
+        "{api_alice}"
+    );
+    assert_eq!(w.len(), 2, "{w:#?}");
     // eng is refused (its parent does not exist): everything in it waits for eng.
     let mut set = base();
     set.sub_organizations[0].spec.organization_ref.name = "nowhere".into();

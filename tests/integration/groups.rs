@@ -499,3 +499,38 @@ fn an_admin_by_name_only_is_left_out_of_a_group_once_they_leave_the_root() {
     let d = suborg::rows::desired_from(&set, &o.accepted, now());
     assert!(d.groups[0].members.is_empty());
 }
+
+#[test]
+fn a_user_whose_sub_organization_membership_is_held_back_is_named_as_such_by_a_group() {
+    let mut set = base();
+    set.groups.push(group(
+        "team-eng",
+        "backend",
+        Sub,
+        "eng",
+        vec![user("carol@x.io")],
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    // carol's root membership is refused (its namespace may not speak for acme): her eng
+    // membership is held back, and the group says which membership it waits for.
+    let root_carol = set
+        .memberships
+        .iter_mut()
+        .find(|m| m.metadata.name.as_deref() == Some("acme-carol"))
+        .unwrap();
+    root_carol.metadata.namespace = Some("team-ops".into());
+    let o = check(&set, now());
+    let on_group: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().name == "backend")
+        .collect();
+    assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
+    assert!(
+        on_group[0]
+            .message
+            .contains("membership of SubOrganization \"eng\" is not accepted"),
+        "{}",
+        on_group[0].message
+    );
+}
