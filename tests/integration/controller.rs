@@ -658,14 +658,20 @@ fn carol(roles: Vec<RoleBinding>) -> OrgMembership {
     )
 }
 
-/// How many syncs have applied a plan, as `/metrics` says.
-fn applied_syncs(health: &Health) -> u64 {
+/// A counter of `/metrics`: the value on the line that starts with `series` and a space.
+fn counter(health: &Health, series: &str) -> u64 {
+    let prefix = format!("{series} ");
     health
         .metrics
         .render()
         .lines()
-        .find_map(|l| l.strip_prefix("suborg_store_syncs_total{result=\"applied\"} "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
         .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// How many syncs have applied a plan, as `/metrics` says.
+fn applied_syncs(health: &Health) -> u64 {
+    counter(health, "suborg_store_syncs_total{result=\"applied\"}")
 }
 
 /// With no watch event at all, the sync task wakes when a temporary role ends, syncs once and
@@ -1813,12 +1819,7 @@ async fn a_root_being_deleted_takes_no_new_sub_organizations() {
 
 /// How many store rows syncs rewrote as drift, as `/metrics` says.
 fn drift_corrected(health: &Health) -> u64 {
-    health
-        .metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("suborg_drift_corrected_rows_total "))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    counter(health, "suborg_drift_corrected_rows_total")
 }
 
 #[tokio::test]

@@ -278,11 +278,7 @@ fn an_admin_whose_root_membership_is_rejected_is_reported() {
     // bob's root membership names an organization namespace acme does not admit.
     set.memberships[1].metadata.namespace = Some("team-eng".into());
     let o = check(&set, now());
-    let on_eng: Vec<_> = o
-        .problems
-        .iter()
-        .filter(|p| p.object.as_ref().unwrap().name == "eng")
-        .collect();
+    let on_eng = problems_on(&o, "eng");
     assert_eq!(on_eng.len(), 1, "{:#?}", o.problems);
     assert_eq!(on_eng[0].reason, Reason::AdminNotInRoot);
     assert_eq!(on_eng[0].field, "spec.admins[0]");
@@ -367,11 +363,7 @@ fn a_group_says_which_listed_user_it_leaves_out_while_their_membership_is_refuse
     assert!(check(&set, now()).problems.is_empty());
     set.memberships[0].metadata.namespace = Some("team-eng".into());
     let o = check(&set, now());
-    let on_group: Vec<_> = o
-        .problems
-        .iter()
-        .filter(|p| p.object.as_ref().unwrap().kind == "Group")
-        .collect();
+    let on_group = problems_on(&o, "admins");
     assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
     assert_eq!(on_group[0].reason, Reason::GroupMemberNotInOrganization);
     assert_eq!(on_group[0].severity, Severity::Warning);

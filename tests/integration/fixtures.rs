@@ -331,3 +331,14 @@ pub fn project_subject(
     };
     m
 }
+
+/// The problems a check found on the object named `name`.
+pub fn problems_on<'o>(
+    o: &'o suborg::domain::model::Outcome,
+    name: &str,
+) -> Vec<&'o suborg::domain::Problem> {
+    o.problems
+        .iter()
+        .filter(|p| p.object.as_ref().is_some_and(|k| k.name == name))
+        .collect()
+}

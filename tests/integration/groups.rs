@@ -482,11 +482,7 @@ fn an_admin_by_name_only_is_left_out_of_a_group_once_they_leave_the_root() {
     set.memberships
         .retain(|m| m.metadata.name.as_deref() != Some("acme-bob"));
     let o = check(&set, now());
-    let on_group: Vec<_> = o
-        .problems
-        .iter()
-        .filter(|p| p.object.as_ref().unwrap().name == "leads")
-        .collect();
+    let on_group = problems_on(&o, "leads");
     assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
     assert_eq!(on_group[0].reason, Reason::GroupMemberNotInOrganization);
     assert!(
@@ -520,11 +516,7 @@ fn a_user_whose_sub_organization_membership_is_held_back_is_named_as_such_by_a_g
         .unwrap();
     root_carol.metadata.namespace = Some("team-ops".into());
     let o = check(&set, now());
-    let on_group: Vec<_> = o
-        .problems
-        .iter()
-        .filter(|p| p.object.as_ref().unwrap().name == "backend")
-        .collect();
+    let on_group = problems_on(&o, "backend");
     assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
     assert!(
         on_group[0]

@@ -617,11 +617,7 @@ fn a_project_using_a_connection_that_is_not_ready_says_so_and_stays() {
     set.connections = vec![connection("platform", "aws", Root, "nowhere")];
     set.projects[0].spec.app_connections = vec![local("aws")];
     let o = check(&set, now());
-    let on_billing: Vec<_> = o
-        .problems
-        .iter()
-        .filter(|p| p.object.as_ref().unwrap().name == "billing")
-        .collect();
+    let on_billing = problems_on(&o, "billing");
     assert_eq!(on_billing.len(), 1, "{:#?}", o.problems);
     assert!(!on_billing[0].is_error());
     assert_eq!(on_billing[0].field, "spec.appConnections[0]");
