@@ -25,35 +25,37 @@ pub(crate) struct MembershipRow {
     deletion_policy: String,
 }
 
+/// The columns a membership row is read from, and where from.
+const COLUMNS: &str =
+    "m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy";
+const FROM: &str = "FROM memberships m JOIN users u ON u.id = m.user_id";
+
+/// A row of [`COLUMNS`], as read.
+type Cells = (String, Option<String>, i64, String, String, String, String);
+
+impl From<Cells> for MembershipRow {
+    fn from(
+        (id, source_uid, managed, organization_id, email, roles, deletion_policy): Cells,
+    ) -> Self {
+        MembershipRow {
+            id,
+            source_uid,
+            managed: managed == 1,
+            organization_id,
+            email,
+            roles,
+            deletion_policy,
+        }
+    }
+}
+
 /// Every membership with its user's email.
 pub(crate) async fn load(
     conn: &mut AnyConnection,
     backend: Backend,
 ) -> Result<Vec<MembershipRow>, sqlx::Error> {
-    type Cells = (String, Option<String>, i64, String, String, String, String);
-    let rows: Vec<Cells> = fetch_all(
-        conn,
-        backend,
-        "m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy",
-        "FROM memberships m JOIN users u ON u.id = m.user_id",
-    )
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, source_uid, managed, organization_id, email, roles, deletion_policy)| {
-                MembershipRow {
-                    id,
-                    source_uid,
-                    managed: managed == 1,
-                    organization_id,
-                    email,
-                    roles,
-                    deletion_policy,
-                }
-            },
-        )
-        .collect())
+    let rows: Vec<Cells> = fetch_all(conn, backend, COLUMNS, FROM).await?;
+    Ok(rows.into_iter().map(MembershipRow::from).collect())
 }
 
 /// How many sources and emails a plan of changed memberships may name before a full load is
@@ -106,7 +108,6 @@ pub(crate) async fn load_changed(
     backend: Backend,
     changed: &Changed<'_>,
 ) -> Result<Vec<MembershipRow>, sqlx::Error> {
-    use sqlx::Row;
     let sources: Vec<&str> = changed.sources.iter().copied().collect();
     let emails: Vec<&str> = changed.emails.iter().copied().collect();
     let mut wheres = Vec::new();
@@ -121,29 +122,13 @@ pub(crate) async fn load_changed(
     if wheres.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy \
-         FROM memberships m JOIN users u ON u.id = m.user_id WHERE {}",
-        wheres.join(" OR ")
-    );
-    let mut query = sqlx::query(&sql);
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE {}", wheres.join(" OR "));
+    let mut query = sqlx::query_as::<_, Cells>(&sql);
     for value in sources.iter().chain(&emails) {
         query = query.bind(*value);
     }
-    Ok(query
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|r| MembershipRow {
-            id: r.get(0),
-            source_uid: r.get(1),
-            managed: r.get::<i64, _>(2) == 1,
-            organization_id: r.get(3),
-            email: r.get(4),
-            roles: r.get(5),
-            deletion_policy: r.get(6),
-        })
-        .collect())
+    let rows = query.fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(MembershipRow::from).collect())
 }
 
 /// Plans the desired memberships (of `changed` alone, when given: the others are as the last
