@@ -170,7 +170,7 @@ fn order<K: Resource>(o: &K) -> (Option<Timestamp>, Option<&str>, Option<&str>) 
 }
 
 /// The key of an object of `kind` with metadata `meta`, as [`tree`]'s key functions make it.
-pub(super) fn key_of(
+fn key_of(
     kind: &str,
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> ObjectKey {

@@ -47,9 +47,7 @@ fn fan_out<K: Kind>(
         // status for it from here would race its cleanup.
         if let Ok(o) = &guard.0
             && o.meta().deletion_timestamp.is_none()
-            && scope.contains(o.meta().uid.as_deref(), || {
-                super::caches::key_of(&K::kind(&()), o.meta())
-            })
+            && scope.contains(o.meta().uid.as_deref(), || o.key())
             && o.current() != Some(&o.desired(result, now))
         {
             let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
