@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::slug::is_dns_label;
 use crate::api::{MemberNamespaces, NamespacesFrom};
 
 /// The label a namespace carries to be admitted by an organization that uses the default
@@ -115,24 +116,14 @@ fn label_name(s: &str) -> bool {
         && s.chars().all(inner)
 }
 
-/// Whether `k` is a label key: an optional DNS-subdomain prefix and `/`, then a name.
+/// Whether `k` is a label key: an optional DNS-subdomain prefix (parts of at most 63
+/// characters) and `/`, then a name.
 fn label_key(k: &str) -> Result<(), String> {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part.len() <= 63
-                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            })
-    });
+    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(is_dns_label));
     if prefix_ok && label_name(name) {
         Ok(())
     } else {

@@ -1,4 +1,5 @@
-//! Slugs and user identity (DESIGN rule 6). Display names are checked by the CRD schema alone.
+//! Slugs and user identity (DESIGN rule 6), and the DNS names Kubernetes gives objects and
+//! namespaces. Display names are checked by the CRD schema alone.
 
 /// Longest slug, in characters.
 pub const MAX_LEN: usize = 64;
@@ -28,6 +29,27 @@ pub fn is_valid_slug(s: &str) -> bool {
 /// Users are identified by email, compared case-insensitively.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// One part of a DNS name: lowercase letters, digits and '-', starting and ending with a letter
+/// or digit.
+fn is_dns_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A namespace name (RFC 1123 label): one part of at most 63 characters.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns_part(s)
+}
+
+/// An object name as the API server checks it (`IsDNS1123Subdomain`): at most 253 characters
+/// in all, with no limit on one dot-separated part.
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_part)
 }
 
 #[cfg(test)]

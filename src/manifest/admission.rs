@@ -17,6 +17,7 @@ use crate::api::{
 use crate::domain::delegation::NAMESPACE_NAME_LABEL;
 use crate::domain::model::ObjectSet;
 use crate::domain::problem::{ObjectKey, Problem, Reason};
+use crate::domain::slug::{is_dns_label, is_dns_subdomain};
 
 /// Everything needed to admit one kind: its structural schema and its compiled CEL rules.
 pub(super) struct KindSchema {
@@ -453,25 +454,4 @@ fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
-}
-
-/// One part of a DNS name: lowercase letters, digits and '-', starting and ending with a letter
-/// or digit.
-fn is_dns_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A namespace name (RFC 1123 label): one part of at most 63 characters.
-fn is_dns_label(s: &str) -> bool {
-    s.len() <= 63 && is_dns_part(s)
-}
-
-/// An object name as the API server checks it (`IsDNS1123Subdomain`): at most 253 characters
-/// in all, with no limit on one dot-separated part.
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_part)
 }
