@@ -119,32 +119,49 @@ pub fn waiting(set: &ObjectSet, outcome: &Outcome) -> HashMap<ObjectKey, String>
 
 /// The accepted objects of each kind, by index into the set.
 struct Accepted {
-    sub_organizations: HashSet<usize>,
-    memberships: HashSet<usize>,
-    groups: HashSet<usize>,
-    identities: HashSet<usize>,
-    organizations: HashSet<usize>,
-    connections: HashSet<usize>,
-    gateways: HashSet<usize>,
-    projects: HashSet<usize>,
-    project_memberships: HashSet<usize>,
+    sub_organizations: Mask,
+    memberships: Mask,
+    groups: Mask,
+    identities: Mask,
+    organizations: Mask,
+    connections: Mask,
+    gateways: Mask,
+    projects: Mask,
+    project_memberships: Mask,
 }
 
 impl Accepted {
     fn new(outcome: &Outcome) -> Self {
         let a = &outcome.accepted;
-        let set = |v: &[usize]| v.iter().copied().collect();
         Accepted {
-            sub_organizations: set(&a.sub_organizations),
-            memberships: set(&a.memberships),
-            groups: set(&a.groups),
-            identities: set(&a.identities),
-            organizations: set(&a.organizations),
-            connections: set(&a.connections),
-            gateways: set(&a.gateways),
-            projects: set(&a.projects),
-            project_memberships: set(&a.project_memberships),
+            sub_organizations: Mask::of(&a.sub_organizations),
+            memberships: Mask::of(&a.memberships),
+            groups: Mask::of(&a.groups),
+            identities: Mask::of(&a.identities),
+            organizations: Mask::of(&a.organizations),
+            connections: Mask::of(&a.connections),
+            gateways: Mask::of(&a.gateways),
+            projects: Mask::of(&a.projects),
+            project_memberships: Mask::of(&a.project_memberships),
         }
+    }
+}
+
+/// Which indexes of one kind's list are accepted: a flag each, as cheap to build each sync as
+/// the list it comes from (no hashing).
+struct Mask(Vec<bool>);
+
+impl Mask {
+    fn of(accepted: &[usize]) -> Self {
+        let mut flags = vec![false; accepted.iter().max().map_or(0, |m| m + 1)];
+        for &i in accepted {
+            flags[i] = true;
+        }
+        Mask(flags)
+    }
+
+    fn contains(&self, i: &usize) -> bool {
+        self.0.get(*i).copied().unwrap_or(false)
     }
 }
 
