@@ -415,7 +415,7 @@ fn resolve(orgs: &[OrgInfo], wanted: &str) -> Result<String, StoreError> {
 
 /// `1 member`, `2 members`.
 fn members(n: i64) -> String {
-    format!("{n} member{}", if n == 1 { "" } else { "s" })
+    format!("{n} member{}", super::plural(n.unsigned_abs() as usize))
 }
 
 fn write_tree(out: &mut impl Write, tree: &[crate::store::TreeRoot]) -> io::Result<()> {
