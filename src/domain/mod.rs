@@ -76,7 +76,7 @@
 //! | `SecretOutsideNamespace` | [`resources`] `check_kind` |
 //! | `ResourceNotInOrganization` | [`resources`] `reference` |
 //! | `ReferenceNotFound` | [`resources`] `reference`; [`projects`] `place_membership`, and as a warning `not_ready_named` (a project's connection or gateway refused on its own) |
-//! | `DuplicateReference` | [`projects`] `uses_its_own` |
+//! | `DuplicateReference` | [`projects`] `check_references` |
 //! | `InviteOutsideRoot` | [`projects`] `Placed::sub_user` |
 //! | `SubjectNotInOrganization` | [`projects`] `Placed::root_user`, `Placed::sub_user` and `Placed::group_or_identity` |
 

@@ -76,7 +76,7 @@ pub(super) fn check_projects<'a>(
         // A wrong reference is reported (an error), and left out of the project's rows, but it
         // does not take the project out of the store: deleting an app connection must not
         // delete every project that uses it, with their members.
-        uses_its_own(set, resources, p, &key, out);
+        check_references(set, resources, p, &key, out);
         if ok {
             out.accepted.projects.push(i);
         }
@@ -86,18 +86,18 @@ pub(super) fn check_projects<'a>(
     projects
 }
 
-/// Whether the app connections and gateway project `p` uses are its organization's own, each
-/// listed once; what is wrong is reported, and one that is not ready is named in a warning.
-fn uses_its_own(
+/// Reports what is wrong with the app connections and gateway project `p` uses (not its
+/// organization's own, listed twice, missing), and names one that is not ready in a warning.
+/// None of it rejects the project: the rows leave such a reference out.
+fn check_references(
     set: &ObjectSet,
     resources: &Resources<'_>,
     p: &Project,
     key: &ObjectKey,
     out: &mut Outcome,
-) -> bool {
+) {
     let (ns, _) = ns_name(p);
     let owner = &p.spec.organization_ref;
-    let mut ok = true;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (j, r) in p.spec.app_connections.iter().enumerate() {
         let field = format!("spec.appConnections[{j}]");
@@ -111,17 +111,14 @@ fn uses_its_own(
                     r.qualified(ns)
                 ),
             ));
-            ok = false;
             continue;
         }
         let connections = &resources.connections;
         let found = reference(set, connections, "AppConnection", r, ns, owner, key, &field);
-        if !settle(
+        settle(
             not_ready_named(found, "AppConnection", r, ns, key, &field),
             out,
-        ) {
-            ok = false;
-        }
+        );
     }
     if let Some(r) = &p.spec.gateway_ref {
         let gateways = &resources.gateways;
@@ -135,14 +132,11 @@ fn uses_its_own(
             key,
             "spec.gatewayRef",
         );
-        if !settle(
+        settle(
             not_ready_named(found, "Gateway", r, ns, key, "spec.gatewayRef"),
             out,
-        ) {
-            ok = false;
-        }
+        );
     }
-    ok
 }
 
 /// A reference to an object refused on its own, as a warning on the project that uses it: the
