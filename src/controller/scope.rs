@@ -1,12 +1,12 @@
 //! Which objects a sync's fan-out looks at: those whose part of the result changed.
 //!
 //! An object's status is a function of the object, the time (its temporary roles) and its own
-//! entries in a [`SyncResult`]: its problems, what it waits for, its conflict, its rows in the
-//! index, whether it is held, and the store-wide failure. The object's own changes reach its
-//! reconciler through its watch, and a temporary role's change through the requeue at the
-//! object's next change; what is left for the fan-out is the objects whose entries differ from
-//! one result to the next. So after a sync that changed one membership, the fan-out computes a
-//! few statuses, not one per object of the tree.
+//! entries in a [`SyncResult`]: its problems, what it waits for, its conflict, whether its rows
+//! are kept, its rows in the index, whether it is held, and the store-wide failure. The
+//! object's own changes reach its reconciler through its watch, and a temporary role's change
+//! through the requeue at the object's next change; what is left for the fan-out is the
+//! objects whose entries differ from one result to the next. So after a sync that changed one
+//! membership, the fan-out computes a few statuses, not one per object of the tree.
 //!
 //! The fan-out looks at every object (the scope is [`Scope::All`]) after the first sync, after
 //! a failure and on the periodic resync: a status written by someone else (which no watch
@@ -48,6 +48,7 @@ impl Scope {
         differ(&before.problems, &after.problems, &mut keys);
         differ(&before.waiting, &after.waiting, &mut keys);
         differ(&before.conflicts, &after.conflicts, &mut uids);
+        uids.extend(before.kept.symmetric_difference(&after.kept).cloned());
         let (b, a) = (&before.index, &after.index);
         differ(&b.organizations, &a.organizations, &mut uids);
         differ(&b.memberships, &a.memberships, &mut uids);

@@ -50,15 +50,27 @@ pub fn verdict(
 ) -> Verdict {
     let problems = result.problems.get(key).map(Vec::as_slice).unwrap_or(&[]);
     let errors: Vec<&Problem> = problems.iter().filter(|p| p.is_error()).collect();
+    // A refused container that was in the store: its rows stay there as last written.
+    let kept = in_store.is_some() && uid.is_some_and(|u| result.kept.contains(u));
+    let kept_note = |mut message: String| {
+        if kept {
+            message.push_str(
+                "; its rows stay in the store as last synced, unchanged until this is resolved (delete the object to remove them)",
+            );
+        }
+        message
+    };
     if let Some(first) = errors.first() {
         return Verdict {
             status: "False",
             reason: first.reason.as_str().to_owned(),
-            message: errors
-                .iter()
-                .map(|p| describe(p))
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: kept_note(
+                errors
+                    .iter()
+                    .map(|p| describe(p))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         };
     }
     if let Some(f) = &result.failure {
@@ -72,7 +84,7 @@ pub fn verdict(
         return Verdict {
             status: "False",
             reason: "StoreConflict".to_owned(),
-            message: message.clone(),
+            message: kept_note(message.clone()),
         };
     }
     if key.kind == "Organization"
@@ -84,6 +96,19 @@ pub fn verdict(
             message: format!(
                 "being deleted, but kept in the store while sub-organizations remain: {}; delete them first",
                 children.join(", ")
+            ),
+        };
+    }
+    if kept {
+        return Verdict {
+            status: "False",
+            reason: "DependencyNotReady".to_owned(),
+            message: kept_note(
+                result
+                    .waiting
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| WAITING.to_owned()),
             ),
         };
     }
@@ -113,11 +138,14 @@ pub fn verdict(
             reason: "DependencyNotReady".to_owned(),
             message: match result.waiting.get(key) {
                 Some(why) => format!("not in the store: {why}"),
-                None => "not in the store: an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status".to_owned(),
+                None => format!("not in the store: {WAITING}"),
             },
         },
     }
 }
+
+/// What an object waits for when the rules could not tell which object it is.
+const WAITING: &str = "an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status";
 
 /// Longest condition message written: the schema allows 32 KiB, and an object breaking many
 /// rules at once must still get its status written.

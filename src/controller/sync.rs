@@ -71,6 +71,9 @@ pub struct SyncResult {
     pub retry: Option<Duration>,
     /// Objects held back by another object's problem, with what they wait for.
     pub waiting: HashMap<ObjectKey, String>,
+    /// Refused organizations, groups, identities, resources and projects, by uid: whatever
+    /// rows they have stay in the store as last written.
+    pub kept: HashSet<String>,
 }
 
 impl SyncResult {
@@ -514,6 +517,8 @@ impl Syncer {
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
         };
         let mut conflicts = HashMap::new();
+        // Containers left out for a conflict keep their rows, as refused ones do.
+        let mut left_out = BTreeMap::new();
         let options = ApplyOptions {
             prune: true,
             adopt: self.adopt,
@@ -523,7 +528,8 @@ impl Syncer {
             attempt += 1;
             let t = Instant::now();
             let outcome = crate::domain::check(&set, now);
-            let desired = desired_from(&set, &outcome.accepted, now);
+            let mut desired = desired_from(&set, &outcome.accepted, now);
+            desired.kept.extend(left_out.clone());
             let rules = t.elapsed();
             let before = carried.as_ref().map(|c| c.written);
             let applied = store.apply_after(&desired, before, options).await;
@@ -561,6 +567,7 @@ impl Syncer {
                             return SyncResult::failed("StoreConflict", message);
                         }
                         this_pass.insert(object.clone());
+                        left_out.extend(crate::rows::kept_entry(&set, key));
                         remove(&mut set, key);
                         set.rejected.insert(key.clone());
                         conflicts.insert(object, message);
@@ -608,6 +615,7 @@ impl Syncer {
             },
             _ => store.index().await,
         };
+        let kept = desired.kept.keys().cloned().collect();
         if keep && index.is_ok() {
             *written = Some(desired);
         }
@@ -638,6 +646,7 @@ impl Syncer {
             next_changes: changes,
             retry: None,
             waiting,
+            kept,
         };
         self.count_objects(&result, &set);
         result

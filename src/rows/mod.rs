@@ -17,9 +17,16 @@ mod owned;
 mod projects;
 mod values;
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::{
+    AppConnection, DeletionPolicy, Gateway, Group, MachineIdentity, Organization, Project, Relay,
+    SubOrganization,
+};
 use crate::domain::model::{Accepted, ObjectSet};
+use crate::domain::problem::ObjectKey;
 use crate::store::Desired;
 
 /// The desired state at `now` for the objects of `set` that `accepted` lists. Each step adds
@@ -33,5 +40,99 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
     orgs::admins(set, accepted, &explicit, &mut d);
     projects::add(set, accepted, now, &keys, &explicit, &mut d);
     owned::keep_members_of_owner(&mut d);
+    kept(set, accepted, &mut d);
     d
 }
+
+/// The containers of `set` (organizations, groups, identities, app connections, gateways,
+/// relays, projects) that the rules refused: they still exist, so their rows stay in the store
+/// as last written rather than go with what hangs off them. A namespace losing its delegation
+/// label, or an organization refused for a while, must not delete a project and its secrets.
+/// Their memberships are not kept: access follows only what is accepted.
+fn kept(set: &ObjectSet, accepted: &Accepted, d: &mut Desired) {
+    fn refused<K: Container>(
+        objects: &[K],
+        accepted: &[usize],
+        kept: &mut BTreeMap<String, &'static str>,
+    ) {
+        let mut ok = vec![false; objects.len()];
+        for &i in accepted {
+            ok[i] = true;
+        }
+        kept.extend(
+            objects
+                .iter()
+                .zip(ok)
+                .filter(|(_, ok)| !ok)
+                .map(|(o, _)| o.kept()),
+        );
+    }
+    let k = &mut d.kept;
+    refused(&set.organizations, &accepted.organizations, k);
+    refused(&set.sub_organizations, &accepted.sub_organizations, k);
+    refused(&set.groups, &accepted.groups, k);
+    refused(&set.identities, &accepted.identities, k);
+    refused(&set.connections, &accepted.connections, k);
+    refused(&set.gateways, &accepted.gateways, k);
+    refused(&set.relays, &accepted.relays, k);
+    refused(&set.projects, &accepted.projects, k);
+}
+
+/// The entry of [`Desired::kept`] for the container `key` of `set`: for one the caller leaves
+/// out of the set (a store conflict), whose rows stay as a refused one's do. `None` for a
+/// membership, whose access goes.
+pub fn kept_entry(set: &ObjectSet, key: &ObjectKey) -> Option<(String, &'static str)> {
+    fn find<K: Container>(objects: &[K], key: &ObjectKey) -> Option<(String, &'static str)> {
+        objects
+            .iter()
+            .find(|o| {
+                o.meta().name.as_deref() == Some(key.name.as_str())
+                    && o.meta().namespace == key.namespace
+            })
+            .map(Container::kept)
+    }
+    match key.kind.as_str() {
+        "Organization" => find(&set.organizations, key),
+        "SubOrganization" => find(&set.sub_organizations, key),
+        "Group" => find(&set.groups, key),
+        "MachineIdentity" => find(&set.identities, key),
+        "AppConnection" => find(&set.connections, key),
+        "Gateway" => find(&set.gateways, key),
+        "Relay" => find(&set.relays, key),
+        "Project" => find(&set.projects, key),
+        _ => None,
+    }
+}
+
+/// A kind whose rows hold things (as opposed to grant access): kept while refused.
+trait Container: kube::Resource<DynamicType = ()> + Sized {
+    fn deletion_policy(&self) -> DeletionPolicy;
+
+    /// Its entry of [`Desired::kept`].
+    fn kept(&self) -> (String, &'static str) {
+        (
+            values::source_key(self),
+            values::policy(self.deletion_policy()),
+        )
+    }
+}
+
+macro_rules! container {
+    ($($kind:ty),*) => {$(
+        impl Container for $kind {
+            fn deletion_policy(&self) -> DeletionPolicy {
+                self.spec.deletion_policy
+            }
+        }
+    )*};
+}
+container!(
+    Organization,
+    SubOrganization,
+    Group,
+    MachineIdentity,
+    AppConnection,
+    Gateway,
+    Relay,
+    Project
+);

@@ -91,7 +91,13 @@ fn plan_tables<'d>(
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<Kept<'d>, PlanError> {
-    let orgs = organizations::plan(&stored.orgs, &desired.organizations, options, changes)?;
+    let orgs = organizations::plan(
+        &stored.orgs,
+        &desired.organizations,
+        &desired.kept,
+        options,
+        changes,
+    )?;
     let memberships = memberships::plan(
         &stored.memberships,
         &desired.memberships,
@@ -112,6 +118,7 @@ fn plan_tables<'d>(
     let resources = resources::plan(
         &stored.resources,
         &desired.resources,
+        &desired.kept,
         &orgs,
         options,
         changes,
@@ -119,6 +126,7 @@ fn plan_tables<'d>(
     let projects = projects::plan(
         &stored.projects,
         &desired.projects,
+        &desired.kept,
         &orgs,
         &resources,
         options,
@@ -219,6 +227,9 @@ pub(crate) async fn execute(
             }
             Op::DeleteRow { table, id } => plan::delete(conn, *table, id).await,
             Op::OrphanRow { table, id } => plan::orphan(conn, *table, id, now).await,
+            Op::SetPolicy { table, id, policy } => {
+                plan::set_policy(conn, *table, id, policy, now).await
+            }
         };
         done.map_err(|e| refused(PlanError::Query(e), change))?;
         i += 1;

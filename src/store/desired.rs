@@ -3,6 +3,8 @@
 //! sees a Kubernetes object. `crate::rows` builds them from the objects the rules accepted;
 //! tests and benchmarks build them by hand.
 
+use std::collections::BTreeMap;
+
 /// An organization as the store should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredOrg {
@@ -202,6 +204,13 @@ pub struct Desired {
     pub projects: Vec<DesiredProject>,
     /// Project memberships.
     pub project_memberships: Vec<DesiredProjectMembership>,
+    /// Sources of organizations, groups, identities, app connections, gateways, relays and
+    /// projects whose stored rows stay as they are, though no row above asks for them: objects
+    /// that still exist but were refused. Their rows are not pruned, and no other source takes
+    /// them over; they still go with their organization's row. Only their deletion policy is
+    /// written (the value here), so that deleting the object does what it says. Memberships
+    /// are never kept: access follows only what is accepted.
+    pub kept: BTreeMap<String, &'static str>,
 }
 
 /// Every row one source wants, table by table: two desired states are compared by it, one

@@ -477,6 +477,90 @@ async fn a_namespace_label_change_moves_delegation() {
     assert!(again.index.memberships.contains_key("uid-bob"));
 }
 
+/// A namespace losing its delegation label must not delete what it holds: the project and the
+/// connection keep their rows and ids, frozen (an edit meanwhile waits), while the access
+/// granted from that namespace goes at once. With the label back, the same rows carry on.
+#[tokio::test]
+async fn a_namespace_losing_delegation_keeps_its_projects_and_revokes_its_access() {
+    let mut w = with_projects();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let before = syncer.sync().await;
+    let api_id = before.index.projects["uid-api"].0.clone();
+    let github_id = before.index.resources["uid-github"].clone();
+    assert!(
+        before
+            .index
+            .project_memberships
+            .contains_key("uid-alice-api")
+    );
+
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace("team-eng", &[])));
+    let mut api = object(&w.caches.projects, "api");
+    api.spec.display_name = Some("Renamed while refused".into());
+    api.metadata.generation = Some(2);
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(api.clone()))));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    assert_eq!(after.index.projects["uid-api"].0, api_id);
+    assert_eq!(after.index.resources["uid-github"], github_id);
+    assert!(!after.index.memberships.contains_key("uid-alice-eng"));
+    assert!(
+        !after
+            .index
+            .project_memberships
+            .contains_key("uid-alice-api")
+    );
+    let s = status::project(&api, &after, now());
+    let (st, reason, message) = ready(&s.common);
+    assert_eq!((st, reason), ("False", "NamespaceNotAllowed"), "{message}");
+    assert!(
+        message.contains("stay in the store as last synced"),
+        "{message}"
+    );
+    assert_eq!(s.common.id.as_deref(), Some(api_id.as_str()));
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let name = |id: String| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query("SELECT display_name FROM projects WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .map(|r| sqlx::Row::get::<String, _>(&r, 0))
+                .unwrap()
+        }
+    };
+    assert_ne!(name(api_id.clone()).await, "Renamed while refused");
+    assert!(
+        store
+            .access("alice@acme.example")
+            .await
+            .unwrap()
+            .is_none_or(|a| a.iter().all(|g| g.organization != "acme/eng")),
+        "alice reaches nothing in eng"
+    );
+
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace(
+            "team-eng",
+            &[("suborg.io/organization", "eng")],
+        )));
+    let again = syncer.sync().await;
+    assert_eq!(again.index.projects["uid-api"].0, api_id);
+    assert!(
+        again
+            .index
+            .project_memberships
+            .contains_key("uid-alice-api")
+    );
+    assert_eq!(name(api_id.clone()).await, "Renamed while refused");
+    let s = status::project(&api, &again, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    store.close().await;
+}
+
 #[tokio::test]
 async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
     let w = acme();

@@ -602,7 +602,7 @@ async fn the_index_after_a_write_is_the_index_read_whole() {
                 .index_after(&index, &sources(&plan))
                 .await
                 .unwrap()
-                .expect("no row went around the write");
+                .unwrap_or_else(|| panic!("step {step}: no row went around the write: {plan:#?}"));
             assert_eq!(
                 index,
                 store.index().await.unwrap(),
@@ -1700,5 +1700,167 @@ fn only_conflict(err: &StoreError) -> Option<(&str, &str)> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// A refused container (its namespace lost its delegation, its organization is refused) still
+/// exists: its rows stay as last written, with their ids, and no other object takes them over;
+/// only the memberships that depended on it go. They still go with their organization's row.
+#[tokio::test]
+async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, PRUNE).await.unwrap();
+        let api = "Project/team-engineering/api";
+        let group = "Group/team-engineering/backend";
+        let conn = "AppConnection/team-engineering/github";
+        for source in [api, group, conn] {
+            assert!(
+                full.projects.iter().any(|p| p.source_uid == source)
+                    || full.groups.iter().any(|g| g.group.source_uid == source)
+                    || full.resources.iter().any(|r| r.source_uid == source),
+                "acme has {source}"
+            );
+        }
+        let project_id = id_of(&store, "projects", "source_uid", api).await;
+        let group_id = id_of(&store, "groups", "source_uid", group).await;
+        let conn_id = id_of(&store, "org_resources", "source_uid", conn).await;
+        let grants = count(&store, "SELECT COUNT(*) FROM project_memberships").await;
+
+        // The three refused: no rows asked for, their sources kept. What used them goes.
+        let mut refused = full.clone();
+        refused.projects.retain(|p| p.source_uid != api);
+        refused.groups.retain(|g| g.group.source_uid != group);
+        refused.resources.retain(|r| r.source_uid != conn);
+        for p in &mut refused.projects {
+            p.connections.retain(|c| c != conn);
+        }
+        let shared = |m: &suborg::store::DesiredSubjectMembership| m.subject == group;
+        refused.subject_memberships.retain(|m| !shared(m));
+        refused.project_memberships.retain(|m| {
+            m.project != api
+                && !matches!(&m.subject, suborg::store::ProjectSubject::Own(_, g) if g == group)
+        });
+        refused.kept = [api, group, conn].map(|s| (s.to_owned(), "Delete")).into();
+        let plan = store.apply(&refused, PRUNE).await.unwrap();
+        let touched: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter_map(|c| c.source.as_deref())
+            .filter(|s| [api, group, conn].contains(s))
+            .collect();
+        assert!(touched.is_empty(), "{}: {plan:#?}", f.dsn);
+        assert!(plan.count(Action::Delete) > 0, "{}: {plan:#?}", f.dsn);
+        assert_eq!(
+            id_of(&store, "projects", "source_uid", api).await,
+            project_id
+        );
+        assert_eq!(id_of(&store, "groups", "source_uid", group).await, group_id);
+        assert_eq!(
+            id_of(&store, "org_resources", "source_uid", conn).await,
+            conn_id
+        );
+        assert!(
+            count(&store, "SELECT COUNT(*) FROM project_memberships").await < grants,
+            "{}: the project's memberships go",
+            f.dsn
+        );
+        assert!(store.apply(&refused, PRUNE).await.unwrap().is_empty());
+
+        // Another object with the project's slug does not take its row over.
+        let mut other = refused.clone();
+        let mut twin = full
+            .projects
+            .iter()
+            .find(|p| p.source_uid == api)
+            .unwrap()
+            .clone();
+        twin.source_uid = "Project/team-engineering/api-twin".into();
+        other.projects.push(twin);
+        match store.apply(&other, PRUNE).await {
+            Err(StoreError::SourceConflicts { conflicts }) => {
+                assert_eq!(conflicts.len(), 1, "{}: {conflicts:?}", f.dsn);
+                assert_eq!(conflicts[0].uid, "Project/team-engineering/api-twin");
+            }
+            other => panic!("{}: {other:?}", f.dsn),
+        }
+        assert_eq!(
+            id_of(&store, "projects", "source_uid", api).await,
+            project_id
+        );
+
+        // The one value of a kept row that follows its object: the deletion policy, so that
+        // deleting the object does what it says.
+        let mut orphan = refused.clone();
+        orphan.kept.insert(conn.to_owned(), "Orphan");
+        let plan = store.apply(&orphan, PRUNE).await.unwrap();
+        let fields: Vec<(&str, &[&str])> = plan
+            .changes
+            .iter()
+            .map(|c| (c.source.as_deref().unwrap_or_default(), c.fields.as_slice()))
+            .collect();
+        assert_eq!(fields, [(conn, &["deletionPolicy"][..])], "{}", f.dsn);
+        let mut deleted = orphan.clone();
+        deleted.kept.remove(conn);
+        let plan = store.apply(&deleted, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Orphan), 1, "{}: {plan:#?}", f.dsn);
+        assert_eq!(
+            count(
+                &store,
+                &format!(
+                    "SELECT COUNT(*) FROM org_resources WHERE id = '{conn_id}' AND managed = 0"
+                )
+            )
+            .await,
+            1,
+            "{}",
+            f.dsn
+        );
+        store.apply(&full, PRUNE_ADOPT).await.unwrap();
+        store.apply(&refused, PRUNE).await.unwrap();
+
+        // Fixed: the same rows, updated in place.
+        let plan = store.apply(&full, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Delete), 0, "{}: {plan:#?}", f.dsn);
+        assert_eq!(
+            id_of(&store, "projects", "source_uid", api).await,
+            project_id
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM project_memberships").await,
+            grants
+        );
+
+        // Its organization deleted for real: kept or not, the project goes with it.
+        let eng = full
+            .organizations
+            .iter()
+            .find(|o| o.source_name == "engineering")
+            .unwrap()
+            .source_uid
+            .clone();
+        let mut gone = refused.clone();
+        gone.organizations.retain(|o| o.source_uid != eng);
+        gone.memberships.retain(|m| m.organization != eng);
+        gone.groups.retain(|g| g.group.organization != eng);
+        gone.identities.retain(|i| i.organization != eng);
+        gone.subject_memberships.retain(|m| m.organization != eng);
+        gone.resources.retain(|r| r.organization != eng);
+        gone.projects.retain(|p| p.organization != eng);
+        gone.project_memberships.retain(|m| m.organization != eng);
+        store.apply(&gone, PRUNE).await.unwrap();
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT COUNT(*) FROM projects WHERE source_uid = '{api}'")
+            )
+            .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        assert!(store.apply(&gone, PRUNE).await.unwrap().is_empty());
+        store.close().await;
     }
 }

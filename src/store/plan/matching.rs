@@ -3,14 +3,18 @@
 //! subject, name) when that row predates suborg or its source is gone, and a row suborg did
 //! not create is written only when adoption is asked for.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{Action, Change, Op, Table};
 
 use super::change::{ApplyOptions, PlanError};
 
 /// A stored row as a plan sees it: whether suborg manages it, and the source it came from.
 pub(crate) trait Sourced {
+    fn id(&self) -> &str;
     fn managed(&self) -> bool;
     fn source(&self) -> Option<&str>;
+    fn deletion_policy(&self) -> &str;
 
     /// Whether a desired object keyed `uid` that matched this row by its natural key (slug,
     /// subject) takes it over: the row predates suborg, or its source is no longer wanted (a
@@ -76,13 +80,73 @@ pub(crate) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
         .or_else(|| by_key.get(key).copied().filter(|r| r.claimable(wanted)))
 }
 
-/// Implements [`Sourced`] for row types with `managed` and `source_uid` fields (where
+/// The sources whose stored rows no other source may take over: those `desired` and those
+/// `kept` as they are.
+pub(crate) fn wanted<'a>(
+    desired: impl Iterator<Item = &'a str>,
+    kept: &'a BTreeMap<String, &'static str>,
+) -> HashSet<&'a str> {
+    desired.chain(kept.keys().map(String::as_str)).collect()
+}
+
+/// Keeps the managed rows of the `kept` sources that the plan did not write (`planned`), in
+/// an organization that `stays`: the caller counts them as planned, so pruning passes them by.
+/// Their values stay as last written but for one: the deletion policy their object has now,
+/// so that deleting the object does what it says.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn keep_rows<'r, R: Sourced>(
+    table: Table,
+    rows: &'r [R],
+    kept: &BTreeMap<String, &'static str>,
+    planned: impl Fn(&str) -> bool,
+    stays: impl Fn(&R) -> bool,
+    target: impl Fn(&R) -> String,
+    changes: &mut Vec<Change>,
+) -> Vec<(&'r str, &'r R)> {
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|r| r.managed() && stays(r)) {
+        let Some((source, &policy)) = r.source().and_then(|s| Some((s, kept.get(s)?))) else {
+            continue;
+        };
+        if planned(source) {
+            continue;
+        }
+        if r.deletion_policy() != policy {
+            changes.push(Change::new(
+                Action::Update,
+                table.kind(),
+                target(r),
+                vec!["deletionPolicy"],
+                Some(source.to_owned()),
+                Op::SetPolicy {
+                    table,
+                    id: r.id().to_owned(),
+                    policy,
+                },
+            ));
+        }
+        out.push((source, r));
+    }
+    out
+}
+
+/// Implements [`Sourced`] for row types with `id`, `managed`, `source_uid` and
+/// `deletion_policy` fields (where
 /// `Sourced` is in scope).
 macro_rules! sourced {
     ($($row:ty),*) => {$(
         impl Sourced for $row {
+            fn id(&self) -> &str {
+                &self.id
+            }
             fn managed(&self) -> bool {
                 self.managed
+            }
+            fn deletion_policy(&self) -> &str {
+                &self.deletion_policy
             }
             fn source(&self) -> Option<&str> {
                 self.source_uid.as_deref()

@@ -158,4 +158,11 @@ pub(crate) enum Op {
         table: Table,
         id: String,
     },
+    /// The deletion policy of a kept row (one whose object is refused): the only value of it
+    /// that is written.
+    SetPolicy {
+        table: Table,
+        id: String,
+        policy: &'static str,
+    },
 }

@@ -167,6 +167,26 @@ pub(crate) fn removal(
     )
 }
 
+/// Sets one row's deletion policy.
+pub(crate) async fn set_policy(
+    conn: &mut AnyConnection,
+    table: Table,
+    id: &str,
+    policy: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {} SET deletion_policy = $2, updated_at = $3 WHERE id = $1",
+        table.name()
+    ))
+    .bind(id)
+    .bind(policy)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Removes one row; the database cascades to what depends on it.
 pub(crate) async fn delete(
     conn: &mut AnyConnection,

@@ -1,14 +1,14 @@
 //! Organizations: roots and their sub-organizations. A sub-organization never moves to another
 //! root, and a root keeps its row while any of its sub-organizations stays in the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
 use crate::store::desired::DesiredOrg;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, new_id, removal,
-    row_for, sourced,
+    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id,
+    removal, row_for, sourced, wanted,
 };
 
 sourced!(OrgRow);
@@ -56,6 +56,8 @@ pub(crate) struct Orgs<'d> {
     /// Row id → slug (for a row this plan creates, its whole name `ROOT/SUB`).
     names: HashMap<String, String>,
     desired: HashMap<&'d str, &'d DesiredOrg>,
+    /// Row ids of the organizations that stay: written by this plan or kept as they are.
+    staying: HashSet<String>,
 }
 
 impl Orgs<'_> {
@@ -81,6 +83,12 @@ impl Orgs<'_> {
     }
 
     /// The slug of the row `id`, `?` when there is none.
+    /// Whether the organization row `id` stays after this plan: the rows of a kept source
+    /// stay only while their organization does.
+    pub(crate) fn stays(&self, id: &str) -> bool {
+        self.staying.contains(id)
+    }
+
     pub(crate) fn name(&self, id: &str) -> &str {
         self.names.get(id).map(String::as_str).unwrap_or("?")
     }
@@ -114,6 +122,7 @@ fn path(o: &DesiredOrg, parent: Option<&DesiredOrg>) -> String {
 pub(crate) fn plan<'d>(
     rows: &[OrgRow],
     desired: &'d [DesiredOrg],
+    kept: &BTreeMap<String, &'static str>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<Orgs<'d>, PlanError> {
@@ -122,11 +131,12 @@ pub(crate) fn plan<'d>(
         .iter()
         .map(|o| ((o.parent_id.as_deref(), o.slug.as_str()), o))
         .collect();
-    let wanted: HashSet<&str> = desired.iter().map(|o| o.source_uid.as_str()).collect();
+    let wanted = wanted(desired.iter().map(|o| o.source_uid.as_str()), kept);
     let mut orgs = Orgs {
         ids: HashMap::new(),
         names: HashMap::new(),
         desired: desired.iter().map(|o| (o.source_uid.as_str(), o)).collect(),
+        staying: HashSet::new(),
     };
     let mut conflicts = Conflicts::default();
     for o in desired {
@@ -138,6 +148,21 @@ pub(crate) fn plan<'d>(
         conflicts.note(planned)?;
     }
     conflicts.into_result()?;
+    let slug_by_id = slugs(rows);
+    let kept = keep_rows(
+        Table::Organizations,
+        rows,
+        kept,
+        |s| orgs.ids.contains_key(s),
+        |_| true,
+        |r| target(r, &slug_by_id),
+        changes,
+    );
+    for (source, row) in kept {
+        orgs.ids
+            .insert(source.to_owned(), (row.id.clone(), row.root_id.clone()));
+    }
+    orgs.staying = orgs.ids.values().map(|(id, _)| id.clone()).collect();
     orgs.names = rows
         .iter()
         .map(|o| (o.id.clone(), o.slug.clone()))
@@ -247,6 +272,14 @@ pub(crate) fn slugs(rows: &[OrgRow]) -> HashMap<&str, &str> {
         .collect()
 }
 
+/// A stored organization's name for people: `ROOT` or `ROOT/SUB`.
+fn target(row: &OrgRow, slug_by_id: &HashMap<&str, &str>) -> String {
+    match row.parent_id.as_deref() {
+        Some(p) => format!("{}/{}", slug_by_id.get(p).unwrap_or(&"?"), row.slug),
+        None => row.slug.clone(),
+    }
+}
+
 /// Plans the removal of managed organizations no longer desired: sub-organizations before
 /// roots, after every row that belongs to them.
 pub(crate) fn prune(
@@ -255,7 +288,7 @@ pub(crate) fn prune(
     slug_by_id: &HashMap<&str, &str>,
     changes: &mut Vec<Change>,
 ) {
-    let kept: HashSet<&str> = orgs.ids.values().map(|(id, _)| id.as_str()).collect();
+    let kept = &orgs.staying;
     let mut gone: Vec<&OrgRow> = rows
         .iter()
         .filter(|o| o.managed && !kept.contains(o.id.as_str()))
@@ -263,6 +296,13 @@ pub(crate) fn prune(
     gone.sort_by_key(|o| o.parent_id.is_none());
     let mut removed: HashSet<&str> = HashSet::new();
     for row in gone {
+        // A root whose sub-organization is kept as it is (refused, but still there) stays as
+        // it is too, still managed: it goes after the last of them, or is wanted again.
+        if rows.iter().any(|c| {
+            c.parent_id.as_deref() == Some(row.id.as_str()) && kept.contains(c.id.as_str())
+        }) {
+            continue;
+        }
         // A root whose sub-organizations stay in the store (orphaned by their own policy,
         // or never suborg's) keeps its row too, unmanaged: the database refuses to remove
         // it, and those rows would mean nothing without it. Its object can still go.
@@ -283,16 +323,12 @@ pub(crate) fn prune(
         if policy != "Orphan" {
             removed.insert(row.id.as_str());
         }
-        let target = match row.parent_id.as_deref() {
-            Some(p) => format!("{}/{}", slug_by_id.get(p).unwrap_or(&"?"), row.slug),
-            None => row.slug.clone(),
-        };
         changes.push(removal(
             Table::Organizations,
             &row.id,
             &row.source_uid,
             policy,
-            target,
+            target(row, slug_by_id),
         ));
     }
 }

@@ -2,7 +2,7 @@
 //! organization owns and its members can be given access through. Both tables have the same
 //! shape and are planned by the same code; only groups have members.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
@@ -10,8 +10,8 @@ use super::organizations::Orgs;
 use crate::store::desired::{Desired, DesiredGroupMember, DesiredOwned};
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, new_id,
-    placeholders, plan_each, removal, row_for, sourced,
+    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all,
+    keep_rows, new_id, placeholders, plan_each, removal, row_for, sourced, wanted,
 };
 
 sourced!(OwnedRow);
@@ -123,6 +123,7 @@ pub(crate) fn plan(
         &existing.groups,
         &groups,
         &existing.members,
+        &desired.kept,
         orgs,
         options,
         changes,
@@ -134,6 +135,7 @@ pub(crate) fn plan(
         &existing.identities,
         &identities,
         &HashMap::new(),
+        &desired.kept,
         orgs,
         options,
         changes,
@@ -146,12 +148,14 @@ pub(crate) fn plan(
     })
 }
 
-/// Plans groups or identities; returns the row id of each desired source.
+/// Plans groups or identities; returns the row id of each desired or kept source.
+#[allow(clippy::too_many_arguments)]
 fn plan_table(
     table: Table,
     rows: &[OwnedRow],
     desired: &[(&DesiredOwned, &[DesiredGroupMember])],
     existing_members: &HashMap<String, BTreeSet<MemberRef>>,
+    kept: &BTreeMap<String, &'static str>,
     orgs: &Orgs<'_>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
@@ -161,7 +165,7 @@ fn plan_table(
         .iter()
         .map(|r| ((r.organization_id.as_str(), r.name.as_str()), r))
         .collect();
-    let wanted: HashSet<&str> = desired.iter().map(|(o, _)| o.source_uid.as_str()).collect();
+    let wanted = wanted(desired.iter().map(|(o, _)| o.source_uid.as_str()), kept);
     let mut ids: HashMap<String, String> = HashMap::new();
     plan_each(desired, |&(o, members)| {
         let (org_id, root_id) = orgs.find(&o.organization, &o.name, &o.source_uid)?;
@@ -204,6 +208,18 @@ fn plan_table(
         }
         Ok(())
     })?;
+    let kept = keep_rows(
+        table,
+        rows,
+        kept,
+        |s| ids.contains_key(s),
+        |r| orgs.stays(&r.organization_id),
+        |r| format!("{} in {}", r.name, orgs.name(&r.organization_id)),
+        changes,
+    );
+    for (source, row) in kept {
+        ids.insert(source.to_owned(), row.id.clone());
+    }
     Ok(ids)
 }
 

@@ -1,7 +1,7 @@
 //! Projects, with the app connections they use (`project_connections`) and their gateway:
 //! scoped to the organization that created them, never moved to another.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
@@ -9,8 +9,8 @@ use super::organizations::Orgs;
 use super::resources::same_org_ref;
 use crate::store::desired::DesiredProject;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
-    row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id, plan_each,
+    removal, row_for, sourced, wanted,
 };
 
 sourced!(ProjectRow);
@@ -82,6 +82,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Existing, sqlx::Err
 pub(crate) fn plan(
     existing: &Existing,
     desired: &[DesiredProject],
+    kept: &BTreeMap<String, &'static str>,
     orgs: &Orgs<'_>,
     resource_ids: &HashMap<String, String>,
     options: ApplyOptions,
@@ -93,7 +94,7 @@ pub(crate) fn plan(
         .iter()
         .map(|r| ((r.organization_id.as_str(), r.slug.as_str()), r))
         .collect();
-    let wanted: HashSet<&str> = desired.iter().map(|p| p.source_uid.as_str()).collect();
+    let wanted = wanted(desired.iter().map(|p| p.source_uid.as_str()), kept);
     let mut ids: HashMap<String, String> = HashMap::new();
     plan_each(desired, |p| {
         let (org_id, root_id) = orgs.find(&p.organization, &p.name, &p.source_uid)?;
@@ -141,6 +142,18 @@ pub(crate) fn plan(
         }
         Ok(())
     })?;
+    let kept = keep_rows(
+        Table::Projects,
+        rows,
+        kept,
+        |s| ids.contains_key(s),
+        |r| orgs.stays(&r.organization_id),
+        |r| format!("{} in {}", r.slug, orgs.name(&r.organization_id)),
+        changes,
+    );
+    for (source, row) in kept {
+        ids.insert(source.to_owned(), row.id.clone());
+    }
     Ok(ids)
 }
 

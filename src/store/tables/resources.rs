@@ -1,15 +1,15 @@
 //! App connections, gateways and relays (`org_resources`): per organization, never inherited.
 //! A gateway may name a relay of its own organization.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
 use super::organizations::Orgs;
 use crate::store::desired::DesiredResource;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, new_id, plan_each, removal,
-    row_for, sourced,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id, plan_each,
+    removal, row_for, sourced, wanted,
 };
 
 sourced!(ResourceRow);
@@ -57,6 +57,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<ResourceRow>, s
 pub(crate) fn plan(
     rows: &[ResourceRow],
     desired: &[DesiredResource],
+    kept: &BTreeMap<String, &'static str>,
     orgs: &Orgs<'_>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
@@ -71,7 +72,7 @@ pub(crate) fn plan(
             )
         })
         .collect();
-    let wanted: HashSet<&str> = desired.iter().map(|r| r.source_uid.as_str()).collect();
+    let wanted = wanted(desired.iter().map(|r| r.source_uid.as_str()), kept);
     let mut ids: HashMap<String, String> = HashMap::new();
     plan_each(desired, |r| {
         let (org_id, root_id) = orgs.find(&r.organization, &r.name, &r.source_uid)?;
@@ -104,6 +105,18 @@ pub(crate) fn plan(
         }
         Ok(())
     })?;
+    let kept = keep_rows(
+        Table::Resources,
+        rows,
+        kept,
+        |s| ids.contains_key(s),
+        |r| orgs.stays(&r.organization_id),
+        |r| format!("{} {} in {}", r.kind, r.name, orgs.name(&r.organization_id)),
+        changes,
+    );
+    for (source, row) in kept {
+        ids.insert(source.to_owned(), row.id.clone());
+    }
     Ok(ids)
 }
 
