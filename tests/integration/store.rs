@@ -340,6 +340,56 @@ async fn prune_follows_the_deletion_policy() {
     }
 }
 
+/// An `Orphan` sub-organization leaves its admin's row in place, unless the admin leaves the
+/// root in the same plan: rule 9 then takes that row (the database cascades), and the plan
+/// says it is deleted rather than left in place.
+#[tokio::test]
+async fn an_orphaned_row_that_rule_9_removes_is_reported_deleted() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, PRUNE).await.unwrap();
+        let marketing = full
+            .organizations
+            .iter()
+            .find(|o| o.source_name == "marketing")
+            .unwrap()
+            .source_uid
+            .clone();
+        let mut less = full.clone();
+        less.organizations.retain(|o| o.source_uid != marketing);
+        less.memberships
+            .retain(|m| m.organization != marketing && m.email != "erin@acme.example");
+        let plan = store.apply(&less, PRUNE).await.unwrap();
+        let erin: Vec<(Action, &str)> = plan
+            .changes
+            .iter()
+            .filter(|c| c.target.starts_with("erin@acme.example"))
+            .map(|c| (c.action, c.target.as_str()))
+            .collect();
+        assert_eq!(
+            erin,
+            [
+                (Action::Delete, "erin@acme.example in acme"),
+                (Action::Delete, "erin@acme.example in marketing"),
+            ],
+            "{}: {plan:#?}",
+            f.dsn
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'erin@acme.example'"
+            )
+            .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
 /// One apply names every object of a table whose rows conflict, not only the first, and not
 /// the objects that merely depend on one (a sub-organization of a root in conflict): the caller
 /// leaves them all out at once and the rest goes in on the next pass.

@@ -20,28 +20,38 @@ pub(crate) struct MembershipRow {
     source_uid: Option<String>,
     managed: bool,
     organization_id: String,
+    root_id: String,
     email: String,
     roles: String,
     deletion_policy: String,
 }
 
 /// The columns a membership row is read from, and where from.
-const COLUMNS: &str =
-    "m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy";
+const COLUMNS: &str = "m.id, m.source_uid, m.managed, m.organization_id, m.root_id, u.email, m.roles, m.deletion_policy";
 const FROM: &str = "FROM memberships m JOIN users u ON u.id = m.user_id";
 
 /// A row of [`COLUMNS`], as read.
-type Cells = (String, Option<String>, i64, String, String, String, String);
+type Cells = (
+    String,
+    Option<String>,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 impl From<Cells> for MembershipRow {
     fn from(
-        (id, source_uid, managed, organization_id, email, roles, deletion_policy): Cells,
+        (id, source_uid, managed, organization_id, root_id, email, roles, deletion_policy): Cells,
     ) -> Self {
         MembershipRow {
             id,
             source_uid,
             managed: managed == 1,
             organization_id,
+            root_id,
             email,
             roles,
             deletion_policy,
@@ -232,24 +242,36 @@ pub(crate) fn prune(
             _ => None,
         })
         .collect();
-    for row in rows.iter().filter(|r| r.managed) {
-        let desired = row
-            .source_uid
-            .as_deref()
-            .is_some_and(|s| wanted.contains(s));
-        if desired || kept.contains(&row.id) {
-            continue;
-        }
+    let gone: Vec<&MembershipRow> = rows
+        .iter()
+        .filter(|r| r.managed && !kept.contains(&r.id))
+        .filter(|r| !r.source_uid.as_deref().is_some_and(|s| wanted.contains(s)))
+        .collect();
+    // A root membership deleted takes the user's memberships of the root's sub-organizations
+    // with it, in the same transaction (rule 9; the database cascades). One of those that its
+    // own policy (or its sub-organization's, for an admin) would leave in place is deleted all
+    // the same, and said so: an `Orphaned` Event for a row the cascade removes would be false.
+    let leaving: HashSet<(&str, &str)> = gone
+        .iter()
+        .filter(|r| r.organization_id == r.root_id && r.deletion_policy != "Orphan")
+        .map(|r| (r.root_id.as_str(), r.email.as_str()))
+        .collect();
+    for row in gone {
         let target = format!(
             "{} in {}",
             row.email,
             slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
         );
+        let policy = if leaving.contains(&(row.root_id.as_str(), row.email.as_str())) {
+            "Delete"
+        } else {
+            row.deletion_policy.as_str()
+        };
         changes.push(removal(
             Table::Memberships,
             &row.id,
             &row.source_uid,
-            &row.deletion_policy,
+            policy,
             target,
         ));
     }
