@@ -107,6 +107,12 @@ async fn manager(
         .await
 }
 
+/// Whether `lease` names `identity` but too little of it is left to lead on: a Lease an earlier
+/// run of this replica left behind.
+fn run_out_own(lease: Option<&Lease>, identity: &str, margin: Duration) -> bool {
+    held_until(lease, identity).is_some_and(|left| verdict(left, margin) == Verdict::Lost)
+}
+
 /// Whether nobody holds `lease` (handed back, run out, or not there).
 fn is_free(lease: Option<&Lease>) -> bool {
     let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
@@ -132,6 +138,21 @@ pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
             }
         };
         if wait_for(&manager, &leases, config).await {
+            // The manager takes a Lease that names this identity as it is, without renewing
+            // it. Left by an earlier run of this replica (the same pod, its container
+            // restarted) and run out, it would be given up at the first look: hand it back and
+            // take it afresh.
+            if let Ok(Ok(lease)) =
+                tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await
+                && run_out_own(lease.as_ref(), &config.identity, config.margin())
+            {
+                tracing::info!(lease = %config.name, identity = %config.identity, "the leader Lease names this replica from an earlier run and has run out: taking it afresh");
+                if let Err(e) = manager.release().await {
+                    tracing::warn!(error = %e, lease = %config.name, "handing back the leader Lease failed");
+                    tokio::time::sleep(config.renew_every).await;
+                }
+                continue;
+            }
             tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
             return Leader {
                 manager: Arc::new(manager),
@@ -326,5 +347,34 @@ mod tests {
         assert!(is_free(Some(&lease(None, now, 15))));
         assert!(is_free(Some(&lease(Some("pod-b"), stale, 15))));
         assert!(!is_free(Some(&lease(Some("pod-b"), now, 15))));
+    }
+
+    #[test]
+    fn a_lease_an_earlier_run_left_is_taken_afresh_only_when_it_ran_out() {
+        let (now, margin) = (Timestamp::now(), Duration::from_secs(5));
+        let stale = now - SignedDuration::from_secs(20);
+        let nearly = now - SignedDuration::from_secs(12);
+        assert!(run_out_own(
+            Some(&lease(Some("pod-a"), stale, 15)),
+            "pod-a",
+            margin
+        ));
+        assert!(run_out_own(
+            Some(&lease(Some("pod-a"), nearly, 15)),
+            "pod-a",
+            margin
+        ));
+        assert!(!run_out_own(
+            Some(&lease(Some("pod-a"), now, 15)),
+            "pod-a",
+            margin
+        ));
+        // Another replica's Lease, run out or not, is the manager's to take.
+        assert!(!run_out_own(
+            Some(&lease(Some("pod-b"), stale, 15)),
+            "pod-a",
+            margin
+        ));
+        assert!(!run_out_own(None, "pod-a", margin));
     }
 }

@@ -118,6 +118,11 @@ impl Running {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process is still running.
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Log lines at WARN or ERROR.
     fn complaints(&self) -> Vec<String> {
         self.log()
@@ -753,6 +758,32 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
         handed_over.elapsed()
     );
     second.terminate(&client).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let _ = leases.delete(&lease, &Default::default()).await;
+}
+
+/// A replica killed without handing its Lease back, restarted under the same identity (its
+/// container restarted in the same pod) after the Lease ran out, leads again: it takes the
+/// Lease afresh rather than give it up at the first look and stop.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_replica_restarted_after_its_lease_ran_out_leads_again() {
+    let (client, dir, store, lease) = lease_test("restart").await;
+    let first = Running::start_as("replica-a", dir.path(), &store, "default", &lease, None);
+    wait_holder(&client, &lease, "replica-a", Duration::from_secs(30)).await;
+    drop(first); // SIGKILL: the Lease is not handed back
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let mut again = Running::start_as("replica-a", dir.path(), &store, "default", &lease, None);
+    wait_holder(&client, &lease, "replica-a", Duration::from_secs(30)).await;
+    // Past the first looks at the Lease, and a renewal.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        again.is_running(),
+        "the restarted replica stopped:\n{}",
+        again.log()
+    );
+    assert_eq!(again.complaints(), Vec::<String>::new());
+    again.terminate(&client).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let _ = leases.delete(&lease, &Default::default()).await;
 }
