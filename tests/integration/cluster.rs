@@ -503,6 +503,65 @@ async fn delegation_follows_namespace_labels() {
     env.clean_up().await;
 }
 
+/// A namespace that loses its delegation keeps its project in the store, with its id, and
+/// loses the access granted from it at once; with the label back, the same project carries on.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_namespace_losing_delegation_keeps_its_project_and_loses_its_grants() {
+    use super::fixtures::{project, project_user};
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.root_member("carol", "carol@acme.example"))
+        .await;
+    env.apply(env.sub_member("carol-eng", "carol@acme.example"))
+        .await;
+    env.apply(project(
+        &env.sub_ns,
+        "api",
+        OrganizationKind::SubOrganization,
+        &env.org("eng"),
+    ))
+    .await;
+    env.apply(project_user(
+        &env.sub_ns,
+        "carol-api",
+        "api",
+        "carol@acme.example",
+    ))
+    .await;
+    let projects: Api<Project> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    let pms: Api<ProjectMembership> = Api::namespaced(env.client.clone(), &env.sub_ns);
+    let id = wait_ready(&projects, "api", "True", "Synced")
+        .await
+        .status
+        .and_then(|s| s.common.id)
+        .expect("a store id");
+    wait_ready(&pms, "carol-api", "True", "Synced").await;
+
+    env.namespace(&env.sub_ns, "someone-else").await;
+    let refused = wait_ready(&projects, "api", "False", "NamespaceNotAllowed").await;
+    let status = refused.status.unwrap();
+    assert_eq!(status.common.id.as_deref(), Some(id.as_str()));
+    let (_, _, message) = ready_of(Some(&status.common)).unwrap();
+    assert!(message.contains("stay in the store"), "{message}");
+    wait_ready(&pms, "carol-api", "False", "DependencyNotReady").await;
+    let store = env.store().await;
+    let access = store.access("carol@acme.example").await.unwrap();
+    assert!(
+        access.is_none_or(|a| a.iter().all(|e| e.project.is_none())),
+        "carol still reaches the project"
+    );
+
+    env.namespace(&env.sub_ns, &env.org("eng")).await;
+    let back = wait_ready(&projects, "api", "True", "Synced").await;
+    assert_eq!(back.status.and_then(|s| s.common.id), Some(id));
+    wait_ready(&pms, "carol-api", "True", "Synced").await;
+    env.clean_up().await;
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn deletion_policies_delete_or_keep_the_rows() {
