@@ -38,8 +38,8 @@ macro_rules! caches {
         impl Caches {
             /// Every object that could be read; the keys of those that could not are added to
             /// `set.rejected`.
-            fn unguard_all(&self, set: &mut ObjectSet) {
-                $(set.$field = unguard(&self.$field, stringify!($kind), set);)*
+            fn unguard_all(&self, set: &mut ObjectSet, unreadable: &mut Vec<(ObjectKey, String)>) {
+                $(set.$field = unguard(&self.$field, stringify!($kind), set, unreadable);)*
             }
 
             /// The key and a reference (for Events) of each cached object whose uid is in
@@ -140,6 +140,9 @@ pub struct Snapshot {
     pub set: ObjectSet,
     /// Organizations being deleted but held, by name, with the sub-organizations holding them.
     pub held: HashMap<String, Vec<String>>,
+    /// Objects that exist but could not be read (they no longer match the types: a CRD newer
+    /// than the binary, say), by key, with their uids. Not being deleted.
+    pub unreadable: Vec<(ObjectKey, String)>,
 }
 
 /// An object as the rules read it: without its status, which they never look at and which is
@@ -182,11 +185,12 @@ fn key_of(
 }
 
 /// The objects of one cache that could be read; the keys of those that could not are added to
-/// `set.rejected`.
+/// `set.rejected`, and with their uids to `unreadable` unless they are being deleted.
 fn unguard<K: Resource<DynamicType = ()> + Clone + Bare>(
     cache: &Cache<DeserializeGuard<K>>,
     kind: &str,
     set: &mut ObjectSet,
+    unreadable: &mut Vec<(ObjectKey, String)>,
 ) -> Vec<K> {
     let state = cache.state();
     let mut read = Vec::with_capacity(state.len());
@@ -194,7 +198,13 @@ fn unguard<K: Resource<DynamicType = ()> + Clone + Bare>(
         match &g.0 {
             Ok(o) => read.push(o),
             Err(invalid) => {
-                set.rejected.insert(key_of(kind, &invalid.metadata));
+                let key = key_of(kind, &invalid.metadata);
+                if let Some(uid) = &invalid.metadata.uid
+                    && invalid.metadata.deletion_timestamp.is_none()
+                {
+                    unreadable.push((key.clone(), uid.clone()));
+                }
+                set.rejected.insert(key);
             }
         }
     }
@@ -269,7 +279,8 @@ impl Caches {
     /// Takes a snapshot of the caches.
     pub fn snapshot(&self) -> Snapshot {
         let mut set = ObjectSet::default();
-        self.unguard_all(&mut set);
+        let mut unreadable = Vec::new();
+        self.unguard_all(&mut set, &mut unreadable);
         for ns in self.namespaces.state() {
             set.namespaces.insert(
                 ns.name_any(),
@@ -301,6 +312,10 @@ impl Caches {
             }
         }
         tidy(&mut set, &held);
-        Snapshot { set, held }
+        Snapshot {
+            set,
+            held,
+            unreadable,
+        }
     }
 }

@@ -511,14 +511,23 @@ impl Syncer {
         carried: Option<Carried<'_>>,
         written: &mut Option<Desired>,
     ) -> SyncResult {
-        let Snapshot { mut set, held } = snapshot;
+        let Snapshot {
+            mut set,
+            held,
+            unreadable,
+        } = snapshot;
         let store = match self.store().await {
             Ok(s) => s,
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
         };
         let mut conflicts = HashMap::new();
-        // Containers left out for a conflict keep their rows, as refused ones do.
-        let mut left_out = BTreeMap::new();
+        // Containers left out for a conflict keep their rows, as refused ones do, and so do
+        // those that could not be read: a binary older than its CRDs must not delete them.
+        let mut left_out: BTreeMap<String, Option<&'static str>> = unreadable
+            .into_iter()
+            .filter(|(key, _)| crate::rows::is_container(&key.kind))
+            .map(|(_, uid)| (uid, None))
+            .collect();
         let options = ApplyOptions {
             prune: true,
             adopt: self.adopt,
@@ -567,7 +576,8 @@ impl Syncer {
                             return SyncResult::failed("StoreConflict", message);
                         }
                         this_pass.insert(object.clone());
-                        left_out.extend(crate::rows::kept_entry(&set, key));
+                        left_out
+                            .extend(crate::rows::kept_entry(&set, key).map(|(k, p)| (k, Some(p))));
                         remove(&mut set, key);
                         set.rejected.insert(key.clone());
                         conflicts.insert(object, message);

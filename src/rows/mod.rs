@@ -53,19 +53,16 @@ fn kept(set: &ObjectSet, accepted: &Accepted, d: &mut Desired) {
     fn refused<K: Container>(
         objects: &[K],
         accepted: &[usize],
-        kept: &mut BTreeMap<String, &'static str>,
+        kept: &mut BTreeMap<String, Option<&'static str>>,
     ) {
         let mut ok = vec![false; objects.len()];
         for &i in accepted {
             ok[i] = true;
         }
-        kept.extend(
-            objects
-                .iter()
-                .zip(ok)
-                .filter(|(_, ok)| !ok)
-                .map(|(o, _)| o.kept()),
-        );
+        kept.extend(objects.iter().zip(ok).filter(|(_, ok)| !ok).map(|(o, _)| {
+            let (source, policy) = o.kept();
+            (source, Some(policy))
+        }));
     }
     let k = &mut d.kept;
     refused(&set.organizations, &accepted.organizations, k);
@@ -102,6 +99,21 @@ pub fn kept_entry(set: &ObjectSet, key: &ObjectKey) -> Option<(String, &'static 
         "Project" => find(&set.projects, key),
         _ => None,
     }
+}
+
+/// Whether `kind` is a [`Container`]'s.
+pub fn is_container(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Organization"
+            | "SubOrganization"
+            | "Group"
+            | "MachineIdentity"
+            | "AppConnection"
+            | "Gateway"
+            | "Relay"
+            | "Project"
+    )
 }
 
 /// A kind whose rows hold things (as opposed to grant access): kept while refused.

@@ -208,9 +208,9 @@ pub struct Desired {
     /// projects whose stored rows stay as they are, though no row above asks for them: objects
     /// that still exist but were refused. Their rows are not pruned, and no other source takes
     /// them over; they still go with their organization's row. Only their deletion policy is
-    /// written (the value here), so that deleting the object does what it says. Memberships
-    /// are never kept: access follows only what is accepted.
-    pub kept: BTreeMap<String, &'static str>,
+    /// written (the value here, when the object could be read), so that deleting the object
+    /// does what it says. Memberships are never kept: access follows only what is accepted.
+    pub kept: BTreeMap<String, Option<&'static str>>,
 }
 
 /// Every row one source wants, table by table: two desired states are compared by it, one

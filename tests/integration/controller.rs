@@ -561,6 +561,43 @@ async fn a_namespace_losing_delegation_keeps_its_projects_and_revokes_its_access
     store.close().await;
 }
 
+/// An object that exists but no longer reads as its type (a CRD newer than the binary, say)
+/// is not taken for deleted: a project's rows stay, with their id, until it reads again.
+#[tokio::test]
+async fn a_project_that_cannot_be_read_keeps_its_rows() {
+    let mut w = with_projects();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let before = syncer.sync().await;
+    let id = before.index.projects["uid-billing"].0.clone();
+    let billing = object(&w.caches.projects, "billing");
+    let mut raw = serde_json::to_value(&billing).unwrap();
+    raw["spec"]["deletionPolicy"] = serde_json::json!(42);
+    let unreadable: DeserializeGuard<Project> = serde_json::from_value(raw).unwrap();
+    assert!(unreadable.0.is_err());
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(unreadable));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    assert_eq!(after.index.projects["uid-billing"].0, id);
+    assert!(
+        !after
+            .index
+            .project_memberships
+            .contains_key("uid-bob-billing"),
+        "access through it waits"
+    );
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(billing))));
+    let again = syncer.sync().await;
+    assert_eq!(again.index.projects["uid-billing"].0, id);
+    assert!(
+        again
+            .index
+            .project_memberships
+            .contains_key("uid-bob-billing")
+    );
+}
+
 #[tokio::test]
 async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
     let w = acme();

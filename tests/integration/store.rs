@@ -1792,7 +1792,9 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
             m.project != api
                 && !matches!(&m.subject, suborg::store::ProjectSubject::Own(_, g) if g == group)
         });
-        refused.kept = [api, group, conn].map(|s| (s.to_owned(), "Delete")).into();
+        refused.kept = [api, group, conn]
+            .map(|s| (s.to_owned(), Some("Delete")))
+            .into();
         let plan = store.apply(&refused, PRUNE).await.unwrap();
         let touched: Vec<&str> = plan
             .changes
@@ -1843,7 +1845,7 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
         // The one value of a kept row that follows its object: the deletion policy, so that
         // deleting the object does what it says.
         let mut orphan = refused.clone();
-        orphan.kept.insert(conn.to_owned(), "Orphan");
+        orphan.kept.insert(conn.to_owned(), Some("Orphan"));
         let plan = store.apply(&orphan, PRUNE).await.unwrap();
         let fields: Vec<(&str, &[&str])> = plan
             .changes

@@ -84,7 +84,7 @@ pub(crate) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
 /// `kept` as they are.
 pub(crate) fn wanted<'a>(
     desired: impl Iterator<Item = &'a str>,
-    kept: &'a BTreeMap<String, &'static str>,
+    kept: &'a BTreeMap<String, Option<&'static str>>,
 ) -> HashSet<&'a str> {
     desired.chain(kept.keys().map(String::as_str)).collect()
 }
@@ -97,7 +97,7 @@ pub(crate) fn wanted<'a>(
 pub(crate) fn keep_rows<'r, R: Sourced>(
     table: Table,
     rows: &'r [R],
-    kept: &BTreeMap<String, &'static str>,
+    kept: &BTreeMap<String, Option<&'static str>>,
     planned: impl Fn(&str) -> bool,
     stays: impl Fn(&R) -> bool,
     target: impl Fn(&R) -> String,
@@ -114,7 +114,9 @@ pub(crate) fn keep_rows<'r, R: Sourced>(
         if planned(source) {
             continue;
         }
-        if r.deletion_policy() != policy {
+        if let Some(policy) = policy
+            && r.deletion_policy() != policy
+        {
             changes.push(Change::new(
                 Action::Update,
                 table.kind(),

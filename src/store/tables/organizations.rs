@@ -122,7 +122,7 @@ fn path(o: &DesiredOrg, parent: Option<&DesiredOrg>) -> String {
 pub(crate) fn plan<'d>(
     rows: &[OrgRow],
     desired: &'d [DesiredOrg],
-    kept: &BTreeMap<String, &'static str>,
+    kept: &BTreeMap<String, Option<&'static str>>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
 ) -> Result<Orgs<'d>, PlanError> {

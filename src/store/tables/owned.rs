@@ -155,7 +155,7 @@ fn plan_table(
     rows: &[OwnedRow],
     desired: &[(&DesiredOwned, &[DesiredGroupMember])],
     existing_members: &HashMap<String, BTreeSet<MemberRef>>,
-    kept: &BTreeMap<String, &'static str>,
+    kept: &BTreeMap<String, Option<&'static str>>,
     orgs: &Orgs<'_>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,

@@ -82,7 +82,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Existing, sqlx::Err
 pub(crate) fn plan(
     existing: &Existing,
     desired: &[DesiredProject],
-    kept: &BTreeMap<String, &'static str>,
+    kept: &BTreeMap<String, Option<&'static str>>,
     orgs: &Orgs<'_>,
     resource_ids: &HashMap<String, String>,
     options: ApplyOptions,

@@ -57,7 +57,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<ResourceRow>, s
 pub(crate) fn plan(
     rows: &[ResourceRow],
     desired: &[DesiredResource],
-    kept: &BTreeMap<String, &'static str>,
+    kept: &BTreeMap<String, Option<&'static str>>,
     orgs: &Orgs<'_>,
     options: ApplyOptions,
     changes: &mut Vec<Change>,
