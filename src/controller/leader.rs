@@ -6,10 +6,13 @@
 //! replicas racing for a free Lease, the API server takes one apply and refuses the other.
 //!
 //! A leader that cannot renew must stop before its Lease runs out, since another replica may
-//! take it then. So besides renewing, the holder reads the Lease itself every `renew_every` and
-//! gives up when it is taken, or when the renewal it last saw leaves less than half of
-//! `lease_duration - renew_every` (what is left of a Lease when a renewal is due): the renew
-//! deadline is shorter than the Lease, whether the API server answers or not.
+//! take it then. So besides renewing, the holder reads the Lease itself and gives up when it is
+//! taken, or when the renewal it last saw leaves less than half of `lease_duration -
+//! renew_every` (what is left of a Lease when a renewal is due): the renew deadline is shorter
+//! than the Lease, whether the API server answers or not. A renewal is seen only through those
+//! reads, so they come four times between the moment a renewal is due and that margin (every
+//! 1.25 s by default): read once per `renew_every`, a read that just missed a renewal left the
+//! next one due as the margin ran out, and a healthy leader stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,12 @@ impl LeaderConfig {
     /// The least that may be left of the Lease: with less, the holder stops.
     pub fn margin(&self) -> Duration {
         self.grace() / 2
+    }
+
+    /// How often the holder reads its Lease: several reads fall between a renewal (due with
+    /// `grace` left) and the moment the margin runs out.
+    fn read_every(&self) -> Duration {
+        ((self.grace() - self.margin()) / 4).max(Duration::from_millis(100))
     }
 }
 
@@ -210,7 +219,7 @@ impl Leader {
         // Reads of the Lease run on their own, so a read the API server does not answer never
         // holds up the deadline.
         let (read_tx, mut reads) = tokio::sync::mpsc::channel(1);
-        let mut check = tokio::time::interval(config.renew_every);
+        let mut check = tokio::time::interval(config.read_every());
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let give_up = expires.checked_sub(config.margin()).unwrap_or(expires);
@@ -302,6 +311,20 @@ mod tests {
         let c = config(10, 10);
         assert_eq!(c.grace(), Duration::from_secs(1));
         assert!(c.margin() < c.grace());
+    }
+
+    #[test]
+    fn the_lease_is_read_several_times_between_a_renewal_and_the_margin() {
+        for (duration, renew) in [(15, 5), (10, 10), (60, 20), (2, 1)] {
+            let c = config(duration, renew);
+            // A renewal is due with `grace` left; the holder stops with `margin` left.
+            let window = c.grace() - c.margin();
+            assert!(
+                window >= c.read_every() * 3,
+                "{duration}/{renew}: {window:?} for reads every {:?}",
+                c.read_every()
+            );
+        }
     }
 
     #[test]
