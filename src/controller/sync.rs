@@ -110,11 +110,7 @@ fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp
     memberships.chain(project_memberships).collect()
 }
 
-/// The uid of the object a store source belongs to: an admin membership that a
-/// SubOrganization names is keyed `<uid>#admin:<email>`.
-pub fn source_object(source: &str) -> &str {
-    source.split_once('#').map_or(source, |(uid, _)| uid)
-}
+pub use crate::store::source_object;
 
 #[derive(Default)]
 struct State {
@@ -524,10 +520,13 @@ impl Syncer {
         // Containers left out for a conflict keep their rows, as refused ones do, and so do
         // those that could not be read: a binary older than its CRDs must not delete them.
         let mut left_out: BTreeMap<String, Option<&'static str>> = unreadable
-            .into_iter()
+            .iter()
             .filter(|(key, _)| crate::rows::is_container(&key.kind))
-            .map(|(_, uid)| (uid, None))
+            .map(|(_, uid)| (uid.clone(), None))
             .collect();
+        // Objects that exist though the rules do not see them: unreadable, or left out for a
+        // conflict. Their rows are not orphaned ([`Desired::live`]).
+        let mut unseen: HashSet<String> = unreadable.into_iter().map(|(_, uid)| uid).collect();
         let options = ApplyOptions {
             prune: true,
             adopt: self.adopt,
@@ -539,6 +538,7 @@ impl Syncer {
             let outcome = crate::domain::check(&set, now);
             let mut desired = desired_from(&set, &outcome.accepted, now);
             desired.kept.extend(left_out.clone());
+            desired.live.extend(unseen.iter().cloned());
             let rules = t.elapsed();
             let before = carried.as_ref().map(|c| c.written);
             let applied = store.apply_after(&desired, before, options).await;
@@ -578,6 +578,7 @@ impl Syncer {
                         this_pass.insert(object.clone());
                         left_out
                             .extend(crate::rows::kept_entry(&set, key).map(|(k, p)| (k, Some(p))));
+                        unseen.insert(object.clone());
                         remove(&mut set, key);
                         set.rejected.insert(key.clone());
                         conflicts.insert(object, message);

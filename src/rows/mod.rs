@@ -17,7 +17,7 @@ mod owned;
 mod projects;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -41,7 +41,27 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
     projects::add(set, accepted, now, &keys, &explicit, &mut d);
     owned::keep_members_of_owner(&mut d);
     kept(set, accepted, &mut d);
+    live(set, &mut d);
     d
+}
+
+/// Every object of `set`: they exist, so a row one of them no longer asks for is deleted, not
+/// orphaned ([`Desired::live`]).
+fn live(set: &ObjectSet, d: &mut Desired) {
+    fn add<K: kube::Resource<DynamicType = ()>>(objects: &[K], live: &mut HashSet<String>) {
+        live.extend(objects.iter().map(values::source_key));
+    }
+    let l = &mut d.live;
+    add(&set.organizations, l);
+    add(&set.sub_organizations, l);
+    add(&set.memberships, l);
+    add(&set.groups, l);
+    add(&set.identities, l);
+    add(&set.connections, l);
+    add(&set.gateways, l);
+    add(&set.relays, l);
+    add(&set.projects, l);
+    add(&set.project_memberships, l);
 }
 
 /// The containers of `set` (organizations, groups, identities, app connections, gateways,

@@ -33,7 +33,7 @@ pub(crate) async fn compute(
     let mut changes = Vec::new();
     let kept = plan_tables(&stored, desired, changed.as_ref(), options, &mut changes)?;
     if options.prune {
-        prune(&stored, kept, &mut changes);
+        prune(&stored, kept, &desired.live, &mut changes);
     }
     Ok(Plan { changes })
 }
@@ -153,8 +153,11 @@ fn plan_tables<'d>(
 }
 
 /// Plans the removal of what is no longer desired, what uses a row before the row: the
-/// database would refuse the row's removal otherwise.
-fn prune(stored: &Stored, kept: Kept<'_>, changes: &mut Vec<Change>) {
+/// database would refuse the row's removal otherwise. A row of a `live` object is deleted
+/// whatever its policy (see [`Desired::live`]); organizations of live objects are desired or
+/// kept, never pruned.
+fn prune(stored: &Stored, kept: Kept<'_>, live: &HashSet<String>, changes: &mut Vec<Change>) {
+    let first = changes.len();
     let orgs = &kept.orgs;
     project_members::prune(&stored.members, &kept.members, &stored.projects, changes);
     let projects = kept.projects.into_values().collect();
@@ -170,8 +173,28 @@ fn prune(stored: &Stored, kept: Kept<'_>, changes: &mut Vec<Change>) {
     );
     owned::prune(&stored.owned, &kept.owned, orgs, changes);
     let slug_by_id = organizations::slugs(&stored.orgs);
-    memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
+    memberships::prune(
+        &stored.memberships,
+        &kept.memberships,
+        live,
+        &slug_by_id,
+        changes,
+    );
     organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
+    for c in &mut changes[first..] {
+        if let Op::OrphanRow { table, id } = &c.op
+            && *table != plan::Table::Organizations
+            && c.source
+                .as_deref()
+                .is_some_and(|s| live.contains(super::source_object(s)))
+        {
+            c.op = Op::DeleteRow {
+                table: *table,
+                id: id.clone(),
+            };
+            c.action = plan::Action::Delete;
+        }
+    }
 }
 
 /// Carries out a plan on a connection inside a transaction. A row the database refuses (a

@@ -3,7 +3,7 @@
 //! sees a Kubernetes object. `crate::rows` builds them from the objects the rules accepted;
 //! tests and benchmarks build them by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// An organization as the store should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,11 @@ pub struct Desired {
     /// written (the value here, when the object could be read), so that deleting the object
     /// does what it says. Memberships are never kept: access follows only what is accepted.
     pub kept: BTreeMap<String, Option<&'static str>>,
+    /// Keys of every object that exists and is not being deleted, accepted or not. A row of
+    /// one of them that no longer stays is deleted whatever its deletion policy: `Orphan`
+    /// applies when the object is deleted, and a grant its object no longer makes (a refused
+    /// membership, an admin taken off a list) must not stay behind as access.
+    pub live: HashSet<String>,
 }
 
 /// Every row one source wants, table by table: two desired states are compared by it, one
@@ -244,6 +249,12 @@ impl Desired {
             project_memberships: of(&self.project_memberships, source, |r| &r.source_uid),
         }
     }
+}
+
+/// The key of the object a store source belongs to: an admin membership that a
+/// SubOrganization names is keyed `<uid>#admin:<email>`.
+pub fn source_object(source: &str) -> &str {
+    source.split_once('#').map_or(source, |(uid, _)| uid)
 }
 
 /// What follows the object's key in the source of a membership a SubOrganization makes for

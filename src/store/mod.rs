@@ -48,7 +48,7 @@ pub(crate) use desired::{ADMIN_SOURCE, INVITE_SOURCE};
 pub use desired::{
     Desired, DesiredGroup, DesiredGroupMember, DesiredMembership, DesiredOrg, DesiredOwned,
     DesiredProject, DesiredProjectMembership, DesiredResource, DesiredSubjectMembership,
-    ProjectSubject, SourceRows,
+    ProjectSubject, SourceRows, source_object,
 };
 pub use dsn::{Backend, Dsn};
 pub use error::{ObjectConflict, StoreError};

@@ -6,7 +6,9 @@ use std::path::Path;
 use sqlx::Row;
 use suborg::manifest::Loader;
 use suborg::rows::desired_from;
-use suborg::store::{Action, ApplyOptions, Backend, Desired, SqlStore, Store, StoreError};
+use suborg::store::{
+    Action, ApplyOptions, Backend, Desired, SqlStore, Store, StoreError, source_object,
+};
 
 /// A throwaway store; the SQLite file lives as long as this value.
 struct Fresh {
@@ -284,7 +286,15 @@ async fn prune_follows_the_deletion_policy() {
             .map(|o| o.source_uid.clone())
             .collect();
         less.organizations.retain(|o| !gone.contains(&o.source_uid));
+        for m in less
+            .memberships
+            .iter()
+            .filter(|m| gone.contains(&m.organization))
+        {
+            less.live.remove(source_object(&m.source_uid));
+        }
         less.memberships.retain(|m| !gone.contains(&m.organization));
+        less.live.retain(|s| !gone.contains(s));
         assert!(
             store.apply(&less, OPTS).await.unwrap().is_empty(),
             "without --prune nothing goes"
@@ -382,6 +392,70 @@ async fn an_orphaned_row_that_rule_9_removes_is_reported_deleted() {
                 "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'erin@acme.example'"
             )
             .await,
+            0,
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
+/// `Orphan` applies when an object is deleted. A row its object, still there, no longer asks
+/// for (a membership refused, an admin taken off an `Orphan` sub-organization's list) is
+/// access that must go: it is deleted whatever the policy.
+#[tokio::test]
+async fn a_row_a_live_object_no_longer_asks_for_is_deleted_whatever_its_policy() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let mut full = acme();
+        let marketing = full
+            .organizations
+            .iter()
+            .find(|o| o.source_name == "marketing")
+            .unwrap()
+            .source_uid
+            .clone();
+        // A member of engineering whose own policy is Orphan.
+        let carol = full
+            .memberships
+            .iter_mut()
+            .find(|m| {
+                m.organization != marketing
+                    && m.source_uid.contains("carol")
+                    && !m.source_uid.contains('#')
+            })
+            .expect("carol has a membership of her own");
+        carol.deletion_policy = "Orphan";
+        let carol = carol.source_uid.clone();
+        store.apply(&full, PRUNE).await.unwrap();
+        let erin = format!("{marketing}#admin:erin@acme.example");
+        let mut less = full.clone();
+        less.memberships
+            .retain(|m| m.source_uid != erin && m.source_uid != carol);
+        // Deleted objects: their policy holds.
+        let mut deleted = less.clone();
+        deleted.live.clear();
+        let plan = store.plan(&deleted, PRUNE).await.unwrap();
+        assert_eq!(plan.count(Action::Orphan), 2, "{}: {plan:#?}", f.dsn);
+        // Still there (`live`, as the rows of the objects build it): gone.
+        assert!(less.live.contains(&marketing) && less.live.contains(&carol));
+        let plan = store.apply(&less, PRUNE).await.unwrap();
+        let gone: Vec<(Action, &str)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.action, c.source.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            gone,
+            [
+                (Action::Delete, carol.as_str()),
+                (Action::Delete, erin.as_str())
+            ],
+            "{}: {plan:#?}",
+            f.dsn
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM memberships WHERE managed = 0").await,
             0,
             "{}",
             f.dsn
@@ -1726,6 +1800,12 @@ async fn an_orphaned_invite_keeps_the_membership_it_needs() {
         );
         store.apply(&d, PRUNE).await.unwrap();
         let mut gone = d.clone();
+        let pm = d
+            .project_memberships
+            .iter()
+            .find(|m| m.source_name == "billing-heidi")
+            .unwrap();
+        gone.live.remove(&pm.source_uid); // deleted
         gone.project_memberships
             .retain(|m| m.source_name != "billing-heidi");
         gone.memberships.retain(|m| m.email != "heidi@acme.example");
@@ -1855,6 +1935,7 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
         assert_eq!(fields, [(conn, &["deletionPolicy"][..])], "{}", f.dsn);
         let mut deleted = orphan.clone();
         deleted.kept.remove(conn);
+        deleted.live.remove(conn);
         let plan = store.apply(&deleted, PRUNE).await.unwrap();
         assert_eq!(plan.count(Action::Orphan), 1, "{}: {plan:#?}", f.dsn);
         assert_eq!(

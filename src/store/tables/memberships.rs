@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::AnyConnection;
 
 use super::organizations::Orgs;
-use crate::store::desired::DesiredMembership;
+use crate::store::desired::{DesiredMembership, source_object};
 use crate::store::dsn::Backend;
 use crate::store::plan::{
     ApplyOptions, Change, Op, PlanError, Sourced, Table, Users, by_source, constraint_message,
@@ -232,6 +232,7 @@ pub(crate) fn plan<'d>(
 pub(crate) fn prune(
     rows: &[MembershipRow],
     wanted: &HashSet<&str>,
+    live: &HashSet<String>,
     slug_by_id: &HashMap<&str, &str>,
     changes: &mut Vec<Change>,
 ) {
@@ -251,9 +252,20 @@ pub(crate) fn prune(
     // with it, in the same transaction (rule 9; the database cascades). One of those that its
     // own policy (or its sub-organization's, for an admin) would leave in place is deleted all
     // the same, and said so: an `Orphaned` Event for a row the cascade removes would be false.
+    // Orphan applies to a row whose object is deleted: one whose object still exists goes.
+    fn policy<'r>(r: &'r MembershipRow, live: &HashSet<String>) -> &'r str {
+        if r.source_uid
+            .as_deref()
+            .is_some_and(|s| live.contains(source_object(s)))
+        {
+            "Delete"
+        } else {
+            &r.deletion_policy
+        }
+    }
     let leaving: HashSet<(&str, &str)> = gone
         .iter()
-        .filter(|r| r.organization_id == r.root_id && r.deletion_policy != "Orphan")
+        .filter(|r| r.organization_id == r.root_id && policy(r, live) != "Orphan")
         .map(|r| (r.root_id.as_str(), r.email.as_str()))
         .collect();
     for row in gone {
@@ -265,7 +277,7 @@ pub(crate) fn prune(
         let policy = if leaving.contains(&(row.root_id.as_str(), row.email.as_str())) {
             "Delete"
         } else {
-            row.deletion_policy.as_str()
+            policy(row, live)
         };
         changes.push(removal(
             Table::Memberships,
