@@ -464,6 +464,70 @@ async fn a_row_a_live_object_no_longer_asks_for_is_deleted_whatever_its_policy()
     }
 }
 
+/// A row whose object is gone passes to the same object re-created (a new uid: restored from a
+/// backup, replaced), never to another object that happens to take the same slug: that one
+/// would inherit the row's id and everything hanging off it.
+#[tokio::test]
+async fn a_row_passes_only_to_the_object_that_made_it() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, PRUNE).await.unwrap();
+        let api = "Project/team-engineering/api";
+        let id = id_of(&store, "projects", "source_uid", api).await;
+        let eng = full.organizations[1].clone();
+        for (what, other) in [("project", true), ("sub-organization", false)] {
+            let mut d = full.clone();
+            if other {
+                let p = d.projects.iter_mut().find(|p| p.source_uid == api).unwrap();
+                p.source_uid = "Project/team-engineering/thief".into();
+                p.source_name = "thief".into();
+                p.name = "team-engineering/thief".into();
+            } else {
+                let o = d
+                    .organizations
+                    .iter_mut()
+                    .find(|o| o.source_uid == eng.source_uid)
+                    .unwrap();
+                o.source_uid = "SubOrganization/other".into();
+                o.source_name = "other".into();
+            }
+            match store.apply(&d, PRUNE).await {
+                Err(StoreError::SourceConflicts { conflicts }) => {
+                    assert!(
+                        conflicts
+                            .iter()
+                            .any(|c| c.message.contains("held in the store by")),
+                        "{}: {what}: {conflicts:?}",
+                        f.dsn
+                    );
+                }
+                other => panic!("{}: {what}: {other:?}", f.dsn),
+            }
+        }
+        assert_eq!(id_of(&store, "projects", "source_uid", api).await, id);
+        // The same project re-created: a new uid, its own name.
+        let mut again = full.clone();
+        let p = again
+            .projects
+            .iter_mut()
+            .find(|p| p.source_uid == api)
+            .unwrap();
+        p.source_uid = "uid-of-the-restored-api".into();
+        for m in &mut again.project_memberships {
+            if m.project == api {
+                m.project = "uid-of-the-restored-api".into();
+            }
+        }
+        store.apply(&again, PRUNE).await.unwrap();
+        assert_eq!(
+            id_of(&store, "projects", "source_uid", "uid-of-the-restored-api").await,
+            id
+        );
+        store.close().await;
+    }
+}
+
 /// One apply names every object of a table whose rows conflict, not only the first, and not
 /// the objects that merely depend on one (a sub-organization of a root in conflict): the caller
 /// leaves them all out at once and the rest goes in on the next pass.
@@ -1914,6 +1978,14 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
             Err(StoreError::SourceConflicts { conflicts }) => {
                 assert_eq!(conflicts.len(), 1, "{}: {conflicts:?}", f.dsn);
                 assert_eq!(conflicts[0].uid, "Project/team-engineering/api-twin");
+                assert!(
+                    conflicts[0]
+                        .message
+                        .contains("held in the store by Project team-engineering/api"),
+                    "{}: {}",
+                    f.dsn,
+                    conflicts[0].message
+                );
             }
             other => panic!("{}: {other:?}", f.dsn),
         }

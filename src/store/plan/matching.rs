@@ -80,6 +80,22 @@ pub(crate) fn row_for<'r, R: Sourced, K: Eq + std::hash::Hash>(
         .or_else(|| by_key.get(key).copied().filter(|r| r.claimable(wanted)))
 }
 
+/// Another object's managed row holding the natural key `key` that `source` may not take
+/// over: its object still wants or keeps it, or is gone but was not the same object (`same`
+/// tells). A delete-and-recreate takes its row back; another object with the same slug does
+/// not inherit a row, its id and what hangs off it.
+pub(crate) fn held_by_another<'r, R: Sourced, K: Eq + std::hash::Hash>(
+    by_key: &HashMap<K, &'r R>,
+    key: &K,
+    source: &str,
+    wanted: &HashSet<&str>,
+    same: impl Fn(&R) -> bool,
+) -> Option<&'r R> {
+    let r = by_key.get(key).copied()?;
+    let theirs = r.managed() && r.source().is_some_and(|s| s != source);
+    (theirs && (r.source().is_some_and(|s| wanted.contains(s)) || !same(r))).then_some(r)
+}
+
 /// The sources whose stored rows no other source may take over: those `desired` and those
 /// `kept` as they are.
 pub(crate) fn wanted<'a>(

@@ -7,8 +7,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::store::desired::DesiredOrg;
 use crate::store::plan::{
-    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id,
-    removal, row_for, sourced, wanted,
+    ApplyOptions, Change, Conflicts, Op, PlanError, Sourced, Table, by_source, held_by_another,
+    keep_rows, new_id, removal, row_for, sourced, wanted,
 };
 
 sourced!(OrgRow);
@@ -16,6 +16,7 @@ sourced!(OrgRow);
 pub(crate) struct OrgRow {
     id: String,
     source_uid: Option<String>,
+    source_name: Option<String>,
     managed: bool,
     parent_id: Option<String>,
     root_id: String,
@@ -28,7 +29,7 @@ pub(crate) struct OrgRow {
 
 pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<OrgRow>, sqlx::Error> {
     Ok(sqlx::query(
-        "SELECT id, source_uid, managed, parent_id, root_id, slug, display_name, auth, member_namespaces, deletion_policy FROM organizations",
+        "SELECT id, source_uid, managed, parent_id, root_id, slug, display_name, auth, member_namespaces, deletion_policy, source_name FROM organizations",
     )
     .fetch_all(&mut *conn)
     .await?
@@ -44,6 +45,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<OrgRow>, sqlx::
         auth: r.get(7),
         member_namespaces: r.get(8),
         deletion_policy: r.get(9),
+        source_name: r.get(10),
     })
     .collect())
 }
@@ -197,6 +199,19 @@ fn plan_one<'d>(
     // Else the same slug under the same parent: the object was renamed (a new source) or the
     // row predates suborg.
     let key = (parent_id.as_deref(), o.slug.as_str());
+    if !owners.contains_key(o.source_uid.as_str())
+        && let Some(holder) = held_by_another(by_slug, &key, &o.source_uid, wanted, |r| {
+            r.source_name.as_deref() == Some(o.source_name.as_str())
+        })
+    {
+        return Err(PlanError::Conflict(
+            Some(o.source_uid.clone()),
+            format!(
+                "organization {target}: its slug is held in the store by another object ({:?}), whose row does not pass to this one: delete that object (and wait for it to go) or choose another slug",
+                holder.source_name.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
     match row_for(owners, by_slug, &o.source_uid, &key, wanted) {
         Some(row) => {
             let change = update(row, o, parent_id, target, options)?;

@@ -9,8 +9,8 @@ use super::organizations::Orgs;
 use super::resources::same_org_ref;
 use crate::store::desired::DesiredProject;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id, plan_each,
-    removal, row_for, sourced, wanted,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, held_by_another, keep_rows,
+    new_id, plan_each, removal, row_for, sourced, wanted,
 };
 
 sourced!(ProjectRow);
@@ -109,6 +109,18 @@ pub(crate) fn plan(
             .filter_map(|uid| resource_ids.get(uid).cloned())
             .collect();
         let key = (org_id.as_str(), p.slug.as_str());
+        if !owners.contains_key(p.source_uid.as_str())
+            && let Some(holder) =
+                held_by_another(&by_slug, &key, &p.source_uid, &wanted, |r| r.name == p.name)
+        {
+            return Err(PlanError::Conflict(
+                Some(p.source_uid.clone()),
+                format!(
+                    "project {target}: its slug is held in the store by Project {}, whose row does not pass to this one: delete that project (and wait for it to go) or choose another slug",
+                    holder.name
+                ),
+            ));
+        }
         match row_for(&owners, &by_slug, &p.source_uid, &key, &wanted) {
             Some(row) => {
                 let used = existing.connections.get(&row.id);
