@@ -601,13 +601,17 @@ impl Syncer {
         let sources: Option<HashSet<&str>> =
             plan.changes.iter().map(|c| c.source.as_deref()).collect();
         // Rows the plan changed although their object wants what it wanted at the last sync:
-        // changed outside suborg, whatever set this sync off.
+        // changed outside suborg, whatever set this sync off. An object that wants no row
+        // (gone, refused, kept as it is) has nothing to drift from.
         let drifted: HashSet<String> = match &carried {
             Some(c) if plan.changes.len() <= DRIFT_CHECKED_AT_MOST => plan
                 .changes
                 .iter()
                 .filter_map(|ch| ch.source.as_deref())
-                .filter(|s| c.written.rows_of(s) == desired.rows_of(s))
+                .filter(|s| {
+                    let now = desired.rows_of(s);
+                    !now.is_empty() && c.written.rows_of(s) == now
+                })
                 .map(str::to_owned)
                 .collect(),
             _ => HashSet::new(),

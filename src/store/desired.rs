@@ -232,6 +232,20 @@ pub struct SourceRows<'a> {
     project_memberships: Vec<&'a DesiredProjectMembership>,
 }
 
+impl SourceRows<'_> {
+    /// Whether the source wants no row at all: gone, refused or kept as it is.
+    pub fn is_empty(&self) -> bool {
+        self.organizations.is_empty()
+            && self.memberships.is_empty()
+            && self.groups.is_empty()
+            && self.identities.is_empty()
+            && self.subject_memberships.is_empty()
+            && self.resources.is_empty()
+            && self.projects.is_empty()
+            && self.project_memberships.is_empty()
+    }
+}
+
 impl Desired {
     /// The rows `source` wants. A scan of every table: for a few sources at a time.
     pub fn rows_of(&self, source: &str) -> SourceRows<'_> {

@@ -483,7 +483,15 @@ async fn a_namespace_label_change_moves_delegation() {
 #[tokio::test]
 async fn a_namespace_losing_delegation_keeps_its_projects_and_revokes_its_access() {
     let mut w = with_projects();
-    let syncer = w.syncer(Duration::from_secs(300));
+    let health = Arc::new(Health::default());
+    let syncer = Syncer::new(
+        w.caches.clone(),
+        w.dsn.clone(),
+        Duration::from_secs(300),
+        false,
+        None,
+        health.clone(),
+    );
     let before = syncer.sync().await;
     let api_id = before.index.projects["uid-api"].0.clone();
     let github_id = before.index.resources["uid-github"].clone();
@@ -558,6 +566,29 @@ async fn a_namespace_losing_delegation_keeps_its_projects_and_revokes_its_access
     assert_eq!(name(api_id.clone()).await, "Renamed while refused");
     let s = status::project(&api, &again, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
+
+    // Refused again, its policy set to Orphan, then deleted: the policy is the one thing
+    // written, the rows stay unmanaged, and none of it is drift.
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace("team-eng", &[])));
+    api.spec.deletion_policy = DeletionPolicy::Orphan;
+    api.metadata.generation = Some(3);
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(api.clone()))));
+    let orphan = syncer.sync().await;
+    assert_eq!(orphan.index.projects["uid-api"].0, api_id);
+    w.projects
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(api.clone()))));
+    let gone = syncer.sync().await;
+    assert!(!gone.index.projects.contains_key("uid-api"));
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM projects WHERE id = $1 AND managed = 0")
+        .bind(&api_id)
+        .fetch_one(store.pool())
+        .await
+        .map(|r| sqlx::Row::get(&r, 0))
+        .unwrap();
+    assert_eq!(left, 1, "the project's row is left in place");
+    assert_eq!(drift_corrected(&health), 0);
     store.close().await;
 }
 
