@@ -102,6 +102,7 @@ fn check_groups<'a>(
     }
     let decided = decide(&fine, &nested);
     name_cycles(set, &nested, &decided, out);
+    left_out_nested(set, &nested, &decided, out);
 
     let mut groups = HashMap::with_capacity(n);
     for (i, g) in set.groups.iter().enumerate() {
@@ -305,9 +306,12 @@ fn member_id(member: &GroupMember, ns: &str) -> String {
     }
 }
 
-/// Decides groups from the leaves up: a group is accepted when it is `fine` and every group it
-/// nests is accepted. Per group, whether it is accepted; `None` for what is left undecided,
-/// which lies on a cycle or contains one.
+/// Decides groups from the leaves up: a group is accepted when it is `fine`, once every group
+/// it nests is decided. A nested group refused on its own is left out of it (and said so: see
+/// [`left_out_nested`]), as a user whose membership is refused is: one team's broken group must
+/// not take away the access everyone else has through the group that lists it. Per group,
+/// whether it is accepted; `None` for what is left undecided, which lies on a cycle or
+/// contains one.
 fn decide(fine: &[bool], nested: &[Vec<usize>]) -> Vec<Option<bool>> {
     let n = fine.len();
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -321,7 +325,7 @@ fn decide(fine: &[bool], nested: &[Vec<usize>]) -> Vec<Option<bool>> {
     let mut decided: Vec<Option<bool>> = vec![None; n];
     let mut queue: VecDeque<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
     while let Some(i) = queue.pop_front() {
-        decided[i] = Some(fine[i] && nested[i].iter().all(|&k| decided[k] == Some(true)));
+        decided[i] = Some(fine[i]);
         for &p in &parents[i] {
             pending[p] -= 1;
             if pending[p] == 0 {
@@ -330,6 +334,42 @@ fn decide(fine: &[bool], nested: &[Vec<usize>]) -> Vec<Option<bool>> {
         }
     }
     decided
+}
+
+/// Warns on each accepted group about the groups it nests that were refused: they are left out
+/// of it (with their members) until they are accepted.
+fn left_out_nested(
+    set: &ObjectSet,
+    nested: &[Vec<usize>],
+    decided: &[Option<bool>],
+    out: &mut Outcome,
+) {
+    for (i, kids) in nested.iter().enumerate() {
+        if decided[i] != Some(true) {
+            continue;
+        }
+        let g = &set.groups[i];
+        let ns = g.metadata.namespace.as_deref().unwrap_or_default();
+        for &k in kids.iter().filter(|&&k| decided[k] != Some(true)) {
+            let (kns, kname) = ns_name(&set.groups[k]);
+            let id = format!("{kns}/{kname}");
+            let j = g
+                .spec
+                .members
+                .iter()
+                .position(|m| m.kind == GroupMemberKind::Group && member_id(m, ns) == id)
+                .unwrap_or_default();
+            out.problems.push(Problem::warning(
+                Reason::GroupMemberNotInOrganization,
+                &group_key(g),
+                format!("spec.members[{j}]"),
+                format!(
+                    "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is",
+                    g.name_any()
+                ),
+            ));
+        }
+    }
 }
 
 /// Reports each cycle among the undecided groups once, on every group of it: walks from an

@@ -70,7 +70,7 @@
 //! | `InvalidTemporaryAccess` | [`temporary`] `check_roles`; the schema: `manifest::cel_reason` |
 //! | `RoleExpired` (a warning) | [`temporary`] `check_roles` |
 //! | `DuplicateGroupMember` (an error that keeps the group) | [`groups`] `PlacedGroup::check_members` |
-//! | `GroupMemberNotInOrganization` (a warning) | [`groups`] `PlacedGroup::user` |
+//! | `GroupMemberNotInOrganization` (a warning) | [`groups`] `PlacedGroup::user`, `left_out_nested` |
 //! | `NestedGroupNotAllowed`, `NestedGroupOutsideOrganization` | [`groups`] `PlacedGroup::nested_group` |
 //! | `GroupCycle` | [`groups`] `PlacedGroup::nested_group` (a group listing itself) and `name_cycles` |
 //! | `SecretOutsideNamespace` | [`resources`] `check_kind` |

@@ -330,6 +330,56 @@ fn nesting_is_for_a_sub_organization_own_groups() {
     assert_eq!(o.accepted.groups, [0, 2, 3]);
 }
 
+/// A nested group refused on its own (here: its namespace lost its delegation) is left out of
+/// the group that lists it, with a warning, like a user whose membership is refused: the outer
+/// group, and everyone's access through it, stays.
+#[test]
+fn a_refused_nested_group_is_left_out_and_the_group_stays() {
+    let mut set = base();
+    set.namespaces
+        .insert("team-eng-2".into(), Default::default());
+    set.groups.push(group(
+        "team-eng-2",
+        "leads",
+        Sub,
+        "eng",
+        vec![user("carol@x.io")],
+    ));
+    let mut leads = nested("leads");
+    leads.namespace = Some("team-eng-2".into());
+    set.groups.push(group(
+        "team-eng",
+        "all",
+        Sub,
+        "eng",
+        vec![user("carol@x.io"), leads],
+    ));
+    let o = check(&set, now());
+    let mut got = problems(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("all".into(), Reason::GroupMemberNotInOrganization),
+            ("leads".into(), Reason::NamespaceNotAllowed)
+        ]
+    );
+    assert_eq!(o.accepted.groups, [1], "all stays, leads is refused");
+    let m = message(&o, Reason::GroupMemberNotInOrganization);
+    assert!(
+        m.contains("\"team-eng-2/leads\" is not accepted") && m.contains("left out"),
+        "{m}"
+    );
+    let field = o
+        .problems
+        .iter()
+        .find(|p| p.reason == Reason::GroupMemberNotInOrganization)
+        .unwrap()
+        .field
+        .clone();
+    assert_eq!(field, "spec.members[1]");
+}
+
 #[test]
 fn cycles_are_named_and_self_membership_refused() {
     let mut set = base();
