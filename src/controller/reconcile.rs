@@ -347,7 +347,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
         )));
     }
     ctx.written.forget(&*o);
-    tracing::info!(kind = K::KIND, name = %o.name_any(), "rows removed from the store; finalizer released");
+    tracing::info!(kind = K::KIND, name = %o.name_any(), "rows released from the store (deleted, or left unmanaged by deletionPolicy: Orphan); finalizer released");
     Ok(None)
 }
 

@@ -55,7 +55,7 @@ pub fn verdict(
     let kept_note = |mut message: String| {
         if kept {
             message.push_str(
-                "; its rows stay in the store as last synced, unchanged until this is resolved (delete the object to remove them)",
+                "; its rows stay in the store as last synced, neither updated nor corrected if changed outside suborg, until this is resolved (delete the object to remove them)",
             );
         }
         message

@@ -121,7 +121,7 @@ pub fn kept_entry(set: &ObjectSet, key: &ObjectKey) -> Option<(String, &'static 
     }
 }
 
-/// Whether `kind` is a [`Container`]'s.
+/// Whether `kind` holds things (as opposed to granting access): kept while refused.
 pub fn is_container(kind: &str) -> bool {
     matches!(
         kind,
