@@ -151,6 +151,30 @@ pub(crate) fn keep_rows<'r, R: Sourced>(
     out
 }
 
+/// [`keep_rows`] for a table whose plan maps sources to row ids: the kept rows join `ids`.
+pub(crate) fn keep_ids<R: Sourced>(
+    table: Table,
+    rows: &[R],
+    kept: &BTreeMap<String, Option<&'static str>>,
+    ids: &mut HashMap<String, String>,
+    stays: impl Fn(&R) -> bool,
+    target: impl Fn(&R) -> String,
+    changes: &mut Vec<Change>,
+) {
+    let found = keep_rows(
+        table,
+        rows,
+        kept,
+        |s| ids.contains_key(s),
+        stays,
+        target,
+        changes,
+    );
+    for (source, row) in found {
+        ids.insert(source.to_owned(), row.id().to_owned());
+    }
+}
+
 /// Implements [`Sourced`] for row types with `id`, `managed`, `source_uid` and
 /// `deletion_policy` fields (where
 /// `Sourced` is in scope).

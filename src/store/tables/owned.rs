@@ -10,8 +10,8 @@ use super::organizations::Orgs;
 use crate::store::desired::{Desired, DesiredGroupMember, DesiredOwned};
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all,
-    keep_rows, new_id, placeholders, plan_each, removal, row_for, sourced, wanted,
+    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, keep_ids,
+    new_id, placeholders, plan_each, removal, row_for, sourced, wanted,
 };
 
 sourced!(OwnedRow);
@@ -208,18 +208,15 @@ fn plan_table(
         }
         Ok(())
     })?;
-    let kept = keep_rows(
+    keep_ids(
         table,
         rows,
         kept,
-        |s| ids.contains_key(s),
+        &mut ids,
         |r| orgs.stays(&r.organization_id),
         |r| format!("{} in {}", r.name, orgs.name(&r.organization_id)),
         changes,
     );
-    for (source, row) in kept {
-        ids.insert(source.to_owned(), row.id.clone());
-    }
     Ok(ids)
 }
 

@@ -9,7 +9,7 @@ use super::organizations::Orgs;
 use super::resources::same_org_ref;
 use crate::store::desired::DesiredProject;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, held_by_another, keep_rows,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, held_by_another, keep_ids,
     new_id, plan_each, removal, row_for, sourced, wanted,
 };
 
@@ -154,18 +154,15 @@ pub(crate) fn plan(
         }
         Ok(())
     })?;
-    let kept = keep_rows(
+    keep_ids(
         Table::Projects,
         rows,
         kept,
-        |s| ids.contains_key(s),
+        &mut ids,
         |r| orgs.stays(&r.organization_id),
         |r| format!("{} in {}", r.slug, orgs.name(&r.organization_id)),
         changes,
     );
-    for (source, row) in kept {
-        ids.insert(source.to_owned(), row.id.clone());
-    }
     Ok(ids)
 }
 

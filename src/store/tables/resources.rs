@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::organizations::Orgs;
 use crate::store::desired::DesiredResource;
 use crate::store::plan::{
-    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, keep_rows, new_id, plan_each,
+    ApplyOptions, Change, Op, PlanError, Sourced, Table, by_source, keep_ids, new_id, plan_each,
     removal, row_for, sourced, wanted,
 };
 
@@ -105,18 +105,15 @@ pub(crate) fn plan(
         }
         Ok(())
     })?;
-    let kept = keep_rows(
+    keep_ids(
         Table::Resources,
         rows,
         kept,
-        |s| ids.contains_key(s),
+        &mut ids,
         |r| orgs.stays(&r.organization_id),
         |r| format!("{} {} in {}", r.kind, r.name, orgs.name(&r.organization_id)),
         changes,
     );
-    for (source, row) in kept {
-        ids.insert(source.to_owned(), row.id.clone());
-    }
     Ok(ids)
 }
 
