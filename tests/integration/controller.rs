@@ -149,6 +149,18 @@ impl World {
         self.syncer_on(&self.dsn, resync)
     }
 
+    /// A syncer whose metrics go to `health`.
+    fn syncer_counted(&self, health: Arc<Health>) -> Syncer {
+        Syncer::new(
+            self.caches.clone(),
+            self.dsn.clone(),
+            Duration::from_secs(300),
+            false,
+            None,
+            health,
+        )
+    }
+
     fn syncer_on(&self, dsn: &str, resync: Duration) -> Syncer {
         Syncer::new(
             self.caches.clone(),
@@ -484,14 +496,7 @@ async fn a_namespace_label_change_moves_delegation() {
 async fn a_namespace_losing_delegation_keeps_its_projects_and_revokes_its_access() {
     let mut w = with_projects();
     let health = Arc::new(Health::default());
-    let syncer = Syncer::new(
-        w.caches.clone(),
-        w.dsn.clone(),
-        Duration::from_secs(300),
-        false,
-        None,
-        health.clone(),
-    );
+    let syncer = w.syncer_counted(health.clone());
     let before = syncer.sync().await;
     let api_id = before.index.projects["uid-api"].0.clone();
     let github_id = before.index.resources["uid-github"].clone();
@@ -1978,14 +1983,7 @@ fn drift_corrected(health: &Health) -> u64 {
 async fn a_row_changed_outside_suborg_is_drift_even_when_a_change_elsewhere_rewrites_it() {
     let mut w = acme();
     let health = Arc::new(Health::default());
-    let syncer = Syncer::new(
-        w.caches.clone(),
-        w.dsn.clone(),
-        Duration::from_secs(300),
-        false,
-        None,
-        health.clone(),
-    );
+    let syncer = w.syncer_counted(health.clone());
     syncer.sync().await;
     let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
     sqlx::query("UPDATE organizations SET display_name = 'Hijacked' WHERE slug = 'eng'")
