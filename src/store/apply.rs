@@ -259,3 +259,47 @@ pub(crate) async fn execute(
     }
     Ok(())
 }
+
+/// After [`execute`], in its transaction: a row the plan left in place by an `Orphan` policy
+/// but that the database removed by cascade in the same transaction (its user left the root
+/// or the organization, its project or organization was deleted) is reported as deleted. An
+/// `Orphaned` Event for a row that is gone would be false.
+pub(crate) async fn settle_orphans(
+    conn: &mut AnyConnection,
+    plan: &mut Plan,
+    backend: Backend,
+) -> Result<(), sqlx::Error> {
+    let mut by_table: HashMap<&'static str, Vec<String>> = HashMap::new();
+    for c in &plan.changes {
+        if let Op::OrphanRow { table, id } = &c.op {
+            by_table.entry(table.name()).or_default().push(id.clone());
+        }
+    }
+    let mut gone: HashSet<String> = HashSet::new();
+    for (table, ids) in by_table {
+        for chunk in ids.chunks(plan::VALUES_PER_LIST) {
+            let sql = format!(
+                "SELECT id FROM {table} WHERE id IN ({})",
+                plan::parameters(backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let present: HashSet<String> = q.fetch_all(&mut *conn).await?.into_iter().collect();
+            gone.extend(chunk.iter().filter(|id| !present.contains(*id)).cloned());
+        }
+    }
+    for c in &mut plan.changes {
+        if let Op::OrphanRow { table, id } = &c.op
+            && gone.contains(id)
+        {
+            c.op = Op::DeleteRow {
+                table: *table,
+                id: id.clone(),
+            };
+            c.action = plan::Action::Delete;
+        }
+    }
+    Ok(())
+}

@@ -186,8 +186,9 @@ impl SqlStore {
         }
         let result = async {
             let conn = tx.acquire().await?;
-            let plan = apply::compute(conn, desired, before, options, self.dsn.backend).await?;
+            let mut plan = apply::compute(conn, desired, before, options, self.dsn.backend).await?;
             apply::execute(conn, &plan, self.dsn.backend).await?;
+            apply::settle_orphans(conn, &mut plan, self.dsn.backend).await?;
             Ok::<_, PlanError>(plan)
         }
         .await;

@@ -400,6 +400,52 @@ async fn an_orphaned_row_that_rule_9_removes_is_reported_deleted() {
     }
 }
 
+/// A row an `Orphan` policy leaves in place but the database removes in the same transaction
+/// (here a project membership whose user leaves the root) is reported deleted, not orphaned.
+#[tokio::test]
+async fn a_row_the_cascade_removes_is_not_reported_orphaned() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let mut full = acme();
+        let pm = full
+            .project_memberships
+            .iter_mut()
+            .find(|m| m.source_name == "billing-grace")
+            .expect("grace is in billing");
+        pm.deletion_policy = "Orphan";
+        let pm = pm.source_uid.clone();
+        store.apply(&full, PRUNE).await.unwrap();
+        let mut gone = full.clone();
+        gone.project_memberships.retain(|m| m.source_uid != pm);
+        gone.memberships.retain(|m| m.email != "grace@acme.example");
+        gone.live.clear(); // both objects deleted
+        let plan = store.apply(&gone, PRUNE).await.unwrap();
+        let grace: Vec<(Action, &str)> = plan
+            .changes
+            .iter()
+            .filter(|c| c.target.starts_with("grace@acme.example"))
+            .map(|c| (c.action, c.kind))
+            .collect();
+        assert_eq!(
+            grace,
+            [
+                (Action::Delete, "project membership"),
+                (Action::Delete, "membership")
+            ],
+            "{}: {plan:#?}",
+            f.dsn
+        );
+        assert!(
+            store
+                .access("grace@acme.example")
+                .await
+                .unwrap()
+                .is_none_or(|a| a.is_empty())
+        );
+        store.close().await;
+    }
+}
+
 /// `Orphan` applies when an object is deleted. A row its object, still there, no longer asks
 /// for (a membership refused, an admin taken off an `Orphan` sub-organization's list) is
 /// access that must go: it is deleted whatever the policy.
