@@ -67,7 +67,8 @@ pub struct SyncResult {
     /// The same, for each object with a temporary role still to start or end: when to look at
     /// that object again.
     pub next_changes: HashMap<ObjectKey, Timestamp>,
-    /// For a failure: how soon the sync is tried again.
+    /// For a failure, or objects left out for conflicts: how soon the sync is tried again
+    /// (5 s, doubling to 1 min, jittered), whether or not anything changed.
     pub retry: Option<Duration>,
     /// Objects held back by another object's problem, with what they wait for.
     pub waiting: HashMap<ObjectKey, String>,
@@ -116,6 +117,8 @@ pub use crate::store::source_object;
 struct State {
     /// Failed syncs in a row.
     failures: u32,
+    /// Syncs in a row that left objects out for conflicts.
+    conflicted: u32,
     fingerprint: Option<u64>,
     result: Option<Arc<SyncResult>>,
     synced_at: Option<Instant>,
@@ -360,7 +363,9 @@ impl Syncer {
         if result.failure.is_some() {
             result.retry.unwrap_or(FIRST_RETRY)
         } else {
-            self.resync
+            // A conflict is looked at again before the resync: the row in the way may be on
+            // its way out (its object deleted in the same sync), or be adopted.
+            result.retry.unwrap_or(self.resync).min(self.resync)
         }
     }
 
@@ -422,11 +427,13 @@ impl Syncer {
         }
         // Same objects and no temporary role due: anything the plan changes was changed in the
         // store behind suborg's back.
+        // Nor after objects were left out for conflicts: they may go in now.
         let drift = state.fingerprint == Some(fingerprint)
-            && state
-                .result
-                .as_ref()
-                .is_some_and(|r| r.failure.is_none() && r.next_change.is_none_or(|t| now < t));
+            && state.result.as_ref().is_some_and(|r| {
+                r.failure.is_none()
+                    && r.conflicts.is_empty()
+                    && r.next_change.is_none_or(|t| now < t)
+            });
         // The index and the memberships written are carried over from the last sync, and the
         // store read again only where they changed, except on the periodic resync and after a
         // failure, which read it whole.
@@ -469,6 +476,12 @@ impl Syncer {
             }
             None => {
                 state.failures = 0;
+                if result.conflicts.is_empty() {
+                    state.conflicted = 0;
+                } else {
+                    state.conflicted = state.conflicted.saturating_add(1);
+                    result.retry = Some(retry_after(state.conflicted));
+                }
                 "applied"
             }
         };

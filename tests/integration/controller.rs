@@ -634,6 +634,56 @@ async fn a_project_that_cannot_be_read_keeps_its_rows() {
     );
 }
 
+/// A project waiting for a slug that a kept (refused) project holds goes in soon after that
+/// one is deleted: the sync that deleted the holder's row left it out, and the next comes
+/// after a short retry, not at the resync. None of it is drift.
+#[tokio::test]
+async fn a_slug_freed_by_a_deleted_kept_project_is_taken_soon_and_is_not_drift() {
+    let mut w = with_projects();
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace(
+            "team-eng-2",
+            &[("suborg.io/organization", "eng")],
+        )));
+    let health = Arc::new(Health::default());
+    let syncer = w.syncer_counted(health.clone());
+    syncer.sync().await;
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace("team-eng", &[])));
+    let mut other = project(
+        "team-eng-2",
+        "api-2",
+        OrganizationKind::SubOrganization,
+        "eng",
+    );
+    other.spec.slug = Some("api".into());
+    let other = stored(other, "uid-api-2");
+    w.projects
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(other.clone()))));
+    let held = syncer.sync().await;
+    let message = held.conflicts.get("uid-api-2").cloned().unwrap_or_default();
+    assert!(
+        message.contains("held in the store by Project team-eng/api"),
+        "{message}"
+    );
+    assert!(
+        held.retry.is_some(),
+        "a conflict is looked at again before the resync"
+    );
+
+    let api = object(&w.caches.projects, "api");
+    w.projects
+        .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(api))));
+    let freed = syncer.sync().await;
+    assert!(!freed.index.projects.contains_key("uid-api"));
+    let retry = freed.retry.unwrap_or(Duration::ZERO);
+    tokio::time::sleep(retry + Duration::from_millis(50)).await;
+    let taken = syncer.sync().await;
+    assert!(taken.conflicts.is_empty(), "{:?}", taken.conflicts);
+    assert_eq!(taken.index.projects["uid-api-2"].1, "api");
+    assert_eq!(drift_corrected(&health), 0);
+}
+
 #[tokio::test]
 async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
     let w = acme();
