@@ -121,9 +121,10 @@ enum Nested {
     Group(usize),
     /// An error that rejects the listing group.
     Refused(Problem),
-    /// The listed group is rejected on its own and says why: the listing group is rejected
-    /// quietly.
-    Quiet,
+    /// A warning: the listed group does not exist, or is rejected on its own (and says why).
+    /// It is left out of the listing group, which stays, with the access everyone else has
+    /// through it, as a user whose membership is missing or refused is left out.
+    LeftOut(Problem),
 }
 
 /// One placed group, while its members are checked.
@@ -175,7 +176,7 @@ impl PlacedGroup<'_, '_> {
                         out.problems.push(p);
                         ok = false;
                     }
-                    Nested::Quiet => ok = false,
+                    Nested::LeftOut(p) => out.problems.push(p),
                 },
             }
         }
@@ -278,14 +279,23 @@ impl PlacedGroup<'_, '_> {
                 .rejected
                 .contains(&ObjectKey::namespaced("Group", mns, mname)) =>
             {
-                Nested::Quiet
+                Nested::LeftOut(Problem::warning(
+                    Reason::GroupMemberNotInOrganization,
+                    key,
+                    field,
+                    format!(
+                        "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is",
+                        self.g.name_any()
+                    ),
+                ))
             }
-            None => Nested::Refused(Problem::error(
+            None => Nested::LeftOut(Problem::warning(
                 Reason::SubjectNotFound,
                 key,
                 format!("{field}.name"),
                 format!(
-                    "Group {id:?} does not exist: create it in SubOrganization {:?} or fix the name and namespace",
+                    "Group {id:?} does not exist, so it is left out of Group {:?}: create it in SubOrganization {:?} or fix the name and namespace",
+                    self.g.name_any(),
                     target.name
                 ),
             )),

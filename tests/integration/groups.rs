@@ -378,6 +378,13 @@ fn a_refused_nested_group_is_left_out_and_the_group_stays() {
         .field
         .clone();
     assert_eq!(field, "spec.members[1]");
+
+    // Deleted: left out the same way, with a warning that it does not exist.
+    set.groups.remove(0);
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("all".into(), Reason::SubjectNotFound)]);
+    assert!(o.problems.iter().all(|p| !p.is_error()), "{:?}", o.problems);
+    assert_eq!(o.accepted.groups, [0], "all stays");
 }
 
 #[test]
