@@ -46,11 +46,12 @@ pub async fn reconcile<K: Kind>(
         Ok(o) => o.meta(),
         Err(e) => &e.metadata,
     };
+    // `object`, not `name`: a JSON log line names the span itself `name`.
     let span = tracing::info_span!(
         "reconcile",
         kind = K::KIND,
         namespace = meta.namespace.as_deref(),
-        name = meta.name.as_deref()
+        object = meta.name.as_deref()
     );
     reconcile_object(guard, ctx).instrument(span).await
 }

@@ -577,7 +577,7 @@ impl Syncer {
                     let refs = self.caches.references(&uids);
                     for ObjectConflict { uid, message } in found {
                         let object = source_object(&uid).to_owned();
-                        tracing::warn!(%message, "conflicting rows");
+                        tracing::warn!(conflict = %message, "conflicting rows");
                         if this_pass.contains(&object) {
                             continue; // another of its rows
                         }
