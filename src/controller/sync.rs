@@ -122,9 +122,18 @@ struct State {
     fingerprint: Option<u64>,
     result: Option<Arc<SyncResult>>,
     synced_at: Option<Instant>,
-    /// What the last sync wrote to the store, when it succeeded and nothing was seen going
-    /// around it: the next compares its memberships with it.
-    written: Option<Desired>,
+    written: Written,
+}
+
+/// What the last sync wrote to the store.
+#[derive(Default)]
+struct Written {
+    /// The desired state, when that sync succeeded: the next tells drift by it, and compares
+    /// its memberships with it unless `full_next`.
+    desired: Option<Desired>,
+    /// Rows were seen going around that write (another writer): the next sync plans and
+    /// reads the store whole.
+    full_next: bool,
 }
 
 /// What a sync carries over from the last one: the index, and the desired state it wrote.
@@ -449,16 +458,24 @@ impl Syncer {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot taken"
         );
-        let written = state.written.take();
+        let written = state.written.desired.take();
+        let full = std::mem::take(&mut state.written.full_next);
         let carried = match (&previous, &written) {
-            (Some(r), Some(written)) => Some(Carried {
+            (Some(r), Some(written)) if !full => Some(Carried {
                 index: &r.index,
                 written,
             }),
             _ => None,
         };
         let mut result = self
-            .run(snapshot, now, drift, carried, &mut state.written)
+            .run(
+                snapshot,
+                now,
+                drift,
+                carried,
+                written.as_ref(),
+                &mut state.written,
+            )
             .await;
         let outcome = match &result.failure {
             Some(f) => {
@@ -511,14 +528,15 @@ impl Syncer {
     }
 
     /// One sync of `snapshot`; what it wrote goes to `written`, for the next one to compare
-    /// with.
+    /// with. Drift is told from `last`, what the sync before wrote.
     async fn run(
         &self,
         snapshot: Snapshot,
         now: Timestamp,
         drift: bool,
         carried: Option<Carried<'_>>,
-        written: &mut Option<Desired>,
+        last: Option<&Desired>,
+        written: &mut Written,
     ) -> SyncResult {
         let Snapshot {
             mut set,
@@ -616,14 +634,15 @@ impl Syncer {
         // Rows the plan changed although their object wants what it wanted at the last sync:
         // changed outside suborg, whatever set this sync off. An object that wants no row
         // (gone, refused, kept as it is) has nothing to drift from.
-        let drifted: HashSet<String> = match &carried {
-            Some(c) if plan.changes.len() <= DRIFT_CHECKED_AT_MOST => plan
+        // Told from what the last sync wrote, even when this one planned the store whole.
+        let drifted: HashSet<String> = match last {
+            Some(last) if plan.changes.len() <= DRIFT_CHECKED_AT_MOST => plan
                 .changes
                 .iter()
                 .filter_map(|ch| ch.source.as_deref())
                 .filter(|s| {
                     let now = desired.rows_of(s);
-                    !now.is_empty() && c.written.rows_of(s) == now
+                    !now.is_empty() && last.rows_of(s) == now
                 })
                 .map(str::to_owned)
                 .collect(),
@@ -644,8 +663,9 @@ impl Syncer {
             _ => store.index().await,
         };
         let kept = desired.kept.keys().cloned().collect();
-        if keep && index.is_ok() {
-            *written = Some(desired);
+        if index.is_ok() {
+            written.desired = Some(desired);
+            written.full_next = !keep;
         }
         let index = match index {
             Ok(i) => i,

@@ -2029,6 +2029,59 @@ fn drift_corrected(health: &Health) -> u64 {
     counter(health, "suborg_drift_corrected_rows_total")
 }
 
+/// Drift is told from what the last sync wrote even when rows changed by another writer make
+/// the next sync plan the store whole: a membership raised to admin by hand and rewritten
+/// then is still reported as drift.
+#[tokio::test]
+async fn drift_is_reported_when_another_writer_forces_a_whole_plan() {
+    let mut w = acme();
+    let health = Arc::new(Health::default());
+    let syncer = w.syncer_counted(health.clone());
+    syncer.sync().await;
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    for sql in [
+        "UPDATE memberships SET roles = '[{\"role\":\"admin\"}]' WHERE source_uid = 'uid-alice-eng'",
+        "DELETE FROM memberships WHERE source_uid = 'uid-bob'",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let dave = |name: &str, email: &str, uid: &str| {
+        stored(
+            user_in(
+                "team-a",
+                name,
+                OrganizationKind::Organization,
+                "acme",
+                email,
+                vec![role("member")],
+            ),
+            uid,
+        )
+    };
+    // Unrelated changes: the first sees the other writer's row and reads the store whole;
+    // the second plans it whole, and rewrites alice's membership of eng.
+    for (name, email, uid) in [
+        ("dave", "dave@acme.example", "uid-dave"),
+        ("erin", "erin@acme.example", "uid-erin"),
+    ] {
+        w.members
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave(
+                name, email, uid,
+            )))));
+        let result = syncer.sync().await;
+        assert!(result.failure.is_none(), "{:?}", result.failure);
+    }
+    let roles: String =
+        sqlx::query_scalar("SELECT roles FROM memberships WHERE source_uid = 'uid-alice-eng'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!roles.contains("admin"), "{roles}");
+    // alice's roles, and bob's root membership with his admin row in eng (the cascade took
+    // it), put back.
+    assert_eq!(drift_corrected(&health), 3);
+}
+
 #[tokio::test]
 async fn a_row_changed_outside_suborg_is_drift_even_when_a_change_elsewhere_rewrites_it() {
     let mut w = acme();
