@@ -477,6 +477,14 @@ impl Syncer {
                 &mut state.written,
             )
             .await;
+        // A conflict is warned about when it starts or its reason changes: one that lasts (a
+        // row to adopt) is in the object's status, not a warning per sync.
+        let before = state.result.as_ref().map(|r| &r.conflicts);
+        for (uid, message) in &result.conflicts {
+            if before.is_none_or(|b| b.get(uid) != Some(message)) {
+                tracing::warn!(object = %uid, conflict = %message, "an object's rows conflict with the store: it is left out of the sync");
+            }
+        }
         let outcome = match &result.failure {
             Some(f) => {
                 state.failures = state.failures.saturating_add(1);
@@ -585,7 +593,9 @@ impl Syncer {
                     // conflicting object must not hold back the rest of the tree. A pass names
                     // every conflict of a table, and each leaves at least one more object out,
                     // so this ends, after at most a pass per table.
-                    tracing::warn!(
+                    // Warned about once per conflict by `sync`, not on every pass of every sync
+                    // while it lasts.
+                    tracing::debug!(
                         attempt,
                         objects = found.len(),
                         "leaving objects with conflicting rows out of the sync"
@@ -595,7 +605,7 @@ impl Syncer {
                     let refs = self.caches.references(&uids);
                     for ObjectConflict { uid, message } in found {
                         let object = source_object(&uid).to_owned();
-                        tracing::warn!(conflict = %message, "conflicting rows");
+                        tracing::debug!(conflict = %message, "conflicting rows");
                         if this_pass.contains(&object) {
                             continue; // another of its rows
                         }
