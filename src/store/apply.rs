@@ -173,13 +173,7 @@ fn prune(stored: &Stored, kept: Kept<'_>, live: &HashSet<String>, changes: &mut 
     );
     owned::prune(&stored.owned, &kept.owned, orgs, changes);
     let slug_by_id = organizations::slugs(&stored.orgs);
-    memberships::prune(
-        &stored.memberships,
-        &kept.memberships,
-        live,
-        &slug_by_id,
-        changes,
-    );
+    memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
     organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
     for c in &mut changes[first..] {
         if let Op::OrphanRow { table, id } = &c.op

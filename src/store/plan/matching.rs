@@ -109,7 +109,6 @@ pub(crate) fn wanted<'a>(
 /// an organization that `stays`: the caller counts them as planned, so pruning passes them by.
 /// Their values stay as last written but for one: the deletion policy their object has now,
 /// so that deleting the object does what it says.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn keep_rows<'r, R: Sourced>(
     table: Table,
     rows: &'r [R],

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::AnyConnection;
 
 use super::organizations::Orgs;
-use crate::store::desired::{DesiredMembership, source_object};
+use crate::store::desired::DesiredMembership;
 use crate::store::dsn::Backend;
 use crate::store::plan::{
     ApplyOptions, Change, Op, PlanError, Sourced, Table, Users, by_source, constraint_message,
@@ -20,38 +20,28 @@ pub(crate) struct MembershipRow {
     source_uid: Option<String>,
     managed: bool,
     organization_id: String,
-    root_id: String,
     email: String,
     roles: String,
     deletion_policy: String,
 }
 
 /// The columns a membership row is read from, and where from.
-const COLUMNS: &str = "m.id, m.source_uid, m.managed, m.organization_id, m.root_id, u.email, m.roles, m.deletion_policy";
+const COLUMNS: &str =
+    "m.id, m.source_uid, m.managed, m.organization_id, u.email, m.roles, m.deletion_policy";
 const FROM: &str = "FROM memberships m JOIN users u ON u.id = m.user_id";
 
 /// A row of [`COLUMNS`], as read.
-type Cells = (
-    String,
-    Option<String>,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
+type Cells = (String, Option<String>, i64, String, String, String, String);
 
 impl From<Cells> for MembershipRow {
     fn from(
-        (id, source_uid, managed, organization_id, root_id, email, roles, deletion_policy): Cells,
+        (id, source_uid, managed, organization_id, email, roles, deletion_policy): Cells,
     ) -> Self {
         MembershipRow {
             id,
             source_uid,
             managed: managed == 1,
             organization_id,
-            root_id,
             email,
             roles,
             deletion_policy,
@@ -232,7 +222,6 @@ pub(crate) fn plan<'d>(
 pub(crate) fn prune(
     rows: &[MembershipRow],
     wanted: &HashSet<&str>,
-    live: &HashSet<String>,
     slug_by_id: &HashMap<&str, &str>,
     changes: &mut Vec<Change>,
 ) {
@@ -243,47 +232,27 @@ pub(crate) fn prune(
             _ => None,
         })
         .collect();
-    let gone: Vec<&MembershipRow> = rows
-        .iter()
-        .filter(|r| r.managed && !kept.contains(&r.id))
-        .filter(|r| !r.source_uid.as_deref().is_some_and(|s| wanted.contains(s)))
-        .collect();
-    // A root membership deleted takes the user's memberships of the root's sub-organizations
-    // with it, in the same transaction (rule 9; the database cascades). One of those that its
-    // own policy (or its sub-organization's, for an admin) would leave in place is deleted all
-    // the same, and said so: an `Orphaned` Event for a row the cascade removes would be false.
-    // Orphan applies to a row whose object is deleted: one whose object still exists goes.
-    fn policy<'r>(r: &'r MembershipRow, live: &HashSet<String>) -> &'r str {
-        if r.source_uid
+    // A row that rule 9 removes by cascade in the same transaction (its user left the root),
+    // or whose object still exists, is reported deleted whatever its policy: see
+    // `apply::settle_orphans` and `apply::prune`.
+    for row in rows.iter().filter(|r| r.managed) {
+        let desired = row
+            .source_uid
             .as_deref()
-            .is_some_and(|s| live.contains(source_object(s)))
-        {
-            "Delete"
-        } else {
-            &r.deletion_policy
+            .is_some_and(|s| wanted.contains(s));
+        if desired || kept.contains(&row.id) {
+            continue;
         }
-    }
-    let leaving: HashSet<(&str, &str)> = gone
-        .iter()
-        .filter(|r| r.organization_id == r.root_id && policy(r, live) != "Orphan")
-        .map(|r| (r.root_id.as_str(), r.email.as_str()))
-        .collect();
-    for row in gone {
         let target = format!(
             "{} in {}",
             row.email,
             slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
         );
-        let policy = if leaving.contains(&(row.root_id.as_str(), row.email.as_str())) {
-            "Delete"
-        } else {
-            policy(row, live)
-        };
         changes.push(removal(
             Table::Memberships,
             &row.id,
             &row.source_uid,
-            policy,
+            &row.deletion_policy,
             target,
         ));
     }
