@@ -176,18 +176,25 @@ fn prune(stored: &Stored, kept: Kept<'_>, live: &HashSet<String>, changes: &mut 
     memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
     organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
     for c in &mut changes[first..] {
-        if let Op::OrphanRow { table, id } = &c.op
+        if let Op::OrphanRow { table, .. } = &c.op
             && *table != plan::Table::Organizations
             && c.source
                 .as_deref()
                 .is_some_and(|s| live.contains(super::source_object(s)))
         {
-            c.op = Op::DeleteRow {
-                table: *table,
-                id: id.clone(),
-            };
-            c.action = plan::Action::Delete;
+            deleted_after_all(c);
         }
+    }
+}
+
+/// Turns the orphaning of a row into its deletion, in the plan and as reported.
+fn deleted_after_all(c: &mut Change) {
+    if let Op::OrphanRow { table, id } = &c.op {
+        c.op = Op::DeleteRow {
+            table: *table,
+            id: id.clone(),
+        };
+        c.action = plan::Action::Delete;
     }
 }
 
@@ -285,14 +292,10 @@ pub(crate) async fn settle_orphans(
         }
     }
     for c in &mut plan.changes {
-        if let Op::OrphanRow { table, id } = &c.op
+        if let Op::OrphanRow { id, .. } = &c.op
             && gone.contains(id)
         {
-            c.op = Op::DeleteRow {
-                table: *table,
-                id: id.clone(),
-            };
-            c.action = plan::Action::Delete;
+            deleted_after_all(c);
         }
     }
     Ok(())

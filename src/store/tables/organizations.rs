@@ -84,13 +84,13 @@ impl Orgs<'_> {
         self.ids.get(source)
     }
 
-    /// The slug of the row `id`, `?` when there is none.
     /// Whether the organization row `id` stays after this plan: the rows of a kept source
     /// stay only while their organization does.
     pub(crate) fn stays(&self, id: &str) -> bool {
         self.staying.contains(id)
     }
 
+    /// The slug of the row `id`, `?` when there is none.
     pub(crate) fn name(&self, id: &str) -> &str {
         self.names.get(id).map(String::as_str).unwrap_or("?")
     }
