@@ -103,13 +103,7 @@ pub fn verdict(
         return Verdict {
             status: "False",
             reason: "DependencyNotReady".to_owned(),
-            message: kept_note(
-                result
-                    .waiting
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_else(|| WAITING.to_owned()),
-            ),
+            message: kept_note(waits_for(key, result).to_owned()),
         };
     }
     match in_store {
@@ -136,16 +130,19 @@ pub fn verdict(
         None => Verdict {
             status: "False",
             reason: "DependencyNotReady".to_owned(),
-            message: match result.waiting.get(key) {
-                Some(why) => format!("not in the store: {why}"),
-                None => format!("not in the store: {WAITING}"),
-            },
+            message: format!("not in the store: {}", waits_for(key, result)),
         },
     }
 }
 
-/// What an object waits for when the rules could not tell which object it is.
-const WAITING: &str = "an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status";
+/// What the object `key` waits for, as the rules explained it, or in general terms when they
+/// could not tell which object it is.
+fn waits_for<'r>(key: &ObjectKey, result: &'r SyncResult) -> &'r str {
+    result.waiting.get(key).map_or(
+        "an object it depends on (its organization, or the subject's root membership) is not ready; see that object's status",
+        String::as_str,
+    )
+}
 
 /// Longest condition message written: the schema allows 32 KiB, and an object breaking many
 /// rules at once must still get its status written.
