@@ -116,6 +116,15 @@ async fn manager(
         .await
 }
 
+/// The Lease as the API server has it (`Some(None)`: there is none), or `None` when it could
+/// not be read within `renew_every`.
+async fn look(leases: &Api<Lease>, config: &LeaderConfig) -> Option<Option<Lease>> {
+    match tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await {
+        Ok(Ok(lease)) => Some(lease),
+        _ => None,
+    }
+}
+
 /// Whether `lease` names `identity` but too little of it is left to lead on: a Lease an earlier
 /// run of this replica left behind.
 fn run_out_own(lease: Option<&Lease>, identity: &str, margin: Duration) -> bool {
@@ -151,8 +160,7 @@ pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
             // it. Left by an earlier run of this replica (the same pod, its container
             // restarted) and run out, it would be given up at the first look: hand it back and
             // take it afresh.
-            if let Ok(Ok(lease)) =
-                tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await
+            if let Some(lease) = look(&leases, config).await
                 && run_out_own(lease.as_ref(), &config.identity, config.margin())
             {
                 tracing::info!(lease = %config.name, identity = %config.identity, "the leader Lease names this replica from an earlier run and has run out: taking it afresh");
@@ -194,7 +202,7 @@ async fn wait_for(manager: &LeaseManager, leases: &Api<Lease>, config: &LeaderCo
                 attempt = Box::pin(manager.changed());
             }
             _ = check.tick() => {
-                if let Ok(Ok(lease)) = tokio::time::timeout(config.renew_every, leases.get_opt(&config.name)).await
+                if let Some(lease) = look(leases, config).await
                     && is_free(lease.as_ref())
                 {
                     return false;
