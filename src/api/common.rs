@@ -14,11 +14,61 @@ pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N}_-]([\p{L}\p{N} _-]*[\p{L}\
 /// The pattern of an email address. Deliberately loose (one `@`, a dot in the domain, no
 /// whitespace): the identity provider is the authority on addresses, this only catches typos.
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
+/// An email domain (`acme.example`): DNS labels, at least two.
+pub const EMAIL_DOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$";
+/// An `https://` URL.
+pub const HTTPS_URL_PATTERN: &str = r"^https://[^\s]+$";
+/// A key of a Secret's data.
+pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 /// Kubernetes object names (RFC 1123 subdomain).
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A Go-style duration as Kubernetes uses them (`90m`, `8h`, `1h30m`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// What each pattern of the schema asks for, in words: `suborg validate` says this rather than
+/// quoting the regex. A test checks that every pattern of the CRDs is listed.
+pub const PATTERN_RULES: &[(&str, &str)] = &[
+    (
+        SLUG_PATTERN,
+        "a slug: lowercase letters, digits and hyphens",
+    ),
+    (
+        DISPLAY_NAME_PATTERN,
+        "a display name: letters, digits, spaces, '-' and '_', not starting or ending with a space",
+    ),
+    (
+        EMAIL_PATTERN,
+        "an email address: one '@', a dot in the domain, no whitespace",
+    ),
+    (
+        DNS_SUBDOMAIN_PATTERN,
+        "an object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+    ),
+    (DURATION_PATTERN, "a duration such as 90m, 8h or 1h30m"),
+    (
+        super::group::NAMESPACE_PATTERN,
+        "a namespace name: lowercase letters, digits and '-', starting and ending with a letter or digit",
+    ),
+    (
+        SECRET_KEY_PATTERN,
+        "a Secret key: letters, digits, '-', '_' and '.'",
+    ),
+    (
+        EMAIL_DOMAIN_PATTERN,
+        "a domain name with at least one dot: lowercase letters, digits, '-' and '.'",
+    ),
+    (HTTPS_URL_PATTERN, "an https:// URL without whitespace"),
+];
+
+/// What `pattern` asks for, in words, when [`PATTERN_RULES`] lists it.
+pub fn pattern_rule(pattern: &str) -> Option<&'static str> {
+    PATTERN_RULES
+        .iter()
+        .find(|(p, _)| *p == pattern)
+        .map(|(_, words)| *words)
+}
 
 /// The slug an object is addressed by (`spec.slug`, or `metadata.name` when it is unset) stays
 /// what it was: a rule on the whole object, since adding or removing `spec.slug` changes it as
@@ -89,7 +139,107 @@ pub struct MemberNamespaces {
     /// Label selector for admitted namespaces when `from` is `Selector`. When omitted, it selects
     /// namespaces labelled `suborg.io/organization=<metadata.name of this organization>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "selector_schema")]
     pub selector: Option<LabelSelector>,
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 letters,
+/// digits, `-`, `_` and `.`, alphanumeric at both ends.
+const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/// What breaking [`LABEL_KEY_PATTERN`] means, in words.
+pub const LABEL_KEY_RULE: &str = "must be a label key: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+/// A label value: empty, or at most 63 letters, digits, `-`, `_` and `.`, alphanumeric at both
+/// ends.
+const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
+/// What breaking [`LABEL_VALUE_PATTERN`] means, in words.
+pub const LABEL_VALUE_RULE: &str = "must be a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+/// What a selector requirement with `In` or `NotIn` and no values breaks.
+pub const SELECTOR_VALUES_NEEDED: &str = "operators In and NotIn need at least one value";
+/// What a selector requirement with `Exists` or `DoesNotExist` and values breaks.
+pub const SELECTOR_VALUES_UNWANTED: &str = "operators Exists and DoesNotExist take no values";
+/// How many terms a delegation selector may have. Bounds the cost of its CEL rules, which the API
+/// server estimates before it accepts the CRD; a namespace selector with more is a mistake.
+const SELECTOR_MAX_TERMS: u64 = 32;
+
+/// The namespace selector's schema: Kubernetes' `LabelSelector`, with what Kubernetes checks on
+/// its own selectors (operators, values per operator, label syntax) made part of the schema, so
+/// a selector the controller could only refuse is refused by `kubectl apply` instead. Label
+/// syntax is checked by CEL rules rather than `pattern`, so the message states the rule instead
+/// of quoting a regex.
+fn selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // A regex inside a single-quoted CEL string: CEL reads `\\` as one backslash.
+    let cel = |pattern: &str| pattern.replace('\\', "\\\\");
+    let key_ok = |x: &str| format!("{x}.matches('{}')", cel(LABEL_KEY_PATTERN));
+    let value_ok = |x: &str| format!("{x}.matches('{}')", cel(LABEL_VALUE_PATTERN));
+    let rule =
+        |rule: String, message: String| serde_json::json!({"rule": rule, "message": message});
+    let labels_key = rule(
+        format!("self.all(k, {})", key_ok("k")),
+        format!("every key {LABEL_KEY_RULE}"),
+    );
+    let labels_value = rule(
+        format!("self.all(k, {})", value_ok("self[k]")),
+        format!("every value {LABEL_VALUE_RULE}"),
+    );
+    let key = rule(key_ok("self"), LABEL_KEY_RULE.to_owned());
+    let values = rule(
+        format!("self.all(v, {})", value_ok("v")),
+        format!("every value {LABEL_VALUE_RULE}"),
+    );
+    let value = serde_json::json!({"type": "string", "maxLength": 63});
+    schemars::json_schema!({
+        "description": "Label selector for admitted namespaces when `from` is `Selector`. When omitted, it selects namespaces labelled `suborg.io/organization=<metadata.name of this organization>`. Its terms are ANDed; an empty selector admits every namespace.",
+        "type": "object",
+        "nullable": true,
+        "properties": {
+            "matchLabels": {
+                "description": "Labels a namespace must have, each with exactly this value.",
+                "type": "object",
+                "maxProperties": SELECTOR_MAX_TERMS,
+                "additionalProperties": value,
+                "x-kubernetes-validations": [labels_key, labels_value],
+            },
+            "matchExpressions": {
+                "description": "Requirements a namespace's labels must meet.",
+                "type": "array",
+                "maxItems": SELECTOR_MAX_TERMS,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {
+                            "description": "The label key the requirement applies to.",
+                            "type": "string",
+                            "maxLength": 317,
+                            "x-kubernetes-validations": [key],
+                        },
+                        "operator": {
+                            "description": "`In` and `NotIn` compare the label with `values`; `Exists` and `DoesNotExist` test whether the namespace has the label.",
+                            "type": "string",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                        },
+                        "values": {
+                            "description": "Values for `In` and `NotIn` (at least one); none for `Exists` and `DoesNotExist`.",
+                            "type": "array",
+                            "maxItems": SELECTOR_MAX_TERMS,
+                            "items": value,
+                            "x-kubernetes-validations": [values],
+                        },
+                    },
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "(self.operator != 'In' && self.operator != 'NotIn') || (has(self.values) && size(self.values) > 0)",
+                            "message": SELECTOR_VALUES_NEEDED,
+                        },
+                        {
+                            "rule": "(self.operator != 'Exists' && self.operator != 'DoesNotExist') || !has(self.values) || size(self.values) == 0",
+                            "message": SELECTOR_VALUES_UNWANTED,
+                        },
+                    ],
+                },
+            },
+        },
+    })
 }
 
 /// What happens to the store's rows when the Kubernetes object is deleted.
@@ -112,11 +262,11 @@ pub struct SecretKeyRef {
     /// Namespace of the Secret.
     #[schemars(
         length(min = 1, max = 63),
-        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        regex(pattern = super::group::NAMESPACE_PATTERN)
     )]
     pub namespace: String,
     /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
     pub key: String,
 }
 

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, MemberNamespaces, SLUG_KEPT_MESSAGE,
-    SLUG_KEPT_RULE, SLUG_PATTERN, SecretKeyRef,
+    CommonStatus, DISPLAY_NAME_PATTERN, DeletionPolicy, EMAIL_DOMAIN_PATTERN, HTTPS_URL_PATTERN,
+    MemberNamespaces, SLUG_KEPT_MESSAGE, SLUG_KEPT_RULE, SLUG_PATTERN, SecretKeyRef,
 };
 
 /// A root organization. Users, root groups and root machine identities live here; SSO, SCIM
@@ -74,7 +74,7 @@ pub struct Authentication {
         length(max = 64),
         inner(
             length(min = 3, max = 253),
-            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+            regex(pattern = EMAIL_DOMAIN_PATTERN)
         )
     )]
     pub allowed_email_domains: Vec<String>,
@@ -101,7 +101,7 @@ pub struct Sso {
 #[serde(rename_all = "camelCase")]
 pub struct Oidc {
     /// Issuer URL of the provider (`https://…`); its discovery document is read from there.
-    #[schemars(length(min = 9, max = 2048), regex(pattern = r"^https://[^\s]+$"))]
+    #[schemars(length(min = 9, max = 2048), regex(pattern = HTTPS_URL_PATTERN))]
     pub issuer_url: String,
     /// OAuth client id registered with the provider.
     #[schemars(length(min = 1, max = 256))]
@@ -115,7 +115,7 @@ pub struct Oidc {
 #[serde(rename_all = "camelCase")]
 pub struct Saml {
     /// URL of the identity provider's metadata document (`https://…`).
-    #[schemars(length(min = 9, max = 2048), regex(pattern = r"^https://[^\s]+$"))]
+    #[schemars(length(min = 9, max = 2048), regex(pattern = HTTPS_URL_PATTERN))]
     pub metadata_url: String,
     /// Entity id of the service provider, as registered with the identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -238,9 +238,13 @@ where
     let kind = K::kind(&()).into_owned();
     let map = value.as_object_mut().expect("checked by the caller");
     let (key, mut problems) = metadata(map, &kind, ks.namespaced, default_namespace);
-    schema_problems(map, ks, &kind, &key, &mut problems);
-    // CEL rules only make sense on a structurally valid object, as in the API server.
-    if problems.is_empty() {
+    let structural = schema_problems(map, ks, &kind, &key, &mut problems);
+    // A rule reading a field of the wrong shape would only add noise, so rules are not run where
+    // the structure is wrong: not at a place that holds a structural error, nor inside one, nor
+    // above one (a root rule is skipped by any). The rest run, so one pass reports every
+    // independent mistake of the object. Metadata problems (names) stop the rules, which read
+    // metadata.name.
+    if problems.len() == structural.len() {
         // status is written by the controller, never by users: the API server ignores it.
         map.remove("status");
         // The API server's rules see only metadata.name and metadata.generateName; the rest
@@ -248,7 +252,8 @@ where
         let full = map
             .get_mut("metadata")
             .map(|m| std::mem::replace(m, rule_metadata(m)));
-        cel_problems(&value, ks, &key, &mut problems);
+        let skip = |site: &str| structural.iter().any(|p| related(site, p));
+        cel_problems(&value, ks, &key, &skip, &mut problems);
         if let Some(full) = full {
             value["metadata"] = full;
         }
@@ -337,14 +342,26 @@ fn metadata(
     (key, problems)
 }
 
-/// The structural schema, on everything but the fields the API server owns.
+/// Whether one of two field paths (`spec.roles[0]`, `""` for the root) holds the other.
+fn related(a: &str, b: &str) -> bool {
+    let within = |outer: &str, inner: &str| {
+        outer.is_empty()
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    within(a, b) || within(b, a)
+}
+
+/// The structural schema, on everything but the fields the API server owns. Returns the paths
+/// of the fields that break it.
 fn schema_problems(
     map: &serde_json::Map<String, Value>,
     ks: &KindSchema,
     kind: &str,
     key: &ObjectKey,
     problems: &mut Vec<Problem>,
-) {
+) -> Vec<String> {
     let mut errors = Vec::new();
     for (field, v) in map.iter() {
         if matches!(
@@ -371,14 +388,17 @@ fn schema_problems(
             message: "is required".into(),
         });
     }
+    let mut paths = Vec::with_capacity(errors.len());
     for e in errors {
         let reason = if e.unknown_field {
             Reason::UnknownField
         } else {
             Reason::SchemaViolation
         };
+        paths.push(e.path.clone());
         problems.push(Problem::error(reason, key, e.path, e.message));
     }
+    paths
 }
 
 /// The part of an object's metadata that its CEL rules can read.
@@ -393,8 +413,14 @@ fn rule_metadata(metadata: &Value) -> Value {
 }
 
 /// The kind's CEL rules, each failure named by its reason and field.
-fn cel_problems(value: &Value, ks: &KindSchema, key: &ObjectKey, problems: &mut Vec<Problem>) {
-    for e in cel::evaluate(&schemas().validator, &ks.rules, value).iter() {
+fn cel_problems(
+    value: &Value,
+    ks: &KindSchema,
+    key: &ObjectKey,
+    skip: &dyn Fn(&str) -> bool,
+    problems: &mut Vec<Problem>,
+) {
+    for e in cel::evaluate(&schemas().validator, &ks.rules, value, skip).iter() {
         let reason = match e.kind {
             ErrorKind::ValidationFailure => cel_reason(&e.message),
             _ => Reason::RuleViolation,
@@ -428,7 +454,12 @@ pub fn cel_reason(message: &str) -> Reason {
         Reason::ConflictingRoles
     } else if m.starts_with("a subject of kind User") || m.starts_with("a member of kind User") {
         Reason::InvalidSubject
-    } else if m.starts_with("selector is only used") {
+    } else if m.starts_with("selector is only used")
+        || m == api::SELECTOR_VALUES_NEEDED
+        || m == api::SELECTOR_VALUES_UNWANTED
+        || m.ends_with(api::LABEL_KEY_RULE)
+        || m.ends_with(api::LABEL_VALUE_RULE)
+    {
         Reason::InvalidSelector
     } else if m.starts_with("metadata.name is used as the slug") {
         Reason::InvalidSlug

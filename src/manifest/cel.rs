@@ -75,13 +75,22 @@ fn strip_rules(node: &mut Value) {
     }
 }
 
-/// Evaluates every site on `object`; errors carry their full field path.
-pub fn evaluate(validator: &Validator, sites: &[RuleSite], object: &Value) -> Vec<ValidationError> {
+/// Evaluates every site on `object`; errors carry their full field path. A site whose place in
+/// the object `skip` names (`spec.roles[0]`, `""` for the root) is not evaluated.
+pub fn evaluate(
+    validator: &Validator,
+    sites: &[RuleSite],
+    object: &Value,
+    skip: &dyn Fn(&str) -> bool,
+) -> Vec<ValidationError> {
     let mut errors = Vec::new();
     for site in sites {
         visit(
-            validator,
-            site,
+            &Visit {
+                validator,
+                site,
+                skip,
+            },
             &site.path,
             object,
             String::new(),
@@ -91,17 +100,24 @@ pub fn evaluate(validator: &Validator, sites: &[RuleSite], object: &Value) -> Ve
     errors
 }
 
+/// What stays the same while one site is walked down to its places in the object.
+struct Visit<'a> {
+    validator: &'a Validator,
+    site: &'a RuleSite,
+    skip: &'a dyn Fn(&str) -> bool,
+}
+
 fn visit(
-    validator: &Validator,
-    site: &RuleSite,
+    v: &Visit<'_>,
     rest: &[Step],
     value: &Value,
     path: String,
     errors: &mut Vec<ValidationError>,
 ) {
     match rest.split_first() {
+        None if (v.skip)(&path) => {}
         None => {
-            if let Err(errs) = validator.validate_compiled(&site.compiled, value, None) {
+            if let Err(errs) = v.validator.validate_compiled(&v.site.compiled, value, None) {
                 for mut e in errs.into_iter() {
                     e.field_path = join(&path, &e.field_path);
                     errors.push(e);
@@ -110,12 +126,12 @@ fn visit(
         }
         Some((Step::Field(k), tail)) => {
             if let Some(child) = value.get(k).filter(|v| !v.is_null()) {
-                visit(validator, site, tail, child, join(&path, k), errors);
+                visit(v, tail, child, join(&path, k), errors);
             }
         }
         Some((Step::Items, tail)) => {
             for (i, item) in value.as_array().into_iter().flatten().enumerate() {
-                visit(validator, site, tail, item, format!("{path}[{i}]"), errors);
+                visit(v, tail, item, format!("{path}[{i}]"), errors);
             }
         }
     }

@@ -36,6 +36,7 @@ pub struct Node {
     max_length: Option<usize>,
     min_items: Option<usize>,
     max_items: Option<usize>,
+    max_properties: Option<usize>,
     format: Option<String>,
     list_type: Option<String>,
     list_map_keys: Vec<String>,
@@ -78,6 +79,7 @@ pub fn compile(schema: &Value) -> Node {
         max_length: usize_of("maxLength"),
         min_items: usize_of("minItems"),
         max_items: usize_of("maxItems"),
+        max_properties: usize_of("maxProperties"),
         format: str_of("format"),
         list_type: str_of("x-kubernetes-list-type"),
         list_map_keys: get("x-kubernetes-list-map-keys")
@@ -154,6 +156,15 @@ impl Node {
         path: &str,
         errors: &mut Vec<SchemaError>,
     ) {
+        if let Some(max) = self.max_properties
+            && map.len() > max
+        {
+            errors.push(SchemaError {
+                path: path.to_owned(),
+                unknown_field: false,
+                message: format!("must have at most {max} entries, not {}", map.len()),
+            });
+        }
         for r in &self.required {
             if !map.contains_key(r) {
                 errors.push(SchemaError {
@@ -213,7 +224,10 @@ impl Node {
             && !re.is_match(s)
         {
             // One message per field: a value that misses the pattern is not checked for format.
-            return err(format!("{} does not match the pattern {p}", render_str(s)));
+            return err(match crate::api::pattern_rule(p) {
+                Some(rule) => format!("{} is not {rule}", render_str(s)),
+                None => format!("{} does not match the pattern {p}", render_str(s)),
+            });
         }
         match self.format.as_deref() {
             Some("date-time") if crate::domain::temporary::parse_time(s).is_none() => err(format!(
@@ -443,6 +457,17 @@ mod tests {
             "items": {"type": "object", "properties": {"role": {"type": "string"}}}});
         let e = errors(map, json!([{"role": "a"}, {"role": "a"}]));
         assert_eq!(e[0].message, r#"duplicate entry with role="a""#);
+    }
+
+    #[test]
+    fn maps_have_at_most_max_properties_entries() {
+        let map = json!({"type": "object", "maxProperties": 2, "additionalProperties": {"type": "string"}});
+        assert!(errors(map.clone(), json!({"a": "1", "b": "2"})).is_empty());
+        let e = errors(map, json!({"a": "1", "b": "2", "c": "3"}));
+        assert_eq!(
+            (e[0].path.as_str(), e[0].message.as_str()),
+            ("spec", "must have at most 2 entries, not 3")
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn problems_print_as_file_kind_name_field_message() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim_end(),
-        r#"-: Organization/acme: spec.slug: "Acme" does not match the pattern ^[a-z0-9-]+$ [SchemaViolation]"#
+        r#"-: Organization/acme: spec.slug: "Acme" is not a slug: lowercase letters, digits and hyphens [SchemaViolation]"#
     );
 }
 
@@ -135,6 +135,42 @@ fn unknown_fields() {
         format!("{ORG}specs: {{}}\n").as_bytes(),
         &["specs: unknown field"],
     );
+}
+
+/// A structural error does not hide the object's other mistakes, and no rule runs on a field of
+/// the wrong shape (which would report the rule as broken, or as not evaluable).
+#[test]
+fn every_independent_mistake_of_an_object_is_reported() {
+    let bad = ORG.replace(
+        "spec: {}",
+        r#"spec:
+  displayName: " Acme"
+  memberNamespaces:
+    selector:
+      matchLabels: {"bad key": x, t: "bad value!"}
+      matchExpressions:
+      - {key: a, operator: 5, values: [x]}
+      - {key: b, operator: In}
+      - {key: "-c", operator: Exists, values: [y]}
+"#,
+    );
+    let out = suborg(&["validate", "-f", "-"], Some(bad.as_bytes()));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    for needle in [
+        "spec.displayName: \" Acme\" is not a display name: letters, digits, spaces",
+        "matchExpressions[0].operator: must be a string, not the number 5 [SchemaViolation]",
+        "matchExpressions[1]: operators In and NotIn need at least one value [InvalidSelector]",
+        "matchExpressions[2]: operators Exists and DoesNotExist take no values [InvalidSelector]",
+        "matchExpressions[2].key: must be a label key",
+        "matchLabels: every key must be a label key",
+        "matchLabels: every value must be a label value",
+        "7 errors",
+    ] {
+        assert!(t.contains(needle), "expected {needle:?} in:\n{t}");
+    }
+    assert!(!t.contains("matchExpressions[0]:"), "{t}");
+    assert!(!t.contains("could not be evaluated"), "{t}");
 }
 
 #[test]

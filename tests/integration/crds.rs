@@ -135,6 +135,33 @@ fn every_field_is_documented() {
     }
 }
 
+/// Every pattern of the CRDs has words for `suborg validate` to say instead of the regex.
+#[test]
+fn every_pattern_is_said_in_words() {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(p) = m.get("pattern").and_then(|p| p.as_str()) {
+                    out.push(p.to_owned());
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut patterns = Vec::new();
+    for crd in api::crds() {
+        walk(&serde_json::to_value(&crd).unwrap(), &mut patterns);
+    }
+    assert!(patterns.len() >= 20, "{patterns:?}");
+    let unsaid: Vec<_> = patterns
+        .iter()
+        .filter(|p| api::pattern_rule(p).is_none())
+        .collect();
+    assert!(unsaid.is_empty(), "patterns without words: {unsaid:?}");
+}
+
 /// Every CEL rule's message maps to a specific reason, so conditions and metrics stay precise.
 #[test]
 fn every_cel_message_has_a_reason() {

@@ -42,7 +42,7 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "display-name-padded",
         SchemaViolation,
         "spec.displayName",
-        "\" Research\" does not match the pattern",
+        "\" Research\" is not a display name",
     ),
     (
         "duplicate-admin",
@@ -84,25 +84,25 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "invalid-display-name",
         SchemaViolation,
         "spec.displayName",
-        "does not match the pattern",
+        "is not a display name",
     ),
     (
         "invalid-email",
         SchemaViolation,
         "spec.subject.email",
-        "does not match the pattern",
+        "is not an email address",
     ),
     (
         "invalid-role",
         SchemaViolation,
         "spec.roles[0].role",
-        "does not match the pattern",
+        "is not a slug",
     ),
     (
         "invalid-slug",
         SchemaViolation,
         "spec.slug",
-        "does not match the pattern",
+        "is not a slug",
     ),
     (
         "long-display-name",
@@ -178,10 +178,22 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "tokenSecretRef",
     ),
     (
+        "selector-bad-label-key",
+        InvalidSelector,
+        "spec.memberNamespaces.selector.matchExpressions[0].key",
+        "must be a label key",
+    ),
+    (
         "selector-bad-operator",
+        SchemaViolation,
+        "spec.memberNamespaces.selector.matchExpressions[0].operator",
+        "\"Equals\" is not one of \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
+    ),
+    (
+        "selector-in-without-values",
         InvalidSelector,
         "spec.memberNamespaces.selector.matchExpressions[0]",
-        "unknown operator \"Equals\"",
+        "operators In and NotIn need at least one value",
     ),
     (
         "selector-with-from-all",
@@ -241,7 +253,7 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "temporary-bad-duration",
         SchemaViolation,
         "spec.roles[0].temporary.duration",
-        "does not match the pattern",
+        "is not a duration such as 90m",
     ),
     (
         "temporary-end-and-duration",
