@@ -108,9 +108,20 @@ macro_rules! caches {
             }
         )*
 
-        /// Leaves out every object being deleted, but the organizations in `held`.
-        fn tidy(set: &mut ObjectSet, held: &HashMap<String, Vec<String>>) {
-            $(set.$field.retain(|o| !deleting(o) || is_held(o, held));)*
+        /// Leaves out every object being deleted, but the organizations in `held`. Returns the
+        /// source key and current deletion policy of each object being deleted.
+        fn tidy(set: &mut ObjectSet, held: &HashMap<String, Vec<String>>) -> HashMap<String, &'static str> {
+            let mut gone = HashMap::new();
+            $(
+                for o in set.$field.iter().filter(|o| deleting(*o)) {
+                    gone.insert(
+                        crate::rows::source_key(o),
+                        crate::rows::policy(o.spec.deletion_policy),
+                    );
+                }
+                set.$field.retain(|o| !deleting(o) || is_held(o, held));
+            )*
+            gone
         }
 
         /// Calls `count` with every object's kind, key and uid.
@@ -143,6 +154,9 @@ pub struct Snapshot {
     /// Objects that exist but could not be read (they no longer match the types: a CRD newer
     /// than the binary, say), by key, with their uids. Not being deleted.
     pub unreadable: Vec<(ObjectKey, String)>,
+    /// Objects being deleted, by source key, with their deletion policy
+    /// ([`crate::store::Desired::deleting`]).
+    pub deleting: HashMap<String, &'static str>,
 }
 
 /// An object as the rules read it: without its status, which they never look at and which is
@@ -311,11 +325,12 @@ impl Caches {
                 held.insert(name, kids);
             }
         }
-        tidy(&mut set, &held);
+        let deleting = tidy(&mut set, &held);
         Snapshot {
             set,
             held,
             unreadable,
+            deleting,
         }
     }
 }

@@ -550,6 +550,7 @@ impl Syncer {
             mut set,
             held,
             unreadable,
+            deleting,
         } = snapshot;
         let store = match self.store().await {
             Ok(s) => s,
@@ -578,6 +579,7 @@ impl Syncer {
             let mut desired = desired_from(&set, &outcome.accepted, now);
             desired.kept.extend(left_out.clone());
             desired.live.extend(unseen.iter().cloned());
+            desired.deleting.clone_from(&deleting);
             let rules = t.elapsed();
             let before = carried.as_ref().map(|c| c.written);
             let applied = store.apply_after(&desired, before, options).await;

@@ -17,6 +17,8 @@ mod owned;
 mod projects;
 mod values;
 
+pub use values::{policy, source_key};
+
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;

@@ -11,7 +11,7 @@ use crate::domain::temporary::{self, RoleState};
 
 /// The key of an object's rows: its uid, or `Kind/name` (`Kind/namespace/name`) when it has
 /// none (offline, before the API server assigned one).
-pub(super) fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+pub fn source_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
     match &o.meta().uid {
         Some(uid) => uid.clone(),
         None => match &o.meta().namespace {
@@ -31,7 +31,8 @@ pub(super) fn ns_name(meta: &ObjectMeta) -> String {
     )
 }
 
-pub(super) fn policy(p: DeletionPolicy) -> &'static str {
+/// A deletion policy as the store writes it.
+pub fn policy(p: DeletionPolicy) -> &'static str {
     match p {
         DeletionPolicy::Delete => "Delete",
         DeletionPolicy::Orphan => "Orphan",

@@ -29,7 +29,8 @@ pub(crate) async fn compute(
 ) -> Result<Plan, PlanError> {
     let changed =
         before.and_then(|b| memberships::Changed::between(&b.memberships, &desired.memberships));
-    let stored = Stored::load(conn, backend, changed.as_ref()).await?;
+    let mut stored = Stored::load(conn, backend, changed.as_ref()).await?;
+    stored.follow_policies(&desired.deleting);
     let mut changes = Vec::new();
     let kept = plan_tables(&stored, desired, changed.as_ref(), options, &mut changes)?;
     if options.prune {
@@ -69,6 +70,19 @@ impl Stored {
             projects: projects::load(conn).await?,
             members: project_members::load(conn).await?,
         })
+    }
+}
+
+impl Stored {
+    /// See [`plan::follow_policies`].
+    fn follow_policies(&mut self, deleting: &HashMap<String, &'static str>) {
+        plan::follow_policies(&mut self.orgs, deleting);
+        plan::follow_policies(&mut self.memberships, deleting);
+        self.owned.follow_policies(deleting);
+        plan::follow_policies(&mut self.subjects, deleting);
+        plan::follow_policies(&mut self.resources, deleting);
+        self.projects.follow_policies(deleting);
+        plan::follow_policies(&mut self.members, deleting);
     }
 }
 

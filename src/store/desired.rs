@@ -3,7 +3,7 @@
 //! sees a Kubernetes object. `crate::rows` builds them from the objects the rules accepted;
 //! tests and benchmarks build them by hand.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// An organization as the store should hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +216,10 @@ pub struct Desired {
     /// applies when the object is deleted, and a grant its object no longer makes (a refused
     /// membership, an admin taken off a list) must not stay behind as access.
     pub live: HashSet<String>,
+    /// Keys of the objects being deleted, with the deletion policy each has now. Their rows go
+    /// as this says, not as last written: a policy changed to `Orphan` just before the
+    /// deletion, before any sync wrote it, still keeps the rows.
+    pub deleting: HashMap<String, &'static str>,
 }
 
 /// Every row one source wants, table by table: two desired states are compared by it, one

@@ -1476,6 +1476,55 @@ async fn cleanup_removes_the_rows_then_the_finalizer() {
     );
 }
 
+/// A deletion policy changed and the object deleted before any sync saw the change (within
+/// one debounce): the rows go as the object says now, not as last written.
+#[tokio::test]
+async fn a_deletion_policy_changed_just_before_the_deletion_is_followed() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    let first = syncer.sync().await;
+    let bob_id = first.index.memberships["uid-bob"].0.clone();
+    let alice_id = first.index.memberships["uid-alice-eng"].0.clone();
+    let mut alice = object(&w.caches.memberships, "alice-eng");
+    alice.spec.deletion_policy = DeletionPolicy::Orphan;
+    alice.metadata.generation = Some(2);
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(alice.clone()))));
+    syncer.sync().await;
+
+    // bob: Delete as written, Orphan and deleting in one event; alice-eng: Orphan as written,
+    // Delete and deleting in one event.
+    let mut bob = object(&w.caches.memberships, "bob");
+    bob.spec.deletion_policy = DeletionPolicy::Orphan;
+    bob.metadata.generation = Some(2);
+    alice.spec.deletion_policy = DeletionPolicy::Delete;
+    alice.metadata.generation = Some(3);
+    for o in [deleted(bob), deleted(alice)] {
+        w.members
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
+    }
+    let after = syncer.sync().await;
+    assert!(!after.index.memberships.contains_key("uid-bob"));
+    assert!(!after.index.memberships.contains_key("uid-alice-eng"));
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let count = |sql: &'static str, id: String| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query(sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .map(|r| sqlx::Row::get::<i64, _>(&r, 0))
+                .unwrap()
+        }
+    };
+    let unmanaged = "SELECT COUNT(*) FROM memberships WHERE id = $1 AND managed = 0";
+    assert_eq!(count(unmanaged, bob_id).await, 1, "bob's row is orphaned");
+    let any = "SELECT COUNT(*) FROM memberships WHERE id = $1";
+    assert_eq!(count(any, alice_id).await, 0, "alice's row is deleted");
+    store.close().await;
+}
+
 fn status_reply(send: SendResponse<Response<Body>>, code: u16, reason: &str) {
     send.send_response(
         Response::builder()

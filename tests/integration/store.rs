@@ -350,6 +350,51 @@ async fn prune_follows_the_deletion_policy() {
     }
 }
 
+/// An object deleted right after its policy changed, before any apply wrote the change: its
+/// rows go as [`Desired::deleting`] says, not as last written.
+#[tokio::test]
+async fn the_policy_of_an_object_being_deleted_is_the_one_it_has_now() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, OPTS).await.unwrap();
+        let uid = |slug: &str| {
+            full.organizations
+                .iter()
+                .find(|o| o.source_name == slug)
+                .map(|o| o.source_uid.clone())
+                .unwrap()
+        };
+        let (sales, marketing) = (uid("sales"), uid("marketing"));
+        // Written as Delete (sales) and Orphan (marketing); deleted as Orphan and Delete.
+        let mut less = full.clone();
+        let gone = [sales.clone(), marketing.clone()];
+        less.organizations.retain(|o| !gone.contains(&o.source_uid));
+        less.memberships.retain(|m| !gone.contains(&m.organization));
+        less.live.retain(|s| !gone.contains(s));
+        less.deleting = [(sales, "Orphan"), (marketing, "Delete")].into();
+        store.apply(&less, PRUNE).await.unwrap();
+        let orgs: Vec<(String, i64)> =
+            sqlx::query("SELECT slug, managed FROM organizations ORDER BY slug")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+        assert_eq!(
+            orgs,
+            [
+                ("acme".to_owned(), 1),
+                ("engineering".to_owned(), 1),
+                ("sales-emea".to_owned(), 0)
+            ],
+            "sales is orphaned, marketing deleted"
+        );
+        store.close().await;
+    }
+}
+
 /// An `Orphan` sub-organization leaves its admin's row in place, unless the admin leaves the
 /// root in the same plan: rule 9 then takes that row (the database cascades), and the plan
 /// says it is deleted rather than left in place.

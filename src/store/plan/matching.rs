@@ -15,6 +15,7 @@ pub(crate) trait Sourced {
     fn managed(&self) -> bool;
     fn source(&self) -> Option<&str>;
     fn deletion_policy(&self) -> &str;
+    fn set_deletion_policy(&mut self, policy: &str);
 
     /// Whether a desired object keyed `uid` that matched this row by its natural key (slug,
     /// subject) takes it over: the row predates suborg, or its source is no longer wanted (a
@@ -174,6 +175,26 @@ pub(crate) fn keep_ids<R: Sourced>(
     }
 }
 
+/// Gives the rows of objects being deleted the deletion policy their object has now
+/// ([`crate::store::Desired::deleting`]), which the store has not seen when the policy was
+/// changed just before the deletion.
+pub(crate) fn follow_policies<R: Sourced>(
+    rows: &mut [R],
+    deleting: &HashMap<String, &'static str>,
+) {
+    if deleting.is_empty() {
+        return;
+    }
+    for r in rows {
+        let now = r
+            .source()
+            .and_then(|s| deleting.get(crate::store::source_object(s)));
+        if let Some(policy) = now {
+            r.set_deletion_policy(policy);
+        }
+    }
+}
+
 /// Implements [`Sourced`] for row types with `id`, `managed`, `source_uid` and
 /// `deletion_policy` fields (where
 /// `Sourced` is in scope).
@@ -188,6 +209,9 @@ macro_rules! sourced {
             }
             fn deletion_policy(&self) -> &str {
                 &self.deletion_policy
+            }
+            fn set_deletion_policy(&mut self, policy: &str) {
+                policy.clone_into(&mut self.deletion_policy);
             }
             fn source(&self) -> Option<&str> {
                 self.source_uid.as_deref()

@@ -13,7 +13,8 @@ pub use change::{Action, ApplyOptions, Change, Plan};
 pub(crate) use change::{Conflicts, PlanError, constraint_message, plan_each, refused};
 pub(crate) use ids::{new_id, now_millis};
 pub(crate) use matching::{
-    Sourced, by_source, held_by_another, keep_ids, keep_rows, row_for, sourced, wanted,
+    Sourced, by_source, follow_policies, held_by_another, keep_ids, keep_rows, row_for, sourced,
+    wanted,
 };
 pub(crate) use op::{MemberRef, Op, Table};
 pub(crate) use sql::{

@@ -34,6 +34,12 @@ pub(crate) struct Existing {
 }
 
 impl Existing {
+    /// See [`crate::store::plan::follow_policies`].
+    pub(crate) fn follow_policies(&mut self, deleting: &HashMap<String, &'static str>) {
+        crate::store::plan::follow_policies(&mut self.groups, deleting);
+        crate::store::plan::follow_policies(&mut self.identities, deleting);
+    }
+
     /// The `namespace/name` of each group and identity row, by row id.
     pub(crate) fn names(&self) -> HashMap<&str, &str> {
         self.groups

@@ -36,6 +36,11 @@ pub(crate) struct Existing {
 }
 
 impl Existing {
+    /// See [`crate::store::plan::follow_policies`].
+    pub(crate) fn follow_policies(&mut self, deleting: &HashMap<String, &'static str>) {
+        crate::store::plan::follow_policies(&mut self.projects, deleting);
+    }
+
     /// The `namespace/name` of each project row, by row id.
     pub(crate) fn names(&self) -> HashMap<&str, &str> {
         self.projects
