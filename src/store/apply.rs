@@ -173,7 +173,13 @@ fn plan_tables<'d>(
 fn prune(stored: &Stored, kept: Kept<'_>, live: &HashSet<String>, changes: &mut Vec<Change>) {
     let first = changes.len();
     let orgs = &kept.orgs;
-    project_members::prune(&stored.members, &kept.members, &stored.projects, changes);
+    project_members::prune(
+        &stored.members,
+        &kept.members,
+        &stored.projects,
+        &stored.owned,
+        changes,
+    );
     let projects = kept.projects.into_values().collect();
     projects::prune(&stored.projects, &projects, orgs, changes);
     let resources = kept.resources.into_values().collect();
@@ -186,9 +192,9 @@ fn prune(stored: &Stored, kept: Kept<'_>, live: &HashSet<String>, changes: &mut 
         changes,
     );
     owned::prune(&stored.owned, &kept.owned, orgs, changes);
-    let slug_by_id = organizations::slugs(&stored.orgs);
-    memberships::prune(&stored.memberships, &kept.memberships, &slug_by_id, changes);
-    organizations::prune(&stored.orgs, orgs, &slug_by_id, changes);
+    let paths = organizations::paths(&stored.orgs);
+    memberships::prune(&stored.memberships, &kept.memberships, &paths, changes);
+    organizations::prune(&stored.orgs, orgs, &paths, changes);
     for c in &mut changes[first..] {
         if let Op::OrphanRow { table, .. } = &c.op
             && *table != plan::Table::Organizations

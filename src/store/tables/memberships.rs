@@ -222,7 +222,7 @@ pub(crate) fn plan<'d>(
 pub(crate) fn prune(
     rows: &[MembershipRow],
     wanted: &HashSet<&str>,
-    slug_by_id: &HashMap<&str, &str>,
+    paths: &HashMap<&str, String>,
     changes: &mut Vec<Change>,
 ) {
     let kept: HashSet<String> = changes
@@ -246,7 +246,9 @@ pub(crate) fn prune(
         let target = format!(
             "{} in {}",
             row.email,
-            slug_by_id.get(row.organization_id.as_str()).unwrap_or(&"?")
+            paths
+                .get(row.organization_id.as_str())
+                .map_or("?", String::as_str)
         );
         changes.push(removal(
             Table::Memberships,

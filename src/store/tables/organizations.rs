@@ -55,7 +55,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<OrgRow>, sqlx::
 pub(crate) struct Orgs<'d> {
     /// Source → (row id, root id), for existing rows and rows this plan creates.
     ids: HashMap<String, (String, String)>,
-    /// Row id → slug (for a row this plan creates, its whole name `ROOT/SUB`).
+    /// Row id → the organization's name for people, `ROOT` or `ROOT/SUB`.
     names: HashMap<String, String>,
     desired: HashMap<&'d str, &'d DesiredOrg>,
     /// Row ids of the organizations that stay: written by this plan or kept as they are.
@@ -90,13 +90,13 @@ impl Orgs<'_> {
         self.staying.contains(id)
     }
 
-    /// The slug of the row `id`, `?` when there is none.
+    /// The name for people (`ROOT` or `ROOT/SUB`) of the row `id`, `?` when there is none.
     pub(crate) fn name(&self, id: &str) -> &str {
         self.names.get(id).map(String::as_str).unwrap_or("?")
     }
 
     /// The organization `source` (row `id`) for people: `ROOT` or `ROOT/SUB` as desired, else
-    /// the row's slug.
+    /// as stored.
     pub(crate) fn path(&self, source: &str, id: &str) -> String {
         self.desired
             .get(source)
@@ -150,14 +150,14 @@ pub(crate) fn plan<'d>(
         conflicts.note(planned)?;
     }
     conflicts.into_result()?;
-    let slug_by_id = slugs(rows);
+    let paths = paths(rows);
     let kept = keep_rows(
         Table::Organizations,
         rows,
         kept,
         |s| orgs.ids.contains_key(s),
         |_| true,
-        |r| target(r, &slug_by_id),
+        |r| target(r, &paths),
         changes,
     );
     for (source, row) in kept {
@@ -165,9 +165,9 @@ pub(crate) fn plan<'d>(
             .insert(source.to_owned(), (row.id.clone(), row.root_id.clone()));
     }
     orgs.staying = orgs.ids.values().map(|(id, _)| id.clone()).collect();
-    orgs.names = rows
-        .iter()
-        .map(|o| (o.id.clone(), o.slug.clone()))
+    orgs.names = paths
+        .into_iter()
+        .map(|(id, path)| (id.to_owned(), path))
         .chain(changes.iter().filter_map(|c| match &c.op {
             Op::CreateOrg { id, .. } => Some((id.clone(), c.target.clone())),
             _ => None,
@@ -207,7 +207,12 @@ fn plan_one<'d>(
         return Err(PlanError::Conflict(
             Some(o.source_uid.clone()),
             format!(
-                "organization {target}: its slug is held in the store by another object ({:?}), whose row does not pass to this one: delete that object (and wait for it to go) or choose another slug",
+                "organization {target}: its slug is held in the store by {} {}, whose row does not pass to this one: delete that object (and wait for it to go) or choose another slug",
+                if holder.parent_id.is_some() {
+                    "SubOrganization"
+                } else {
+                    "Organization"
+                },
                 holder.source_name.as_deref().unwrap_or("?")
             ),
         ));
@@ -280,19 +285,26 @@ fn update(
     ))
 }
 
-/// The stored slug of each row id.
-pub(crate) fn slugs(rows: &[OrgRow]) -> HashMap<&str, &str> {
-    rows.iter()
+/// Each stored organization's name for people, by row id: `ROOT` or `ROOT/SUB`.
+pub(crate) fn paths(rows: &[OrgRow]) -> HashMap<&str, String> {
+    let slugs: HashMap<&str, &str> = rows
+        .iter()
         .map(|o| (o.id.as_str(), o.slug.as_str()))
+        .collect();
+    rows.iter()
+        .map(|o| {
+            let path = match o.parent_id.as_deref() {
+                Some(p) => format!("{}/{}", slugs.get(p).unwrap_or(&"?"), o.slug),
+                None => o.slug.clone(),
+            };
+            (o.id.as_str(), path)
+        })
         .collect()
 }
 
-/// A stored organization's name for people: `ROOT` or `ROOT/SUB`.
-fn target(row: &OrgRow, slug_by_id: &HashMap<&str, &str>) -> String {
-    match row.parent_id.as_deref() {
-        Some(p) => format!("{}/{}", slug_by_id.get(p).unwrap_or(&"?"), row.slug),
-        None => row.slug.clone(),
-    }
+/// A stored organization's name for people, as [`paths`] gives it.
+fn target(row: &OrgRow, paths: &HashMap<&str, String>) -> String {
+    paths.get(row.id.as_str()).cloned().unwrap_or_default()
 }
 
 /// Plans the removal of managed organizations no longer desired: sub-organizations before
@@ -300,7 +312,7 @@ fn target(row: &OrgRow, slug_by_id: &HashMap<&str, &str>) -> String {
 pub(crate) fn prune(
     rows: &[OrgRow],
     orgs: &Orgs<'_>,
-    slug_by_id: &HashMap<&str, &str>,
+    paths: &HashMap<&str, String>,
     changes: &mut Vec<Change>,
 ) {
     let kept = &orgs.staying;
@@ -343,7 +355,7 @@ pub(crate) fn prune(
             &row.id,
             &row.source_uid,
             policy,
-            target(row, slug_by_id),
+            target(row, paths),
         ));
     }
 }

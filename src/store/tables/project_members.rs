@@ -225,23 +225,32 @@ fn resolve(
     Ok((project_id, subject_column(&m.subject), value))
 }
 
-/// Plans the removal (or orphaning) of managed project memberships no longer desired.
+/// Plans the removal (or orphaning) of managed project memberships no longer desired, each
+/// named as its creation was: `Kind subject in project namespace/name`.
 pub(crate) fn prune(
     rows: &[MemberRow],
     kept: &HashSet<String>,
     projects: &projects::Existing,
+    owned: &owned::Existing,
     changes: &mut Vec<Change>,
 ) {
     let project_names = projects.names();
+    let subject_names = owned.names();
     for r in rows.iter().filter(|r| r.managed && !kept.contains(&r.id)) {
+        let (column, value) = &r.subject;
+        // A user's row holds the email; a group's or identity's, the row id of its object.
+        let subject = match column.as_str() {
+            "user_id" => value.as_str(),
+            _ => subject_names.get(value.as_str()).copied().unwrap_or("?"),
+        };
         changes.push(removal(
             Table::ProjectMemberships,
             &r.id,
             &r.source_uid,
             &r.deletion_policy,
             format!(
-                "{} in project {}",
-                r.subject.1,
+                "{} {subject} in project {}",
+                subject_kind(column),
                 project_names.get(r.project_id.as_str()).unwrap_or(&"?")
             ),
         ));

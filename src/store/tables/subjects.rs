@@ -23,11 +23,13 @@ pub(crate) struct SubjectRow {
     subject_id: String,
     roles: String,
     deletion_policy: String,
+    /// A group's row (else an identity's).
+    is_group: bool,
 }
 
 pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<SubjectRow>, sqlx::Error> {
     Ok(sqlx::query(
-        "SELECT id, source_uid, managed, organization_id, COALESCE(group_id, identity_id), roles, deletion_policy FROM subject_memberships",
+        "SELECT id, source_uid, managed, organization_id, COALESCE(group_id, identity_id), roles, deletion_policy, CASE WHEN group_id IS NULL THEN 0 ELSE 1 END FROM subject_memberships",
     )
     .fetch_all(&mut *conn)
     .await?
@@ -40,6 +42,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Vec<SubjectRow>, sq
         subject_id: r.get(4),
         roles: r.get(5),
         deletion_policy: r.get(6),
+        is_group: r.get::<i64, _>(7) == 1,
     })
     .collect())
 }
@@ -147,7 +150,12 @@ pub(crate) fn prune(
     let names = owned.names();
     for r in rows.iter().filter(|r| r.managed && !kept.contains(&r.id)) {
         let target = format!(
-            "{} in {}",
+            "{} {} in {}",
+            if r.is_group {
+                "Group"
+            } else {
+                "MachineIdentity"
+            },
             names.get(r.subject_id.as_str()).unwrap_or(&"?"),
             orgs.name(&r.organization_id)
         );
