@@ -174,6 +174,30 @@ impl EventBudget {
     }
 }
 
+/// The Event for the rows of one object that a sync changed alike.
+struct RowsEvent {
+    type_: EventType,
+    reason: &'static str,
+    verb: &'static str,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    rows: Vec<String>,
+}
+
+/// The longest note the API server takes on an Event, in bytes.
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// `note` cut to what an Event holds, on a character boundary, with an ellipsis when cut.
+fn event_note(note: &str) -> String {
+    if note.len() <= EVENT_NOTE_MAX {
+        return note.to_owned();
+    }
+    let mut end = EVENT_NOTE_MAX - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
+
 /// A result as the sync task publishes it.
 struct Published {
     /// Every watch event before this many is covered by the result.
@@ -731,22 +755,16 @@ impl Syncer {
         if drifts > 0 {
             self.metrics().drift_corrected(drifts as u64);
         }
-        let mut events = Vec::new();
-        // Each change with the object it belongs to, when that object is known.
-        let changes: Vec<_> = plan
-            .changes
-            .iter()
-            .map(|c| {
-                let object = c.source.as_deref().and_then(|s| refs.get(source_object(s)));
-                (c, object)
-            })
-            .collect();
-        let allowed = self
-            .events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(changes.iter().filter(|(_, o)| o.is_some()).count());
-        for (change, object) in changes {
+        // One Event per object and reason, listing its rows: kube's Recorder folds Events of
+        // one object and reason into a series that keeps the first note, so an Event per row
+        // would show only the first row of a sub-organization and its admins.
+        let mut grouped: Vec<RowsEvent> = Vec::new();
+        let mut slots: HashMap<(String, &'static str), usize> = HashMap::new();
+        for change in &plan.changes {
+            let object = change
+                .source
+                .as_deref()
+                .and_then(|s| refs.get(source_object(s)));
             let drift = is_drift(change);
             tracing::info!(
                 action = ?change.action,
@@ -755,40 +773,62 @@ impl Syncer {
                 drift,
                 "store row changed"
             );
-            if let Some((_, reference)) = object
-                && events.len() < allowed
-            {
-                let (reason, verb) = match (drift, change.action) {
-                    (true, _) => ("DriftCorrected", "rewrote (changed outside suborg)"),
-                    (false, Action::Create) => ("Created", "created"),
-                    (false, Action::Update) => ("Updated", "updated"),
-                    (false, Action::Delete) => ("Deleted", "deleted"),
-                    (false, Action::Orphan) => ("Orphaned", "left in place, unmanaged,"),
-                };
-                let fields = if change.fields.is_empty() {
-                    String::new()
+            let Some((key, reference)) = object else {
+                continue;
+            };
+            let (reason, verb) = match (drift, change.action) {
+                (true, _) => ("DriftCorrected", "rewrote (changed outside suborg)"),
+                (false, Action::Create) => ("Created", "created"),
+                (false, Action::Update) => ("Updated", "updated"),
+                (false, Action::Delete) => ("Deleted", "deleted"),
+                (false, Action::Orphan) => ("Orphaned", "left in place, unmanaged,"),
+            };
+            let fields = if change.fields.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", change.fields.join(", "))
+            };
+            let row = format!("{} {}{fields}", change.kind, change.target);
+            let slot = *slots.entry((key.to_string(), reason)).or_insert_with(|| {
+                let type_ = if drift {
+                    EventType::Warning
                 } else {
-                    format!(" ({})", change.fields.join(", "))
+                    EventType::Normal
                 };
-                events.push((
-                    Event {
-                        type_: if drift {
-                            EventType::Warning
-                        } else {
-                            EventType::Normal
-                        },
-                        reason: reason.into(),
-                        note: Some(format!(
-                            "store {verb} {} {}{fields}",
-                            change.kind, change.target
-                        )),
-                        action: "Sync".into(),
-                        secondary: None,
-                    },
-                    reference.clone(),
-                ));
-            }
+                grouped.push(RowsEvent {
+                    type_,
+                    reason,
+                    verb,
+                    reference: reference.clone(),
+                    rows: Vec::new(),
+                });
+                grouped.len() - 1
+            });
+            grouped[slot].rows.push(row);
         }
+        let allowed = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(grouped.len());
+        let events: Vec<_> = grouped
+            .into_iter()
+            .take(allowed)
+            .map(|g| {
+                let event = Event {
+                    type_: g.type_,
+                    reason: g.reason.into(),
+                    note: Some(event_note(&format!(
+                        "store {} {}",
+                        g.verb,
+                        g.rows.join("; ")
+                    ))),
+                    action: "Sync".into(),
+                    secondary: None,
+                };
+                (event, g.reference)
+            })
+            .collect();
         if let Some(recorder) = self.recorder.clone() {
             tokio::spawn(async move {
                 for (event, reference) in events {
@@ -820,5 +860,22 @@ impl Syncer {
             *counts.entry((kind, "False")).or_default() += 1;
         }
         self.metrics().set_objects(counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_note_is_cut_to_what_the_api_server_takes_on_a_character_boundary() {
+        assert_eq!(event_note("short"), "short");
+        let exact = "a".repeat(EVENT_NOTE_MAX);
+        assert_eq!(event_note(&exact), exact);
+        // Two-byte characters: the cut falls inside one unless moved back.
+        let long = "é".repeat(EVENT_NOTE_MAX);
+        let cut = event_note(&long);
+        assert!(cut.len() <= EVENT_NOTE_MAX, "{}", cut.len());
+        assert!(cut.ends_with("é…"), "{cut}");
     }
 }

@@ -1185,6 +1185,56 @@ async fn answer_until_done<K: serde::Serialize>(
     }
 }
 
+/// A sync raises one Event per object and reason, naming every row of it that changed: kube's
+/// Recorder folds a second Event of the same object and reason into the first one's series,
+/// whose note stays the first.
+#[tokio::test]
+async fn a_sync_raises_one_event_per_object_and_reason_naming_each_row() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let recorder = kube::runtime::events::Recorder::new(
+        client,
+        kube::runtime::events::Reporter {
+            controller: "suborg".into(),
+            instance: None,
+        },
+    );
+    let syncer = Syncer::new(
+        w.caches.clone(),
+        w.dsn.clone(),
+        Duration::from_secs(300),
+        false,
+        Some(recorder),
+        Arc::new(Health::default()),
+    );
+    syncer.sync().await;
+    let mut events = Vec::new();
+    while let Ok(Some((request, send))) =
+        tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await
+    {
+        assert_eq!(request.method(), "POST", "{}", request.uri());
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        events.push((
+            body["regarding"]["name"].as_str().unwrap().to_owned(),
+            body["reason"].as_str().unwrap().to_owned(),
+            body["note"].as_str().unwrap().to_owned(),
+        ));
+        reply(send, &body);
+    }
+    let of = |name: &str| -> Vec<&(String, String, String)> {
+        events.iter().filter(|e| e.0 == name).collect()
+    };
+    for name in ["acme", "eng", "alice", "bob", "alice-eng"] {
+        assert_eq!(of(name).len(), 1, "{name}: {events:#?}");
+        assert_eq!(of(name)[0].1, "Created", "{events:#?}");
+    }
+    assert_eq!(
+        of("eng")[0].2,
+        "store created organization acme/eng; membership bob@acme.example in acme/eng"
+    );
+}
+
 #[tokio::test]
 async fn reconcile_adds_the_finalizer_first() {
     let w = acme();
