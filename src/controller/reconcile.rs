@@ -164,7 +164,11 @@ async fn patch_finalizers<K: Kind>(api: &Api<K>, o: &K, add: bool) -> Result<K, 
     match api
         .patch(
             &o.name_any(),
-            &PatchParams::default(),
+            // Named, so managedFields (Argo CD's diff, audit logs) say suborg owns it.
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            },
             &Patch::<()>::Json(patch),
         )
         .await

@@ -1252,6 +1252,7 @@ async fn reconcile_adds_the_finalizer_first() {
         uri.starts_with("/apis/suborg.io/v1alpha1/organizations/acme?"),
         "{uri}"
     );
+    assert!(uri.contains("fieldManager=suborg"), "{uri}");
     assert!(body.to_string().contains(FINALIZER), "{body}");
     let mut with = fresh.clone();
     with.metadata.finalizers = Some(vec![FINALIZER.into()]);
@@ -1506,6 +1507,7 @@ async fn cleanup_removes_the_rows_then_the_finalizer() {
         uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-a/orgmemberships/bob?"),
         "{uri}"
     );
+    assert!(uri.contains("fieldManager=suborg"), "{uri}");
     // A JSON patch that sets the list without suborg's finalizer, guarded by a test of the
     // list as read.
     assert_eq!(body[0]["op"], "test", "{body}");
