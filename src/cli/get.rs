@@ -457,7 +457,8 @@ fn write_structured<T: serde::Serialize>(
             serde_yaml::to_string(value).map_err(io::Error::other)?
         ),
         _ => {
-            serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::other)?;
+            // `From` keeps an I/O error's kind, so a closed pipe stays a closed pipe.
+            serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
             writeln!(out)
         }
     }

@@ -123,7 +123,7 @@ fn validate(args: &ValidateArgs) -> io::Result<ExitCode> {
     let mut out = io::stdout().lock();
     match args.output {
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::other)?;
+            serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
             writeln!(out)?;
         }
         Output::Text => {

@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The DSN could not be understood.
-    #[error("invalid store {0}")]
+    #[error("invalid store: {0}")]
     InvalidDsn(String),
     /// The database could not be reached or opened.
     #[error("cannot open store {dsn}: {source}")]

@@ -875,3 +875,23 @@ fn get_warns_about_rows_suborg_would_never_write() {
     );
     assert!(t.contains("row(s) of memberships point at rows of"), "{t}");
 }
+
+/// A reader that stops early (`suborg get … -o json | head`) is not a failure: no message,
+/// exit 0, in every output format.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let (_dir, _path, dsn) = store_with_org();
+    for format in ["json", "yaml", "table"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_suborg"))
+            .args(["get", "tree", "-o", format, "--store", &dsn])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{format}: {stderr}");
+    }
+}
