@@ -20,8 +20,12 @@ use super::common::{
 use super::group::NAMESPACE_PATTERN;
 
 /// The CEL rule that keeps credentials out of `config`: key names that say they hold one.
-pub const CONFIG_NO_CREDENTIALS_RULE: &str = "self.all(k, !k.matches('(?i)(password|passwd|secret|token|credential|private[-_.]?key|api[-_.]?key|access[-_.]?key)'))";
-/// Its message.
+/// Words that only credentials use count anywhere in the key (`DB_PASSWORD`, `apiKey`,
+/// `connectionString`); `secret`, `token`, `pass` and `auth` count as the key's last word
+/// (`clientSecret`, `GITHUB_TOKEN`, `basicAuth`), so `secretName`, `tokenUrl` and `authType`,
+/// which name or point at something, stay allowed.
+pub const CONFIG_NO_CREDENTIALS_RULE: &str = r"self.all(k, !k.matches('(?i:password|passwd|passphrase|pwd|credential|private[-_.]?key|api[-_.]?key|access[-_.]?key|bearer|connection[-_.]?string|dsn)|(?:^|[-_.])(?i:secret|token|pass|auth)s?$|[a-z0-9](?:Secret|Token|Pass|Auth)s?$'))";
+/// What [`CONFIG_NO_CREDENTIALS_RULE`] says when broken.
 pub const CONFIG_NO_CREDENTIALS_MESSAGE: &str = "holds non-secret settings only: a key that names a password, secret, token or key belongs in the Secret named by credentialsRef";
 
 /// A reference to an object of a known kind, by name, in this object's namespace unless

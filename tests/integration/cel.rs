@@ -340,7 +340,18 @@ fn connection_config_holds_no_credentials() {
         "apiKey",
         "private_key",
         "clientSecret",
+        "client_secret",
+        "secret",
         "token",
+        "accessToken",
+        "GITHUB_TOKEN",
+        "pwd",
+        "Pass",
+        "auth",
+        "basicAuth",
+        "bearer",
+        "connectionString",
+        "dsn",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         let m = messages(c.validate_cel());
@@ -349,6 +360,19 @@ fn connection_config_holds_no_credentials() {
             m[0].starts_with("spec.config: holds non-secret settings only"),
             "{m:?}"
         );
+    }
+    // Keys that name or point at something, with a credential word that is not their last.
+    for key in [
+        "region",
+        "tokenUrl",
+        "tokenEndpoint",
+        "secretName",
+        "authType",
+        "compass",
+        "bypassProxy",
+    ] {
+        c.spec.config = [(key.to_string(), "x".to_string())].into();
+        assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{key}");
     }
     c.spec.config = [("region".to_string(), "x".repeat(5000))].into();
     assert!(messages(c.validate_cel())[0].contains("values at most 4096"));
