@@ -105,13 +105,14 @@ pub struct RoleBinding {
     #[schemars(length(min = 1, max = 64), regex(pattern = SLUG_PATTERN))]
     pub role: String,
     /// Makes the role temporary: it is granted from `start` and expires at `end`, or `duration`
-    /// after it is first granted. Omit for a permanent role.
+    /// after `start` (by default, the object's creation). Omit for a permanent role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary: Option<TemporaryAccess>,
 }
 
 /// The window of a temporary role: `end`, or `duration` counted from `start`. `start`
-/// defaults to the moment the role is first granted.
+/// defaults to the object's creation (`metadata.creationTimestamp`), which the store's row
+/// records as its `start`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -120,8 +121,9 @@ pub struct RoleBinding {
     validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero and at most 2562047h (the longest duration Kubernetes can hold)")
 )]
 pub struct TemporaryAccess {
-    /// When the role starts (RFC 3339, e.g. `2026-01-01T09:00:00Z`). Defaults to the moment the
-    /// role is first granted.
+    /// When the role starts (RFC 3339, e.g. `2026-01-01T09:00:00Z`). Defaults to the object's
+    /// creation: a role added to an existing membership with a `duration` needs a `start`, or
+    /// it counts from when the membership was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub start: Option<String>,

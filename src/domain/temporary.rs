@@ -199,7 +199,7 @@ pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp
 
 /// The rule for the roles of an OrgMembership or a ProjectMembership: a temporary window must
 /// make sense (an error), and a role that has already expired grants nothing (a warning).
-/// Offline, a `duration` without `start` counts from now.
+/// A `duration` without `start` counts from the object's creation; offline, from now.
 pub(super) fn check_roles(
     roles: &[RoleBinding],
     meta: &ObjectMeta,
@@ -211,12 +211,27 @@ pub(super) fn check_roles(
     let granted_at = meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
     for (j, role) in roles.iter().enumerate() {
         match state(role, granted_at, now) {
-            Ok(RoleState::Expired { at }) => warnings.push(Problem::warning(
-                Reason::RoleExpired,
-                key,
-                format!("spec.roles[{j}].temporary"),
-                format!("role {:?} expired at {at} and grants nothing", role.role),
-            )),
+            Ok(RoleState::Expired { at }) => {
+                let counted = role
+                    .temporary
+                    .as_ref()
+                    .filter(|t| t.start.is_none() && t.duration.is_some())
+                    .map(|_| {
+                        format!(
+                            ": its duration counts from the object's creation ({granted_at}); set temporary.start to count from another time"
+                        )
+                    })
+                    .unwrap_or_default();
+                warnings.push(Problem::warning(
+                    Reason::RoleExpired,
+                    key,
+                    format!("spec.roles[{j}].temporary"),
+                    format!(
+                        "role {:?} expired at {at} and grants nothing{counted}",
+                        role.role
+                    ),
+                ))
+            }
             Ok(_) => {}
             Err(e) => errors.push(Problem::error(
                 Reason::InvalidTemporaryAccess,

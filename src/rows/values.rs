@@ -44,9 +44,13 @@ pub(super) fn roles_json(roles: &[RoleBinding]) -> String {
 }
 
 /// The roles that still grant or will grant access at `now`: an expired temporary role is
-/// dropped from the row, which is how its access is revoked.
+/// dropped from the row, which is how its access is revoked. A `duration` without `start`
+/// counts from the object's creation; the row says so with that `start`, so a reader of the
+/// store times the role as the controller does. Offline (no creation time) it is left as
+/// written.
 pub(super) fn live(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> Vec<RoleBinding> {
-    let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    let granted_at = created.unwrap_or(now);
     roles
         .iter()
         .filter(|r| {
@@ -55,6 +59,15 @@ pub(super) fn live(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> 
                 Ok(RoleState::Expired { .. })
             )
         })
-        .cloned()
+        .map(|r| {
+            let mut r = r.clone();
+            if let (Some(t), Some(created)) = (&mut r.temporary, created)
+                && t.start.is_none()
+                && t.duration.is_some()
+            {
+                t.start = Some(created.to_string());
+            }
+            r
+        })
         .collect()
 }

@@ -866,6 +866,36 @@ fn carol(roles: Vec<RoleBinding>) -> OrgMembership {
 }
 
 /// A counter of `/metrics`: the value on the line that starts with `series` and a space.
+/// A `duration` without `start` counts from the object's creation, and the row says when that
+/// was: a reader of the store times the role as the controller does, whenever the row itself
+/// was written.
+#[tokio::test]
+async fn a_duration_is_stored_with_the_start_it_counts_from() {
+    let mut w = acme();
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol(vec![
+            role("member"),
+            temporary("admin", None, None, Some("876000h")),
+        ])))));
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    let (id, _) = result.index.memberships["uid-carol"].clone();
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let roles: String = sqlx::query("SELECT roles FROM memberships WHERE id = $1")
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .map(|r| sqlx::Row::get(&r, 0))
+        .unwrap();
+    let roles: serde_json::Value = serde_json::from_str(&roles).unwrap();
+    assert_eq!(
+        roles[1]["temporary"],
+        serde_json::json!({"start": "2026-01-01T00:00:00Z", "duration": "876000h"}),
+        "{roles}"
+    );
+    store.close().await;
+}
+
 fn counter(health: &Health, series: &str) -> u64 {
     let prefix = format!("{series} ");
     health

@@ -231,6 +231,14 @@ fn duration_counts_from_creation_in_a_cluster() {
         "{}",
         o.problems[0].message
     );
+    // It says where the duration counted from, and how to count from elsewhere.
+    assert!(
+        o.problems[0].message.ends_with(
+            "its duration counts from the object's creation (2026-06-01T00:00:00Z); set temporary.start to count from another time"
+        ),
+        "{}",
+        o.problems[0].message
+    );
 }
 
 #[test]
