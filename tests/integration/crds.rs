@@ -135,25 +135,32 @@ fn every_field_is_documented() {
     }
 }
 
-/// Every pattern of the CRDs has words for `suborg validate` to say instead of the regex.
-#[test]
-fn every_pattern_is_said_in_words() {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+/// Calls `f` with every object node of every CRD, as JSON.
+fn every_schema_node(mut f: impl FnMut(&serde_json::Map<String, serde_json::Value>)) {
+    fn walk(v: &serde_json::Value, f: &mut dyn FnMut(&serde_json::Map<String, serde_json::Value>)) {
         match v {
             serde_json::Value::Object(m) => {
-                if let Some(p) = m.get("pattern").and_then(|p| p.as_str()) {
-                    out.push(p.to_owned());
-                }
-                m.values().for_each(|c| walk(c, out));
+                f(m);
+                m.values().for_each(|c| walk(c, f));
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, f)),
             _ => {}
         }
     }
-    let mut patterns = Vec::new();
     for crd in api::crds() {
-        walk(&serde_json::to_value(&crd).unwrap(), &mut patterns);
+        walk(&serde_json::to_value(&crd).unwrap(), &mut f);
     }
+}
+
+/// Every pattern of the CRDs has words for `suborg validate` to say instead of the regex.
+#[test]
+fn every_pattern_is_said_in_words() {
+    let mut patterns = Vec::new();
+    every_schema_node(|m| {
+        if let Some(p) = m.get("pattern").and_then(|p| p.as_str()) {
+            patterns.push(p.to_owned());
+        }
+    });
     assert!(patterns.len() >= 20, "{patterns:?}");
     let unsaid: Vec<_> = patterns
         .iter()
@@ -165,26 +172,16 @@ fn every_pattern_is_said_in_words() {
 /// Every CEL rule's message maps to a specific reason, so conditions and metrics stay precise.
 #[test]
 fn every_cel_message_has_a_reason() {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                if let Some(rules) = m.get("x-kubernetes-validations").and_then(|r| r.as_array()) {
-                    out.extend(
-                        rules
-                            .iter()
-                            .map(|r| r["message"].as_str().unwrap().to_owned()),
-                    );
-                }
-                m.values().for_each(|c| walk(c, out));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
-            _ => {}
-        }
-    }
     let mut messages = Vec::new();
-    for crd in api::crds() {
-        walk(&serde_json::to_value(&crd).unwrap(), &mut messages);
-    }
+    every_schema_node(|m| {
+        if let Some(rules) = m.get("x-kubernetes-validations").and_then(|r| r.as_array()) {
+            messages.extend(
+                rules
+                    .iter()
+                    .map(|r| r["message"].as_str().unwrap().to_owned()),
+            );
+        }
+    });
     assert!(messages.len() >= 12, "{messages:?}");
     for m in messages {
         assert_ne!(

@@ -56,6 +56,17 @@ fn acme() -> Desired {
     desired(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme"))
 }
 
+/// Every organization's slug and whether suborg manages it, by slug.
+async fn slugs_and_managed(store: &SqlStore) -> Vec<(String, i64)> {
+    sqlx::query("SELECT slug, managed FROM organizations ORDER BY slug")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 async fn count(store: &SqlStore, sql: &str) -> i64 {
     sqlx::query(sql)
         .fetch_one(store.pool())
@@ -332,14 +343,7 @@ async fn prune_follows_the_deletion_policy() {
         let nothing = Desired::default();
         let plan = store.apply(&nothing, PRUNE).await.unwrap();
         assert!(plan.count(Action::Delete) > 0, "{plan:#?}");
-        let orgs: Vec<(String, i64)> =
-            sqlx::query("SELECT slug, managed FROM organizations ORDER BY slug")
-                .fetch_all(store.pool())
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+        let orgs = slugs_and_managed(&store).await;
         assert_eq!(
             orgs,
             [("acme".to_owned(), 0), ("marketing".to_owned(), 0)],
@@ -374,14 +378,7 @@ async fn the_policy_of_an_object_being_deleted_is_the_one_it_has_now() {
         less.live.retain(|s| !gone.contains(s));
         less.deleting = [(sales, "Orphan"), (marketing, "Delete")].into();
         store.apply(&less, PRUNE).await.unwrap();
-        let orgs: Vec<(String, i64)> =
-            sqlx::query("SELECT slug, managed FROM organizations ORDER BY slug")
-                .fetch_all(store.pool())
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+        let orgs = slugs_and_managed(&store).await;
         assert_eq!(
             orgs,
             [
