@@ -71,9 +71,7 @@ impl Stored {
             members: project_members::load(conn).await?,
         })
     }
-}
 
-impl Stored {
     /// See [`plan::follow_policies`].
     fn follow_policies(&mut self, deleting: &HashMap<String, &'static str>) {
         plan::follow_policies(&mut self.orgs, deleting);
