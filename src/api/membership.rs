@@ -45,7 +45,10 @@ pub struct OrgMembershipSpec {
     /// Roles granted in the organization: `admin`, `member`, `no-access` or the slug of a custom
     /// role, each optionally temporary. `no-access` cannot be combined with other roles.
     #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["role"]))]
-    #[x_kube(validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"))]
+    #[x_kube(
+        validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"),
+        validation = Rule::new(super::DURATION_ADDED_RULE).message(super::DURATION_ADDED_MESSAGE)
+    )]
     pub roles: Vec<RoleBinding>,
     /// `Delete` (default) removes the membership from the store when this object is deleted;
     /// `Orphan` keeps it.
@@ -109,6 +112,13 @@ pub struct RoleBinding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporary: Option<TemporaryAccess>,
 }
+
+/// On an update: a role given a `duration` without `start` must have had one before. A
+/// `duration` counts from `start`, by default the object's creation, so a role given one later
+/// would count from a moment already past: it could be expired on arrival.
+pub const DURATION_ADDED_RULE: &str = "self.all(r, !has(r.temporary) || !has(r.temporary.duration) || has(r.temporary.start) || oldSelf.exists(o, o.role == r.role && has(o.temporary) && has(o.temporary.duration) && !has(o.temporary.start)))";
+/// What [`DURATION_ADDED_RULE`] says when broken.
+pub const DURATION_ADDED_MESSAGE: &str = "temporary.start is needed for a role given a duration after the object was created: without start, a duration counts from the object's creation (metadata.creationTimestamp), which has passed";
 
 /// The window of a temporary role: `end`, or `duration` counted from `start`. `start`
 /// defaults to the object's creation (`metadata.creationTimestamp`), which the store's row

@@ -121,7 +121,10 @@ pub struct ProjectMembershipSpec {
     /// Project roles: `admin`, `member`, `viewer`, `no-access` or the slug of a custom
     /// project role, each optionally temporary. `no-access` cannot be combined with others.
     #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["role"]))]
-    #[x_kube(validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"))]
+    #[x_kube(
+        validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"),
+        validation = Rule::new(super::DURATION_ADDED_RULE).message(super::DURATION_ADDED_MESSAGE)
+    )]
     pub roles: Vec<RoleBinding>,
     /// Provisions the user through this project invite when they are not yet a member of the
     /// root organization: they become a root member with `organizationRole`. Root projects

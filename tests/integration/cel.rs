@@ -223,6 +223,39 @@ fn temporary_roles() {
     }
 }
 
+/// A `duration` counts from the object's creation unless `start` says otherwise, so a role
+/// given one later must say when it starts: else it would count from a moment already past.
+#[test]
+fn a_duration_added_later_needs_a_start() {
+    let old = root_member("platform", "acme", "a@x.io");
+    let mut new = old.clone();
+    new.spec
+        .roles
+        .push(temporary("auditor", None, None, Some("5m")));
+    assert!(
+        new.validate_cel().is_ok(),
+        "on creation, the duration counts from now"
+    );
+    let m = messages(new.validate_cel_update(&old));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("spec.roles: temporary.start is needed for a role given a duration"),
+        "{m:?}"
+    );
+    // With a start; or a role that had its duration already, changed; or an end: all fine.
+    new.spec.roles[1] = temporary("auditor", Some("2026-12-02T15:00:00Z"), None, Some("5m"));
+    assert!(new.validate_cel_update(&old).is_ok());
+    let mut old = new.clone();
+    old.spec.roles[1] = temporary("auditor", None, None, Some("8h"));
+    new.spec.roles[1] = temporary("auditor", None, None, Some("4h"));
+    assert!(new.validate_cel_update(&old).is_ok());
+    new.spec.roles[0] = temporary("member", None, Some("2027-01-01T00:00:00Z"), None);
+    assert!(new.validate_cel_update(&old).is_ok());
+    // A permanent role made temporary by duration is given one later too.
+    new.spec.roles[0] = temporary("member", None, None, Some("1h"));
+    assert_eq!(messages(new.validate_cel_update(&old)).len(), 1);
+}
+
 #[test]
 fn no_access_stands_alone() {
     let m = user_in(
