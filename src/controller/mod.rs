@@ -16,7 +16,7 @@
 
 pub mod caches;
 mod context;
-mod events;
+pub mod events;
 pub mod http;
 pub mod kinds;
 pub mod leader;
@@ -103,14 +103,13 @@ pub async fn run(
     };
 
     let watches = watches::Watches::start(&client, config.selector.as_deref());
-    let recorder = Some(Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: config.leader.as_ref().map(|l| l.identity.clone()),
-        },
-    ));
-    let syncer = Arc::new(syncer(&watches, &config, recorder.clone(), health.clone()));
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: config.leader.as_ref().map(|l| l.identity.clone()),
+    };
+    let recorder = Some(Recorder::new(client.clone(), reporter.clone()));
+    let sink = events::EventSink::new(client.clone(), reporter);
+    let syncer = Arc::new(syncer(&watches, &config, Some(sink), health.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         syncer: syncer.clone(),
@@ -212,7 +211,7 @@ async fn lead(
 fn syncer(
     watches: &watches::Watches,
     config: &Config,
-    recorder: Option<Recorder>,
+    recorder: Option<events::EventSink>,
     health: Arc<http::Health>,
 ) -> Syncer {
     let triggers = watches.lanes.triggers();

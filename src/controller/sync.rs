@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 
 pub use super::caches::{Caches, Readiness, ReadyMark};
 use super::caches::{Snapshot, each_object, remove};
@@ -235,7 +235,7 @@ pub struct Syncer {
     state: tokio::sync::Mutex<State>,
     resync: Duration,
     adopt: bool,
-    recorder: Option<Recorder>,
+    recorder: Option<super::events::EventSink>,
     metrics: Arc<super::http::Health>,
     fanout: Option<Fanout>,
     debounce: Debounce,
@@ -270,7 +270,7 @@ impl Syncer {
         dsn: String,
         resync: Duration,
         adopt: bool,
-        recorder: Option<Recorder>,
+        recorder: Option<super::events::EventSink>,
         health: Arc<super::http::Health>,
     ) -> Self {
         Self {
@@ -829,7 +829,11 @@ impl Syncer {
                 (event, g.reference)
             })
             .collect();
-        if let Some(recorder) = self.recorder.clone() {
+        if let Some(recorder) = self
+            .recorder
+            .as_ref()
+            .map(super::events::EventSink::recorder)
+        {
             tokio::spawn(async move {
                 for (event, reference) in events {
                     super::events::publish(&recorder, &event, &reference).await;

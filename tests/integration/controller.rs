@@ -1220,9 +1220,9 @@ async fn answer_until_done<K: serde::Serialize>(
 /// whose note stays the first.
 #[tokio::test]
 async fn a_sync_raises_one_event_per_object_and_reason_naming_each_row() {
-    let w = acme();
+    let mut w = acme();
     let (client, mut handle) = mock();
-    let recorder = kube::runtime::events::Recorder::new(
+    let sink = suborg::controller::events::EventSink::new(
         client,
         kube::runtime::events::Reporter {
             controller: "suborg".into(),
@@ -1234,34 +1234,76 @@ async fn a_sync_raises_one_event_per_object_and_reason_naming_each_row() {
         w.dsn.clone(),
         Duration::from_secs(300),
         false,
-        Some(recorder),
+        Some(sink),
         Arc::new(Health::default()),
     );
-    syncer.sync().await;
-    let mut events = Vec::new();
-    while let Ok(Some((request, send))) =
-        tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await
-    {
-        assert_eq!(request.method(), "POST", "{}", request.uri());
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        events.push((
-            body["regarding"]["name"].as_str().unwrap().to_owned(),
-            body["reason"].as_str().unwrap().to_owned(),
-            body["note"].as_str().unwrap().to_owned(),
-        ));
-        reply(send, &body);
+    // The Events a sync raised: (method, regarding, reason, note).
+    async fn raised(handle: &mut ApiHandle) -> Vec<(String, String, String, String)> {
+        let mut events = Vec::new();
+        while let Ok(Some((request, send))) =
+            tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await
+        {
+            let method = request.method().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            events.push((
+                method,
+                body["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["reason"].as_str().unwrap_or_default().to_owned(),
+                body["note"].as_str().unwrap_or_default().to_owned(),
+            ));
+            reply(send, &body);
+        }
+        events
     }
-    let of = |name: &str| -> Vec<&(String, String, String)> {
-        events.iter().filter(|e| e.0 == name).collect()
+    syncer.sync().await;
+    let events = raised(&mut handle).await;
+    let of = |name: &str| -> Vec<&(String, String, String, String)> {
+        events.iter().filter(|e| e.1 == name).collect()
     };
     for name in ["acme", "eng", "alice", "bob", "alice-eng"] {
         assert_eq!(of(name).len(), 1, "{name}: {events:#?}");
-        assert_eq!(of(name)[0].1, "Created", "{events:#?}");
+        assert_eq!(of(name)[0].2, "Created", "{events:#?}");
     }
     assert_eq!(
-        of("eng")[0].2,
+        of("eng")[0].3,
         "store created organization acme/eng; membership bob@acme.example in acme/eng"
+    );
+
+    // A later sync with the same reason on the same object: an Event of its own (a new
+    // object, not a count on the first one's series), with its own note.
+    let dave = stored(
+        user_in(
+            "team-a",
+            "dave",
+            OrganizationKind::Organization,
+            "acme",
+            "dave@acme.example",
+            vec![role("member")],
+        ),
+        "uid-dave",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave))));
+    let mut eng = object(&w.caches.sub_organizations, "eng");
+    eng.spec.admins.push("dave@acme.example".into());
+    eng.metadata.generation = Some(2);
+    w.subs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(eng))));
+    syncer.sync().await;
+    let later = raised(&mut handle).await;
+    let created: Vec<_> = later
+        .iter()
+        .filter(|e| e.1 == "eng" && e.2 == "Created")
+        .collect();
+    assert_eq!(created.len(), 1, "{later:#?}");
+    assert_eq!(created[0].0, "POST", "{later:#?}");
+    assert_eq!(
+        created[0].3,
+        "store created membership dave@acme.example in acme/eng"
     );
 }
 
