@@ -392,6 +392,89 @@ async fn the_policy_of_an_object_being_deleted_is_the_one_it_has_now() {
     }
 }
 
+/// A sub-organization deleted with `Orphan` leaves its row in place, so the rows of objects
+/// that still exist in it (refused now, their organization gone) stay too: only a deleted
+/// organization takes them with it.
+#[tokio::test]
+async fn an_orphaned_organization_keeps_the_rows_of_objects_still_in_it() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let full = acme();
+        store.apply(&full, PRUNE).await.unwrap();
+        let eng = full
+            .organizations
+            .iter()
+            .find(|o| o.source_name == "engineering")
+            .map(|o| o.source_uid.clone())
+            .unwrap();
+        let conn = "AppConnection/team-engineering/github";
+        let api = "Project/team-engineering/api";
+        let conn_id = id_of(&store, "org_resources", "source_uid", conn).await;
+        let api_id = id_of(&store, "projects", "source_uid", api).await;
+
+        // engineering deleted with Orphan; everything in it still exists, refused.
+        let mut d = full.clone();
+        d.organizations.retain(|o| o.source_uid != eng);
+        d.memberships.retain(|m| m.organization != eng);
+        d.subject_memberships.retain(|m| m.organization != eng);
+        d.project_memberships.retain(|m| m.organization != eng);
+        let mut kept = Vec::new();
+        kept.extend(
+            d.groups
+                .iter()
+                .filter(|g| g.group.organization == eng)
+                .map(|g| g.group.source_uid.clone()),
+        );
+        kept.extend(
+            d.identities
+                .iter()
+                .filter(|i| i.organization == eng)
+                .map(|i| i.source_uid.clone()),
+        );
+        kept.extend(
+            d.resources
+                .iter()
+                .filter(|r| r.organization == eng)
+                .map(|r| r.source_uid.clone()),
+        );
+        kept.extend(
+            d.projects
+                .iter()
+                .filter(|p| p.organization == eng)
+                .map(|p| p.source_uid.clone()),
+        );
+        d.groups.retain(|g| g.group.organization != eng);
+        d.identities.retain(|i| i.organization != eng);
+        d.resources.retain(|r| r.organization != eng);
+        d.projects.retain(|p| p.organization != eng);
+        d.kept = kept.into_iter().map(|s| (s, Some("Delete"))).collect();
+        d.live.remove(&eng);
+        d.deleting = [(eng.clone(), "Orphan")].into();
+        let plan = store.apply(&d, PRUNE).await.unwrap();
+        assert!(
+            !plan
+                .changes
+                .iter()
+                .any(|c| c.source.as_deref() == Some(conn) || c.source.as_deref() == Some(api)),
+            "{}: {plan:#?}",
+            f.dsn
+        );
+        assert_eq!(
+            id_of(&store, "org_resources", "source_uid", conn).await,
+            conn_id
+        );
+        assert_eq!(id_of(&store, "projects", "source_uid", api).await, api_id);
+        assert!(
+            slugs_and_managed(&store)
+                .await
+                .contains(&("engineering".to_owned(), 0)),
+            "{}",
+            f.dsn
+        );
+        store.close().await;
+    }
+}
+
 /// An `Orphan` sub-organization leaves its admin's row in place, unless the admin leaves the
 /// root in the same plan: rule 9 then takes that row (the database cascades), and the plan
 /// says it is deleted rather than left in place.

@@ -58,8 +58,12 @@ pub(crate) struct Orgs<'d> {
     /// Row id → the organization's name for people, `ROOT` or `ROOT/SUB`.
     names: HashMap<String, String>,
     desired: HashMap<&'d str, &'d DesiredOrg>,
-    /// Row ids of the organizations that stay: written by this plan or kept as they are.
+    /// Row ids of the organizations that stay managed: written by this plan or kept as they
+    /// are.
     staying: HashSet<String>,
+    /// Row ids of the organizations this plan deletes. The others stay in the store, managed
+    /// or, orphaned, not.
+    leaving: HashSet<String>,
 }
 
 impl Orgs<'_> {
@@ -84,10 +88,10 @@ impl Orgs<'_> {
         self.ids.get(source)
     }
 
-    /// Whether the organization row `id` stays after this plan: the rows of a kept source
-    /// stay only while their organization does.
+    /// Whether the organization row `id` stays after this plan, managed or orphaned: the rows
+    /// of a kept source stay only while their organization does.
     pub(crate) fn stays(&self, id: &str) -> bool {
-        self.staying.contains(id)
+        !self.leaving.contains(id)
     }
 
     /// The name for people (`ROOT` or `ROOT/SUB`) of the row `id`, `?` when there is none.
@@ -139,6 +143,7 @@ pub(crate) fn plan<'d>(
         names: HashMap::new(),
         desired: desired.iter().map(|o| (o.source_uid.as_str(), o)).collect(),
         staying: HashSet::new(),
+        leaving: HashSet::new(),
     };
     let mut conflicts = Conflicts::default();
     for o in desired {
@@ -165,6 +170,11 @@ pub(crate) fn plan<'d>(
             .insert(source.to_owned(), (row.id.clone(), row.root_id.clone()));
     }
     orgs.staying = orgs.ids.values().map(|(id, _)| id.clone()).collect();
+    orgs.leaving = removals(rows, &orgs.staying)
+        .into_iter()
+        .filter(|(_, policy)| *policy != "Orphan")
+        .map(|(row, _)| row.id.clone())
+        .collect();
     orgs.names = paths
         .into_iter()
         .map(|(id, path)| (id.to_owned(), path))
@@ -307,26 +317,21 @@ fn target(row: &OrgRow, paths: &HashMap<&str, String>) -> String {
     paths.get(row.id.as_str()).cloned().unwrap_or_default()
 }
 
-/// Plans the removal of managed organizations no longer desired: sub-organizations before
-/// roots, after every row that belongs to them.
-pub(crate) fn prune(
-    rows: &[OrgRow],
-    orgs: &Orgs<'_>,
-    paths: &HashMap<&str, String>,
-    changes: &mut Vec<Change>,
-) {
-    let kept = &orgs.staying;
+/// What becomes of each managed organization no longer desired, sub-organizations first: its
+/// row and the policy that applies, `Orphan` for a row that stays, unmanaged.
+fn removals<'r>(rows: &'r [OrgRow], staying: &HashSet<String>) -> Vec<(&'r OrgRow, &'r str)> {
     let mut gone: Vec<&OrgRow> = rows
         .iter()
-        .filter(|o| o.managed && !kept.contains(o.id.as_str()))
+        .filter(|o| o.managed && !staying.contains(o.id.as_str()))
         .collect();
     gone.sort_by_key(|o| o.parent_id.is_none());
     let mut removed: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
     for row in gone {
         // A root whose sub-organization is kept as it is (refused, but still there) stays as
         // it is too, still managed: it goes after the last of them, or is wanted again.
         if rows.iter().any(|c| {
-            c.parent_id.as_deref() == Some(row.id.as_str()) && kept.contains(c.id.as_str())
+            c.parent_id.as_deref() == Some(row.id.as_str()) && staying.contains(c.id.as_str())
         }) {
             continue;
         }
@@ -341,14 +346,28 @@ pub(crate) fn prune(
         } else {
             row.deletion_policy.as_str()
         };
-        if has_children && row.deletion_policy != "Orphan" {
+        if policy != "Orphan" {
+            removed.insert(row.id.as_str());
+        }
+        out.push((row, policy));
+    }
+    out
+}
+
+/// Plans the removal of managed organizations no longer desired: sub-organizations before
+/// roots, after every row that belongs to them.
+pub(crate) fn prune(
+    rows: &[OrgRow],
+    orgs: &Orgs<'_>,
+    paths: &HashMap<&str, String>,
+    changes: &mut Vec<Change>,
+) {
+    for (row, policy) in removals(rows, &orgs.staying) {
+        if policy == "Orphan" && row.deletion_policy != "Orphan" {
             tracing::info!(
                 organization = %row.slug,
                 "sub-organizations remain in the store: the organization's row is kept, no longer managed"
             );
-        }
-        if policy != "Orphan" {
-            removed.insert(row.id.as_str());
         }
         changes.push(removal(
             Table::Organizations,
