@@ -1642,7 +1642,7 @@ async fn a_deletion_policy_changed_just_before_the_deletion_is_followed() {
                 .unwrap()
         }
     };
-    let unmanaged = "SELECT COUNT(*) FROM memberships WHERE id = $1 AND managed = 0";
+    let unmanaged = "SELECT COUNT(*) FROM memberships WHERE id = $1 AND managed = 0 AND deletion_policy = 'Orphan'";
     assert_eq!(count(unmanaged, bob_id).await, 1, "bob's row is orphaned");
     let any = "SELECT COUNT(*) FROM memberships WHERE id = $1";
     assert_eq!(count(any, alice_id).await, 0, "alice's row is deleted");

@@ -200,7 +200,8 @@ pub(crate) async fn delete(
     Ok(())
 }
 
-/// Leaves one row in place, no longer managed and belonging to no source.
+/// Leaves one row in place, no longer managed and belonging to no source; its policy says
+/// `Orphan`, which is what left it.
 pub(crate) async fn orphan(
     conn: &mut AnyConnection,
     table: Table,
@@ -208,7 +209,7 @@ pub(crate) async fn orphan(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "UPDATE {} SET managed = 0, source_uid = NULL, updated_at = $2 WHERE id = $1",
+        "UPDATE {} SET managed = 0, source_uid = NULL, deletion_policy = 'Orphan', updated_at = $2 WHERE id = $1",
         table.name()
     ))
     .bind(id)
