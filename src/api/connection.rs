@@ -19,12 +19,19 @@ use super::common::{
 };
 use super::group::NAMESPACE_PATTERN;
 
-/// The CEL rule that keeps credentials out of `config`: key names that say they hold one.
-/// Words that only credentials use count anywhere in the key (`DB_PASSWORD`, `apiKey`,
-/// `connectionString`); `secret`, `token`, `pass` and `auth` count as the key's last word
-/// (`clientSecret`, `GITHUB_TOKEN`, `basicAuth`), so `secretName`, `tokenUrl` and `authType`,
-/// which name or point at something, stay allowed.
-pub const CONFIG_NO_CREDENTIALS_RULE: &str = r"self.all(k, !k.matches('(?i:password|passwd|passphrase|pwd|credential|private[-_.]?key|api[-_.]?key|access[-_.]?key|bearer|connection[-_.]?string|dsn)|(?:^|[-_.])(?i:secret|token|pass|auth)s?$|[a-z0-9](?:Secret|Token|Pass|Auth)s?$'))";
+/// The CEL rule that keeps credentials out of `config`, told by the key's last word (after
+/// `-`, `_`, `.` or a camelCase capital, or the whole key): `secret`, `token`, `password`,
+/// `pwd`, `auth`, `key`, `credentials`, `cookie`, `jwt`, `kubeconfig`, `dsn`, `bearer` and the
+/// like, or a key ending in `connectionString` or `serviceAccountJson`. `DB_PASSWORD`,
+/// `clientSecret`, `storageAccountKey` are refused; `tokenUrl`, `secretName`, `passwordPolicy`
+/// and `accessKeyId`, which name or point at something, are not, nor are keys that are not
+/// secrets (`publicKey`, `partitionKey`, `routingKey`, `sortKey`, `primaryKey`, `kmsKey`).
+pub const CONFIG_NO_CREDENTIALS_RULE: &str = r"self.all(k, !k.matches('(?:^|[-_.])(?i:secrets?|tokens?|pass|passwords?|passwd|passphrase|passcode|pwd|auth|authorization|credentials?|cookies?|jwt|kubeconfig|dsn|bearer|keys?)$|[a-z0-9](?:Secrets?|Tokens?|Pass|Passwords?|Passwd|Passphrase|Passcode|Pwd|Auth|Authorization|Credentials?|Cookies?|Jwt|JWT|Kubeconfig|Dsn|DSN|Bearer|Keys?)$|(?i:connection[-_.]?strings?|service[-_.]?account[-_.]?json)$') || k.matches('(?i:(?:public|partition|routing|sort|primary|kms)[-_.]?keys?)$'))";
+/// The CEL rule that keeps a password out of a URL in `config` (`postgres://app:pw@db/app`).
+pub const CONFIG_NO_URL_PASSWORD_RULE: &str =
+    r"self.all(k, !self[k].matches('[a-zA-Z][a-zA-Z0-9+.-]*://[^/@ :]*:[^/@ ]+@'))";
+/// What [`CONFIG_NO_URL_PASSWORD_RULE`] says when broken.
+pub const CONFIG_NO_URL_PASSWORD_MESSAGE: &str = "holds non-secret settings only: a URL with a password (scheme://user:password@host) belongs in the Secret named by credentialsRef; give the URL without it";
 /// What [`CONFIG_NO_CREDENTIALS_RULE`] says when broken.
 pub const CONFIG_NO_CREDENTIALS_MESSAGE: &str = "holds non-secret settings only: a key that names a password, secret, token or key belongs in the Secret named by credentialsRef";
 
@@ -101,9 +108,10 @@ pub struct AppConnectionSpec {
     /// Non-secret settings (region, account id, host, ...), at most 64, each value at most
     /// 4096 characters. Credentials go in the Secret named by `credentialsRef`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     #[x_kube(
         validation = Rule::new(CONFIG_NO_CREDENTIALS_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
+        validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,
@@ -151,9 +159,10 @@ pub struct GatewaySpec {
     pub relay_ref: Option<LocalObjectRef>,
     /// Non-secret settings, as for an AppConnection.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     #[x_kube(
         validation = Rule::new(CONFIG_NO_CREDENTIALS_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
+        validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,
@@ -195,9 +204,10 @@ pub struct RelaySpec {
     pub display_name: Option<String>,
     /// Non-secret settings, as for an AppConnection.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
     #[x_kube(
         validation = Rule::new(CONFIG_NO_CREDENTIALS_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
+        validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,

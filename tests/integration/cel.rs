@@ -385,6 +385,17 @@ fn connection_config_holds_no_credentials() {
         "bearer",
         "connectionString",
         "dsn",
+        "secretKey",
+        "SECRET_KEY",
+        "storageAccountKey",
+        "signingKey",
+        "sshKey",
+        "serviceAccountJson",
+        "kubeconfig",
+        "authorization",
+        "cookie",
+        "passcode",
+        "jwt",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         let m = messages(c.validate_cel());
@@ -403,10 +414,28 @@ fn connection_config_holds_no_credentials() {
         "authType",
         "compass",
         "bypassProxy",
+        "accessKeyId",
+        "passwordPolicy",
+        "passwordFile",
+        "publicKey",
+        "partitionKey",
+        "endpoint",
+        "url",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{key}");
     }
+    // A password inside a URL value; the same URL without it is fine.
+    c.spec.config = [(
+        "url".to_string(),
+        "postgres://app:hunter2@db/app".to_string(),
+    )]
+    .into();
+    let m = messages(c.validate_cel());
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("a URL with a password"), "{m:?}");
+    c.spec.config = [("url".to_string(), "postgres://app@db/app".to_string())].into();
+    assert_eq!(messages(c.validate_cel()), Vec::<String>::new());
     c.spec.config = [("region".to_string(), "x".repeat(5000))].into();
     assert!(messages(c.validate_cel())[0].contains("values at most 4096"));
 }
