@@ -156,26 +156,35 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    // The message, and whether it is a usage error (exit code 2, as for a malformed flag).
+    let result: Result<(), (String, bool)> = runtime.block_on(async {
         let kube_config = kube::Config::infer().await.map_err(|e| {
-            format!("no Kubernetes API to talk to (in-cluster config or KUBECONFIG): {e}")
+            let m = format!("no Kubernetes API to talk to (in-cluster config or KUBECONFIG): {e}");
+            (m, false)
         })?;
         let url = kube_config.cluster_url.to_string();
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| format!("cannot set up a client for the Kubernetes API at {url}: {e}"))?;
+        let client = kube::Client::try_from(kube_config).map_err(|e| {
+            let m = format!("cannot set up a client for the Kubernetes API at {url}: {e}");
+            (m, false)
+        })?;
         controller::run(client, config, shutdown_signal())
             .await
             .map_err(|e| match e {
-                controller::Error::Kube(_) => format!("{e} (API server {url})"),
-                e => e.to_string(),
+                controller::Error::Kube(_) => (format!("{e} (API server {url})"), false),
+                controller::Error::InvalidSelector(_) => (e.to_string(), true),
+                e => (e.to_string(), false),
             })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err((e, usage)) => {
             tracing::error!(error = %e, "suborg stopped");
             eprintln!("suborg: {e}");
-            ExitCode::FAILURE
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -40,6 +40,9 @@ pub enum Error {
     /// The CRDs are not installed.
     #[error("{0}")]
     CrdsMissing(String),
+    /// `--selector` is not a label selector the API server takes.
+    #[error("{0}")]
+    InvalidSelector(String),
     /// Another replica took the leader Lease.
     #[error("lost the leader Lease; stopping so that only one replica writes to the store")]
     LeaseLost,
@@ -53,6 +56,7 @@ impl Error {
             Self::Store { category, .. } => category,
             Self::DeletionBlocked(_) => "DeletionBlocked",
             Self::CrdsMissing(_) => "CrdsMissing",
+            Self::InvalidSelector(_) => "InvalidSelector",
             Self::LeaseLost => "LeaseLost",
         }
     }

@@ -48,14 +48,27 @@ use crate::api::{
 use kinds::Kind;
 use sync::Syncer;
 
-/// Fails with a clear message when a CRD is missing.
-pub async fn check_crds(client: &Client) -> Result<(), Error> {
-    async fn one<K: Kind + CustomResourceExt>(client: &Client) -> Result<(), Error> {
-        match Api::<K>::all(client.clone())
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-        {
+/// Fails with a clear message when a CRD is missing, or when `selector` (`--selector`) is not a
+/// label selector: the API server is the judge, and a controller whose watches it refuses
+/// would never become ready.
+pub async fn check_crds(client: &Client, selector: Option<&str>) -> Result<(), Error> {
+    async fn one<K: Kind + CustomResourceExt>(
+        client: &Client,
+        selector: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut params = ListParams::default().limit(1);
+        if let Some(s) = selector {
+            params = params.labels(s);
+        }
+        match Api::<K>::all(client.clone()).list_metadata(&params).await {
             Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 400 && selector.is_some() => {
+                Err(Error::InvalidSelector(format!(
+                    "invalid --selector {:?}: {}",
+                    selector.unwrap_or_default(),
+                    e.message
+                )))
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::CrdsMissing(format!(
                 "the CustomResourceDefinition {} is not installed: install the CRDs first (`suborg crd | kubectl apply --server-side -f -`, or the Helm chart)",
                 K::crd_name()
@@ -64,7 +77,7 @@ pub async fn check_crds(client: &Client) -> Result<(), Error> {
         }
     }
     macro_rules! each {
-        ($($kind:ident $field:ident,)*) => { $(one::<$kind>(client).await?;)* };
+        ($($kind:ident $field:ident,)*) => { $(one::<$kind>(client, selector).await?;)* };
     }
     crate::api::for_each_kind!(each);
     Ok(())
@@ -76,7 +89,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    check_crds(&client).await?;
+    check_crds(&client, config.selector.as_deref()).await?;
     let health = Arc::new(http::Health::default());
     if let Some(addr) = config.metrics_addr {
         let health = health.clone();

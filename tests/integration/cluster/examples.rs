@@ -922,3 +922,30 @@ async fn a_leader_cut_off_from_the_api_server_stops_promptly_when_asked() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     let _ = leases.delete(&lease, &Default::default()).await;
 }
+
+/// A `--selector` the API server cannot parse stops the controller at once, as a usage error,
+/// rather than leaving it up and never ready while every watch is refused.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_selector_the_api_server_refuses_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("store.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_suborg"))
+        .args([
+            "run",
+            "--store",
+            &store,
+            "--metrics-addr",
+            "off",
+            "--selector",
+            "suborg.io/team in (a",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("suborg: invalid --selector \"suborg.io/team in (a\":"),
+        "{stderr}"
+    );
+}
