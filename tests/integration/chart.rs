@@ -465,6 +465,11 @@ fn values_that_cannot_work_are_refused_with_a_clear_message() {
         ),
         ("values-typo.yaml", "replicas"),
         ("values-wrong-type.yaml", "/store/type"),
+        (
+            "values-pod-labels-selector.yaml",
+            "podLabels sets app.kubernetes.io/name, which the chart's selector uses",
+        ),
+        ("values-pdb-bad.yaml", "/podDisruptionBudget/minAvailable"),
     ] {
         match helm(&py, values) {
             Ok(_) => panic!("{values} was accepted"),

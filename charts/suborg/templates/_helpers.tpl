@@ -32,6 +32,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and (gt (int .Values.replicaCount) 1) (ne .Values.store.type "postgres") -}}
 {{- fail (printf "replicaCount is %d but store.type is %q: more than one replica needs store.type=postgres (a SQLite file has a single writer)" (int .Values.replicaCount) .Values.store.type) -}}
 {{- end -}}
+{{- range $k, $_ := .Values.podLabels -}}
+{{- if or (eq $k "app.kubernetes.io/name") (eq $k "app.kubernetes.io/instance") -}}
+{{- fail (printf "podLabels sets %s, which the chart's selector uses: the Deployment would select no pods; choose another label" $k) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq .Values.store.type "postgres") (not .Values.store.postgres.existingSecret) -}}
 {{- fail "store.type is postgres but store.postgres.existingSecret is empty: name an existing Secret holding the DSN (the DSN is never a plain value)" -}}
 {{- end -}}
