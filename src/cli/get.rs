@@ -73,6 +73,29 @@ pub enum GetOutput {
 
 /// `suborg get`.
 pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
+    // A view without the flag it needs is a usage error, told before the store is opened.
+    let needs = match args.what {
+        GetWhat::Members
+        | GetWhat::Groups
+        | GetWhat::Identities
+        | GetWhat::Projects
+        | GetWhat::Connections
+            if args.org.is_none() =>
+        {
+            Some("--org ROOT or --org ROOT/SUB")
+        }
+        GetWhat::Access if args.user.is_none() => Some("--user EMAIL"),
+        _ => None,
+    };
+    if let Some(flag) = needs {
+        let what = args
+            .what
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        eprintln!("suborg: get {what} needs {flag}");
+        return Ok(ExitCode::from(2));
+    }
     let rt = runtime()?;
     let result = rt.block_on(async {
         let store = open_read_only_async(args.store.as_deref()).await?;

@@ -70,6 +70,7 @@ fn parse_period(s: &str) -> Result<Duration, String> {
 }
 
 fn init_logs(args: &RunArgs) -> Result<(), String> {
+    check_log_level(&args.log_level)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| format!("invalid --log-level {:?}: {e}", args.log_level))?;
     let builder = tracing_subscriber::fmt()
@@ -116,6 +117,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+/// A bare word that is not a level (`verbose`) reads as a filter for a module of that name,
+/// which would silence every log line: refuse it, as any other unusable flag.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bare = !level.contains(['=', ',', ':', '[']);
+    if bare && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "invalid --log-level {level:?}: a level ({}) or filter directives such as suborg=debug,kube=info",
+            LEVELS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// `suborg run`.
@@ -192,6 +207,25 @@ pub fn run(args: &RunArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_are_levels_or_directives() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "suborg=debug",
+            "suborg=debug,kube=info",
+            "warn,suborg=trace",
+        ] {
+            assert_eq!(check_log_level(ok), Ok(()), "{ok}");
+        }
+        let e = check_log_level("verbose").unwrap_err();
+        assert!(
+            e.starts_with("invalid --log-level \"verbose\": a level (error, warn"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn periods() {

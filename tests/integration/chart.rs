@@ -470,6 +470,7 @@ fn values_that_cannot_work_are_refused_with_a_clear_message() {
             "podLabels sets app.kubernetes.io/name, which the chart's selector uses",
         ),
         ("values-pdb-bad.yaml", "/podDisruptionBudget/minAvailable"),
+        ("values-log-level-bad.yaml", "/controller/logLevel"),
     ] {
         match helm(&py, values) {
             Ok(_) => panic!("{values} was accepted"),

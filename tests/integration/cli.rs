@@ -486,7 +486,7 @@ fn projects_and_access_follow_visibility() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no user \"nobody@acme.example\" in the store"));
     let out = suborg(&["get", "projects", "--store", &store], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(text(&out).contains("get projects needs --org"));
 
     // Connections are per organization: engineering sees its own, not the root's.
@@ -893,5 +893,26 @@ fn a_closed_pipe_ends_quietly() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
         assert!(!stderr.contains("Broken pipe"), "{format}: {stderr}");
+    }
+}
+
+/// A view without the flag it needs is a usage error (exit 2), told before any store is read.
+#[test]
+fn get_without_the_flag_a_view_needs_is_a_usage_error() {
+    for (what, needle) in [
+        (
+            "members",
+            "suborg: get members needs --org ROOT or --org ROOT/SUB",
+        ),
+        ("connections", "suborg: get connections needs --org"),
+        ("access", "suborg: get access needs --user EMAIL"),
+    ] {
+        let out = suborg(
+            &["get", what, "--store", "sqlite:///nonexistent/s.db"],
+            None,
+        );
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {t}");
+        assert!(t.contains(needle), "{what}: {t}");
     }
 }
