@@ -896,6 +896,21 @@ async fn a_duration_is_stored_with_the_start_it_counts_from() {
     store.close().await;
 }
 
+/// dave, a member of acme from `team-a`, not yet in the acme world.
+fn dave() -> OrgMembership {
+    stored(
+        user_in(
+            "team-a",
+            "dave",
+            OrganizationKind::Organization,
+            "acme",
+            "dave@acme.example",
+            vec![role("member")],
+        ),
+        "uid-dave",
+    )
+}
+
 fn counter(health: &Health, series: &str) -> u64 {
     let prefix = format!("{series} ");
     health
@@ -1275,19 +1290,8 @@ async fn a_sync_raises_one_event_per_object_and_reason_naming_each_row() {
 
     // A later sync with the same reason on the same object: an Event of its own (a new
     // object, not a count on the first one's series), with its own note.
-    let dave = stored(
-        user_in(
-            "team-a",
-            "dave",
-            OrganizationKind::Organization,
-            "acme",
-            "dave@acme.example",
-            vec![role("member")],
-        ),
-        "uid-dave",
-    );
     w.members
-        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave))));
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave()))));
     let mut eng = object(&w.caches.sub_organizations, "eng");
     eng.spec.admins.push("dave@acme.example".into());
     eng.metadata.generation = Some(2);
@@ -2271,19 +2275,8 @@ async fn a_row_changed_outside_suborg_is_drift_even_when_a_change_elsewhere_rewr
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(carol(vec![
             role("member"),
         ])))));
-    let dave = stored(
-        user_in(
-            "team-a",
-            "dave",
-            OrganizationKind::Organization,
-            "acme",
-            "dave@acme.example",
-            vec![role("member")],
-        ),
-        "uid-dave",
-    );
     w.members
-        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave))));
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave()))));
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
     let store = SqlStore::open(&w.dsn).await.unwrap();
