@@ -471,6 +471,7 @@ fn values_that_cannot_work_are_refused_with_a_clear_message() {
         ),
         ("values-pdb-bad.yaml", "/podDisruptionBudget/minAvailable"),
         ("values-log-level-bad.yaml", "/controller/logLevel"),
+        ("values-resync-too-short.yaml", "/controller/resync"),
     ] {
         match helm(&py, values) {
             Ok(_) => panic!("{values} was accepted"),
