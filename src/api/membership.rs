@@ -148,6 +148,13 @@ pub struct TemporaryAccess {
     pub duration: Option<String>,
 }
 
+impl TemporaryAccess {
+    /// Whether the window counts from the object's creation: a `duration` without `start`.
+    pub fn counts_from_creation(&self) -> bool {
+        self.start.is_none() && self.duration.is_some()
+    }
+}
+
 /// Observed state of an OrgMembership.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -215,7 +215,7 @@ pub(super) fn check_roles(
                 let counted = role
                     .temporary
                     .as_ref()
-                    .filter(|t| t.start.is_none() && t.duration.is_some())
+                    .filter(|t| t.counts_from_creation())
                     .map(|_| {
                         format!(
                             ": its duration counts from the object's creation ({granted_at}); set temporary.start to count from another time"

@@ -62,8 +62,7 @@ pub(super) fn live(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> 
         .map(|r| {
             let mut r = r.clone();
             if let (Some(t), Some(created)) = (&mut r.temporary, created)
-                && t.start.is_none()
-                && t.duration.is_some()
+                && t.counts_from_creation()
             {
                 t.start = Some(created.to_string());
             }
