@@ -74,26 +74,8 @@ pub enum GetOutput {
 /// `suborg get`.
 pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
     // A view without the flag it needs is a usage error, told before the store is opened.
-    let needs = match args.what {
-        GetWhat::Members
-        | GetWhat::Groups
-        | GetWhat::Identities
-        | GetWhat::Projects
-        | GetWhat::Connections
-            if args.org.is_none() =>
-        {
-            Some("--org ROOT or --org ROOT/SUB")
-        }
-        GetWhat::Access if args.user.is_none() => Some("--user EMAIL"),
-        _ => None,
-    };
-    if let Some(flag) = needs {
-        let what = args
-            .what
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        eprintln!("suborg: get {what} needs {flag}");
+    if let Some(message) = missing_flag(args) {
+        eprintln!("suborg: {message}");
         return Ok(ExitCode::from(2));
     }
     let rt = runtime()?;
@@ -374,7 +356,7 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
         )),
         GetWhat::Access => {
             let Some(email) = &args.user else {
-                return Err(StoreError::Conflict("get access needs --user EMAIL".into()));
+                return Err(StoreError::Conflict(missing_flag(args).unwrap_or_default()));
             };
             match store.access(email).await? {
                 Some(entries) => Ok(Shown::Access(entries)),
@@ -386,18 +368,34 @@ async fn read(store: &SqlStore, args: &GetArgs) -> Result<Shown, StoreError> {
     }
 }
 
+/// What `get` says when the view asked for lacks the flag it needs (`--org`, `--user`).
+fn missing_flag(args: &GetArgs) -> Option<String> {
+    let flag = match args.what {
+        GetWhat::Members
+        | GetWhat::Groups
+        | GetWhat::Identities
+        | GetWhat::Projects
+        | GetWhat::Connections
+            if args.org.is_none() =>
+        {
+            "--org ROOT or --org ROOT/SUB"
+        }
+        GetWhat::Access if args.user.is_none() => "--user EMAIL",
+        _ => return None,
+    };
+    let what = args
+        .what
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    Some(format!("get {what} needs {flag}"))
+}
+
 /// The store id of the organization `--org` names, which `get members`, `groups`,
 /// `identities`, `projects` and `connections` need.
 async fn org_id(store: &SqlStore, args: &GetArgs) -> Result<String, StoreError> {
     let Some(wanted) = &args.org else {
-        let what = args
-            .what
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        return Err(StoreError::Conflict(format!(
-            "get {what} needs --org ROOT or --org ROOT/SUB"
-        )));
+        return Err(StoreError::Conflict(missing_flag(args).unwrap_or_default()));
     };
     resolve(&store.organizations().await?, wanted)
 }
