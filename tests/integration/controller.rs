@@ -896,19 +896,24 @@ async fn a_duration_is_stored_with_the_start_it_counts_from() {
     store.close().await;
 }
 
-/// dave, a member of acme from `team-a`, not yet in the acme world.
-fn dave() -> OrgMembership {
+/// A member of acme from `team-a`, not yet in the acme world.
+fn acme_member(name: &str, email: &str, uid: &str) -> OrgMembership {
     stored(
         user_in(
             "team-a",
-            "dave",
+            name,
             OrganizationKind::Organization,
             "acme",
-            "dave@acme.example",
+            email,
             vec![role("member")],
         ),
-        "uid-dave",
+        uid,
     )
+}
+
+/// dave, a member of acme not yet in the acme world.
+fn dave() -> OrgMembership {
+    acme_member("dave", "dave@acme.example", "uid-dave")
 }
 
 fn counter(health: &Health, series: &str) -> u64 {
@@ -2222,19 +2227,6 @@ async fn drift_is_reported_when_another_writer_forces_a_whole_plan() {
     ] {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
-    let dave = |name: &str, email: &str, uid: &str| {
-        stored(
-            user_in(
-                "team-a",
-                name,
-                OrganizationKind::Organization,
-                "acme",
-                email,
-                vec![role("member")],
-            ),
-            uid,
-        )
-    };
     // Unrelated changes: the first sees the other writer's row and reads the store whole;
     // the second plans it whole, and rewrites alice's membership of eng.
     for (name, email, uid) in [
@@ -2242,7 +2234,7 @@ async fn drift_is_reported_when_another_writer_forces_a_whole_plan() {
         ("erin", "erin@acme.example", "uid-erin"),
     ] {
         w.members
-            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave(
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme_member(
                 name, email, uid,
             )))));
         let result = syncer.sync().await;
