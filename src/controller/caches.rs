@@ -124,6 +124,20 @@ macro_rules! caches {
             gone
         }
 
+        /// The generation of every object in the set that has a uid, by uid.
+        pub(super) fn generations(set: &ObjectSet) -> HashMap<String, i64> {
+            let mut seen = HashMap::new();
+            $(
+                for o in &set.$field {
+                    let meta = o.meta();
+                    if let Some(uid) = &meta.uid {
+                        seen.insert(uid.clone(), meta.generation.unwrap_or_default());
+                    }
+                }
+            )*
+            seen
+        }
+
         /// Calls `count` with every object's kind, key and uid.
         pub(super) fn each_object(set: &ObjectSet, mut count: impl FnMut(&'static str, ObjectKey, Option<String>)) {
             $(

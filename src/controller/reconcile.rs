@@ -274,7 +274,14 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action, Error> {
-    let result = ctx.syncer.current().await;
+    let meta = o.meta();
+    let result = match &meta.uid {
+        Some(uid) => {
+            let generation = meta.generation.unwrap_or_default();
+            ctx.syncer.current_for(uid, generation).await
+        }
+        None => ctx.syncer.current().await,
+    };
     let now = Timestamp::now();
     let desired = o.desired(&result, now);
     write_status(&*o, api, ctx, &desired).await?;

@@ -28,7 +28,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType};
 
 pub use super::caches::{Caches, Readiness, ReadyMark};
-use super::caches::{Snapshot, each_object, remove};
+use super::caches::{Snapshot, each_object, generations, remove};
 use super::metrics::Metrics;
 pub use super::scope::Scope;
 use crate::domain::model::{self, ObjectSet};
@@ -75,6 +75,10 @@ pub struct SyncResult {
     /// Refused organizations, groups, identities, resources and projects, by uid: whatever
     /// rows they have stay in the store as last written.
     pub kept: HashSet<String>,
+    /// The generation of each object the sync saw, by uid: a reconcile of an object at that
+    /// generation may use this result although other objects changed since
+    /// ([`Syncer::current_for`]).
+    pub seen: HashMap<String, i64>,
 }
 
 impl SyncResult {
@@ -351,6 +355,20 @@ impl Syncer {
     /// resync period, a failed sync's retry). Costs nothing when it is ready; otherwise waits for
     /// the task's next result. Without the task (a test, a one-off caller), syncs itself.
     pub async fn current(&self) -> Arc<SyncResult> {
+        self.current_covering(None).await
+    }
+
+    /// The result a reconcile of the object `uid` at `generation` reads: as [`Syncer::current`],
+    /// but the latest result also serves when it saw the object at that generation, although
+    /// other objects changed since. Their changes reach this object through the fan-out of the
+    /// sync that sees them, when they change its part of the result; meanwhile its status says
+    /// what the store holds. So objects arriving one after another do not each wait for a
+    /// sync that covers every later arrival too.
+    pub async fn current_for(&self, uid: &str, generation: i64) -> Arc<SyncResult> {
+        self.current_covering(Some((uid, generation))).await
+    }
+
+    async fn current_covering(&self, object: Option<(&str, i64)>) -> Arc<SyncResult> {
         use std::sync::atomic::Ordering;
         let mut published = self.published.subscribe();
         let wanted = self.caches.fingerprint.events();
@@ -359,7 +377,8 @@ impl Syncer {
                 return self.sync().await;
             }
             if let Some(p) = published.borrow_and_update().as_ref()
-                && p.events >= wanted
+                && (p.events >= wanted
+                    || object.is_some_and(|(uid, g)| p.result.seen.get(uid) == Some(&g)))
                 && self.is_fresh(&p.result, p.at)
             {
                 return p.result.clone();
@@ -580,6 +599,7 @@ impl Syncer {
             Ok(s) => s,
             Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
         };
+        let seen = generations(&set);
         let mut conflicts = HashMap::new();
         // Containers left out for a conflict keep their rows, as refused ones do, and so do
         // those that could not be read: a binary older than its CRDs must not delete them.
@@ -731,6 +751,7 @@ impl Syncer {
             retry: None,
             waiting,
             kept,
+            seen,
         };
         self.count_objects(&result, &set);
         result

@@ -19,7 +19,7 @@ use suborg::controller::http::Health;
 use suborg::controller::kinds::{self, Kind};
 use suborg::controller::prints::{Feed, Printed};
 use suborg::controller::reconcile;
-use suborg::controller::sync::{Caches, SyncResult, Syncer};
+use suborg::controller::sync::{self, Caches, SyncResult, Syncer};
 use suborg::controller::{Backoff, Context, FINALIZER, status};
 use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
@@ -848,6 +848,48 @@ async fn reconcilers_read_what_the_sync_task_publishes() {
         Arc::ptr_eq(&after, &next),
         "unchanged, without the task too"
     );
+}
+
+/// A reconcile of an object the latest result saw at its generation uses that result at once,
+/// although other objects arrived since; an object it has not seen waits for the sync that
+/// sees it. Objects arriving one after another do not each wait for a sync of every later one.
+#[tokio::test]
+async fn a_result_serves_the_objects_it_saw_while_others_arrive() {
+    let mut w = acme();
+    let syncer = Arc::new(
+        w.syncer(Duration::from_secs(300))
+            .with_debounce(sync::Debounce {
+                quiet: Duration::from_millis(200),
+                max_wait: Duration::from_secs(1),
+            }),
+    );
+    let task = Task::start(&syncer);
+    let first = syncer.current().await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    let acme = object(&w.caches.organizations, "acme");
+    let (uid, generation) = (acme.uid().unwrap(), acme.metadata.generation.unwrap());
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(stored(
+            org("globex"),
+            "uid-globex",
+        )))));
+    let for_acme = syncer.current_for(&uid, generation).await;
+    assert!(
+        Arc::ptr_eq(&first, &for_acme),
+        "acme is as the first result saw it: no wait for globex's sync"
+    );
+    let for_globex = syncer.current_for("uid-globex", 1).await;
+    assert!(
+        !Arc::ptr_eq(&first, &for_globex),
+        "globex waits for its sync"
+    );
+    assert_eq!(for_globex.seen.get("uid-globex"), Some(&1));
+    let globex = object(&w.caches.organizations, "globex");
+    assert_eq!(
+        ready(&status::organization(&globex, &for_globex, now()).common).0,
+        "True"
+    );
+    task.stop().await;
 }
 
 /// Carol's root membership in acme, from namespace `team-a`, as stored.
