@@ -135,9 +135,9 @@ fn options(bytes: usize) -> Options {
     options.leading_zero_numbers_as_strings = true;
     options.underscored_numbers_as_strings = true;
     options.reject_unsupported_tags = true;
-    // Repeated keys and merge keys reach the visitor below, which refuses the first in its own
-    // words and applies the second with the precedence kubectl gives them.
-    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // A repeated key is refused by the reader, which knows its line; merge keys reach the
+    // visitor below, which applies them with the precedence kubectl gives them.
+    options.duplicate_keys = DuplicateKeyPolicy::Error;
     options.merge_keys = MergeKeyPolicy::AsOrdinary;
     options
 }
@@ -173,6 +173,9 @@ fn describe(e: &serde_saphyr::Error) -> YamlError {
             }
             _ => TOO_MANY_VALUES.to_owned(),
         },
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate key {key:?} in a mapping")
+        }
         _ => {
             let text = inner.to_string();
             match text.rfind(" at line ") {
@@ -491,6 +494,10 @@ mod tests {
                 .contains("duplicate key \"x\"")
         );
         assert!(parse("- {a: 1, a: 1}\n").is_err());
+        // Where the repeated key is.
+        let e = read_documents("kind: x\nspec:\n  a: 1\nspec:\n  a: 2\n").unwrap_err();
+        assert_eq!(e.at, Some((4, 1)), "{e:?}");
+        assert_eq!(e.message, "duplicate key \"spec\" in a mapping");
     }
 
     #[test]
