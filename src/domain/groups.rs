@@ -207,6 +207,18 @@ impl PlacedGroup<'_, '_> {
                     self.g.name_any()
                 ),
             )),
+            Some(Presence::Idle) => Some(Problem::warning(
+                Reason::GroupMemberNotInOrganization,
+                &self.key,
+                format!("{field}.email"),
+                format!(
+                    "user {id:?}'s membership of {} {:?} has {}, so they are left out of Group {:?} until a role is",
+                    target.kind,
+                    target.name,
+                    super::memberships::IDLE,
+                    self.g.name_any()
+                ),
+            )),
             // That membership is rejected and says why; the user is left out of the group
             // meanwhile, which the group says too (rule 9: what depended on it says why).
             Some(_) => Some(Problem::warning(

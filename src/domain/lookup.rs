@@ -22,6 +22,10 @@ pub(super) enum Presence {
     Accepted,
     Rejected,
     Absent,
+    /// A membership accepted with no role in effect now: its temporary roles have expired or
+    /// not started. It grants nothing, so nothing may build on it (rule 7: a role expires on
+    /// time, and with it what it let in).
+    Idle,
 }
 
 impl Presence {

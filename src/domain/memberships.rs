@@ -23,7 +23,7 @@ use super::model::{ObjectSet, Outcome, membership_key, precedence, subject_id};
 use super::placement::{Admission, Resolved, Target, admission, resolve};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
-use super::temporary::check_roles;
+use super::temporary::{active_roles, check_roles};
 use crate::api::{OrgMembership, OrganizationKind, SubjectKind};
 
 /// Phase 5: users' memberships of root organizations.
@@ -62,7 +62,7 @@ pub(super) fn check_root_users<'a>(
         );
         members
             .entry((target.name, subject))
-            .or_insert(Presence::of(ok));
+            .or_insert(standing(ok, m, now));
     }
     members
 }
@@ -107,6 +107,15 @@ pub(super) fn check_sub_users<'a>(
         }
         match root_members.get(&(target.root, subject.clone())) {
             Some(Presence::Accepted) => {}
+            Some(Presence::Idle) => errors.push(Problem::error(
+                Reason::SubjectNotInRoot,
+                &key,
+                "spec.subject.email",
+                format!(
+                    "user {subject:?}'s membership of root Organization {:?} has {IDLE}, so they cannot be in SubOrganization {:?}: a sub-organization's members are members of its root",
+                    target.root, target.name
+                ),
+            )),
             Some(_) => {
                 // The root membership is rejected and says why; this one is held back, and
                 // what depends on it (a group listing the user, a project) waits for it.
@@ -138,7 +147,7 @@ pub(super) fn check_sub_users<'a>(
         );
         members
             .entry((target.name, subject))
-            .or_insert(Presence::of(ok));
+            .or_insert(standing(ok, m, now));
     }
     members
 }
@@ -199,11 +208,25 @@ pub(super) fn check_groups_and_identities<'a>(
         if target.kind == OrganizationKind::SubOrganization {
             added
                 .entry((target.name, kind, subject))
-                .or_insert(Presence::of(ok));
+                .or_insert(standing(ok, m, now));
         }
     }
     added
 }
+
+/// How a membership that `ok` says was accepted or not counts for what builds on it: an
+/// accepted one with no role in effect at `now` is [`Presence::Idle`].
+fn standing(ok: bool, m: &OrgMembership, now: Timestamp) -> Presence {
+    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    if ok && active_roles(&m.spec.roles, granted_at, now).is_empty() {
+        Presence::Idle
+    } else {
+        Presence::of(ok)
+    }
+}
+
+/// How messages say a membership is [`Presence::Idle`].
+pub(super) const IDLE: &str = "no role in effect now (its temporary roles have expired or not started: see that OrgMembership's status)";
 
 fn is_user(m: &OrgMembership) -> bool {
     m.spec.subject.kind == SubjectKind::User

@@ -236,6 +236,10 @@ pub(super) fn check_admins_are_members(
                     out.accepted.admins.push((i, j));
                     continue;
                 }
+                Some(Presence::Idle) => format!(
+                    "admin {admin:?}'s membership of root Organization {root:?} has {}; {kept} until a role is",
+                    super::memberships::IDLE
+                ),
                 Some(_) => format!(
                     "admin {admin:?}'s membership of root Organization {root:?} is not accepted (see that OrgMembership's status); {kept} until it is"
                 ),

@@ -391,6 +391,21 @@ impl Placed<'_> {
         let (target, subject) = (&self.target, &self.subject);
         match members.root.get(&(target.name, subject.clone())) {
             Some(Presence::Accepted) => true,
+            Some(Presence::Idle) => {
+                let error = Problem::error(
+                    Reason::SubjectNotInOrganization,
+                    &self.key,
+                    "spec.subject.email",
+                    format!(
+                        "user {subject:?}'s membership of root Organization {:?} has {}, so {} cannot give them access",
+                        target.name,
+                        super::memberships::IDLE,
+                        self.in_project(),
+                    ),
+                );
+                self.errors.push(error);
+                true
+            }
             Some(_) => false,
             None => {
                 let error = Problem::error(
@@ -426,10 +441,44 @@ impl Placed<'_> {
                 ),
             ));
         }
+        // Named its admin: one of its members once an accepted member of its root, as in
+        // `organizations::check_admins_are_members`; until then, that says why.
         let admin = target.admins.iter().any(|a| normalize_email(a) == *subject);
+        let in_root = members.root.get(&(target.root, subject.clone()));
         match members.sub.get(&(target.name, subject.clone())) {
             Some(Presence::Accepted) => true,
-            _ if admin => true,
+            _ if admin && in_root == Some(&Presence::Accepted) => true,
+            _ if admin && in_root.is_some() => {
+                if in_root == Some(&Presence::Idle) {
+                    self.errors.push(Problem::error(
+                        Reason::SubjectNotInOrganization,
+                        &self.key,
+                        "spec.subject.email",
+                        format!(
+                            "user {subject:?} is named an admin of SubOrganization {:?}, but their membership of root Organization {:?} has {}, so {in_project} cannot give them access",
+                            target.name,
+                            target.root,
+                            super::memberships::IDLE,
+                        ),
+                    ));
+                    return true;
+                }
+                // Their root membership is rejected and says why.
+                false
+            }
+            Some(Presence::Idle) => {
+                self.errors.push(Problem::error(
+                    Reason::SubjectNotInOrganization,
+                    &self.key,
+                    "spec.subject.email",
+                    format!(
+                        "user {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give them access",
+                        target.name,
+                        super::memberships::IDLE,
+                    ),
+                ));
+                true
+            }
             Some(_) => false,
             None => {
                 self.errors.push(Problem::error(
@@ -471,6 +520,16 @@ impl Placed<'_> {
             {
                 match members.added.get(&(target.name, kind, subject.clone())) {
                     Some(Presence::Accepted) => return true,
+                    Some(Presence::Idle) => error(
+                        Reason::SubjectNotInOrganization,
+                        "spec.subject",
+                        format!(
+                            "{} {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give it access",
+                            kind.as_str(),
+                            target.name,
+                            super::memberships::IDLE,
+                        ),
+                    ),
                     Some(_) => return false,
                     None => error(
                         Reason::SubjectNotInOrganization,

@@ -472,6 +472,132 @@ fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
     assert_eq!(o.accepted.project_memberships, [0]);
 }
 
+/// Gives the membership `name` of `set` the roles `roles`.
+fn with_roles(set: &mut ObjectSet, name: &str, roles: Vec<RoleBinding>) {
+    let m = set
+        .memberships
+        .iter_mut()
+        .find(|m| m.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no membership {name}"));
+    m.spec.roles = roles;
+}
+
+/// A role that ended an hour before [`now`], and one that starts an hour after it.
+fn ended() -> Vec<RoleBinding> {
+    vec![temporary(
+        "member",
+        None,
+        Some("2026-06-01T11:00:00Z"),
+        None,
+    )]
+}
+
+fn pending() -> Vec<RoleBinding> {
+    vec![temporary(
+        "member",
+        Some("2026-06-01T13:00:00Z"),
+        None,
+        Some("1h"),
+    )]
+}
+
+/// Rule 7: a temporary role expires on time, and what it let in goes with it. A membership
+/// with no role in effect (expired, or not started) stays, warned about, but grants nothing:
+/// what builds on it is refused and says why, as when the membership is removed (rule 9).
+#[test]
+fn a_membership_with_no_role_in_effect_lets_nothing_in() {
+    let mut set = base();
+    set.project_memberships = vec![
+        project_user("team-eng", "api-carol", "api", "carol@x.io"),
+        project_subject(
+            "team-eng",
+            "api-admins",
+            "api",
+            SubjectKind::Group,
+            "admins",
+            Some("platform"),
+        ),
+        project_user("platform", "billing-dave", "billing", "dave@x.io"),
+        project_user("team-eng", "api-bob", "api", "bob@x.io"),
+    ];
+    assert_eq!(
+        check(&set, now()).accepted.project_memberships,
+        [0, 1, 2, 3]
+    );
+
+    // carol's root role has ended: her eng membership, and through it her place in eng's
+    // group and project, go.
+    let mut s = set.clone();
+    with_roles(&mut s, "acme-carol", ended());
+    let o = check(&s, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("acme-carol".into(), Reason::RoleExpired),
+            ("eng-carol".into(), Reason::SubjectNotInRoot),
+            ("oncall".into(), Reason::GroupMemberNotInOrganization),
+        ]
+    );
+    let m = message(&o, Reason::SubjectNotInRoot);
+    assert!(m.contains("no role in effect"), "{m}");
+    assert_eq!(o.accepted.project_memberships, [1, 2, 3]);
+
+    // Her eng role has not started yet: the same one level down.
+    let mut s = set.clone();
+    with_roles(&mut s, "eng-carol", pending());
+    let o = check(&s, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("oncall".into(), Reason::GroupMemberNotInOrganization),
+            ("api-carol".into(), Reason::SubjectNotInOrganization),
+        ]
+    );
+    assert!(message(&o, Reason::SubjectNotInOrganization).contains("no role in effect"));
+    assert_eq!(o.accepted.project_memberships, [1, 2, 3]);
+
+    // The root group's membership of eng has ended: the project access through it goes.
+    let mut s = set.clone();
+    with_roles(&mut s, "eng-admins", ended());
+    let o = check(&s, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("eng-admins".into(), Reason::RoleExpired),
+            ("api-admins".into(), Reason::SubjectNotInOrganization),
+        ]
+    );
+    assert_eq!(o.accepted.project_memberships, [0, 2, 3]);
+
+    // dave's root role has ended: the root's project lets him go too.
+    let mut s = set.clone();
+    with_roles(&mut s, "acme-dave", ended());
+    let o = check(&s, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("acme-dave".into(), Reason::RoleExpired),
+            ("billing-dave".into(), Reason::SubjectNotInOrganization),
+        ]
+    );
+    assert_eq!(o.accepted.project_memberships, [0, 1, 3]);
+
+    // bob, eng's admin by name, whose root role has not started: not its admin yet, nor in
+    // its project.
+    let mut s = set.clone();
+    with_roles(&mut s, "acme-bob", pending());
+    let o = check(&s, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("eng".into(), Reason::AdminNotInRoot),
+            ("api-bob".into(), Reason::SubjectNotInOrganization),
+        ]
+    );
+    assert!(message(&o, Reason::AdminNotInRoot).contains("no role in effect"));
+    assert_eq!(o.accepted.project_memberships, [0, 1, 2]);
+}
+
 #[test]
 fn connections_and_gateways_are_never_shared_across_organizations() {
     let mut set = base();

@@ -97,9 +97,11 @@ proptest! {
             prop_assert!(slugs.insert((s.spec.organization_ref.name.clone(), slug.to_owned())));
         }
         let members: Vec<&OrgMembership> = o.accepted.memberships.iter().map(|&i| &set.memberships[i]).collect();
+        // Root members are those accepted with a role in effect: an expired role lets no one in.
         let root_members: HashSet<(String, String)> = members
             .iter()
             .filter(|m| m.spec.organization_ref.kind == OrganizationKind::Organization)
+            .filter(|m| !suborg::domain::temporary::active_roles(&m.spec.roles, now(), now()).is_empty())
             .map(|m| (m.spec.organization_ref.name.clone(), normalize_email(m.spec.subject.email.as_deref().unwrap())))
             .collect();
         let sub_parent: std::collections::HashMap<&str, &str> = subs.iter().map(|s| (s.metadata.name.as_deref().unwrap(), s.spec.organization_ref.name.as_str())).collect();
