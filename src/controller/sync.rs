@@ -535,6 +535,9 @@ impl Syncer {
                 result.retry = Some(retry);
                 // Once per attempt, however many objects wait for it.
                 tracing::warn!(reason = f.reason, error = %f.message, retry_in_ms = retry.as_millis() as u64, "sync failed; every object waits for the store");
+                // The objects' statuses now say the store failed: so does the gauge of
+                // their readiness.
+                self.count_objects(&result, &self.caches.snapshot().set);
                 if f.reason == "StoreUnavailable" {
                     // Opened afresh next time: a connection the database turned away (a file
                     // that was read-only, a server that restarted) is not kept in the pool.
@@ -866,10 +869,12 @@ impl Syncer {
     fn count_objects(&self, result: &SyncResult, set: &ObjectSet) {
         let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         let mut count = |kind: &'static str, key: ObjectKey, uid: Option<String>| {
-            let failed = result
-                .problems
-                .get(&key)
-                .is_some_and(|ps| ps.iter().any(Problem::is_error))
+            // A store-wide failure: every object's status says so.
+            let failed = result.failure.is_some()
+                || result
+                    .problems
+                    .get(&key)
+                    .is_some_and(|ps| ps.iter().any(Problem::is_error))
                 || uid.is_some_and(|u| result.conflicts.contains_key(&u));
             *counts
                 .entry((kind, if failed { "False" } else { "True" }))

@@ -968,6 +968,39 @@ fn counter(health: &Health, series: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// `suborg_objects` follows the statuses: while the store fails, every object says
+/// `StoreUnavailable`, so none counts as ready, and they count again once it is back.
+#[tokio::test]
+async fn the_readiness_gauge_counts_every_object_not_ready_while_the_store_fails() {
+    let w = acme();
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let health = Arc::new(Health::default());
+    let syncer = Syncer::new(
+        w.caches.clone(),
+        format!("sqlite://{}", later.join("store.db").display()),
+        Duration::from_secs(300),
+        false,
+        None,
+        health.clone(),
+    );
+    let memberships = w.caches.memberships.state().len() as u64;
+    let ready = |r: &str| {
+        counter(
+            &health,
+            &format!("suborg_objects{{kind=\"OrgMembership\",ready=\"{r}\"}}"),
+        )
+    };
+    let failed = syncer.sync().await;
+    assert!(failed.failure.is_some());
+    assert_eq!((ready("True"), ready("False")), (0, memberships));
+    std::fs::create_dir(&later).unwrap();
+    tokio::time::sleep(failed.retry.unwrap() + Duration::from_millis(100)).await;
+    let result = syncer.sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    assert_eq!((ready("True"), ready("False")), (memberships, 0));
+}
+
 /// How many syncs have applied a plan, as `/metrics` says.
 fn applied_syncs(health: &Health) -> u64 {
     counter(health, "suborg_store_syncs_total{result=\"applied\"}")
