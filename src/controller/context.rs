@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 
 use super::sync::Syncer;
 use super::written::Written;
@@ -98,7 +97,7 @@ pub struct Context {
     /// The shared sync.
     pub syncer: Arc<Syncer>,
     /// Publishes Events; `None` where no Events are wanted.
-    pub recorder: Option<Recorder>,
+    pub recorder: Option<super::events::EventSink>,
     /// Health and metrics.
     pub health: Arc<http::Health>,
     /// Retry delays.

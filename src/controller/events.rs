@@ -2,26 +2,38 @@
 
 use kube::runtime::events::{Recorder, Reporter};
 
-/// Where the sync's store-change Events go. kube's Recorder folds an Event into the series of
-/// an earlier one of the same object and reason, keeping the earlier note; each sync's batch
-/// gets a Recorder of its own, so a later sync's rows (an admin added after the sub-organization
-/// was created) are an Event of their own rather than a count on the first one's note. Within
-/// a batch, the sync sends one Event per object and reason.
+/// Where Events go. kube's Recorder folds an Event into the series of an earlier one of the
+/// same object and reason, keeping the earlier note. That suits a repeated failure (the same
+/// note again), not news: each sync's batch of store changes, and each Ready change, gets a
+/// Recorder of its own ([`EventSink::recorder`]), so a later sync's rows (an admin added after
+/// the sub-organization was created) or a second `Synced` with other roles are an Event of
+/// their own rather than a count on the first one's note.
 #[derive(Clone)]
 pub struct EventSink {
     client: kube::Client,
     reporter: Reporter,
+    shared: Recorder,
 }
 
 impl EventSink {
     /// Events written with `client`, reported as `reporter`.
     pub fn new(client: kube::Client, reporter: Reporter) -> Self {
-        Self { client, reporter }
+        let shared = Recorder::new(client.clone(), reporter.clone());
+        Self {
+            client,
+            reporter,
+            shared,
+        }
     }
 
-    /// A Recorder for one batch.
+    /// A Recorder for one batch, or one Event that is news.
     pub fn recorder(&self) -> Recorder {
         Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// The Recorder for repeats (a reconcile failing again), folded into a series.
+    pub fn repeats(&self) -> &Recorder {
+        &self.shared
     }
 }
 

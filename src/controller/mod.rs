@@ -38,7 +38,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Client, CustomResourceExt};
 
 use crate::api::{
@@ -120,8 +120,8 @@ pub async fn run(
         controller: MANAGER.into(),
         instance: config.leader.as_ref().map(|l| l.identity.clone()),
     };
-    let recorder = Some(Recorder::new(client.clone(), reporter.clone()));
     let sink = events::EventSink::new(client.clone(), reporter);
+    let recorder = Some(sink.clone());
     let syncer = Arc::new(syncer(&watches, &config, Some(sink), health.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -196,12 +196,15 @@ fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
 /// Writes `desired` as the object's status when it differs from what the object says (and was
 /// not just written, see [`Written`]), and records an Event when Ready changes, except when a
 /// new object first becomes Ready (routine, and one per object: the store's `Created` Event
-/// already says it).
+/// already says it), and when the store fails for every object or comes back (`result`'s
+/// failure, or the status it replaces): an outage is logged once per attempt and counted, not
+/// raised as two Events per object.
 async fn write_status<K: Kind>(
     o: &K,
     api: &Api<K>,
     ctx: &Context,
     desired: &K::Status,
+    result: &SyncResult,
 ) -> Result<(), Error> {
     if o.current() == Some(desired) || ctx.written.in_flight(o, desired) {
         return Ok(());
@@ -218,9 +221,14 @@ async fn write_status<K: Kind>(
     let before = ready::<K>(o.current());
     let after = ready::<K>(Some(desired));
     let first_ready = before.is_none() && after.as_ref().is_some_and(|(s, _)| s == "True");
+    let outage = result.failure.is_some()
+        || before
+            .as_ref()
+            .is_some_and(|(_, reason)| crate::controller::sync::is_store_wide(reason));
     if before != after
         && !first_ready
-        && let Some(recorder) = &ctx.recorder
+        && !outage
+        && let Some(sink) = &ctx.recorder
         && let Some(condition) = K::common(desired)
             .conditions
             .iter()
@@ -235,8 +243,10 @@ async fn write_status<K: Kind>(
         } else {
             EventType::Normal
         };
+        // A Recorder of its own: folded into the series of an earlier change of the same
+        // reason, this one's note would be lost (a second `Synced` with other roles).
         report(
-            recorder,
+            &sink.recorder(),
             o,
             type_,
             condition.reason.clone(),
@@ -284,7 +294,7 @@ async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action
     };
     let now = Timestamp::now();
     let desired = o.desired(&result, now);
-    write_status(&*o, api, ctx, &desired).await?;
+    write_status(&*o, api, ctx, &desired, &result).await?;
     if let Some(f) = &result.failure {
         return Err(Error::Store {
             category: f.reason,
@@ -333,7 +343,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
         && let Some(children) = result.held.get(&o.name_any())
     {
         let desired = o.desired(&result, Timestamp::now());
-        write_status(&*o, api, ctx, &desired).await?;
+        write_status(&*o, api, ctx, &desired, &result).await?;
         // Its status says why; it is queued again when they go (and looked at soon anyway).
         tracing::info!(
             kind = K::KIND,
@@ -381,9 +391,9 @@ pub fn error_policy<K: Kind>(
     } else {
         tracing::warn!(kind = K::KIND, object = %key, category, error = %error, "reconcile failed");
     }
-    if let (false, Some(recorder), Ok(o)) = (store_wide, &ctx.recorder, &guard.0) {
+    if let (false, Some(sink), Ok(o)) = (store_wide, &ctx.recorder, &guard.0) {
         report(
-            recorder,
+            sink.repeats(),
             o,
             EventType::Warning,
             category.to_owned(),

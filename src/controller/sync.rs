@@ -48,6 +48,15 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Whether a condition reason is one a failure of the whole sync gives every object
+/// ([`SyncResult::failed`]) and nothing else does.
+pub fn is_store_wide(reason: &str) -> bool {
+    matches!(
+        reason,
+        "StoreUnavailable" | "StoreSchemaTooNew" | "WatchFailed"
+    )
+}
+
 /// What one sync found and did.
 #[derive(Debug, Clone, Default)]
 pub struct SyncResult {

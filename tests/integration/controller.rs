@@ -1241,7 +1241,7 @@ fn context(client: Client, syncer: Syncer) -> Arc<Context> {
 
 /// A context whose Events go to the mock API server, where a test sees them as requests.
 fn context_with_events(client: Client, syncer: Syncer) -> Arc<Context> {
-    let recorder = kube::runtime::events::Recorder::new(
+    let recorder = suborg::controller::events::EventSink::new(
         client.clone(),
         kube::runtime::events::Reporter {
             controller: "suborg".into(),
@@ -1634,6 +1634,34 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     assert_eq!(method, "POST");
     assert!(uri.contains("/events"), "{uri}");
     assert_eq!(body["reason"], "DeletionBlocked", "{body}");
+}
+
+/// A store outage is in every status, and logged once per attempt: an object coming back from
+/// `StoreUnavailable` gets its status, with no Event (two Events per object and outage would
+/// be a storm on a large tree).
+#[tokio::test]
+async fn coming_back_from_a_store_outage_raises_no_event_per_object() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context_with_events(client, w.syncer(Duration::from_secs(300)));
+    let mut bob = object(&w.caches.memberships, "bob");
+    let outage = SyncResult::failed("StoreUnavailable", "the database is down".into());
+    bob.status = Some(status::membership(&bob, &outage, now()));
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    assert_eq!(body["status"]["conditions"][0]["reason"], "Synced");
+    reply(send, &bob);
+    task.await.unwrap().expect("the reconcile succeeds");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(
+        quiet.is_err(),
+        "an Event was published for the store's return"
+    );
 }
 
 #[tokio::test]
