@@ -334,6 +334,23 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
     // stays), so the sync's pruning removes its rows, or orphans them as its policy says.
     let result = ctx.syncer.current().await;
     if let Some(f) = &result.failure {
+        // The status says why the deletion waits, at the generation the deletion gave the
+        // object, rather than the Ready it had before.
+        let waiting = SyncResult::failed(
+            f.reason,
+            format!(
+                "being deleted: its rows leave the store (or are left unmanaged, as its deletionPolicy says) once the store can be written; {}",
+                f.message
+            ),
+        );
+        write_status(
+            &*o,
+            api,
+            ctx,
+            &o.desired(&waiting, Timestamp::now()),
+            &waiting,
+        )
+        .await?;
         return Err(Error::Store {
             category: f.reason,
             message: f.message.clone(),

@@ -1664,6 +1664,44 @@ async fn coming_back_from_a_store_outage_raises_no_event_per_object() {
     );
 }
 
+/// An object deleted while the store is down keeps its finalizer, and its status says the
+/// deletion waits for the store, at the generation the deletion gave it.
+#[tokio::test]
+async fn a_deletion_waiting_for_the_store_says_so() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context(
+        client,
+        w.syncer_on(
+            "postgres://suborg@127.0.0.1:1/suborg",
+            Duration::from_secs(300),
+        ),
+    );
+    let mut bob = deleted(object(&w.caches.memberships, "bob"));
+    bob.metadata.generation = Some(2);
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob.clone()))),
+        ctx.clone(),
+    ));
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    let ready = &body["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False", "{body}");
+    assert_eq!(ready["reason"], "StoreUnavailable", "{body}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("being deleted: its rows leave the store"),
+        "{body}"
+    );
+    assert_eq!(body["status"]["observedGeneration"], 2, "{body}");
+    reply(send, &bob);
+    let err = task.await.unwrap().expect_err("the finalizer stays");
+    assert_eq!(err.category(), "StoreUnavailable");
+}
+
 #[tokio::test]
 async fn cleanup_removes_the_rows_then_the_finalizer() {
     let mut w = acme();
