@@ -73,6 +73,33 @@ pub fn waiting(set: &ObjectSet, outcome: &Outcome) -> HashMap<ObjectKey, String>
             });
         }
     }
+    // App connections, gateways and relays wait for their organization; a gateway for its
+    // relay too.
+    for (i, c) in set.connections.iter().enumerate() {
+        if !a.connections.contains(&i) {
+            hold(model::namespaced_key(c), &|| {
+                accepted().organization(&c.spec.organization_ref)
+            });
+        }
+    }
+    for (i, g) in set.gateways.iter().enumerate() {
+        if !a.gateways.contains(&i) {
+            hold(model::namespaced_key(g), &|| {
+                let index = accepted();
+                let (ns, _) = ns_name(g);
+                index
+                    .organization(&g.spec.organization_ref)
+                    .or_else(|| index.resource("Relay", ns, g.spec.relay_ref.as_ref()?))
+            });
+        }
+    }
+    for (i, r) in set.relays.iter().enumerate() {
+        if !a.relays.contains(&i) {
+            hold(model::namespaced_key(r), &|| {
+                accepted().organization(&r.spec.organization_ref)
+            });
+        }
+    }
     for (i, p) in set.projects.iter().enumerate() {
         if !a.projects.contains(&i) {
             hold(model::project_key(p), &|| {
@@ -126,6 +153,7 @@ struct Accepted {
     organizations: Mask,
     connections: Mask,
     gateways: Mask,
+    relays: Mask,
     projects: Mask,
     project_memberships: Mask,
 }
@@ -141,6 +169,7 @@ impl Accepted {
             organizations: Mask::of(&a.organizations),
             connections: Mask::of(&a.connections),
             gateways: Mask::of(&a.gateways),
+            relays: Mask::of(&a.relays),
             projects: Mask::of(&a.projects),
             project_memberships: Mask::of(&a.project_memberships),
         }
@@ -174,7 +203,7 @@ struct Index<'a> {
     memberships: HashMap<(&'a str, String), (bool, String)>,
     /// Groups and identities by kind and `namespace/name`: accepted.
     owned: HashMap<(SubjectKind, String), bool>,
-    /// App connections and gateways by kind, namespace and name: accepted.
+    /// App connections, gateways and relays by kind, namespace and name: accepted.
     resources: HashMap<(&'static str, &'a str, &'a str), bool>,
     /// Projects by namespace and name: accepted, and their organization.
     projects: HashMap<(&'a str, &'a str), (bool, &'a OrganizationRef)>,
@@ -236,6 +265,10 @@ impl<'a> Index<'a> {
         for (i, g) in set.gateways.iter().enumerate() {
             let (ns, n) = ns_name(g);
             resources.insert(("Gateway", ns, n), a.gateways.contains(&i));
+        }
+        for (i, r) in set.relays.iter().enumerate() {
+            let (ns, n) = ns_name(r);
+            resources.insert(("Relay", ns, n), a.relays.contains(&i));
         }
         let projects = set
             .projects
@@ -319,7 +352,8 @@ impl<'a> Index<'a> {
         (!ok).then(|| format!("waits for {kind:?} {id}, which is not ready: see its status"))
     }
 
-    /// Why a project waits for the app connection or gateway `r`, named from `ns`.
+    /// Why a project waits for the app connection or gateway `r` (a gateway for the relay
+    /// `r`), named from `ns`.
     fn resource(&self, kind: &'static str, ns: &str, r: &LocalObjectRef) -> Option<String> {
         let rns = r.namespace.as_deref().unwrap_or(ns);
         let ok = match self.resources.get(&(kind, rns, r.name.as_str())) {

@@ -356,6 +356,59 @@ fn what_waits_for_a_refused_object_says_which() {
         !w.contains_key(&ObjectKey::cluster("SubOrganization", "eng")),
         "eng's own problem says why"
     );
+
+    // eng's app connection, relay and gateway wait for eng; a root gateway whose relay is
+    // refused (in a namespace acme does not admit) waits for that relay.
+    set.connections.push(connection(
+        "team-eng",
+        "github",
+        OrganizationKind::SubOrganization,
+        "eng",
+    ));
+    set.relays.push(relay(
+        "team-eng",
+        "eng-relay",
+        OrganizationKind::SubOrganization,
+        "eng",
+    ));
+    set.gateways.push(gateway(
+        "team-eng",
+        "eng-gw",
+        OrganizationKind::SubOrganization,
+        "eng",
+        Some(local("eng-relay")),
+    ));
+    set.relays.push(relay(
+        "team-eng",
+        "root-relay",
+        OrganizationKind::Organization,
+        "acme",
+    ));
+    set.gateways.push(gateway(
+        "platform",
+        "root-gw",
+        OrganizationKind::Organization,
+        "acme",
+        Some(LocalObjectRef {
+            name: "root-relay".into(),
+            namespace: Some("team-eng".into()),
+        }),
+    ));
+    let o = check(&set, now());
+    let w = waiting(&set, &o);
+    for (kind, name) in [
+        ("AppConnection", "github"),
+        ("Relay", "eng-relay"),
+        ("Gateway", "eng-gw"),
+    ] {
+        let why = &w[&ObjectKey::namespaced(kind, "team-eng", name)];
+        assert!(
+            why.contains("its organization, SubOrganization \"eng\""),
+            "{kind} {name}: {why}"
+        );
+    }
+    let why = &w[&ObjectKey::namespaced("Gateway", "platform", "root-gw")];
+    assert!(why.contains("Relay team-eng/root-relay"), "{why}");
 }
 
 #[test]
