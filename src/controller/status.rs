@@ -54,9 +54,12 @@ pub fn verdict(
     let kept = in_store.is_some() && uid.is_some_and(|u| result.kept.contains(u));
     let kept_note = |mut message: String| {
         if kept {
-            message.push_str(
-                "; its rows stay in the store as last synced, neither updated nor corrected if changed outside suborg, until this is resolved (delete the object to remove them)",
-            );
+            // Memberships are never kept (`Desired::kept`): a group's own member rows go.
+            message.push_str(if key.kind == "Group" {
+                "; its row stays in the store as last synced, without its members (access follows only what is accepted), neither updated nor corrected if changed outside suborg, until this is resolved (delete the object to remove it)"
+            } else {
+                "; its rows stay in the store as last synced, neither updated nor corrected if changed outside suborg, until this is resolved (delete the object to remove them)"
+            });
         }
         message
     };
@@ -333,8 +336,9 @@ pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
         uid.as_deref(),
         result,
         entry.map(|(_, members)| {
+            let users = if *members == 1 { "user" } else { "users" };
             format!(
-                "in the store under {} {:?} with {members} users listed directly",
+                "in the store under {} {:?} with {members} {users} listed directly",
                 g.spec.organization_ref.kind, g.spec.organization_ref.name
             )
         }),

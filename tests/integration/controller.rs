@@ -2035,6 +2035,10 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
     assert!(result.failure.is_none(), "{:?}", result.failure);
     let s = status::group(&reviewers, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert!(
+        ready(&s.common).2.ends_with("with 2 users listed directly"),
+        "{s:?}"
+    );
     assert_eq!(s.members, Some(2));
     assert_eq!(
         ready(&status::identity(&bot, &result, now()).common).0,
