@@ -31,7 +31,9 @@ pub const BUILTIN_ROLES: [&str; 3] = ["admin", "member", "no-access"];
     printcolumn = r#"{"name":"Organization","type":"string","jsonPath":".spec.organizationRef.name"}"#,
     printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.kind"}"#,
     printcolumn = r#"{"name":"Email","type":"string","jsonPath":".spec.subject.email"}"#,
+    printcolumn = r#"{"name":"Name","type":"string","jsonPath":".spec.subject.name"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

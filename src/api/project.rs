@@ -35,6 +35,7 @@ pub const BUILTIN_PROJECT_ROLES: [&str; 4] = ["admin", "member", "viewer", "no-a
     printcolumn = r#"{"name":"Organization","type":"string","jsonPath":".spec.organizationRef.name"}"#,
     printcolumn = r#"{"name":"Slug","type":"string","jsonPath":".status.slug"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("has(self.spec.slug) || self.metadata.name.matches('^[a-z0-9-]{1,64}$')").message("metadata.name is used as the slug when spec.slug is unset, and a slug is 1-64 lowercase letters, digits and hyphens: set spec.slug"),
     validation = Rule::new(SLUG_KEPT_RULE).message(SLUG_KEPT_MESSAGE).field_path(".spec.slug")
@@ -107,6 +108,7 @@ pub struct ProjectStatus {
     printcolumn = r#"{"name":"Email","type":"string","jsonPath":".spec.subject.email"}"#,
     printcolumn = r#"{"name":"Name","type":"string","jsonPath":".spec.subject.name"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.invite) || self.subject.kind == 'User'").message("only users are invited: groups and machine identities are added to the organization first").field_path(".invite"))]

@@ -75,6 +75,19 @@ fn crds_carry_names_categories_and_printer_columns() {
             "{}: {columns:?}",
             names.kind
         );
+        // `kubectl get -o wide` says why an object is not Ready.
+        let reason = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .find(|c| c.name == "Reason")
+            .unwrap_or_else(|| panic!("{} has no Reason column", names.kind));
+        assert_eq!(reason.priority, Some(1));
+        assert!(
+            reason.json_path.ends_with("].reason"),
+            "{}",
+            reason.json_path
+        );
     }
     // The kinds the manifest reader and the metrics know are the kinds served.
     let mut served: Vec<String> = api::crds().into_iter().map(|c| c.spec.names.kind).collect();
