@@ -124,6 +124,25 @@ fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp
     memberships.chain(project_memberships).collect()
 }
 
+/// A failure of the whole sync, with the objects' rule errors, which need no store: an
+/// object the rules refuse says why, not only that the store failed.
+fn failed_with_rules(
+    reason: &'static str,
+    message: String,
+    set: &ObjectSet,
+    now: Timestamp,
+) -> SyncResult {
+    let mut result = SyncResult::failed(reason, message);
+    for p in crate::domain::check(set, now).problems {
+        if p.is_error()
+            && let Some(key) = p.object.clone()
+        {
+            result.problems.entry(key).or_default().push(p);
+        }
+    }
+    result
+}
+
 pub use crate::store::source_object;
 
 #[derive(Default)]
@@ -609,7 +628,7 @@ impl Syncer {
         } = snapshot;
         let store = match self.store().await {
             Ok(s) => s,
-            Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
+            Err(e) => return failed_with_rules("StoreUnavailable", e.to_string(), &set, now),
         };
         let seen = generations(&set);
         let mut conflicts = HashMap::new();
@@ -668,11 +687,11 @@ impl Syncer {
                             continue; // another of its rows
                         }
                         let Some((key, _)) = refs.get(&object) else {
-                            return SyncResult::failed("StoreConflict", message);
+                            return failed_with_rules("StoreConflict", message, &set, now);
                         };
                         // Left out before, and still in conflict: the plan cannot get past it.
                         if conflicts.contains_key(&object) {
-                            return SyncResult::failed("StoreConflict", message);
+                            return failed_with_rules("StoreConflict", message, &set, now);
                         }
                         this_pass.insert(object.clone());
                         left_out
@@ -688,12 +707,12 @@ impl Syncer {
                     | StoreError::Query { .. }
                     | StoreError::TimedOut { .. }),
                 ) => {
-                    return SyncResult::failed("StoreUnavailable", e.to_string());
+                    return failed_with_rules("StoreUnavailable", e.to_string(), &set, now);
                 }
                 Err(e @ StoreError::SchemaTooNew { .. }) => {
-                    return SyncResult::failed("StoreSchemaTooNew", e.to_string());
+                    return failed_with_rules("StoreSchemaTooNew", e.to_string(), &set, now);
                 }
-                Err(e) => return SyncResult::failed("StoreConflict", e.to_string()),
+                Err(e) => return failed_with_rules("StoreConflict", e.to_string(), &set, now),
             }
         };
         let t = Instant::now();
@@ -737,7 +756,7 @@ impl Syncer {
         }
         let index = match index {
             Ok(i) => i,
-            Err(e) => return SyncResult::failed("StoreUnavailable", e.to_string()),
+            Err(e) => return failed_with_rules("StoreUnavailable", e.to_string(), &set, now),
         };
         tracing::debug!(
             elapsed_ms = t.elapsed().as_millis() as u64,

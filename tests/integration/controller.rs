@@ -707,7 +707,21 @@ async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
-    let w = acme();
+    let mut w = acme();
+    // zed's membership of acme comes from a namespace acme does not admit.
+    let zed = stored(
+        user_in(
+            "team-eng",
+            "zed",
+            OrganizationKind::Organization,
+            "acme",
+            "zed@acme.example",
+            vec![role("member")],
+        ),
+        "uid-zed",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(zed.clone()))));
     // Nothing listens on port 1.
     let syncer = w.syncer_on(
         "postgres://suborg@127.0.0.1:1/suborg",
@@ -725,6 +739,9 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     let s = status::membership(&bob, &result, now());
     assert_eq!(ready(&s.common).0, "False");
     assert_eq!(ready(&s.common).1, "StoreUnavailable");
+    // A rule error needs no store: it is said meanwhile.
+    let s = status::membership(&zed, &result, now());
+    assert_eq!(ready(&s.common).1, "NamespaceNotAllowed", "{s:?}");
 
     // A store that comes back is picked up again without a restart: here a SQLite file whose
     // directory appears after the first attempt.
