@@ -147,10 +147,12 @@ pub struct OrganizationStatus {
     /// Slug the organization has in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
-    /// Number of sub-organizations under this root.
+    /// Number of sub-organizations under this root in the store, including any a deleted
+    /// SubOrganization left there unmanaged (`deletionPolicy: Orphan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_organizations: Option<i64>,
-    /// Number of members of the root organization.
+    /// Number of members of the root organization in the store, including any a deleted
+    /// OrgMembership left there unmanaged (`deletionPolicy: Orphan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
 }

@@ -99,7 +99,8 @@ pub struct SubOrganizationStatus {
     /// Store id of the root organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_id: Option<String>,
-    /// Number of members of the sub-organization.
+    /// Number of members of the sub-organization in the store, including any a deleted
+    /// OrgMembership left there unmanaged (`deletionPolicy: Orphan`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
 }
