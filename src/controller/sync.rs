@@ -840,7 +840,12 @@ impl Syncer {
             } else {
                 format!(" ({})", change.fields.join(", "))
             };
-            let row = format!("{} {}{fields}", change.kind, change.target);
+            let why = change
+                .why
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            let row = format!("{} {}{fields}{why}", change.kind, change.target);
             let slot = *slots.entry((key.to_string(), reason)).or_insert_with(|| {
                 let type_ = if drift {
                     EventType::Warning

@@ -343,6 +343,16 @@ async fn prune_follows_the_deletion_policy() {
         let nothing = Desired::default();
         let plan = store.apply(&nothing, PRUNE).await.unwrap();
         assert!(plan.count(Action::Delete) > 0, "{plan:#?}");
+        // The plan says why acme, whose policy is Delete, stays.
+        let kept = plan
+            .changes
+            .iter()
+            .find(|c| c.action == Action::Orphan && c.target == "acme")
+            .unwrap_or_else(|| panic!("acme is not orphaned: {plan:#?}"));
+        assert_eq!(
+            kept.to_string(),
+            "  = organization acme (kept for the sub-organizations that remain in the store: marketing)"
+        );
         let orgs = slugs_and_managed(&store).await;
         assert_eq!(
             orgs,

@@ -64,6 +64,10 @@ pub struct Change {
     pub target: String,
     /// For updates, the fields that change.
     pub fields: Vec<&'static str>,
+    /// Why a row is left in place though its object's policy says `Delete`: `kept for the
+    /// sub-organizations that remain in the store: marketing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
     /// The source the row belongs to (a Kubernetes object's uid), when known.
     #[serde(skip)]
     pub source: Option<String>,
@@ -118,6 +122,7 @@ impl Change {
             kind,
             target,
             fields,
+            why: None,
             source,
             op,
         }
@@ -129,6 +134,9 @@ impl fmt::Display for Change {
         write!(f, "  {} {} {}", self.action, self.kind, self.target)?;
         if !self.fields.is_empty() {
             write!(f, " ({})", self.fields.join(", "))?;
+        }
+        if let Some(why) = &self.why {
+            write!(f, " ({why})")?;
         }
         Ok(())
     }

@@ -362,20 +362,41 @@ pub(crate) fn prune(
     paths: &HashMap<&str, String>,
     changes: &mut Vec<Change>,
 ) {
-    for (row, policy) in removals(rows, &orgs.staying) {
-        if policy == "Orphan" && row.deletion_policy != "Orphan" {
-            tracing::info!(
-                organization = %row.slug,
-                "sub-organizations remain in the store: the organization's row is kept, no longer managed"
-            );
-        }
-        changes.push(removal(
+    let gone = removals(rows, &orgs.staying);
+    let removed: HashSet<&str> = gone
+        .iter()
+        .filter(|(_, policy)| *policy != "Orphan")
+        .map(|(row, _)| row.id.as_str())
+        .collect();
+    for (row, policy) in gone {
+        let mut change = removal(
             Table::Organizations,
             &row.id,
             &row.source_uid,
             policy,
             target(row, paths),
-        ));
+        );
+        if policy == "Orphan" && row.deletion_policy != "Orphan" {
+            // Kept although its own policy says Delete: the Event and the plan say for which.
+            let children: Vec<&str> = rows
+                .iter()
+                .filter(|c| {
+                    c.parent_id.as_deref() == Some(row.id.as_str())
+                        && !removed.contains(c.id.as_str())
+                })
+                .map(|c| c.slug.as_str())
+                .collect();
+            tracing::info!(
+                organization = %row.slug,
+                sub_organizations = %children.join(", "),
+                "sub-organizations remain in the store: the organization's row is kept, no longer managed"
+            );
+            change.why = Some(format!(
+                "kept for the sub-organizations that remain in the store: {}",
+                children.join(", ")
+            ));
+        }
+        changes.push(change);
     }
 }
 
