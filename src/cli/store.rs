@@ -94,20 +94,53 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         } else {
             store.apply(&desired, options).await
         };
+        // Without --prune, what pruning would remove: rows the manifests do not declare,
+        // which stay, and which the summary names so that "no changes" is not read as "the
+        // store holds exactly this".
+        let undeclared = match &plan {
+            Ok(_) if !args.prune => {
+                let pruning = ApplyOptions {
+                    prune: true,
+                    ..options
+                };
+                store.plan(&desired, pruning).await.map(|p| {
+                    p.changes
+                        .iter()
+                        .filter(|c| matches!(c.action, Action::Delete | Action::Orphan))
+                        .count()
+                })
+            }
+            _ => Ok(0),
+        };
         store.close().await;
-        plan
+        plan.and_then(|plan| Ok((plan, undeclared?)))
     });
     progress.finish();
-    let plan = match result {
-        Ok(plan) => plan,
+    let (plan, undeclared) = match result {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("suborg: {e}");
             eprintln!("nothing was applied");
             return Ok(ExitCode::FAILURE);
         }
     };
+    let left = match (undeclared, args.dry_run) {
+        (0, _) => String::new(),
+        (1, dry) => format!(
+            "\n1 managed row in the store is not in these manifests and {} left as it is (--prune removes it).",
+            if dry { "would be" } else { "was" }
+        ),
+        (n, dry) => format!(
+            "\n{n} managed rows in the store are not in these manifests and {} left as they are (--prune removes them).",
+            if dry { "would be" } else { "were" }
+        ),
+    };
     if plan.is_empty() {
-        writeln!(out, "No changes: the store matches the manifests.")?;
+        if undeclared > 0 {
+            writeln!(out, "No changes to the objects in the manifests.{left}")?;
+        } else {
+            writeln!(out, "No changes: the store matches the manifests.")?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for c in &plan.changes {
@@ -126,6 +159,9 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         plan.count(Action::Delete),
         plan.count(Action::Orphan),
     )?;
+    if !left.is_empty() {
+        writeln!(out, "{}", left.trim_start())?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -341,6 +341,32 @@ fn apply_then_get_on_a_store() {
         text(&out).trim(),
         "No changes: the store matches the manifests."
     );
+    // Part of the set, without --prune: nothing to change in it, and the rest stays, as the
+    // summary says.
+    let part = |f: &str| format!("{examples}/{f}");
+    let (namespaces, organization) = (part("00-namespaces.yaml"), part("10-organization.yaml"));
+    let out = suborg(
+        &[
+            "apply",
+            "-f",
+            &namespaces,
+            "-f",
+            &organization,
+            "--store",
+            &store,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.starts_with("No changes to the objects in the manifests.\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains(" managed rows in the store are not in these manifests and were left as they are (--prune removes them)."),
+        "{said}"
+    );
     let out = suborg(&["get", "tree", "--store", &store], None);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
