@@ -161,6 +161,14 @@ impl World {
         )
     }
 
+    /// A syncer whose store cannot be reached: nothing listens on port 1.
+    fn unreachable_syncer(&self) -> Syncer {
+        self.syncer_on(
+            "postgres://suborg@127.0.0.1:1/suborg",
+            Duration::from_secs(300),
+        )
+    }
+
     fn syncer_on(&self, dsn: &str, resync: Duration) -> Syncer {
         Syncer::new(
             self.caches.clone(),
@@ -722,11 +730,7 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     );
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(zed.clone()))));
-    // Nothing listens on port 1.
-    let syncer = w.syncer_on(
-        "postgres://suborg@127.0.0.1:1/suborg",
-        Duration::from_secs(300),
-    );
+    let syncer = w.unreachable_syncer();
     let result = syncer.sync().await;
     let failure = result.failure.as_ref().expect("a failure");
     assert_eq!(failure.reason, "StoreUnavailable");
@@ -1599,13 +1603,7 @@ async fn a_broken_rule_is_a_condition_not_an_error() {
 async fn a_store_failure_is_written_to_status_and_retried() {
     let w = acme();
     let (client, mut handle) = mock();
-    let ctx = context(
-        client,
-        w.syncer_on(
-            "postgres://suborg@127.0.0.1:1/suborg",
-            Duration::from_secs(300),
-        ),
-    );
+    let ctx = context(client, w.unreachable_syncer());
     let bob = object(&w.caches.memberships, "bob");
     let task = tokio::spawn(reconcile::reconcile(
         Arc::new(DeserializeGuard(Ok(bob.clone()))),
@@ -1687,13 +1685,7 @@ async fn coming_back_from_a_store_outage_raises_no_event_per_object() {
 async fn a_deletion_waiting_for_the_store_says_so() {
     let w = acme();
     let (client, mut handle) = mock();
-    let ctx = context(
-        client,
-        w.syncer_on(
-            "postgres://suborg@127.0.0.1:1/suborg",
-            Duration::from_secs(300),
-        ),
-    );
+    let ctx = context(client, w.unreachable_syncer());
     let mut bob = deleted(object(&w.caches.memberships, "bob"));
     bob.metadata.generation = Some(2);
     let task = tokio::spawn(reconcile::reconcile(

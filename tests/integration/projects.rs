@@ -427,10 +427,9 @@ fn groups_and_identities_must_be_visible_in_the_project_organization() {
     assert!(o.accepted.project_memberships.is_empty());
 }
 
-#[test]
-fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
-    let mut set = base();
-    set.project_memberships = vec![
+/// carol in eng's project `api`, and acme's group `admins` there (added to eng).
+fn carol_and_admins_in_api() -> Vec<ProjectMembership> {
+    vec![
         project_user("team-eng", "api-carol", "api", "carol@x.io"),
         project_subject(
             "team-eng",
@@ -440,7 +439,13 @@ fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
             "admins",
             Some("platform"),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn removing_a_membership_revokes_the_project_access_that_depended_on_it() {
+    let mut set = base();
+    set.project_memberships = carol_and_admins_in_api();
     assert_eq!(check(&set, now()).accepted.project_memberships, [0, 1]);
 
     // carol leaves the root: her eng membership is rejected (it says why) and her project
@@ -507,95 +512,96 @@ fn pending() -> Vec<RoleBinding> {
 #[test]
 fn a_membership_with_no_role_in_effect_lets_nothing_in() {
     let mut set = base();
-    set.project_memberships = vec![
-        project_user("team-eng", "api-carol", "api", "carol@x.io"),
-        project_subject(
-            "team-eng",
-            "api-admins",
-            "api",
-            SubjectKind::Group,
-            "admins",
-            Some("platform"),
-        ),
+    set.project_memberships = carol_and_admins_in_api();
+    set.project_memberships.extend([
         project_user("platform", "billing-dave", "billing", "dave@x.io"),
         project_user("team-eng", "api-bob", "api", "bob@x.io"),
-    ];
+    ]);
     assert_eq!(
         check(&set, now()).accepted.project_memberships,
         [0, 1, 2, 3]
     );
 
-    // carol's root role has ended: her eng membership, and through it her place in eng's
-    // group and project, go.
-    let mut s = set.clone();
-    with_roles(&mut s, "acme-carol", ended());
-    let o = check(&s, now());
-    assert_eq!(
-        problems(&o),
-        [
-            ("acme-carol".into(), Reason::RoleExpired),
-            ("eng-carol".into(), Reason::SubjectNotInRoot),
-            ("oncall".into(), Reason::GroupMemberNotInOrganization),
-        ]
-    );
-    let m = message(&o, Reason::SubjectNotInRoot);
-    assert!(m.contains("no role in effect"), "{m}");
-    assert_eq!(o.accepted.project_memberships, [1, 2, 3]);
-
-    // Her eng role has not started yet: the same one level down.
-    let mut s = set.clone();
-    with_roles(&mut s, "eng-carol", pending());
-    let o = check(&s, now());
-    assert_eq!(
-        problems(&o),
-        [
-            ("oncall".into(), Reason::GroupMemberNotInOrganization),
-            ("api-carol".into(), Reason::SubjectNotInOrganization),
-        ]
-    );
-    assert!(message(&o, Reason::SubjectNotInOrganization).contains("no role in effect"));
-    assert_eq!(o.accepted.project_memberships, [1, 2, 3]);
-
-    // The root group's membership of eng has ended: the project access through it goes.
-    let mut s = set.clone();
-    with_roles(&mut s, "eng-admins", ended());
-    let o = check(&s, now());
-    assert_eq!(
-        problems(&o),
-        [
-            ("eng-admins".into(), Reason::RoleExpired),
-            ("api-admins".into(), Reason::SubjectNotInOrganization),
-        ]
-    );
-    assert_eq!(o.accepted.project_memberships, [0, 2, 3]);
-
-    // dave's root role has ended: the root's project lets him go too.
-    let mut s = set.clone();
-    with_roles(&mut s, "acme-dave", ended());
-    let o = check(&s, now());
-    assert_eq!(
-        problems(&o),
-        [
-            ("acme-dave".into(), Reason::RoleExpired),
-            ("billing-dave".into(), Reason::SubjectNotInOrganization),
-        ]
-    );
-    assert_eq!(o.accepted.project_memberships, [0, 1, 3]);
-
-    // bob, eng's admin by name, whose root role has not started: not its admin yet, nor in
-    // its project.
-    let mut s = set.clone();
-    with_roles(&mut s, "acme-bob", pending());
-    let o = check(&s, now());
-    assert_eq!(
-        problems(&o),
-        [
-            ("eng".into(), Reason::AdminNotInRoot),
-            ("api-bob".into(), Reason::SubjectNotInOrganization),
-        ]
-    );
-    assert!(message(&o, Reason::AdminNotInRoot).contains("no role in effect"));
-    assert_eq!(o.accepted.project_memberships, [0, 1, 2]);
+    use Reason::*;
+    // (whose roles, which roles, what is reported, the reason whose message says the role
+    // is not in effect, the project memberships still accepted)
+    let cases: [(
+        &str,
+        Vec<RoleBinding>,
+        Vec<(&str, Reason)>,
+        Reason,
+        [usize; 3],
+    ); 5] = [
+        // carol's root role has ended: her eng membership, and through it her place in
+        // eng's group and project, go.
+        (
+            "acme-carol",
+            ended(),
+            vec![
+                ("acme-carol", RoleExpired),
+                ("eng-carol", SubjectNotInRoot),
+                ("oncall", GroupMemberNotInOrganization),
+            ],
+            SubjectNotInRoot,
+            [1, 2, 3],
+        ),
+        // Her eng role has not started yet: the same one level down.
+        (
+            "eng-carol",
+            pending(),
+            vec![
+                ("oncall", GroupMemberNotInOrganization),
+                ("api-carol", SubjectNotInOrganization),
+            ],
+            SubjectNotInOrganization,
+            [1, 2, 3],
+        ),
+        // The root group's membership of eng has ended: the project access through it goes.
+        (
+            "eng-admins",
+            ended(),
+            vec![
+                ("eng-admins", RoleExpired),
+                ("api-admins", SubjectNotInOrganization),
+            ],
+            SubjectNotInOrganization,
+            [0, 2, 3],
+        ),
+        // dave's root role has ended: the root's project lets him go too.
+        (
+            "acme-dave",
+            ended(),
+            vec![
+                ("acme-dave", RoleExpired),
+                ("billing-dave", SubjectNotInOrganization),
+            ],
+            SubjectNotInOrganization,
+            [0, 1, 3],
+        ),
+        // bob, eng's admin by name, whose root role has not started: not its admin yet, nor
+        // in its project.
+        (
+            "acme-bob",
+            pending(),
+            vec![
+                ("eng", AdminNotInRoot),
+                ("api-bob", SubjectNotInOrganization),
+            ],
+            AdminNotInRoot,
+            [0, 1, 2],
+        ),
+    ];
+    for (name, roles, reported, said, accepted) in cases {
+        let mut s = set.clone();
+        with_roles(&mut s, name, roles);
+        let o = check(&s, now());
+        let expected: Vec<(String, Reason)> =
+            reported.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(problems(&o), expected, "{name}");
+        let m = message(&o, said);
+        assert!(m.contains("no role in effect"), "{name}: {m}");
+        assert_eq!(o.accepted.project_memberships, accepted, "{name}");
+    }
 }
 
 #[test]
