@@ -506,6 +506,16 @@ fn pending() -> Vec<RoleBinding> {
     )]
 }
 
+/// Whose roles, which roles, what is reported, the reason whose message says the role is not
+/// in effect, and the project memberships still accepted.
+type Case = (
+    &'static str,
+    Vec<RoleBinding>,
+    Vec<(&'static str, Reason)>,
+    Reason,
+    [usize; 3],
+);
+
 /// Rule 7: a temporary role expires on time, and what it let in goes with it. A membership
 /// with no role in effect (expired, or not started) stays, warned about, but grants nothing:
 /// what builds on it is refused and says why, as when the membership is removed (rule 9).
@@ -523,15 +533,7 @@ fn a_membership_with_no_role_in_effect_lets_nothing_in() {
     );
 
     use Reason::*;
-    // (whose roles, which roles, what is reported, the reason whose message says the role
-    // is not in effect, the project memberships still accepted)
-    let cases: [(
-        &str,
-        Vec<RoleBinding>,
-        Vec<(&str, Reason)>,
-        Reason,
-        [usize; 3],
-    ); 5] = [
+    let cases: [Case; 5] = [
         // carol's root role has ended: her eng membership, and through it her place in
         // eng's group and project, go.
         (
