@@ -221,10 +221,15 @@ async fn write_status<K: Kind>(
     let before = ready::<K>(o.current());
     let after = ready::<K>(Some(desired));
     let first_ready = before.is_none() && after.as_ref().is_some_and(|(s, _)| s == "True");
-    let outage = result.failure.is_some()
-        || before
+    // The outage's own reason, going or coming: an object the rules refuse meanwhile says
+    // so, and that is news.
+    let outage = result.failure.as_ref().is_some_and(|f| {
+        after
             .as_ref()
-            .is_some_and(|(_, reason)| crate::controller::sync::is_store_wide(reason));
+            .is_some_and(|(_, reason)| *reason == f.reason)
+    }) || before
+        .as_ref()
+        .is_some_and(|(_, reason)| crate::controller::sync::is_store_wide(reason));
     if before != after
         && !first_ready
         && !outage

@@ -1651,11 +1651,11 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     assert_eq!(body["reason"], "DeletionBlocked", "{body}");
 }
 
-/// A store outage is in every status, and logged once per attempt: an object coming back from
-/// `StoreUnavailable` gets its status, with no Event (two Events per object and outage would
-/// be a storm on a large tree).
+/// A store outage is in the statuses, and logged once per attempt: an object going to or
+/// coming back from `StoreUnavailable` gets its status, with no Event (two Events per object
+/// and outage would be a storm on a large tree).
 #[tokio::test]
-async fn coming_back_from_a_store_outage_raises_no_event_per_object() {
+async fn a_store_outage_raises_no_event_per_object_when_it_starts_or_ends() {
     let w = acme();
     let (client, mut handle) = mock();
     let ctx = context_with_events(client, w.syncer(Duration::from_secs(300)));
@@ -1677,6 +1677,30 @@ async fn coming_back_from_a_store_outage_raises_no_event_per_object() {
         quiet.is_err(),
         "an Event was published for the store's return"
     );
+
+    // Nor when it goes: Synced, then the store cannot be reached.
+    let (client, mut handle) = mock();
+    let ctx = context_with_events(client, w.unreachable_syncer());
+    let synced = w.syncer(Duration::from_secs(300)).sync().await;
+    bob.status = Some(status::membership(&bob, &synced, now()));
+    assert_eq!(ready(&bob.status.as_ref().unwrap().common).1, "Synced");
+    let task = tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(bob.clone()))),
+        ctx.clone(),
+    ));
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"],
+        "StoreUnavailable"
+    );
+    reply(send, &bob);
+    assert!(
+        task.await.unwrap().is_err(),
+        "the reconcile waits for the store"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(quiet.is_err(), "an Event was published for the outage");
 }
 
 /// An object deleted while the store is down keeps its finalizer, and its status says the
