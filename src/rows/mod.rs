@@ -38,10 +38,10 @@ pub fn desired_from(set: &ObjectSet, accepted: &Accepted, now: Timestamp) -> Des
     let keys = orgs::organizations(set, accepted, &mut d);
     let owned = owned::groups_and_identities(set, accepted, &keys, &mut d);
     owned::subject_memberships(set, accepted, &keys, &owned, now, &mut d);
-    let explicit = orgs::memberships(set, accepted, &keys, now, &mut d);
-    orgs::admins(set, accepted, &explicit, &mut d);
+    let (explicit, mut idle) = orgs::memberships(set, accepted, &keys, now, &mut d);
+    orgs::admins(set, accepted, &explicit, &mut idle, &mut d);
     projects::add(set, accepted, now, &keys, &explicit, &mut d);
-    owned::keep_members_of_owner(&mut d);
+    owned::keep_members_of_owner(&mut d, &idle);
     kept(set, accepted, &mut d);
     live(set, &mut d);
     d

@@ -1,6 +1,6 @@
 //! Organizations and the memberships of users in them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -9,6 +9,7 @@ use super::values::{live, policy, roles_json, source_key};
 use crate::api::{OrganizationKind, OrganizationRef, RoleBinding, SubjectKind};
 use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::slug::{effective_slug, normalize_email};
+use crate::domain::temporary::active_roles;
 use crate::store::{ADMIN_SOURCE, Desired, DesiredMembership, DesiredOrg};
 
 /// The source keys of the accepted organizations, by `metadata.name`: how the other objects'
@@ -34,6 +35,11 @@ impl OrgKeys<'_> {
 
 /// Memberships by (organization key, email): the index of each in `Desired::memberships`.
 pub(super) type Explicit = HashMap<(String, String), usize>;
+
+/// Users' memberships with no role in effect now (every role expired or still to start), by
+/// index into [`Desired::memberships`]: their rows stay, but they let nothing in (see
+/// `domain::lookup::Presence::Idle`), so no group lists them.
+pub(super) type Idle = HashSet<usize>;
 
 /// Roots, then sub-organizations.
 pub(super) fn organizations<'s>(
@@ -105,8 +111,9 @@ pub(super) fn memberships(
     keys: &OrgKeys<'_>,
     now: Timestamp,
     d: &mut Desired,
-) -> Explicit {
+) -> (Explicit, Idle) {
     let mut explicit = Explicit::new();
+    let mut idle = Idle::new();
     let mut order: Vec<usize> = accepted.memberships.clone();
     order.sort_by_key(|&i| {
         set.memberships[i].spec.organization_ref.kind == OrganizationKind::SubOrganization
@@ -121,6 +128,10 @@ pub(super) fn memberships(
         };
         let email = normalize_email(m.spec.subject.email.as_deref().unwrap_or_default());
         explicit.insert((organization.clone(), email.clone()), d.memberships.len());
+        let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+        if active_roles(&m.spec.roles, granted_at, now).is_empty() {
+            idle.insert(d.memberships.len());
+        }
         d.memberships.push(DesiredMembership {
             source_uid: source_key(m),
             source_name: m.name_any(),
@@ -130,19 +141,29 @@ pub(super) fn memberships(
             deletion_policy: policy(m.spec.deletion_policy),
         });
     }
-    explicit
+    (explicit, idle)
 }
 
 /// Admins named by a sub-organization hold `admin` there, once they are members of its root:
 /// added to their membership when they have one, otherwise a membership of their own, owned by
 /// the sub-organization.
-pub(super) fn admins(set: &ObjectSet, accepted: &Accepted, explicit: &Explicit, d: &mut Desired) {
+/// An admin's own membership is in effect from then on (`idle` forgets it).
+pub(super) fn admins(
+    set: &ObjectSet,
+    accepted: &Accepted,
+    explicit: &Explicit,
+    idle: &mut Idle,
+    d: &mut Desired,
+) {
     for &(i, j) in &accepted.admins {
         let s = &set.sub_organizations[i];
         let key = source_key(s);
         let email = normalize_email(&s.spec.admins[j]);
         match explicit.get(&(key.clone(), email.clone())) {
-            Some(&m) => make_admin(&mut d.memberships[m]),
+            Some(&m) => {
+                make_admin(&mut d.memberships[m]);
+                idle.remove(&m);
+            }
             None => d.memberships.push(DesiredMembership {
                 source_uid: format!("{key}{ADMIN_SOURCE}{email}"),
                 source_name: s.name_any(),

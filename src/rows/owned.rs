@@ -177,13 +177,16 @@ pub(super) fn subject_memberships(
     }
 }
 
-/// A group's users are the members of its organization it lists; the rules warned about the
-/// others, who are left out. Run last: a project invite can make a member too.
-pub(super) fn keep_members_of_owner(d: &mut Desired) {
+/// A group's users are the members of its organization it lists, with a role in effect there
+/// (not `idle`); the rules warned about the others, who are left out. Run last: a project
+/// invite can make a member too.
+pub(super) fn keep_members_of_owner(d: &mut Desired, idle: &super::orgs::Idle) {
     let members: HashSet<(&str, &str)> = d
         .memberships
         .iter()
-        .map(|m| (m.organization.as_str(), m.email.as_str()))
+        .enumerate()
+        .filter(|(i, _)| !idle.contains(i))
+        .map(|(_, m)| (m.organization.as_str(), m.email.as_str()))
         .collect();
     let kept: Vec<Vec<DesiredGroupMember>> = d
         .groups

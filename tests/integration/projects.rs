@@ -427,6 +427,42 @@ fn groups_and_identities_must_be_visible_in_the_project_organization() {
     assert!(o.accepted.project_memberships.is_empty());
 }
 
+/// The store rows follow: a group lists no user whose membership of its organization has no
+/// role in effect, so no access flows to them through it; the membership row itself stays.
+#[test]
+fn a_group_stores_no_user_whose_membership_has_no_role_in_effect() {
+    use suborg::store::DesiredGroupMember;
+    let users = |set: &ObjectSet, group: &str| -> Vec<String> {
+        let o = check(set, now());
+        let d = desired_from(set, &o.accepted, now());
+        d.groups
+            .iter()
+            .find(|g| g.group.source_name == group)
+            .unwrap_or_else(|| panic!("no group {group}"))
+            .members
+            .iter()
+            .filter_map(|m| match m {
+                DesiredGroupMember::User(email) => Some(email.clone()),
+                DesiredGroupMember::Group(_) => None,
+            })
+            .collect()
+    };
+    let set = base();
+    assert_eq!(users(&set, "admins"), ["alice@x.io"]);
+    assert_eq!(users(&set, "oncall"), ["carol@x.io"]);
+    // alice's root role has ended: out of the root's group.
+    let mut s = set.clone();
+    with_roles(&mut s, "acme-alice", ended());
+    assert!(users(&s, "admins").is_empty());
+    // carol's eng role has not started: out of eng's group, while her rows stay.
+    let mut s = set.clone();
+    with_roles(&mut s, "eng-carol", pending());
+    assert!(users(&s, "oncall").is_empty());
+    let o = check(&s, now());
+    let d = desired_from(&s, &o.accepted, now());
+    assert!(d.memberships.iter().any(|m| m.source_name == "eng-carol"));
+}
+
 /// carol in eng's project `api`, and acme's group `admins` there (added to eng).
 fn carol_and_admins_in_api() -> Vec<ProjectMembership> {
     vec![
