@@ -176,7 +176,7 @@ pub(super) async fn resources(
 
 /// The roles of a row that are in effect at `now`; `None` when none grants access (all
 /// pending, or `no-access`).
-fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
+pub(super) fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
     let roles: Vec<RoleBinding> = serde_json::from_str(roles).ok()?;
     let granted_at = Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
     let active = temporary::active_roles(&roles, granted_at, now);

@@ -39,8 +39,10 @@ pub trait Store {
         &self,
         org_id: &str,
     ) -> impl Future<Output = Result<Vec<OwnedInfo>, StoreError>> + Send;
-    /// Every user with access to one organization: its members, and the users of the groups
-    /// usable there (nested groups followed, each edge once).
+    /// Every user with access to one organization: its members with a role in effect (not
+    /// `no-access`, not all expired or still to start), and the users of the groups usable
+    /// there: its own, and the root's added with a role in effect (nested groups followed,
+    /// each edge once).
     fn effective_members(
         &self,
         org_id: &str,

@@ -243,14 +243,26 @@ struct GroupGraph {
 }
 
 async fn group_graph(pool: &AnyPool, org_id: &str) -> Result<GroupGraph, sqlx::Error> {
+    // The organization's own groups, and the root's groups added to it with a role in
+    // effect there: an addition whose roles have all expired lets no one in.
     let rows = sqlx::query(
-        "SELECT g.id, g.name FROM groups g WHERE g.organization_id = $1 \
-         OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1)",
+        "SELECT g.id, g.name, NULL, 0 FROM groups g WHERE g.organization_id = $1 \
+         UNION ALL \
+         SELECT g.id, g.name, s.roles, s.created_at FROM groups g \
+         JOIN subject_memberships s ON s.group_id = g.id WHERE s.organization_id = $1",
     )
     .bind(org_id)
     .fetch_all(pool)
     .await?;
-    let usable = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let usable = rows
+        .into_iter()
+        .filter(|r| match r.get::<Option<String>, _>(2) {
+            None => true,
+            Some(roles) => super::access::in_effect(&roles, r.get(3), now).is_some(),
+        })
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let edges = sqlx::query(
         "SELECT gm.group_id, u.email, gm.member_group_id FROM group_members gm \
          LEFT JOIN users u ON u.id = gm.user_id \
@@ -279,11 +291,22 @@ pub(super) async fn effective_members(
     pool: &AnyPool,
     org_id: &str,
 ) -> Result<Vec<EffectiveMember>, sqlx::Error> {
-    let direct = members(pool, org_id).await?;
+    // Members with a role in effect: one whose roles have all expired, are still to start,
+    // or are `no-access` has no access, as `get access` says.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let direct = sqlx::query(
+        "SELECT u.email, m.roles, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.organization_id = $1",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
     let graph = group_graph(pool, org_id).await?;
     let mut via: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in direct {
-        via.entry(m.email).or_default().push("membership".into());
+    for r in direct {
+        if super::access::in_effect(&r.get::<String, _>(1), r.get(2), now).is_some() {
+            via.entry(r.get(0)).or_default().push("membership".into());
+        }
     }
     // One walk from every usable group at once, each group and edge visited once: linear
     // in the edges however deep the nesting. A user is shown with the groups that list them.

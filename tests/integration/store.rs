@@ -2292,3 +2292,62 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
         store.close().await;
     }
 }
+
+/// `effective_members` lists who has access, as `access` does: not a member whose roles grant
+/// nothing now (`no-access`, all expired, all still to start), nor the users of a root group
+/// whose addition to the organization has no role in effect.
+#[tokio::test]
+async fn effective_members_leave_out_what_grants_nothing() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let mut d = acme();
+        // engineering's addition of the root group security-reviewers (alice's only way in)
+        // has expired: its row holds no role.
+        for m in &mut d.subject_memberships {
+            if m.kind == "Group" {
+                m.roles = "[]".into();
+            }
+        }
+        // erin's root role starts in 2099.
+        for m in &mut d.memberships {
+            if m.email == "erin@acme.example" && !m.roles.contains("admin") {
+                m.roles = r#"[{"role":"member","temporary":{"start":"2099-01-01T00:00:00Z","duration":"1h"}}]"#.into();
+            }
+        }
+        store.apply(&d, PRUNE).await.unwrap();
+        let emails = |members: Vec<suborg::store::EffectiveMember>| -> Vec<String> {
+            members.into_iter().map(|m| m.email).collect()
+        };
+        let eng = id_of(&store, "organizations", "slug", "engineering").await;
+        let in_eng = emails(store.effective_members(&eng).await.unwrap());
+        assert!(
+            !in_eng.contains(&"alice@acme.example".to_owned()),
+            "{}: {in_eng:?}",
+            f.dsn
+        );
+        assert!(
+            in_eng.contains(&"bob@acme.example".to_owned()),
+            "{in_eng:?}"
+        );
+        let acme = id_of(&store, "organizations", "slug", "acme").await;
+        let in_acme = emails(store.effective_members(&acme).await.unwrap());
+        for gone in ["grace@acme.example", "erin@acme.example"] {
+            assert!(!in_acme.contains(&gone.to_owned()), "{gone}: {in_acme:?}");
+        }
+        assert!(
+            in_acme.contains(&"alice@acme.example".to_owned()),
+            "{in_acme:?}"
+        );
+        // The plain list of members still has them: their rows are there.
+        let listed: Vec<String> = store
+            .members(&acme)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.email)
+            .collect();
+        assert!(listed.contains(&"grace@acme.example".to_owned()));
+        assert!(listed.contains(&"erin@acme.example".to_owned()));
+        store.close().await;
+    }
+}
