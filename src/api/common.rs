@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 pub const SLUG_PATTERN: &str = "^[a-z0-9-]+$";
 /// The pattern of a display name: 1–64 letters, digits, spaces, `-` and `_`, not starting or
 /// ending with a space (the store keeps display names trimmed, and `" Eng"` beside `"Eng"` would
-/// be two names that look alike).
-pub const DISPLAY_NAME_PATTERN: &str = r"^[\p{L}\p{N}_-]([\p{L}\p{N} _-]*[\p{L}\p{N}_-])?$";
+/// be two names that look alike). A letter may carry combining marks, as accented letters typed
+/// in decomposed form do (`e` + U+0301); each mark counts as a character of the 64.
+pub const DISPLAY_NAME_PATTERN: &str =
+    r"^[\p{L}\p{N}_-]([\p{L}\p{M}\p{N} _-]*[\p{L}\p{M}\p{N}_-])?$";
 /// The pattern of an email address. Deliberately loose (one `@`, a dot in the domain, no
 /// whitespace): the identity provider is the authority on addresses, this only catches typos.
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";

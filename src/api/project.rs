@@ -121,7 +121,8 @@ pub struct ProjectMembershipSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new ProjectMembership for another subject"))]
     pub subject: Subject,
     /// Project roles: `admin`, `member`, `viewer`, `no-access` or the slug of a custom
-    /// project role, each optionally temporary. `no-access` cannot be combined with others.
+    /// project role, each optionally temporary; 1 to 16 roles, each once. `no-access` cannot be
+    /// combined with others.
     #[schemars(length(min = 1, max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["role"]))]
     #[x_kube(
         validation = Rule::new("!self.exists(r, r.role == 'no-access') || self.size() == 1").message("no-access cannot be combined with other roles"),

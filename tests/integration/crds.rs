@@ -314,10 +314,30 @@ fn crds_are_what_the_api_server_accepts() {
 #[test]
 fn display_names_have_no_space_at_either_end() {
     let re = regex::Regex::new(suborg::api::DISPLAY_NAME_PATTERN).unwrap();
-    for ok in ["A", "Acme", "R and D", "Équipe-1_b", "a  b"] {
+    // Accents typed composed or decomposed (`e` + U+0301, as macOS keyboards give them).
+    for ok in [
+        "A",
+        "Acme",
+        "R and D",
+        "Équipe-1_b",
+        "a  b",
+        "Cafe\u{301}",
+        "E\u{301}quipe",
+    ] {
         assert!(re.is_match(ok), "{ok:?} is a display name");
     }
-    for bad in [" Leading", "Trailing ", "   ", " ", "", "R&D", "tab\there"] {
+    // A mark alone, or first, is not a letter.
+    for bad in [
+        " Leading",
+        "Trailing ",
+        "   ",
+        " ",
+        "",
+        "R&D",
+        "tab\there",
+        "\u{301}",
+        "\u{301}a",
+    ] {
         assert!(!re.is_match(bad), "{bad:?} is no display name");
     }
 }
