@@ -212,7 +212,7 @@ impl PlacedGroup<'_, '_> {
                 &self.key,
                 format!("{field}.email"),
                 format!(
-                    "user {id:?}'s membership of {} {:?} has {}, so they are left out of Group {:?} until a role is",
+                    "user {id:?}'s membership of {} {:?} has {}, so they are left out of Group {:?} until one of its roles is in effect",
                     target.kind,
                     target.name,
                     super::memberships::IDLE,
@@ -226,7 +226,7 @@ impl PlacedGroup<'_, '_> {
                 &self.key,
                 format!("{field}.email"),
                 format!(
-                    "user {id:?}'s membership of {} {:?} is not accepted (see that OrgMembership's status), so they are left out of Group {:?} until it is",
+                    "user {id:?}'s membership of {} {:?} is not accepted (see that OrgMembership's status), so they are left out of Group {:?} until it is accepted",
                     target.kind,
                     target.name,
                     self.g.name_any()
@@ -296,7 +296,7 @@ impl PlacedGroup<'_, '_> {
                     key,
                     field,
                     format!(
-                        "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is",
+                        "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is accepted",
                         self.g.name_any()
                     ),
                 ))
@@ -386,7 +386,7 @@ fn left_out_nested(
                 &group_key(g),
                 format!("spec.members[{j}]"),
                 format!(
-                    "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is",
+                    "Group {id:?} is not accepted (see its status), so it and its members are left out of Group {:?} until it is accepted",
                     g.name_any()
                 ),
             ));

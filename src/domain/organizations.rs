@@ -237,11 +237,11 @@ pub(super) fn check_admins_are_members(
                     continue;
                 }
                 Some(Presence::Idle) => format!(
-                    "admin {admin:?}'s membership of root Organization {root:?} has {}; {kept} until a role is",
+                    "admin {admin:?}'s membership of root Organization {root:?} has {}; {kept} until one of its roles is in effect",
                     super::memberships::IDLE
                 ),
                 Some(_) => format!(
-                    "admin {admin:?}'s membership of root Organization {root:?} is not accepted (see that OrgMembership's status); {kept} until it is"
+                    "admin {admin:?}'s membership of root Organization {root:?} is not accepted (see that OrgMembership's status); {kept} until it is accepted"
                 ),
                 None => format!(
                     "admin {admin:?} is not a member of root Organization {root:?}: users exist at the root, so add an OrgMembership for them in {root:?} (or remove them from the admins of {sub:?}); {kept}"

@@ -155,7 +155,7 @@ fn not_ready_named(
             key,
             field,
             format!(
-                "{kind} {:?} is not ready (see its status), so the project does not use it until it is",
+                "{kind} {:?} is not ready (see its status), so the project does not use it until it is ready",
                 r.qualified(ns)
             ),
         )),
