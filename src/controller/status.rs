@@ -77,6 +77,15 @@ pub fn verdict(
         };
     }
     if let Some(f) = &result.failure {
+        // Held back by another object's problem, which the store's return will not change:
+        // that is what it waits for.
+        if let Some(waits) = result.waiting.get(key) {
+            return Verdict {
+                status: "False",
+                reason: "DependencyNotReady".to_owned(),
+                message: format!("{waits}; meanwhile the store cannot be written"),
+            };
+        }
         return Verdict {
             status: "False",
             reason: f.reason.to_owned(),

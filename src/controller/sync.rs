@@ -124,8 +124,9 @@ fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp
     memberships.chain(project_memberships).collect()
 }
 
-/// A failure of the whole sync, with the objects' rule errors, which need no store: an
-/// object the rules refuse says why, not only that the store failed.
+/// A failure of the whole sync, with the objects' rule errors and what the objects held back
+/// by them wait for, which need no store: an object the rules refuse, or one that waits for
+/// it, says why, not only that the store failed.
 fn failed_with_rules(
     reason: &'static str,
     message: String,
@@ -133,7 +134,9 @@ fn failed_with_rules(
     now: Timestamp,
 ) -> SyncResult {
     let mut result = SyncResult::failed(reason, message);
-    for p in crate::domain::check(set, now).problems {
+    let outcome = crate::domain::check(set, now);
+    result.waiting = crate::domain::waiting::waiting(set, &outcome);
+    for p in outcome.problems {
         if p.is_error()
             && let Some(key) = p.object.clone()
         {
@@ -901,9 +904,22 @@ impl Syncer {
 
     fn count_objects(&self, result: &SyncResult, set: &ObjectSet) {
         let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        let index = &result.index;
         let mut count = |kind: &'static str, key: ObjectKey, uid: Option<String>| {
+            // Ready as the status says: rows in the store, and no error, conflict or wait.
             // A store-wide failure: every object's status says so.
+            let stored = uid.as_deref().is_some_and(|u| {
+                index.organizations.contains_key(u)
+                    || index.memberships.contains_key(u)
+                    || index.groups.contains_key(u)
+                    || index.identities.contains_key(u)
+                    || index.resources.contains_key(u)
+                    || index.projects.contains_key(u)
+                    || index.project_memberships.contains_key(u)
+            });
             let failed = result.failure.is_some()
+                || !stored
+                || result.waiting.contains_key(&key)
                 || result
                     .problems
                     .get(&key)

@@ -730,6 +730,22 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     );
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(zed.clone()))));
+    // And zed's eng membership, which waits for that one.
+    let zed_in_eng = stored(
+        user_in(
+            "team-eng",
+            "zed-eng",
+            OrganizationKind::SubOrganization,
+            "eng",
+            "zed@acme.example",
+            vec![role("member")],
+        ),
+        "uid-zed-eng",
+    );
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(
+            zed_in_eng.clone()
+        ))));
     let syncer = w.unreachable_syncer();
     let result = syncer.sync().await;
     let failure = result.failure.as_ref().expect("a failure");
@@ -746,6 +762,10 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     // A rule error needs no store: it is said meanwhile.
     let s = status::membership(&zed, &result, now());
     assert_eq!(ready(&s.common).1, "NamespaceNotAllowed", "{s:?}");
+    // What waits for it says so: the store's return will not change that.
+    let s = status::membership(&zed_in_eng, &result, now());
+    assert_eq!(ready(&s.common).1, "DependencyNotReady", "{s:?}");
+    assert!(ready(&s.common).2.contains("team-eng/zed"), "{s:?}");
 
     // A store that comes back is picked up again without a restart: here a SQLite file whose
     // directory appears after the first attempt.
@@ -1020,6 +1040,20 @@ async fn the_readiness_gauge_counts_every_object_not_ready_while_the_store_fails
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
     assert_eq!((ready("True"), ready("False")), (memberships, 0));
+    // team-a no longer speaks for acme: alice's and bob's root memberships are refused, and
+    // alice's eng membership waits for hers. None of the three is ready.
+    let mut w = w;
+    w.namespaces
+        .apply_watcher_event(&watcher::Event::Apply(namespace("team-a", &[])));
+    let result = syncer.sync().await;
+    let alice_in_eng =
+        suborg::domain::ObjectKey::namespaced("OrgMembership", "team-eng", "alice-eng");
+    assert!(
+        result.waiting.contains_key(&alice_in_eng),
+        "{:?}",
+        result.waiting
+    );
+    assert_eq!((ready("True"), ready("False")), (memberships - 3, 3));
 }
 
 /// How many syncs have applied a plan, as `/metrics` says.
