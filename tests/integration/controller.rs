@@ -717,30 +717,22 @@ async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
 async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     let mut w = acme();
     // zed's membership of acme comes from a namespace acme does not admit.
-    let zed = stored(
-        user_in(
-            "team-eng",
-            "zed",
-            OrganizationKind::Organization,
-            "acme",
-            "zed@acme.example",
-            vec![role("member")],
-        ),
-        "uid-zed",
+    let zed = member_in(
+        "team-eng",
+        "zed",
+        OrganizationKind::Organization,
+        "acme",
+        "zed@acme.example",
     );
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(zed.clone()))));
     // And zed's eng membership, which waits for that one.
-    let zed_in_eng = stored(
-        user_in(
-            "team-eng",
-            "zed-eng",
-            OrganizationKind::SubOrganization,
-            "eng",
-            "zed@acme.example",
-            vec![role("member")],
-        ),
-        "uid-zed-eng",
+    let zed_in_eng = member_in(
+        "team-eng",
+        "zed-eng",
+        OrganizationKind::SubOrganization,
+        "eng",
+        "zed@acme.example",
     );
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(
@@ -980,23 +972,34 @@ async fn a_duration_is_stored_with_the_start_it_counts_from() {
 }
 
 /// A member of acme from `team-a`, not yet in the acme world.
-fn acme_member(name: &str, email: &str, uid: &str) -> OrgMembership {
+fn acme_member(name: &str, email: &str) -> OrgMembership {
+    member_in(
+        "team-a",
+        name,
+        OrganizationKind::Organization,
+        "acme",
+        email,
+    )
+}
+
+/// A member (role `member`) of the organization `org` from namespace `ns`, as stored, with
+/// uid `uid-<name>`.
+fn member_in(
+    ns: &str,
+    name: &str,
+    kind: OrganizationKind,
+    org: &str,
+    email: &str,
+) -> OrgMembership {
     stored(
-        user_in(
-            "team-a",
-            name,
-            OrganizationKind::Organization,
-            "acme",
-            email,
-            vec![role("member")],
-        ),
-        uid,
+        user_in(ns, name, kind, org, email, vec![role("member")]),
+        &format!("uid-{name}"),
     )
 }
 
 /// dave, a member of acme not yet in the acme world.
 fn dave() -> OrgMembership {
-    acme_member("dave", "dave@acme.example", "uid-dave")
+    acme_member("dave", "dave@acme.example")
 }
 
 fn counter(health: &Health, series: &str) -> u64 {
@@ -2441,13 +2444,10 @@ async fn drift_is_reported_when_another_writer_forces_a_whole_plan() {
     }
     // Unrelated changes: the first sees the other writer's row and reads the store whole;
     // the second plans it whole, and rewrites alice's membership of eng.
-    for (name, email, uid) in [
-        ("dave", "dave@acme.example", "uid-dave"),
-        ("erin", "erin@acme.example", "uid-erin"),
-    ] {
+    for (name, email) in [("dave", "dave@acme.example"), ("erin", "erin@acme.example")] {
         w.members
             .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme_member(
-                name, email, uid,
+                name, email,
             )))));
         let result = syncer.sync().await;
         assert!(result.failure.is_none(), "{:?}", result.failure);
