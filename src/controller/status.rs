@@ -305,7 +305,7 @@ fn in_store(
 pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> OrgMembershipStatus {
     let uid = m.uid();
     let entry = uid.as_deref().and_then(|u| result.index.memberships.get(u));
-    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let granted_at = temporary::granted_at(&m.metadata, now);
     let mut active = Vec::new();
     let mut next_expiry: Option<Timestamp> = None;
     for r in &m.spec.roles {
@@ -445,7 +445,7 @@ pub fn project_membership(
     let entry = uid
         .as_deref()
         .and_then(|u| result.index.project_memberships.get(u));
-    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let granted_at = temporary::granted_at(&m.metadata, now);
     let active = temporary::active_roles(&m.spec.roles, granted_at, now);
     let v = verdict(
         &model::project_membership_key(m),

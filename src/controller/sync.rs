@@ -104,7 +104,7 @@ impl SyncResult {
 /// the next moment one does.
 fn next_changes(set: &ObjectSet, now: Timestamp) -> HashMap<ObjectKey, Timestamp> {
     let next = |meta: &kube::api::ObjectMeta, roles: &[crate::api::RoleBinding]| {
-        let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+        let granted_at = temporary::granted_at(meta, now);
         roles
             .iter()
             .filter_map(|r| temporary::state(r, granted_at, now).ok()?.next_change())

@@ -23,7 +23,7 @@ use super::model::{ObjectSet, Outcome, membership_key, precedence, subject_id};
 use super::placement::{Admission, Resolved, Target, admission, resolve};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
-use super::temporary::{active_roles, check_roles};
+use super::temporary::{any_in_effect, check_roles};
 use crate::api::{OrgMembership, OrganizationKind, SubjectKind};
 
 /// Phase 5: users' memberships of root organizations.
@@ -217,8 +217,7 @@ pub(super) fn check_groups_and_identities<'a>(
 /// How a membership that `ok` says was accepted or not counts for what builds on it: an
 /// accepted one with no role in effect at `now` is [`Presence::Idle`].
 fn standing(ok: bool, m: &OrgMembership, now: Timestamp) -> Presence {
-    let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    if ok && active_roles(&m.spec.roles, granted_at, now).is_empty() {
+    if ok && !any_in_effect(&m.spec.roles, &m.metadata, now) {
         Presence::Idle
     } else {
         Presence::of(ok)

@@ -187,6 +187,18 @@ pub fn state(
     })
 }
 
+/// When the roles of the object with `meta` were granted, which a `duration` without `start`
+/// counts from: its creation; offline (no creation time), `now`.
+pub fn granted_at(meta: &ObjectMeta, now: Timestamp) -> Timestamp {
+    meta.creation_timestamp.as_ref().map_or(now, |t| t.0)
+}
+
+/// Whether any of `roles`, of the object with `meta`, is in effect at `now`: a membership
+/// with none lets nothing in (expired, or still to start).
+pub fn any_in_effect(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> bool {
+    !active_roles(roles, granted_at(meta, now), now).is_empty()
+}
+
 /// The names of the roles among `roles`, first granted at `granted_at`, in effect at `now`
 /// (neither pending nor expired).
 pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp) -> Vec<String> {
@@ -208,7 +220,7 @@ pub(super) fn check_roles(
     errors: &mut Vec<Problem>,
     warnings: &mut Vec<Problem>,
 ) {
-    let granted_at = meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let granted_at = granted_at(meta, now);
     for (j, role) in roles.iter().enumerate() {
         match state(role, granted_at, now) {
             Ok(RoleState::Expired { at }) => {

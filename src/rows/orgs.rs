@@ -9,7 +9,7 @@ use super::values::{live, policy, roles_json, source_key};
 use crate::api::{OrganizationKind, OrganizationRef, RoleBinding, SubjectKind};
 use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::slug::{effective_slug, normalize_email};
-use crate::domain::temporary::active_roles;
+use crate::domain::temporary::any_in_effect;
 use crate::store::{ADMIN_SOURCE, Desired, DesiredMembership, DesiredOrg};
 
 /// The source keys of the accepted organizations, by `metadata.name`: how the other objects'
@@ -128,8 +128,7 @@ pub(super) fn memberships(
         };
         let email = normalize_email(m.spec.subject.email.as_deref().unwrap_or_default());
         explicit.insert((organization.clone(), email.clone()), d.memberships.len());
-        let granted_at = m.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-        if active_roles(&m.spec.roles, granted_at, now).is_empty() {
+        if !any_in_effect(&m.spec.roles, &m.metadata, now) {
             idle.insert(d.memberships.len());
         }
         d.memberships.push(DesiredMembership {
