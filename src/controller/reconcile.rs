@@ -376,14 +376,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
         return Ok(Some(Action::requeue(Duration::from_secs(5))));
     }
     let uid = o.uid().unwrap_or_default();
-    let still_there = result.index.organizations.contains_key(&uid)
-        || result.index.memberships.contains_key(&uid)
-        || result.index.groups.contains_key(&uid)
-        || result.index.identities.contains_key(&uid)
-        || result.index.resources.contains_key(&uid)
-        || result.index.projects.contains_key(&uid)
-        || result.index.project_memberships.contains_key(&uid);
-    if still_there {
+    if result.index.holds(&uid) {
         return Err(Error::DeletionBlocked(format!(
             "{} {:?}: its rows are still in the store",
             K::KIND,

@@ -904,19 +904,10 @@ impl Syncer {
 
     fn count_objects(&self, result: &SyncResult, set: &ObjectSet) {
         let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
-        let index = &result.index;
         let mut count = |kind: &'static str, key: ObjectKey, uid: Option<String>| {
             // Ready as the status says: rows in the store, and no error, conflict or wait.
             // A store-wide failure: every object's status says so.
-            let stored = uid.as_deref().is_some_and(|u| {
-                index.organizations.contains_key(u)
-                    || index.memberships.contains_key(u)
-                    || index.groups.contains_key(u)
-                    || index.identities.contains_key(u)
-                    || index.resources.contains_key(u)
-                    || index.projects.contains_key(u)
-                    || index.project_memberships.contains_key(u)
-            });
+            let stored = uid.as_deref().is_some_and(|u| result.index.holds(u));
             let failed = result.failure.is_some()
                 || !stored
                 || result.waiting.contains_key(&key)

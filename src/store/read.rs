@@ -116,6 +116,19 @@ pub struct StoreIndex {
     pub project_memberships: HashMap<String, (String, String)>,
 }
 
+impl StoreIndex {
+    /// Whether the object with `uid` has rows in the store, of whatever kind.
+    pub fn holds(&self, uid: &str) -> bool {
+        self.organizations.contains_key(uid)
+            || self.memberships.contains_key(uid)
+            || self.groups.contains_key(uid)
+            || self.identities.contains_key(uid)
+            || self.resources.contains_key(uid)
+            || self.projects.contains_key(uid)
+            || self.project_memberships.contains_key(uid)
+    }
+}
+
 /// One organization row, as [`StoreIndex`] holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgEntry {
