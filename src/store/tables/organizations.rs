@@ -362,13 +362,7 @@ pub(crate) fn prune(
     paths: &HashMap<&str, String>,
     changes: &mut Vec<Change>,
 ) {
-    let gone = removals(rows, &orgs.staying);
-    let removed: HashSet<&str> = gone
-        .iter()
-        .filter(|(_, policy)| *policy != "Orphan")
-        .map(|(row, _)| row.id.as_str())
-        .collect();
-    for (row, policy) in gone {
+    for (row, policy) in removals(rows, &orgs.staying) {
         let mut change = removal(
             Table::Organizations,
             &row.id,
@@ -381,8 +375,7 @@ pub(crate) fn prune(
             let children: Vec<&str> = rows
                 .iter()
                 .filter(|c| {
-                    c.parent_id.as_deref() == Some(row.id.as_str())
-                        && !removed.contains(c.id.as_str())
+                    c.parent_id.as_deref() == Some(row.id.as_str()) && orgs.stays(c.id.as_str())
                 })
                 .map(|c| c.slug.as_str())
                 .collect();
