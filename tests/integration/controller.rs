@@ -1313,6 +1313,17 @@ fn context_with_events(client: Client, syncer: Syncer) -> Arc<Context> {
     })
 }
 
+/// A reconcile of `o` under way, as the controller runs one.
+fn spawn_reconcile<K: Kind>(
+    o: K,
+    ctx: &Arc<Context>,
+) -> tokio::task::JoinHandle<Result<kube::runtime::controller::Action, suborg::controller::Error>> {
+    tokio::spawn(reconcile::reconcile(
+        Arc::new(DeserializeGuard(Ok(o))),
+        ctx.clone(),
+    ))
+}
+
 /// The next request: its method, path and query, and JSON body; answered with `reply`.
 async fn next(
     handle: &mut ApiHandle,
@@ -1456,10 +1467,7 @@ async fn reconcile_adds_the_finalizer_first() {
     let ctx = context(client, w.syncer(Duration::from_secs(300)));
     let mut fresh = object(&w.caches.organizations, "acme");
     fresh.metadata.finalizers = None;
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(fresh.clone()))),
-        ctx,
-    ));
+    let task = spawn_reconcile(fresh.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(
@@ -1484,10 +1492,7 @@ async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
     // With Events on, so that an Event would show up as a request.
     let ctx = context_with_events(client, w.syncer(Duration::from_secs(300)));
     let eng = object(&w.caches.sub_organizations, "eng");
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(eng.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(eng.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(
@@ -1529,10 +1534,7 @@ async fn reconcile_applies_status_with_the_suborg_field_manager_then_rests() {
     // A newer version of the object without that status (someone cleared it) is written again.
     let mut cleared = eng.clone();
     cleared.metadata.resource_version = Some("2".into());
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(cleared))),
-        ctx,
-    ));
+    let task = spawn_reconcile(cleared, &ctx);
     let (method, uri, _, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(uri.contains("/suborganizations/eng/status?"), "{uri}");
@@ -1548,10 +1550,7 @@ async fn project_kinds_write_their_own_status_subresources() {
     let (client, mut handle) = mock();
     let ctx = context(client, w.syncer(Duration::from_secs(300)));
     let api = object(&w.caches.projects, "api");
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(api.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(api.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(
@@ -1586,10 +1585,7 @@ async fn status_round_trip<K: Kind>(
     ctx: &Arc<Context>,
     handle: &mut ApiHandle,
 ) -> serde_json::Value {
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(o.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(o.clone(), ctx);
     let (method, uri, body, send) = next(handle).await;
     assert_eq!(method, "PATCH");
     let path = format!(
@@ -1617,10 +1613,7 @@ async fn a_broken_rule_is_a_condition_not_an_error() {
     let w = World::new(vec![], vec![stray.clone()], vec![], vec![]);
     let (client, mut handle) = mock();
     let ctx = context(client, w.syncer(Duration::from_secs(300)));
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(stray.clone()))),
-        ctx,
-    ));
+    let task = spawn_reconcile(stray.clone(), &ctx);
     let (_, uri, body, send) = next(&mut handle).await;
     assert!(uri.contains("/suborganizations/ops/status"), "{uri}");
     let condition = &body["status"]["conditions"][0];
@@ -1642,10 +1635,7 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     let (client, mut handle) = mock();
     let ctx = context(client, w.unreachable_syncer());
     let bob = object(&w.caches.memberships, "bob");
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob.clone(), &ctx);
     let (_, uri, body, send) = next(&mut handle).await;
     assert!(
         uri.starts_with("/apis/suborg.io/v1alpha1/namespaces/team-a/orgmemberships/bob/status?"),
@@ -1699,10 +1689,7 @@ async fn a_store_outage_raises_no_event_per_object_when_it_starts_or_ends() {
     let mut bob = object(&w.caches.memberships, "bob");
     let outage = SyncResult::failed("StoreUnavailable", "the database is down".into());
     bob.status = Some(status::membership(&bob, &outage, now()));
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
@@ -1721,10 +1708,7 @@ async fn a_store_outage_raises_no_event_per_object_when_it_starts_or_ends() {
     let synced = w.syncer(Duration::from_secs(300)).sync().await;
     bob.status = Some(status::membership(&bob, &synced, now()));
     assert_eq!(ready(&bob.status.as_ref().unwrap().common).1, "Synced");
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob.clone(), &ctx);
     let (_, uri, body, send) = next(&mut handle).await;
     assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
     assert_eq!(
@@ -1749,10 +1733,7 @@ async fn a_deletion_waiting_for_the_store_says_so() {
     let ctx = context(client, w.unreachable_syncer());
     let mut bob = deleted(object(&w.caches.memberships, "bob"));
     bob.metadata.generation = Some(2);
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
@@ -1789,10 +1770,7 @@ async fn cleanup_removes_the_rows_then_the_finalizer() {
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bob.clone()))));
     let (client, mut handle) = mock();
     let ctx = context(client, syncer);
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob.clone()))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob.clone(), &ctx);
     let (method, uri, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert!(
@@ -1894,10 +1872,7 @@ async fn a_stale_read_reads_again_instead_of_failing() {
     let current = object(&w.caches.organizations, "acme");
     let mut stale = current.clone();
     stale.metadata.finalizers = None;
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(stale))),
-        ctx,
-    ));
+    let task = spawn_reconcile(stale, &ctx);
     let (method, _, body, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     assert_eq!(body[0]["op"], "test", "{body}");
@@ -1924,10 +1899,7 @@ async fn releasing_an_object_already_gone_is_done() {
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bob.clone()))));
     let (client, mut handle) = mock();
     let ctx = context(client, syncer);
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(bob))),
-        ctx.clone(),
-    ));
+    let task = spawn_reconcile(bob, &ctx);
     let (method, _, _, send) = next(&mut handle).await;
     assert_eq!(method, "PATCH");
     status_reply(send, 404, "NotFound");
@@ -1950,10 +1922,7 @@ async fn a_root_with_sub_organizations_keeps_its_finalizer() {
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
     let (client, mut handle) = mock();
     let ctx = context(client, w.syncer(Duration::from_secs(300)));
-    let task = tokio::spawn(reconcile::reconcile(
-        Arc::new(DeserializeGuard(Ok(acme.clone()))),
-        ctx,
-    ));
+    let task = spawn_reconcile(acme.clone(), &ctx);
     let (_, uri, body, send) = next(&mut handle).await;
     assert!(uri.contains("/organizations/acme/status"), "{uri}");
     assert_eq!(
