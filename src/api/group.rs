@@ -32,6 +32,7 @@ pub const NAMESPACE_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
     printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.organizationRef.kind"}"#,
     printcolumn = r#"{"name":"Organization","type":"string","jsonPath":".spec.organizationRef.name"}"#,
     printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.members"}"#,
+    printcolumn = r#"{"name":"Nested","type":"integer","priority":1,"jsonPath":".status.nestedGroups"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -95,9 +96,13 @@ pub struct GroupStatus {
     /// Generation, conditions and store id.
     #[serde(flatten)]
     pub common: CommonStatus,
-    /// Users in the group, counting those of nested groups once.
+    /// Users listed in the group itself, as stored (the users of nested groups are not
+    /// counted here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
+    /// Groups nested in the group itself, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_groups: Option<i64>,
 }
 
 /// A machine identity (a service, CI/CD pipeline or automated process), owned by the

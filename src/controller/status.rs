@@ -21,6 +21,7 @@ use crate::api::{
 use crate::domain::model;
 use crate::domain::problem::{ObjectKey, Problem};
 use crate::domain::temporary::{self, RoleState};
+use crate::store::GroupEntry;
 
 /// The Ready condition's status, reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,11 +345,12 @@ pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
         &model::group_key(g),
         uid.as_deref(),
         result,
-        entry.map(|(_, members)| {
-            let users = if *members == 1 { "user" } else { "users" };
+        entry.map(|e| {
             format!(
-                "in the store under {} {:?} with {members} {users} listed directly",
-                g.spec.organization_ref.kind, g.spec.organization_ref.name
+                "in the store under {} {:?} with {} listed directly",
+                g.spec.organization_ref.kind,
+                g.spec.organization_ref.name,
+                listed(e)
             )
         }),
     );
@@ -357,10 +359,25 @@ pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
             g,
             v,
             g.status.as_ref().map(|s| &s.common),
-            entry.map(|(id, _)| id.clone()),
+            entry.map(|e| e.id.clone()),
             now,
         ),
-        members: entry.map(|(_, m)| *m),
+        members: entry.map(|e| e.users),
+        nested_groups: entry.map(|e| e.nested),
+    }
+}
+
+/// "2 users and 1 nested group": what a group's row lists.
+fn listed(e: &GroupEntry) -> String {
+    let count = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let users = count(e.users, "user", "users");
+    if e.nested == 0 {
+        users
+    } else {
+        format!(
+            "{users} and {}",
+            count(e.nested, "nested group", "nested groups")
+        )
     }
 }
 

@@ -54,6 +54,7 @@ pub use dsn::{Backend, Dsn};
 pub use error::{ObjectConflict, StoreError};
 pub use plan::{Action, ApplyOptions, Change, Plan};
 pub use read::{
-    EffectiveMember, MemberInfo, OrgEntry, OrgInfo, OwnedInfo, StoreIndex, TreeRoot, TreeSub,
+    EffectiveMember, GroupEntry, MemberInfo, OrgEntry, OrgInfo, OwnedInfo, StoreIndex, TreeRoot,
+    TreeSub,
 };
 pub use sql_store::SqlStore;

@@ -96,6 +96,17 @@ pub struct EffectiveMember {
     pub via: Vec<String>,
 }
 
+/// A managed group's row and what it lists directly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// The row's id.
+    pub id: String,
+    /// Users listed in the group itself.
+    pub users: i64,
+    /// Groups nested in the group itself.
+    pub nested: i64,
+}
+
 /// Where each source's rows are, for status: what [`super::Store::index`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreIndex {
@@ -104,8 +115,8 @@ pub struct StoreIndex {
     /// Managed memberships (of users, and of groups and identities added to a
     /// sub-organization) by source uid: (row id, organization id).
     pub memberships: HashMap<String, (String, String)>,
-    /// Managed groups by source uid: (row id, users listed directly).
-    pub groups: HashMap<String, (String, i64)>,
+    /// Managed groups by source uid.
+    pub groups: HashMap<String, GroupEntry>,
     /// Managed machine identities by source uid: row id.
     pub identities: HashMap<String, String>,
     /// Managed app connections, gateways and relays by source uid: row id.
@@ -376,13 +387,22 @@ pub(super) async fn index(pool: &AnyPool) -> Result<StoreIndex, sqlx::Error> {
 
 async fn index_groups(pool: &AnyPool, index: &mut StoreIndex) -> Result<(), sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT g.source_uid, g.id, (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User') \
+        "SELECT g.source_uid, g.id, \
+         (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
+         (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group') \
          FROM groups g WHERE g.source_uid IS NOT NULL",
     )
     .fetch_all(pool)
     .await?;
     for r in rows {
-        index.groups.insert(r.get(0), (r.get(1), r.get(2)));
+        index.groups.insert(
+            r.get(0),
+            GroupEntry {
+                id: r.get(1),
+                users: r.get(2),
+                nested: r.get(3),
+            },
+        );
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ use suborg::store::{SqlStore, Store};
 use tower_test::mock::{Handle, SendResponse};
 
 use super::fixtures::{
-    connection, group, identity, project, project_user, role, subject_in, suborg, temporary, user,
-    user_in,
+    connection, group, identity, nested, project, project_user, role, subject_in, suborg,
+    temporary, user, user_in,
 };
 
 /// Gives an object what the API server would: uid, generation, creation time, our finalizer.
@@ -2069,9 +2069,49 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(bot.clone()))));
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(added.clone()))));
+    // A sub-organization's group whose only member is a nested group, and that group.
+    let leads = stored(
+        group(
+            "team-eng",
+            "leads",
+            OrganizationKind::SubOrganization,
+            "eng",
+            vec![user("alice@acme.example")],
+        ),
+        "uid-leads",
+    );
+    let all = stored(
+        group(
+            "team-eng",
+            "all",
+            OrganizationKind::SubOrganization,
+            "eng",
+            vec![nested("leads")],
+        ),
+        "uid-all",
+    );
+    for g in [&leads, &all] {
+        w.groups
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(g.clone()))));
+    }
     let syncer = w.syncer(Duration::from_secs(300));
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
+    let s = status::group(&all, &result, now());
+    assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert!(
+        ready(&s.common)
+            .2
+            .ends_with("with 0 users and 1 nested group listed directly"),
+        "{s:?}"
+    );
+    assert_eq!((s.members, s.nested_groups), (Some(0), Some(1)));
+    let s = status::group(&leads, &result, now());
+    assert!(
+        ready(&s.common).2.ends_with("with 1 user listed directly"),
+        "{s:?}"
+    );
+    assert_eq!((s.members, s.nested_groups), (Some(1), Some(0)));
     let s = status::group(&reviewers, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
     assert!(
@@ -2092,7 +2132,7 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
     let result = syncer.sync().await;
     let s = status::membership(&added, &result, now());
     assert_eq!(ready(&s.common).1, "SubjectNotFound", "{s:?}");
-    assert!(result.index.groups.is_empty());
+    assert!(!result.index.groups.contains_key("uid-reviewers"));
     assert!(
         !result
             .index
