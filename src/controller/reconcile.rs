@@ -196,15 +196,15 @@ fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
 /// Writes `desired` as the object's status when it differs from what the object says (and was
 /// not just written, see [`Written`]), and records an Event when Ready changes, except when a
 /// new object first becomes Ready (routine, and one per object: the store's `Created` Event
-/// already says it), and when the store fails for every object or comes back (`result`'s
-/// failure, or the status it replaces): an outage is logged once per attempt and counted, not
-/// raised as two Events per object.
+/// already says it), and when the store fails for every object or comes back: an outage is
+/// logged once per attempt and counted, not raised as two Events per object. A change the
+/// outage hid (a rule error fixed meanwhile) is an Event when it ends
+/// ([`Written::changed_from`]).
 async fn write_status<K: Kind>(
     o: &K,
     api: &Api<K>,
     ctx: &Context,
     desired: &K::Status,
-    result: &SyncResult,
 ) -> Result<(), Error> {
     if o.current() == Some(desired) || ctx.written.in_flight(o, desired) {
         return Ok(());
@@ -218,21 +218,17 @@ async fn write_status<K: Kind>(
     .await
     .map_err(Error::Kube)?;
     ctx.written.record(o, desired);
-    let before = ready::<K>(o.current());
     let after = ready::<K>(Some(desired));
+    let Some(before) = ctx.written.changed_from(
+        o,
+        ready::<K>(o.current()),
+        &after,
+        crate::controller::sync::is_store_wide,
+    ) else {
+        return Ok(());
+    };
     let first_ready = before.is_none() && after.as_ref().is_some_and(|(s, _)| s == "True");
-    // The outage's own reason, going or coming: an object the rules refuse meanwhile says
-    // so, and that is news.
-    let outage = result.failure.as_ref().is_some_and(|f| {
-        after
-            .as_ref()
-            .is_some_and(|(_, reason)| *reason == f.reason)
-    }) || before
-        .as_ref()
-        .is_some_and(|(_, reason)| crate::controller::sync::is_store_wide(reason));
-    if before != after
-        && !first_ready
-        && !outage
+    if !first_ready
         && let Some(sink) = &ctx.recorder
         && let Some(condition) = K::common(desired)
             .conditions
@@ -299,7 +295,7 @@ async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action
     };
     let now = Timestamp::now();
     let desired = o.desired(&result, now);
-    write_status(&*o, api, ctx, &desired, &result).await?;
+    write_status(&*o, api, ctx, &desired).await?;
     if let Some(f) = &result.failure {
         return Err(Error::Store {
             category: f.reason,
@@ -348,14 +344,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
                 f.message
             ),
         );
-        write_status(
-            &*o,
-            api,
-            ctx,
-            &o.desired(&waiting, Timestamp::now()),
-            &waiting,
-        )
-        .await?;
+        write_status(&*o, api, ctx, &o.desired(&waiting, Timestamp::now())).await?;
         return Err(Error::Store {
             category: f.reason,
             message: f.message.clone(),
@@ -365,7 +354,7 @@ async fn cleanup<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Opti
         && let Some(children) = result.held.get(&o.name_any())
     {
         let desired = o.desired(&result, Timestamp::now());
-        write_status(&*o, api, ctx, &desired, &result).await?;
+        write_status(&*o, api, ctx, &desired).await?;
         // Its status says why; it is queued again when they go (and looked at soon anyway).
         tracing::info!(
             kind = K::KIND,

@@ -1724,6 +1724,56 @@ async fn a_store_outage_raises_no_event_per_object_when_it_starts_or_ends() {
     assert!(quiet.is_err(), "an Event was published for the outage");
 }
 
+/// A Ready change the outage hid is news when the outage ends: refused before it, `Synced`
+/// after it (fixed meanwhile) is an Event, as it would have been without the outage.
+#[tokio::test]
+async fn a_change_an_outage_hid_is_an_event_when_it_ends() {
+    let w = acme();
+    let (client, mut handle) = mock();
+    let ctx = context_with_events(client, w.unreachable_syncer());
+    let mut bob = object(&w.caches.memberships, "bob");
+    let synced = w.syncer(Duration::from_secs(300)).sync().await;
+    let mut refused = status::membership(&bob, &synced, now());
+    let ready_condition = &mut refused.common.conditions[0];
+    ready_condition.status = "False".into();
+    ready_condition.reason = "EmailDomainNotAllowed".into();
+    bob.status = Some(refused);
+    let task = spawn_reconcile(bob.clone(), &ctx);
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"],
+        "StoreUnavailable"
+    );
+    reply(send, &bob);
+    assert!(
+        task.await.unwrap().is_err(),
+        "the reconcile waits for the store"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(quiet.is_err(), "an Event was published for the outage");
+
+    // The store is back; the same controller reconciles bob, whose status the outage holds.
+    let outage = SyncResult::failed("StoreUnavailable", "the database is down".into());
+    bob.status = Some(status::membership(&bob, &outage, now()));
+    let ctx = Arc::into_inner(ctx).expect("the reconcile is over");
+    let ctx = Arc::new(Context {
+        syncer: Arc::new(w.syncer(Duration::from_secs(300))),
+        ..ctx
+    });
+    let task = spawn_reconcile(bob.clone(), &ctx);
+    let (_, uri, body, send) = next(&mut handle).await;
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    assert_eq!(body["status"]["conditions"][0]["reason"], "Synced");
+    reply(send, &bob);
+    let (method, uri, body, _send) = next(&mut handle).await;
+    assert_eq!(method, "POST");
+    assert!(uri.contains("/events"), "{uri}");
+    assert_eq!(body["reason"], "Synced", "{body}");
+    assert_eq!(body["type"], "Normal", "{body}");
+    task.await.unwrap().expect("the reconcile succeeds");
+}
+
 /// An object deleted while the store is down keeps its finalizer, and its status says the
 /// deletion waits for the store, at the generation the deletion gave it.
 #[tokio::test]
