@@ -56,6 +56,7 @@
 //! | `NestingViolation` | [`organizations`] `missing_parent`; the schema's parent kind: `manifest::cel_reason` |
 //! | `InvalidSelector` | [`organizations`] `selector_problem`, and as a warning `selector_warning` (a key or value no label can have); the schema: `manifest::cel_reason` |
 //! | `SlugConflict` | [`organizations`] `check_roots` and `check_sub_organizations`; [`projects`] `check_projects` |
+//! | `NameConflict` | [`organizations`] `check_roots` and `check_sub_organizations` (an Organization and a SubOrganization of one name) |
 //! | `DuplicateAdmin` (an error that keeps the sub-organization) | [`organizations`] `check_admins` |
 //! | `AdminNotInRoot` (an error that keeps the sub-organization) | [`organizations`] `check_admins_are_members` |
 //! | `TargetNotFound` | [`placement`] `resolve` |

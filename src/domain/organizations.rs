@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::delegation;
@@ -23,6 +24,11 @@ use crate::api::{MemberNamespaces, Organization, SubOrganization};
 pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
     let mut by_name = HashMap::with_capacity(set.organizations.len());
     let mut slugs: HashMap<&str, &Organization> = HashMap::new();
+    let subs: HashMap<&str, &SubOrganization> = set
+        .sub_organizations
+        .iter()
+        .filter_map(|s| Some((s.metadata.name.as_deref()?, s)))
+        .collect();
     for i in by_precedence(&set.organizations) {
         let o = &set.organizations[i];
         let key = organization_key(o);
@@ -33,6 +39,9 @@ pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a
             .collect();
         out.problems
             .extend(selector_warning(o.spec.member_namespaces.as_ref(), &key));
+        if let Some(sub) = subs.get(name).copied().filter(|s| born(*s) < born(o)) {
+            errors.push(name_conflict(&key, "Organization", "SubOrganization", sub));
+        }
         if let Some(first) = slugs.get(slug) {
             errors.push(Problem::error(
                 Reason::SlugConflict,
@@ -97,6 +106,14 @@ pub(super) fn check_sub_organizations<'a>(
                 ),
             ));
         }
+        if let Some((_, root)) = roots.by_name.get(name).filter(|(_, r)| born(*r) <= born(s)) {
+            errors.push(name_conflict(
+                &key,
+                "SubOrganization",
+                "Organization",
+                *root,
+            ));
+        }
         errors.extend(selector_problem(s.spec.member_namespaces.as_ref(), &key));
         out.problems
             .extend(selector_warning(s.spec.member_namespaces.as_ref(), &key));
@@ -140,6 +157,32 @@ pub fn joins_late(s: &SubOrganization, root: &Organization) -> bool {
         (Some(deleted), Some(created)) => created.0 > deleted.0,
         _ => false,
     }
+}
+
+/// When an object was created; `None` offline, where a root keeps a name it shares.
+fn born<K: kube::Resource>(o: &K) -> Option<Timestamp> {
+    o.meta().creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// An Organization and a SubOrganization of one name: the younger is refused (the root, when
+/// neither is older). The label that delegates a namespace, `suborg.io/organization=<name>`,
+/// names an organization by name alone: a namespace delegated to one would be delegated to the
+/// other, so a team lead of a sub-organization could grant roles in a root of its name.
+fn name_conflict<K: kube::Resource>(
+    key: &ObjectKey,
+    kind: &str,
+    other_kind: &str,
+    other: &K,
+) -> Problem {
+    let name = other.meta().name.as_deref().unwrap_or_default();
+    Problem::error(
+        Reason::NameConflict,
+        key,
+        "metadata.name",
+        format!(
+            "{kind} {name:?} has the name of {other_kind} {name:?}, which keeps it (the older of the two, or the root when neither is): organizations of both kinds need names of their own, because a namespace is delegated to an organization by its name alone (the label suborg.io/organization={name}); choose another name"
+        ),
+    )
 }
 
 /// The problem with a sub-organization whose parent is no root: another sub-organization

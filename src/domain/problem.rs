@@ -67,6 +67,8 @@ pub enum Reason {
     ParentNotFound,
     /// Two organizations with one slug under one parent (or two roots with one slug).
     SlugConflict,
+    /// An Organization and a SubOrganization with one name.
+    NameConflict,
     /// An admin of a sub-organization is not a member of its root.
     AdminNotInRoot,
     /// A sub-organization lists one admin twice.
@@ -148,6 +150,7 @@ impl Reason {
             RuleViolation => "RuleViolation",
             ParentNotFound => "ParentNotFound",
             SlugConflict => "SlugConflict",
+            NameConflict => "NameConflict",
             AdminNotInRoot => "AdminNotInRoot",
             DuplicateAdmin => "DuplicateAdmin",
             TargetNotFound => "TargetNotFound",

@@ -126,6 +126,55 @@ fn the_oldest_object_keeps_a_contested_slug() {
     assert_eq!(o.accepted.sub_organizations, [1]);
 }
 
+/// A namespace labelled `suborg.io/organization=eng` is delegated to whatever organization is
+/// called eng: a root created later under that name would take the team's namespace, so the
+/// younger of the two is refused, whichever kind it is, and the root when neither is older.
+#[test]
+fn an_organization_and_a_sub_organization_never_share_a_name() {
+    let at = |t: &str| Some(Time(t.parse().unwrap()));
+    let mut set = base();
+    set.sub_organizations[0].metadata.creation_timestamp = at("2026-01-01T00:00:00Z");
+    let mut other = org("eng");
+    other.metadata.creation_timestamp = at("2026-02-01T00:00:00Z");
+    set.organizations.push(other);
+    // Someone in eng's namespace asks for admin of the root eng.
+    let mut grab = root_member("team-eng", "eng", "mallory@x.io");
+    grab.spec.roles = vec![role("admin")];
+    set.memberships.push(grab);
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::NameConflict)]);
+    let p = &o.problems[0];
+    assert_eq!(p.object.as_ref().unwrap().kind, "Organization");
+    assert_eq!(p.field, "metadata.name");
+    assert!(p.message.contains("which keeps it"), "{}", p.message);
+    assert_eq!(o.accepted.organizations, [0]);
+    assert_eq!(o.accepted.sub_organizations, [0]);
+    assert_eq!(
+        o.accepted.memberships,
+        [0, 1],
+        "mallory's membership is not accepted"
+    );
+
+    // The root is older: the sub-organization is refused, and so is the same name offline.
+    for root_born in [at("2025-12-01T00:00:00Z"), None] {
+        let mut set = base();
+        set.sub_organizations[0].metadata.creation_timestamp = root_born
+            .as_ref()
+            .map(|_| Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        let mut other = org("eng");
+        other.metadata.creation_timestamp = root_born;
+        set.organizations.push(other);
+        let o = check(&set, now());
+        assert_eq!(reasons(&o), [("eng".to_string(), Reason::NameConflict)]);
+        assert_eq!(
+            o.problems[0].object.as_ref().unwrap().kind,
+            "SubOrganization"
+        );
+        assert_eq!(o.accepted.organizations, [0, 1]);
+        assert!(o.accepted.sub_organizations.is_empty());
+    }
+}
+
 #[test]
 fn slugs_are_unique_per_root_not_globally() {
     let mut set = base();

@@ -226,6 +226,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "must join it before SubOrganization \"engineering\"",
     ),
     (
+        "suborganization-name-taken",
+        NameConflict,
+        "metadata.name",
+        "SubOrganization \"globex\" has the name of Organization \"globex\"",
+    ),
+    (
         "suborg-authentication",
         AuthenticationNotAllowed,
         "spec.authentication",
