@@ -108,7 +108,7 @@ pub fn unmatchable(selector: &LabelSelector) -> Option<SelectorError> {
 
 /// A label name or value: at most 63 characters, alphanumeric at both ends, `-`, `_` and `.`
 /// between.
-fn label_name(s: &str) -> bool {
+pub(crate) fn label_name(s: &str) -> bool {
     let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -18,7 +18,7 @@ use super::lookup::{Presence, Roots, Subs, UserMembers};
 use super::model::{ObjectSet, Outcome, by_precedence, organization_key, sub_organization_key};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email, slug_field};
-use crate::api::{MemberNamespaces, Organization, SubOrganization};
+use crate::api::{MemberNamespaces, NamespacesFrom, Organization, SubOrganization};
 
 /// Phase 1: root organizations. The oldest keeps a contested slug.
 pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a> {
@@ -210,7 +210,23 @@ fn missing_parent(name: &str, parent: &str, is_sub: bool, key: &ObjectKey) -> Pr
 /// value no label can have. Not an error: an edit to a selector must never take an
 /// organization, and everything in it, out of the store.
 fn selector_warning(policy: Option<&MemberNamespaces>, key: &ObjectKey) -> Option<Problem> {
-    let selector = policy.and_then(|m| m.selector.as_ref())?;
+    let from = policy.map(|p| p.from).unwrap_or_default();
+    let Some(selector) = policy.and_then(|m| m.selector.as_ref()) else {
+        // The default selector, by name: a label value has at most 63 characters, an object
+        // name up to 253.
+        return (from == NamespacesFrom::Selector && !delegation::label_name(&key.name)).then(|| {
+            Problem::warning(
+                Reason::InvalidSelector,
+                key,
+                "spec.memberNamespaces",
+                format!(
+                    "the default selector admits namespaces labelled {}=<this name>, but a label value has at most 63 characters and this name has {}, so no namespace can hold objects for it: set spec.memberNamespaces.selector to a label of your own (or use a shorter name)",
+                    delegation::ORGANIZATION_LABEL,
+                    key.name.len()
+                ),
+            )
+        });
+    };
     let e = delegation::unmatchable(selector)?;
     Some(Problem::warning(
         Reason::InvalidSelector,

@@ -544,3 +544,52 @@ fn what_waits_for_an_object_refused_before_the_rules_names_it() {
     let why = &w[&ObjectKey::namespaced("ProjectMembership", "team-eng", "api-alice")];
     assert!(why.contains("waits for Project team-eng/api"), "{why}");
 }
+
+/// The default selector is the label `suborg.io/organization=<name>`, and a label value has at
+/// most 63 characters: an organization with a longer name admits no namespace unless it names
+/// a selector of its own, and is told so.
+#[test]
+fn a_name_no_label_value_can_hold_needs_a_selector_of_its_own() {
+    let long = "e".repeat(70);
+    let mut set = base();
+    let mut sub = suborg(&long, "acme", &["bob@x.io"]);
+    sub.spec.slug = Some("long".into());
+    set.sub_organizations.push(sub);
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [(long.clone(), Reason::InvalidSelector)]);
+    let p = &o.problems[0];
+    assert_eq!(p.severity, Severity::Warning);
+    assert_eq!(p.field, "spec.memberNamespaces");
+    assert!(
+        p.message
+            .contains("at most 63 characters and this name has 70"),
+        "{}",
+        p.message
+    );
+    assert_eq!(o.accepted.sub_organizations, [0, 1], "it stays");
+
+    // A selector of its own, or all namespaces: nothing to say.
+    for policy in [
+        MemberNamespaces {
+            from: NamespacesFrom::All,
+            selector: None,
+        },
+        MemberNamespaces {
+            from: NamespacesFrom::Selector,
+            selector: Some(LabelSelector {
+                match_labels: Some([("team".to_string(), "long".to_string())].into()),
+                match_expressions: None,
+            }),
+        },
+    ] {
+        set.sub_organizations[1].spec.member_namespaces = Some(policy);
+        assert!(check(&set, now()).problems.is_empty());
+    }
+    // A root alike.
+    let mut set = base();
+    set.organizations.push(org(&long));
+    assert_eq!(
+        reasons(&check(&set, now())),
+        [(long, Reason::InvalidSelector)]
+    );
+}
