@@ -22,11 +22,13 @@ use super::group::NAMESPACE_PATTERN;
 /// The CEL rule that keeps credentials out of `config`, told by the key's last word (after
 /// `-`, `_`, `.` or a camelCase capital, or the whole key): `secret`, `token`, `password`,
 /// `pwd`, `auth`, `key`, `credentials`, `cookie`, `jwt`, `kubeconfig`, `dsn`, `bearer` and the
-/// like, or a key ending in `connectionString` or `serviceAccountJson`. `DB_PASSWORD`,
-/// `clientSecret`, `storageAccountKey` are refused; `tokenUrl`, `secretName`, `passwordPolicy`
+/// like, or a key ending in `connectionString` or `serviceAccountJson`; and a key written as
+/// one word that ends in `secret`, `token`, `password`, `credentials`, or `apikey` and the like
+/// (`clientsecret`, `APIKEY`, `authtoken`). `DB_PASSWORD`, `clientSecret`, `storageAccountKey`
+/// are refused; `tokenUrl`, `secretName`, `passwordPolicy`
 /// and `accessKeyId`, which name or point at something, are not, nor are keys that are not
 /// secrets (`publicKey`, `partitionKey`, `routingKey`, `sortKey`, `primaryKey`, `kmsKey`).
-pub const CONFIG_NO_CREDENTIALS_RULE: &str = r"self.all(k, !k.matches('(?:^|[-_.])(?i:secrets?|tokens?|pass|passwords?|passwd|passphrase|passcode|pwd|auth|authorization|credentials?|cookies?|jwt|kubeconfig|dsn|bearer|keys?)$|[a-z0-9](?:Secrets?|Tokens?|Pass|Passwords?|Passwd|Passphrase|Passcode|Pwd|Auth|Authorization|Credentials?|Cookies?|Jwt|JWT|Kubeconfig|Dsn|DSN|Bearer|Keys?)$|(?i:connection[-_.]?strings?|service[-_.]?account[-_.]?json)$') || k.matches('(?i:(?:public|partition|routing|sort|primary|kms)[-_.]?keys?)$'))";
+pub const CONFIG_NO_CREDENTIALS_RULE: &str = r"self.all(k, !k.matches('(?:^|[-_.])(?i:secrets?|tokens?|pass|passwords?|passwd|passphrase|passcode|pwd|auth|authorization|credentials?|cookies?|jwt|kubeconfig|dsn|bearer|keys?)$|[a-z0-9](?:Secrets?|Tokens?|Pass|Passwords?|Passwd|Passphrase|Passcode|Pwd|Auth|Authorization|Credentials?|Cookies?|Jwt|JWT|Kubeconfig|Dsn|DSN|Bearer|Keys?)$|(?i:secrets?|tokens?|passwords?|passwd|passphrase|passcode|credentials?|kubeconfig|(?:api|access|secret|private|signing|client|auth|master|encryption|shared|session|ssh)[-_.]?keys?|connection[-_.]?strings?|service[-_.]?account[-_.]?json)$') || k.matches('(?i:(?:public|partition|routing|sort|primary|kms)[-_.]?keys?)$'))";
 /// The CEL rule that keeps a password out of a URL in `config` (`postgres://app:pw@db/app`).
 pub const CONFIG_NO_URL_PASSWORD_RULE: &str =
     r"self.all(k, !self[k].matches('[a-zA-Z][a-zA-Z0-9+.-]*://[^/@ :]*:[^/@ ]+@'))";

@@ -396,6 +396,15 @@ fn connection_config_holds_no_credentials() {
         "cookie",
         "passcode",
         "jwt",
+        // One word, no capital or separator to find the last word by.
+        "clientsecret",
+        "apikey",
+        "APIKEY",
+        "secretkey",
+        "authtoken",
+        "privatekey",
+        "dbpassword",
+        "SERVICEACCOUNTJSON",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         let m = messages(c.validate_cel());
@@ -419,6 +428,9 @@ fn connection_config_holds_no_credentials() {
         "passwordFile",
         "publicKey",
         "partitionKey",
+        "publickey",
+        "monkey",
+        "hotkeys",
         "endpoint",
         "url",
     ] {
