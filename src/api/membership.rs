@@ -42,7 +42,7 @@ pub struct OrgMembershipSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new OrgMembership for another organization"))]
     pub organization_ref: OrganizationRef,
     /// Who joins. Immutable.
-    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new OrgMembership for another subject"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new OrgMembership for another subject (writing out the namespace it defaults to counts as a change too: leave the subject as it was created)"))]
     pub subject: Subject,
     /// Roles granted in the organization: `admin`, `member`, `no-access` or the slug of a custom
     /// role, each optionally temporary; 1 to 16 roles, each once. `no-access` cannot be combined

@@ -115,10 +115,10 @@ pub struct ProjectStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ProjectMembershipSpec {
     /// The Project, by name (and namespace, which defaults to this object's). Immutable.
-    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new ProjectMembership for another project"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new ProjectMembership for another project (writing out the namespace it defaults to counts as a change too: leave the reference as it was created)"))]
     pub project_ref: LocalObjectRef,
     /// Who joins. Immutable.
-    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new ProjectMembership for another subject"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable: create a new ProjectMembership for another subject (writing out the namespace it defaults to counts as a change too: leave the subject as it was created)"))]
     pub subject: Subject,
     /// Project roles: `admin`, `member`, `viewer`, `no-access` or the slug of a custom
     /// project role, each optionally temporary; 1 to 16 roles, each once. `no-access` cannot be
