@@ -593,3 +593,66 @@ fn a_name_no_label_value_can_hold_needs_a_selector_of_its_own() {
         [(long, Reason::InvalidSelector)]
     );
 }
+
+/// `no-access` is a role in effect with no permission in the organization itself: the member
+/// is still a member, so what builds on the membership (a sub-organization's membership, a
+/// root group's place there, project roles) is accepted, which is what the role is for:
+/// access given through project roles only. Not so a membership with no role in effect.
+#[test]
+fn a_no_access_member_is_still_a_member_that_project_roles_build_on() {
+    let mut set = base();
+    set.memberships[0].spec.roles = vec![role("no-access")]; // alice at the root
+    let mut in_eng = sub_member("team-eng", "eng", "alice@x.io");
+    in_eng.spec.roles = vec![role("no-access")];
+    set.memberships.push(in_eng);
+    set.projects.push(project(
+        "team-eng",
+        "api",
+        OrganizationKind::SubOrganization,
+        "eng",
+    ));
+    let mut admin = project_user("team-eng", "api-alice", "api", "alice@x.io");
+    admin.spec.roles = vec![role("admin")];
+    set.project_memberships.push(admin);
+    // A root group with alice, added to eng with no-access, and given a project role there.
+    set.groups.push(group(
+        "platform",
+        "ops",
+        OrganizationKind::Organization,
+        "acme",
+        vec![user("alice@x.io")],
+    ));
+    let mut ops_in_eng = subject_in(
+        "team-eng",
+        "ops-in-eng",
+        OrganizationKind::SubOrganization,
+        "eng",
+        SubjectKind::Group,
+        "ops",
+        Some("platform"),
+    );
+    ops_in_eng.spec.roles = vec![role("no-access")];
+    set.memberships.push(ops_in_eng);
+    set.project_memberships.push(project_subject(
+        "team-eng",
+        "api-ops",
+        "api",
+        SubjectKind::Group,
+        "ops",
+        Some("platform"),
+    ));
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [], "{:?}", o.problems);
+    assert_eq!(o.accepted.memberships, [0, 1, 2, 3]);
+    assert_eq!(o.accepted.project_memberships, [0, 1]);
+
+    // The same with alice's root role expired: nothing builds on it.
+    set.memberships[0].spec.roles = vec![temporary(
+        "member",
+        None,
+        Some("2026-01-01T00:00:00Z"),
+        None,
+    )];
+    let o = check(&set, now());
+    assert!(!o.accepted.memberships.contains(&2), "{:?}", o.problems);
+}
