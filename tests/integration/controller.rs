@@ -1678,6 +1678,28 @@ async fn a_store_failure_is_written_to_status_and_retried() {
     assert_eq!(body["reason"], "DeletionBlocked", "{body}");
 }
 
+/// Reconciles `o` while the store is away: its status PATCH says `StoreUnavailable`, the
+/// reconcile fails (to be retried), and no Event follows.
+async fn reconcile_into_outage(o: &OrgMembership, ctx: &Arc<Context>, handle: &mut ApiHandle) {
+    let task = spawn_reconcile(o.clone(), ctx);
+    let (_, uri, body, send) = next(handle).await;
+    assert!(
+        uri.contains(&format!("/orgmemberships/{}/status?", o.name_any())),
+        "{uri}"
+    );
+    assert_eq!(
+        body["status"]["conditions"][0]["reason"],
+        "StoreUnavailable"
+    );
+    reply(send, o);
+    assert!(
+        task.await.unwrap().is_err(),
+        "the reconcile waits for the store"
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(quiet.is_err(), "an Event was published for the outage");
+}
+
 /// A store outage is in the statuses, and logged once per attempt: an object going to or
 /// coming back from `StoreUnavailable` gets its status, with no Event (two Events per object
 /// and outage would be a storm on a large tree).
@@ -1708,20 +1730,7 @@ async fn a_store_outage_raises_no_event_per_object_when_it_starts_or_ends() {
     let synced = w.syncer(Duration::from_secs(300)).sync().await;
     bob.status = Some(status::membership(&bob, &synced, now()));
     assert_eq!(ready(&bob.status.as_ref().unwrap().common).1, "Synced");
-    let task = spawn_reconcile(bob.clone(), &ctx);
-    let (_, uri, body, send) = next(&mut handle).await;
-    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
-    assert_eq!(
-        body["status"]["conditions"][0]["reason"],
-        "StoreUnavailable"
-    );
-    reply(send, &bob);
-    assert!(
-        task.await.unwrap().is_err(),
-        "the reconcile waits for the store"
-    );
-    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
-    assert!(quiet.is_err(), "an Event was published for the outage");
+    reconcile_into_outage(&bob, &ctx, &mut handle).await;
 }
 
 /// A Ready change the outage hid is news when the outage ends: refused before it, `Synced`
@@ -1738,20 +1747,7 @@ async fn a_change_an_outage_hid_is_an_event_when_it_ends() {
     ready_condition.status = "False".into();
     ready_condition.reason = "EmailDomainNotAllowed".into();
     bob.status = Some(refused);
-    let task = spawn_reconcile(bob.clone(), &ctx);
-    let (_, uri, body, send) = next(&mut handle).await;
-    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
-    assert_eq!(
-        body["status"]["conditions"][0]["reason"],
-        "StoreUnavailable"
-    );
-    reply(send, &bob);
-    assert!(
-        task.await.unwrap().is_err(),
-        "the reconcile waits for the store"
-    );
-    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
-    assert!(quiet.is_err(), "an Event was published for the outage");
+    reconcile_into_outage(&bob, &ctx, &mut handle).await;
 
     // The store is back; the same controller reconciles bob, whose status the outage holds.
     let outage = SyncResult::failed("StoreUnavailable", "the database is down".into());
