@@ -138,7 +138,7 @@ impl Dsn {
         Ok(Self {
             backend: Backend::Sqlite,
             url: format!("sqlite://{path}{sep}mode=rwc"),
-            shown: format!("sqlite://{path}"),
+            shown: redact(&format!("sqlite://{path}")),
             read_only: false,
         })
     }
@@ -290,6 +290,8 @@ fn mask_query(s: &str) -> String {
 }
 
 /// A DSN for messages: any password replaced by `***`, in the user-info and in the query.
+/// A DSN that is not `scheme://…` (a typo: `postgres:/user:pw@host`) has its whole user-info
+/// hidden, since where the password starts cannot be told.
 pub fn redact(s: &str) -> String {
     let s = mask_query(s);
     match (s.find("://"), s.rfind('@')) {
@@ -299,6 +301,10 @@ pub fn redact(s: &str) -> String {
                 Some((user, _)) => format!("{}{user}:***{}", &s[..scheme + 3], &s[at..]),
                 None => s,
             }
+        }
+        (_, Some(at)) => {
+            let scheme = s[..at].find(':').map_or(0, |c| c + 1);
+            format!("{}***{}", &s[..scheme], &s[at..])
         }
         _ => s,
     }
@@ -330,6 +336,24 @@ mod tests {
         );
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert!(!redact("bogus://u:hunter2@h").contains("hunter2"));
+    }
+
+    /// A DSN mistyped so that it parses as no URL still keeps its password out of the message
+    /// that refuses it, and a SQLite DSN's query is masked too.
+    #[test]
+    fn a_mistyped_dsn_shows_no_password() {
+        for dsn in [
+            "postgres:/postgres:hunter2@127.0.0.1:1/x",
+            "postgres:postgres:hunter2@127.0.0.1:1/x",
+            "postgres//u:hunter2@h/db",
+            "u:hunter2@h/db",
+        ] {
+            let e = Dsn::parse_with(dsn, || Ok(None)).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("@127.0.0.1") || e.contains("@h/db"), "{e}");
+        }
+        let d = parse("sqlite:///tmp/a.db?password=hunter2", None);
+        assert_eq!(d.to_string(), "sqlite:///tmp/a.db?password=***");
     }
 
     #[test]
