@@ -149,12 +149,14 @@ pub(super) fn check_sub_organizations<'a>(
 
 /// Whether `s` was created after its root `root` began to be deleted. A root being deleted is
 /// kept while its sub-organizations remain; one created since would keep it for good.
+/// Timestamps have whole seconds: one created in the second the deletion began counts as
+/// later, as when a GitOps tool deletes a root and creates its replacement's children at once.
 pub fn joins_late(s: &SubOrganization, root: &Organization) -> bool {
     match (
         &root.metadata.deletion_timestamp,
         &s.metadata.creation_timestamp,
     ) {
-        (Some(deleted), Some(created)) => created.0 > deleted.0,
+        (Some(deleted), Some(created)) => created.0 >= deleted.0,
         _ => false,
     }
 }

@@ -2450,10 +2450,10 @@ async fn a_root_being_deleted_takes_no_new_sub_organizations() {
     let acme = deleted(object(&w.caches.organizations, "acme"));
     w.orgs
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
-    // A sub-organization created under acme after its deletion began.
+    // A sub-organization created under acme after its deletion began: in the same second
+    // (timestamps have seconds only), as when a GitOps tool replaces a tree.
     let mut late = stored(suborg("late", "acme", &["bob@acme.example"]), "uid-late");
-    late.metadata.creation_timestamp =
-        Some(Time(Timestamp::now() + std::time::Duration::from_secs(1)));
+    late.metadata.creation_timestamp = acme.metadata.deletion_timestamp.clone();
     w.subs
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(late.clone()))));
     let result = syncer.sync().await;
