@@ -554,9 +554,21 @@ impl Syncer {
         // A conflict is warned about when it starts or its reason changes: one that lasts (a
         // row to adopt) is in the object's status, not a warning per sync.
         let before = state.result.as_ref().map(|r| &r.conflicts);
-        for (uid, message) in &result.conflicts {
-            if before.is_none_or(|b| b.get(uid) != Some(message)) {
-                tracing::warn!(object = %uid, conflict = %message, "an object's rows conflict with the store: it is left out of the sync");
+        let news: Vec<(&String, &String)> = result
+            .conflicts
+            .iter()
+            .filter(|(uid, message)| before.is_none_or(|b| b.get(*uid) != Some(*message)))
+            .collect();
+        if !news.is_empty() {
+            let refs = self
+                .caches
+                .references(&news.iter().map(|(uid, _)| uid.as_str()).collect());
+            for (uid, message) in news {
+                // Named as every other line names an object; the uid when it is gone already.
+                let object = refs
+                    .get(uid)
+                    .map_or_else(|| uid.clone(), |(k, _)| k.to_string());
+                tracing::warn!(object = %object, conflict = %message, "an object's rows conflict with the store: it is left out of the sync");
             }
         }
         let outcome = match &result.failure {
