@@ -78,6 +78,9 @@ pub fn get(args: &GetArgs) -> io::Result<ExitCode> {
         eprintln!("suborg: {message}");
         return Ok(ExitCode::from(2));
     }
+    if let Some(code) = super::store::dsn_usage_error(args.store.as_deref()) {
+        return Ok(code);
+    }
     let rt = runtime()?;
     let result = rt.block_on(async {
         let store = open_read_only_async(args.store.as_deref()).await?;

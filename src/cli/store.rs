@@ -55,6 +55,9 @@ pub(super) fn runtime() -> io::Result<tokio::runtime::Runtime> {
 
 /// `suborg apply`.
 pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
+    if let Some(code) = dsn_usage_error(args.store.as_deref()) {
+        return Ok(code);
+    }
     let mut progress = super::progress::Progress::stderr();
     let mut loader = Loader::new(&args.namespace);
     super::files::load_with(&args.paths, args.max_file_size, &mut loader, &mut |n| {
@@ -163,6 +166,19 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         writeln!(out, "{}", left.trim_start())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--store` (or `SUBORG_STORE`) that is no DSN suborg takes is a usage error, exit code 2,
+/// told before anything is read.
+pub(crate) fn dsn_usage_error(store: Option<&str>) -> Option<ExitCode> {
+    let dsn = store.map(str::to_owned).unwrap_or_else(default_store);
+    match crate::store::Dsn::parse(&dsn) {
+        Err(e @ StoreError::InvalidDsn(_)) => {
+            eprintln!("suborg: {e}");
+            Some(ExitCode::from(2))
+        }
+        _ => None,
+    }
 }
 
 /// The store's DSN (the default when none is given), with the directory of a SQLite file

@@ -942,3 +942,26 @@ fn get_without_the_flag_a_view_needs_is_a_usage_error() {
         assert!(t.contains(needle), "{what}: {t}");
     }
 }
+
+/// A `--store` that is no DSN suborg takes is a usage error (exit code 2) for `get` and
+/// `apply` alike, and its message keeps any password out.
+#[test]
+fn a_store_that_is_no_dsn_is_a_usage_error() {
+    for dsn in [
+        "mysql://u:hunter2@db/x",
+        "sqlite:relative.db",
+        "/tmp/store.db",
+        "postgres:/u:hunter2@db/x",
+    ] {
+        for args in [
+            vec!["get", "tree", "--store", dsn],
+            vec!["apply", "-f", "examples/acme", "--store", dsn],
+        ] {
+            let out = suborg(&args, None);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {t}");
+            assert!(t.contains("invalid store"), "{t}");
+            assert!(!t.contains("hunter2"), "{t}");
+        }
+    }
+}
