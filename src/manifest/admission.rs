@@ -150,12 +150,17 @@ pub(super) fn admit_document(value: Value, default_namespace: &str, out: &mut Ve
         return;
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    if kind == "List" && group.is_empty() {
-        if let Some(Value::Array(items)) = map.get("items") {
-            for item in items.clone() {
-                admit_document(item, default_namespace, out);
-            }
+    // kubectl flattens any list, `v1 List` or a kind's own (`OrgMembershipList`): its items
+    // are the objects.
+    if kind.ends_with("List")
+        && let Some(Value::Array(items)) = map.get("items")
+    {
+        for item in items.clone() {
+            admit_document(item, default_namespace, out);
         }
+        return;
+    }
+    if kind == "List" && group.is_empty() {
         return;
     }
     if group.is_empty() && version == "v1" && kind == "Namespace" {

@@ -965,3 +965,25 @@ fn a_store_that_is_no_dsn_is_a_usage_error() {
         }
     }
 }
+
+/// Any list kubectl flattens is flattened: `v1 List`, a `v1` kind's own list
+/// (`OrgMembershipList`) and `suborg.io`'s; its items are checked as objects.
+#[test]
+fn every_list_kind_is_flattened_as_kubectl_does() {
+    let org = r#"{"apiVersion":"suborg.io/v1alpha1","kind":"Organization","metadata":{"name":"acme"},"spec":{"slug":"SLUG"}}"#;
+    for (api_version, kind) in [
+        ("v1", "List"),
+        ("v1", "OrganizationList"),
+        ("suborg.io/v1alpha1", "OrganizationList"),
+    ] {
+        let list = format!(r#"{{"apiVersion":"{api_version}","kind":"{kind}","items":[{org}]}}"#);
+        rejected(
+            list.as_bytes(),
+            &["Organization/acme: spec.slug", "1 object"],
+        );
+        let fixed = list.replace("SLUG", "acme");
+        let out = suborg(&["validate", "-f", "-"], Some(fixed.as_bytes()));
+        assert_eq!(out.status.code(), Some(0), "{kind}: {}", text(&out));
+        assert!(text(&out).contains("1 object in 1 file"), "{}", text(&out));
+    }
+}
