@@ -53,7 +53,8 @@ pub fn load_with(
             continue;
         }
         let mut found = Vec::new();
-        if let Err(e) = collect(path, true, &mut found) {
+        let mut broken = Vec::new();
+        if let Err(e) = collect(path, true, &mut found, &mut broken) {
             loader.file_problem(
                 &path.display().to_string(),
                 Reason::UnreadableFile,
@@ -66,6 +67,14 @@ pub fn load_with(
                 &path.display().to_string(),
                 Reason::EmptyManifest,
                 "is a directory with no *.yaml, *.yml or *.json files".into(),
+            );
+        }
+        // A file that cannot be read hides no other.
+        for (file, e) in broken {
+            loader.file_problem(
+                &file.display().to_string(),
+                Reason::UnreadableFile,
+                format!("cannot be read: {e}"),
             );
         }
         for file in found {
@@ -100,8 +109,15 @@ fn read_limited(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Collects files under `path`, sorted, skipping hidden entries inside directories.
-fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Collects files under `path`, sorted, skipping hidden entries inside directories. Inside a
+/// directory, an entry that cannot be read (a broken link) goes to `broken` when it is named
+/// like a manifest, and a link to a directory is not followed (it may lead back up).
+fn collect(
+    path: &Path,
+    explicit: bool,
+    out: &mut Vec<PathBuf>,
+    broken: &mut Vec<(PathBuf, std::io::Error)>,
+) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
@@ -113,19 +129,32 @@ fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Resu
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.'));
-            if !hidden {
-                collect(&entry, false, out)?;
+            if hidden {
+                continue;
+            }
+            let link = std::fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
+            match std::fs::metadata(&entry) {
+                Ok(m) if m.is_dir() && link => {}
+                Ok(_) => {
+                    if let Err(e) = collect(&entry, false, out, broken) {
+                        broken.push((entry, e));
+                    }
+                }
+                Err(e) if is_manifest(&entry) => broken.push((entry, e)),
+                Err(_) => {}
             }
         }
-    } else if explicit
-        || path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.contains(&e))
-    {
+    } else if explicit || is_manifest(path) {
         out.push(path.to_owned());
     }
     Ok(())
+}
+
+/// Whether a file in a directory is read as a manifest: by its extension.
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e))
 }
 
 fn human(bytes: u64) -> String {

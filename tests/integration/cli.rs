@@ -987,3 +987,24 @@ fn every_list_kind_is_flattened_as_kubectl_does() {
         assert!(text(&out).contains("1 object in 1 file"), "{}", text(&out));
     }
 }
+
+/// A broken link in a directory is named and hides no other file; a link to a directory is
+/// not followed, so a loop ends.
+#[test]
+fn a_broken_link_in_a_directory_is_named_and_hides_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("org.yaml"), ORG).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", dir.path().join("broken.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink("..", dir.path().join("sub").join("loop")).unwrap();
+    let out = suborg(&["validate", "-f", dir.path().to_str().unwrap()], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let broken = dir.path().join("broken.yaml");
+    assert!(
+        t.contains(&format!("{}: -: -: cannot be read", broken.display())),
+        "{t}"
+    );
+    assert!(t.contains("1 object in"), "org.yaml is read: {t}");
+    assert!(!t.contains("symbolic links"), "{t}");
+}
