@@ -525,12 +525,14 @@ fn the_example_tree_carries_sync_waves_in_dependency_order() {
 
 /// Object names follow Kubernetes (a DNS-1123 subdomain: 253 characters, no limit on one
 /// dot-separated part); whether a name can also be the slug is the slug rule's business.
+/// (All namespaces are delegated: whether a default selector can name a long name is the
+/// delegation rule's.)
 #[test]
 fn object_names_follow_kubernetes_and_slugs_follow_their_own_rule() {
     let org = |name: &str, slug: Option<&str>| {
         let slug = slug.map(|s| format!("\n  slug: {s}")).unwrap_or_default();
         format!(
-            "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: {name}\nspec:\n  displayName: Acme{slug}\n"
+            "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata:\n  name: {name}\nspec:\n  displayName: Acme{slug}\n  memberNamespaces:\n    from: All\n"
         )
     };
     let check = |yaml: String| {
