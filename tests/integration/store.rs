@@ -1998,6 +1998,48 @@ async fn a_project_does_not_move_between_organizations() {
     }
 }
 
+/// Slugs are how API clients address organizations and projects: a source's slug never
+/// changes in the store (the API server refuses the edit; offline, the store does).
+#[tokio::test]
+async fn a_slug_never_changes() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        store.apply(&d, PRUNE).await.unwrap();
+        let sub = d
+            .organizations
+            .iter()
+            .position(|o| o.parent.is_some())
+            .expect("a sub-organization");
+        let mut renamed = d.clone();
+        renamed.organizations[sub].slug = "renamed".into();
+        let err = store.apply(&renamed, PRUNE).await.unwrap_err();
+        let Some((uid, message)) = only_conflict(&err) else {
+            panic!("{}: a slug changed: {err:?}", f.dsn)
+        };
+        assert_eq!(uid, d.organizations[sub].source_uid);
+        assert!(message.contains("a slug never changes"), "{message}");
+        assert!(
+            message.contains(&format!(
+                "set spec.slug back to {:?}",
+                d.organizations[sub].slug
+            )),
+            "{message}"
+        );
+        let mut renamed = d.clone();
+        renamed.projects[0].slug = "renamed".into();
+        let err = store.apply(&renamed, PRUNE).await.unwrap_err();
+        let Some((uid, message)) = only_conflict(&err) else {
+            panic!("{}: a project slug changed: {err:?}", f.dsn)
+        };
+        assert_eq!(uid, d.projects[0].source_uid);
+        assert!(message.contains("a slug never changes"), "{message}");
+        // Nothing was written.
+        assert!(store.apply(&d, PRUNE).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn access_follows_memberships_groups_and_projects() {
     for f in fresh_stores().await {

@@ -270,10 +270,18 @@ fn update(
             ),
         ));
     }
+    if row.slug != o.slug {
+        return Err(PlanError::Conflict(
+            Some(o.source_uid.clone()),
+            format!(
+                "organization {target}: its slug is {:?} in the store, and a slug never changes (API clients address the organization by it): set spec.slug back to {:?}, or delete the object and create a new one",
+                row.slug, row.slug
+            ),
+        ));
+    }
     let fields = row.changed_fields(
         &o.source_uid,
         &[
-            ("slug", row.slug != o.slug),
             ("displayName", row.display_name != o.display_name),
             ("authentication", row.auth != o.auth),
             (

@@ -208,6 +208,15 @@ fn update(
             ),
         ));
     }
+    if row.slug != p.slug {
+        return Err(PlanError::Conflict(
+            Some(p.source_uid.clone()),
+            format!(
+                "project {target}: its slug is {:?} in the store, and a slug never changes (API clients address the project by it): set spec.slug back to {:?}, or delete the project and create a new one",
+                row.slug, row.slug
+            ),
+        ));
+    }
     let none = BTreeSet::new();
     let used = used.unwrap_or(&none);
     let add: Vec<String> = uses.difference(used).cloned().collect();
@@ -216,7 +225,6 @@ fn update(
         &p.source_uid,
         &[
             ("name", row.name != p.name),
-            ("slug", row.slug != p.slug),
             ("displayName", row.display_name != p.display_name),
             ("description", row.description != p.description),
             ("gatewayRef", row.gateway_id != gateway_id),
