@@ -182,10 +182,15 @@ impl Row for MemberInfo {
             rs.iter()
                 .map(|r| {
                     let name = r["role"].as_str().unwrap_or("?");
-                    if r.get("temporary").is_some() {
-                        format!("{name} (temporary)")
-                    } else {
-                        name.to_owned()
+                    let at = |k: &str| r[k].as_str().unwrap_or("?").to_owned();
+                    match r["state"].as_str() {
+                        Some("active") if r.get("until").is_some() => {
+                            format!("{name} (until {})", at("until"))
+                        }
+                        Some("pending") => format!("{name} (from {})", at("from")),
+                        Some("expired") => format!("{name} (expired {})", at("expiredAt")),
+                        _ if r.get("temporary").is_some() => format!("{name} (temporary)"),
+                        _ => name.to_owned(),
                     }
                 })
                 .collect::<Vec<_>>()

@@ -65,6 +65,20 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
     });
     progress.step("checking the objects");
     let now = k8s_openapi::jiff::Timestamp::now();
+    let rt = runtime()?;
+    // An object already in the store was created when its rows were first written. Read only:
+    // an invalid set must not even create the store; one that cannot be opened is reported
+    // below, once the objects have been checked.
+    let first_written = rt
+        .block_on(async {
+            let dsn = args.store.clone().unwrap_or_else(default_store);
+            let store = SqlStore::open_read_only(&dsn).await?;
+            let first = store.first_written().await;
+            store.close().await;
+            first
+        })
+        .unwrap_or_default();
+    loader.date(&first_written, now);
     let (report, set, accepted) = loader.finish(now);
     let mut out = io::stdout().lock();
     if report.errors > 0 {
@@ -78,6 +92,12 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    // Warnings do not stop the apply, but are worth reading (an expired role, a group member
+    // left out): on stderr, ahead of the plan.
+    if report.warnings > 0 {
+        progress.finish();
+        super::report::write_text(&mut io::stderr().lock(), &report)?;
+    }
     let desired = desired_from(&set, &accepted, now);
     let options = ApplyOptions {
         prune: args.prune,
@@ -89,7 +109,6 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         desired.organizations.len(),
         desired.memberships.len()
     ));
-    let rt = runtime()?;
     let result = rt.block_on(async {
         let store = open_async(args.store.as_deref()).await?;
         let plan = if args.dry_run {

@@ -151,6 +151,42 @@ impl Loader {
     }
 
     /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
+    /// Dates every object that has no `creationTimestamp`, as the API server would: offline,
+    /// an object is created when its rows are first written to the store, so one whose source
+    /// has rows (`first_written`, milliseconds by source key) was created then, and any other
+    /// now. Durations of temporary roles count from it, as the store's readers count them, and
+    /// the oldest object keeps a contested slug.
+    pub fn date(&mut self, first_written: &HashMap<String, i64>, now: Timestamp) {
+        fn date<K: kube::Resource<DynamicType = ()>>(
+            list: &mut [K],
+            first_written: &HashMap<String, i64>,
+            now: Timestamp,
+        ) {
+            for o in list
+                .iter_mut()
+                .filter(|o| o.meta().creation_timestamp.is_none())
+            {
+                let at = first_written
+                    .get(&crate::rows::source_key(o))
+                    .and_then(|ms| Timestamp::from_millisecond(*ms).ok())
+                    .unwrap_or(now);
+                o.meta_mut().creation_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+            }
+        }
+        let s = &mut self.set;
+        date(&mut s.organizations, first_written, now);
+        date(&mut s.sub_organizations, first_written, now);
+        date(&mut s.memberships, first_written, now);
+        date(&mut s.groups, first_written, now);
+        date(&mut s.identities, first_written, now);
+        date(&mut s.connections, first_written, now);
+        date(&mut s.gateways, first_written, now);
+        date(&mut s.relays, first_written, now);
+        date(&mut s.projects, first_written, now);
+        date(&mut s.project_memberships, first_written, now);
+    }
+
     pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, Accepted) {
         let outcome = crate::domain::check(&self.set, now);
         for p in outcome.problems {

@@ -46,11 +46,16 @@ pub(super) fn roles_json(roles: &[RoleBinding]) -> String {
 /// The roles that still grant or will grant access at `now`: an expired temporary role is
 /// dropped from the row, which is how its access is revoked. A `duration` without `start`
 /// counts from the object's creation; the row says so with that `start`, so a reader of the
-/// store times the role as the controller does. Offline (no creation time) it is left as
-/// written.
+/// store times the role as the controller does. Offline (no uid: the creation time stands for
+/// the row's first write, see `Loader::date`) it is left as written, and readers count from
+/// the row's `created_at`, as `suborg apply` does.
 pub(super) fn live(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> Vec<RoleBinding> {
-    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
-    let granted_at = created.unwrap_or(now);
+    let granted_at = meta.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .filter(|_| meta.uid.is_some())
+        .map(|t| t.0);
     roles
         .iter()
         .filter(|r| {

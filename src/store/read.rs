@@ -208,21 +208,82 @@ pub(super) async fn tree(pool: &AnyPool) -> Result<Vec<TreeRoot>, sqlx::Error> {
     Ok(roots)
 }
 
+pub(super) async fn first_written(pool: &AnyPool) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let tables = [
+        "organizations",
+        "memberships",
+        "groups",
+        "machine_identities",
+        "subject_memberships",
+        "org_resources",
+        "projects",
+        "project_memberships",
+    ];
+    let union = tables
+        .iter()
+        .map(|t| format!("SELECT source_uid, created_at FROM {t} WHERE source_uid IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows = sqlx::query(&format!(
+        "SELECT source_uid, MIN(created_at) FROM ({union}) AS rows_by_source GROUP BY source_uid"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub(super) async fn members(pool: &AnyPool, org_id: &str) -> Result<Vec<MemberInfo>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT u.email, m.roles FROM memberships m JOIN users u ON u.id = m.user_id \
+        "SELECT u.email, m.roles, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id \
          WHERE m.organization_id = $1 ORDER BY u.email",
     )
     .bind(org_id)
     .fetch_all(pool)
     .await?;
+    let now = k8s_openapi::jiff::Timestamp::now();
     Ok(rows
         .into_iter()
         .map(|r| MemberInfo {
             email: r.get(0),
-            roles: serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null),
+            roles: with_state(&r.get::<String, _>(1), r.get(2), now),
         })
         .collect())
+}
+
+/// A row's roles as stored, each temporary one with its `state` at `now` (`active`, `pending`
+/// or `expired`) and the moment that state ends or began (`until`, `from`, `expiredAt`), timed
+/// as the controller times it: a `duration` without `start` from the row's creation.
+fn with_state(
+    roles: &str,
+    created_at_ms: i64,
+    now: k8s_openapi::jiff::Timestamp,
+) -> serde_json::Value {
+    use crate::domain::temporary::{self, RoleState};
+    let Ok(parsed) = serde_json::from_str::<Vec<crate::api::RoleBinding>>(roles) else {
+        return serde_json::from_str(roles).unwrap_or(serde_json::Value::Null);
+    };
+    let granted_at = k8s_openapi::jiff::Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
+    parsed
+        .iter()
+        .map(|role| {
+            let mut v = serde_json::to_value(role).unwrap_or_default();
+            if role.temporary.is_some()
+                && let Ok(state) = temporary::state(role, granted_at, now)
+                && let Some(o) = v.as_object_mut()
+            {
+                let (name, at, when) = match state {
+                    RoleState::Active { until } => ("active", "until", until),
+                    RoleState::Pending { starts, .. } => ("pending", "from", Some(starts)),
+                    RoleState::Expired { at } => ("expired", "expiredAt", Some(at)),
+                };
+                o.insert("state".into(), name.into());
+                if let Some(t) = when {
+                    o.insert(at.into(), t.to_string().into());
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>, sqlx::Error> {

@@ -225,6 +225,16 @@ impl SqlStore {
         self.within(self.apply_now(desired, before, options)).await
     }
 
+    /// When each managed source's rows were first written (its earliest row's `created_at`,
+    /// in milliseconds), by source key: offline, what stands for an object's creation time.
+    pub async fn first_written(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        read::first_written(&self.pool)
+            .await
+            .map_err(self.query_error())
+    }
+
     /// The index after a write that changed the rows of `sources`, from the index `before` it:
     /// what [`Store::index`] would return, reading again only the organizations, groups and
     /// projects and the rows of `sources`; no read at all when nothing changed. `None` when the

@@ -1008,3 +1008,64 @@ fn a_broken_link_in_a_directory_is_named_and_hides_nothing() {
     assert!(t.contains("1 object in"), "org.yaml is read: {t}");
     assert!(!t.contains("symbolic links"), "{t}");
 }
+
+/// Offline, an object is created when its rows are first written: a `duration` counts from
+/// then on every later `apply`, as the store's readers count it, not from each run.
+#[test]
+fn offline_a_duration_counts_from_the_first_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let manifests = dir.path().join("m.yaml");
+    std::fs::write(
+        &manifests,
+        format!(
+            "{ORG}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: platform\n  labels:\n    suborg.io/organization: acme\n---\napiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata:\n  name: alice\n  namespace: platform\nspec:\n  organizationRef:\n    name: acme\n  subject:\n    kind: User\n    email: alice@acme.example\n  roles:\n    - role: member\n    - role: admin\n      temporary:\n        duration: 2s\n"
+        ),
+    )
+    .unwrap();
+    let apply = || {
+        suborg(
+            &[
+                "apply",
+                "-f",
+                manifests.to_str().unwrap(),
+                "--store",
+                &store,
+            ],
+            None,
+        )
+    };
+    let members = || {
+        text(&suborg(
+            &["get", "members", "--org", "acme", "--store", &store],
+            None,
+        ))
+    };
+    let out = apply();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(members().contains("member, admin (until "), "{}", members());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The store says it is over, and so does the next apply, which drops it from the row.
+    assert!(members().contains("admin (expired "), "{}", members());
+    let out = apply();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("[RoleExpired]"), "{t}");
+    assert!(
+        t.contains("~ membership alice@acme.example in acme (roles)"),
+        "{t}"
+    );
+    let listed = members();
+    assert!(
+        listed.contains("alice@acme.example  member\n")
+            || listed
+                .lines()
+                .any(|l| l.starts_with("alice@acme.example") && l.trim_end().ends_with("member")),
+        "{listed}"
+    );
+    assert!(apply().status.success());
+    assert!(
+        text(&apply()).contains("No changes"),
+        "a third apply changes nothing"
+    );
+}
