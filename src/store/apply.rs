@@ -276,6 +276,16 @@ pub(crate) async fn execute(
         done.map_err(|e| refused(PlanError::Query(e), change))?;
         i += 1;
     }
+    // A user is kept only while a membership names it (an email is personal data): when rows
+    // went, so do users left with none, in the same transaction.
+    if changes.iter().any(|c| matches!(c.op, Op::DeleteRow { .. })) {
+        sqlx::query(
+            "DELETE FROM users WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = users.id)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(PlanError::Query)?;
+    }
     Ok(())
 }
 

@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
             postgres: include_str!("migrations/0004_field_rules.postgres.sql"),
         },
     ),
+    (
+        5,
+        "users leave with their last membership",
+        Sql::Both(include_str!("migrations/0005_users_index.sql")),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -1206,7 +1206,12 @@ async fn a_store_holding_bad_rows_still_upgrades() {
         for d in drops {
             sqlx::query(&d).execute(pool).await.unwrap();
         }
-        sqlx::query("DELETE FROM suborg_schema WHERE version = 4")
+        // And what came after it.
+        sqlx::query("DROP INDEX memberships_user")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM suborg_schema WHERE version >= 4")
             .execute(pool)
             .await
             .unwrap();
@@ -1219,7 +1224,7 @@ async fn a_store_holding_bad_rows_still_upgrades() {
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert_eq!(
             count(&store, "SELECT MAX(version) FROM suborg_schema").await,
-            4
+            5
         );
         let damage = store.damage().await.unwrap();
         assert!(
@@ -1256,7 +1261,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
         store.close().await;
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 4);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 5);
         // A schema from a newer suborg is refused, not written over.
         sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
         store.close().await;
@@ -1268,7 +1273,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
                 err,
                 StoreError::SchemaTooNew {
                     found: 999,
-                    known: 4,
+                    known: 5,
                     ..
                 }
             ),
@@ -2036,6 +2041,31 @@ async fn a_slug_never_changes() {
         assert!(message.contains("a slug never changes"), "{message}");
         // Nothing was written.
         assert!(store.apply(&d, PRUNE).await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+/// A user row lives as long as a membership names it: an email is personal data, and the
+/// store keeps none it no longer needs.
+#[tokio::test]
+async fn a_user_leaves_with_their_last_membership() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let d = acme();
+        store.apply(&d, PRUNE).await.unwrap();
+        let users = count(&store, "SELECT COUNT(*) FROM users").await;
+        assert!(users > 0);
+        // The whole tree goes (a few rows stay, unmanaged, by their Orphan policy): the users
+        // go with their last membership, and those the rows left still name stay.
+        store.apply(&Desired::default(), PRUNE).await.unwrap();
+        let named = count(&store, "SELECT COUNT(DISTINCT user_id) FROM memberships").await;
+        assert!(named < users, "{}", f.dsn);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM users").await,
+            named,
+            "{}",
+            f.dsn
+        );
         store.close().await;
     }
 }
