@@ -885,6 +885,40 @@ async fn rows_suborg_did_not_create_are_conflicts_unless_adopted() {
 
 #[tokio::test]
 async fn a_renamed_source_keeps_its_row() {
+    /// Everything in organization `from` moved to `to`.
+    fn repoint(d: &mut Desired, from: &str, to: &str) {
+        let to = to.to_owned();
+        for m in &mut d.memberships {
+            if m.organization == from {
+                m.organization.clone_from(&to);
+            }
+        }
+        for g in &mut d.groups {
+            if g.group.organization == from {
+                g.group.organization.clone_from(&to);
+            }
+        }
+        for m in &mut d.subject_memberships {
+            if m.organization == from {
+                m.organization.clone_from(&to);
+            }
+        }
+        for r in &mut d.resources {
+            if r.organization == from {
+                r.organization.clone_from(&to);
+            }
+        }
+        for p in &mut d.projects {
+            if p.organization == from {
+                p.organization.clone_from(&to);
+            }
+        }
+        for m in &mut d.project_memberships {
+            if m.organization == from {
+                m.organization.clone_from(&to);
+            }
+        }
+    }
     for f in fresh_stores().await {
         let store = SqlStore::open(&f.dsn).await.unwrap();
         let d = acme();
@@ -894,36 +928,7 @@ async fn a_renamed_source_keeps_its_row() {
         // A delete-and-recreate: a new uid for engineering, same slug.
         let old = renamed.organizations[1].source_uid.clone();
         renamed.organizations[1].source_uid = "new-uid".into();
-        for m in &mut renamed.memberships {
-            if m.organization == old {
-                m.organization = "new-uid".into();
-            }
-        }
-        for g in &mut renamed.groups {
-            if g.group.organization == old {
-                g.group.organization = "new-uid".into();
-            }
-        }
-        for m in &mut renamed.subject_memberships {
-            if m.organization == old {
-                m.organization = "new-uid".into();
-            }
-        }
-        for r in &mut renamed.resources {
-            if r.organization == old {
-                r.organization = "new-uid".into();
-            }
-        }
-        for p in &mut renamed.projects {
-            if p.organization == old {
-                p.organization = "new-uid".into();
-            }
-        }
-        for m in &mut renamed.project_memberships {
-            if m.organization == old {
-                m.organization = "new-uid".into();
-            }
-        }
+        repoint(&mut renamed, &old, "new-uid");
         let plan = store.apply(&renamed, PRUNE).await.unwrap();
         assert_eq!(plan.count(Action::Create), 0, "{plan:#?}");
         assert_eq!(plan.count(Action::Delete), 0, "{plan:#?}");
@@ -937,6 +942,23 @@ async fn a_renamed_source_keeps_its_row() {
         assert_eq!(
             count(&store, "SELECT COUNT(*) FROM organizations").await,
             before
+        );
+
+        // Another name is another object: the row does not pass to it, even when this apply
+        // prunes the old one, and the message says how to get there in two applies.
+        let mut other = renamed.clone();
+        other.organizations[1].source_uid = "other-uid".into();
+        other.organizations[1].source_name = "platform".into();
+        repoint(&mut other, "new-uid", "other-uid");
+        let err = store.apply(&other, PRUNE).await.unwrap_err();
+        let Some((uid, message)) = only_conflict(&err) else {
+            panic!("{}: {err:?}", f.dsn)
+        };
+        assert_eq!(uid, "other-uid");
+        assert!(
+            message.contains("this apply would prune that row")
+                && message.contains("apply once without SubOrganization platform"),
+            "{message}"
         );
         store.close().await;
     }

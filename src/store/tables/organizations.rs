@@ -214,16 +214,34 @@ fn plan_one<'d>(
             r.source_name.as_deref() == Some(o.source_name.as_str())
         })
     {
-        return Err(PlanError::Conflict(
-            Some(o.source_uid.clone()),
+        let kind = if holder.parent_id.is_some() {
+            "SubOrganization"
+        } else {
+            "Organization"
+        };
+        let holder_name = holder.source_name.as_deref().unwrap_or("?");
+        // A rename pruned in the same apply: the old row goes only when this apply commits,
+        // and a row never passes from one object to another.
+        let pruned_now = options.prune
+            && holder.deletion_policy == "Delete"
+            && holder.source().is_some_and(|s| !wanted.contains(s));
+        let fix = if pruned_now {
             format!(
-                "organization {target}: its slug is held in the store by {} {}, whose row does not pass to this one: delete that object (and wait for it to go) or choose another slug",
-                if holder.parent_id.is_some() {
+                "this apply would prune that row, but not before writing this one: apply once without {} {} (its rows go), then again with it; the controller does the same by itself, in two syncs",
+                if o.parent.is_some() {
                     "SubOrganization"
                 } else {
                     "Organization"
                 },
-                holder.source_name.as_deref().unwrap_or("?")
+                o.source_name
+            )
+        } else {
+            "delete that object (and wait for it to go) or choose another slug".to_owned()
+        };
+        return Err(PlanError::Conflict(
+            Some(o.source_uid.clone()),
+            format!(
+                "organization {target}: its slug is held in the store by {kind} {holder_name}, whose row does not pass to this one: {fix}"
             ),
         ));
     }
