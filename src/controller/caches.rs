@@ -173,6 +173,10 @@ pub struct Snapshot {
     pub deleting: HashMap<String, &'static str>,
 }
 
+/// What follows the name of a sub-organization that holds its root while it is itself being
+/// deleted, in [`crate::controller::sync::SyncResult::held`].
+pub const BEING_DELETED: &str = " (being deleted)";
+
 /// An object as the rules read it: without its status, which they never look at and which is
 /// most of what a Ready object's copy would cost.
 trait Bare {
@@ -332,7 +336,13 @@ impl Caches {
                 .into_iter()
                 .flatten()
                 .filter(|s| !crate::domain::organizations::joins_late(s, o))
-                .map(|s| s.name_any())
+                .map(|s| {
+                    if deleting(*s) {
+                        format!("{}{BEING_DELETED}", s.name_any())
+                    } else {
+                        s.name_any()
+                    }
+                })
                 .collect();
             if !kids.is_empty() {
                 kids.sort();

@@ -103,13 +103,23 @@ pub fn verdict(
     if key.kind == "Organization"
         && let Some(children) = result.held.get(&key.name)
     {
+        let going = children
+            .iter()
+            .all(|c| c.ends_with(super::caches::BEING_DELETED));
         return Verdict {
             status: "False",
             reason: HAS_SUB_ORGANIZATIONS.to_owned(),
-            message: format!(
-                "being deleted, but kept in the store while sub-organizations remain: {}; delete them first",
-                children.join(", ")
-            ),
+            message: if going {
+                format!(
+                    "being deleted: it leaves the store as soon as its sub-organizations, being deleted too, are gone: {}",
+                    children.join(", ")
+                )
+            } else {
+                format!(
+                    "being deleted, but kept in the store while sub-organizations remain: {}; delete them first",
+                    children.join(", ")
+                )
+            },
         };
     }
     if kept {

@@ -43,13 +43,34 @@ fn fan_out<K: Kind>(
     now: Timestamp,
 ) {
     for guard in cache.state() {
+        let Ok(o) = &guard.0 else { continue };
+        if !scope.contains(o.meta().uid.as_deref(), || o.key()) {
+            continue;
+        }
         // An object being deleted is reconciled by its own events until its finalizer goes; a
-        // status for it from here would race its cleanup.
-        if let Ok(o) = &guard.0
-            && o.meta().deletion_timestamp.is_none()
-            && scope.contains(o.meta().uid.as_deref(), || o.key())
-            && o.current() != Some(&o.desired(result, now))
-        {
+        // status for it from here would race its cleanup. One exception: a root that waited
+        // for its sub-organizations, once its rows are gone, is queued now to let its
+        // finalizer go, not at its next look.
+        let wanted = if o.meta().deletion_timestamp.is_some() {
+            K::KIND == "Organization"
+                && !result
+                    .held
+                    .contains_key(o.meta().name.as_deref().unwrap_or_default())
+                && !o
+                    .meta()
+                    .uid
+                    .as_deref()
+                    .is_some_and(|u| result.index.holds(u))
+                && o.current().is_some_and(|s| {
+                    K::common(s).conditions.iter().any(|c| {
+                        c.type_ == crate::api::CONDITION_READY
+                            && c.reason == super::status::HAS_SUB_ORGANIZATIONS
+                    })
+                })
+        } else {
+            o.current() != Some(&o.desired(result, now))
+        };
+        if wanted {
             let _ = trigger.unbounded_send(ObjectRef::from_obj(&*guard));
         }
     }

@@ -1265,8 +1265,19 @@ async fn a_root_being_deleted_is_held_while_sub_organizations_remain() {
     w.subs
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(eng.clone()))));
     let result = syncer.sync().await;
-    assert_eq!(result.held.get("acme"), Some(&vec!["eng".to_owned()]));
+    assert_eq!(
+        result.held.get("acme"),
+        Some(&vec!["eng (being deleted)".to_owned()])
+    );
     assert!(!result.index.organizations.contains_key("uid-eng"));
+    // What acme says no longer asks for a deletion that is under way.
+    let held = status::organization(&acme, &result, now());
+    let (_, reason, message) = ready(&held.common);
+    assert_eq!(reason, "HasSubOrganizations");
+    assert_eq!(
+        message,
+        "being deleted: it leaves the store as soon as its sub-organizations, being deleted too, are gone: eng (being deleted)"
+    );
     // Once eng is gone, acme's rows go too, at once (not at the resync).
     w.subs
         .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(eng))));
