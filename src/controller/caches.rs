@@ -310,7 +310,16 @@ impl Caches {
 
     /// Takes a snapshot of the caches.
     pub fn snapshot(&self) -> Snapshot {
-        let mut set = ObjectSet::default();
+        self.snapshot_with(HashSet::new())
+    }
+
+    /// A snapshot of the caches, given the uids of the sub-organizations the store holds
+    /// ([`ObjectSet::stored`]).
+    pub fn snapshot_with(&self, stored: HashSet<String>) -> Snapshot {
+        let mut set = ObjectSet {
+            stored,
+            ..ObjectSet::default()
+        };
         let mut unreadable = Vec::new();
         self.unguard_all(&mut set, &mut unreadable);
         for ns in self.namespaces.state() {
@@ -335,7 +344,7 @@ impl Caches {
                 .get(name.as_str())
                 .into_iter()
                 .flatten()
-                .filter(|s| !crate::domain::organizations::joins_late(s, o))
+                .filter(|s| !crate::domain::organizations::joins_late(s, o, &set.stored))
                 .map(|s| {
                     if deleting(*s) {
                         format!("{}{BEING_DELETED}", s.name_any())

@@ -527,7 +527,12 @@ impl Syncer {
             _ => None,
         };
         let started = Instant::now();
-        let snapshot = self.caches.snapshot();
+        let stored = state
+            .result
+            .as_ref()
+            .map(|r| r.index.organizations.keys().cloned().collect())
+            .unwrap_or_default();
+        let snapshot = self.caches.snapshot_with(stored);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot taken"

@@ -43,6 +43,10 @@ pub struct ObjectSet {
     /// Objects that exist but were already rejected on their own (by the schema). References to
     /// them are neither "not found" nor accepted.
     pub rejected: HashSet<ObjectKey>,
+    /// The uids of the sub-organizations whose rows the store holds (in a cluster, as the
+    /// last sync left it): one created in the very second its root's deletion began was there
+    /// before it when the store holds it ([`super::organizations::joins_late`]).
+    pub stored: HashSet<String>,
 }
 
 /// Indexes into the [`ObjectSet`] of the objects every rule accepted.

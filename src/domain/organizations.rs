@@ -95,7 +95,7 @@ pub(super) fn check_sub_organizations<'a>(
             ));
         }
         if let Some(root) = roots.by_name.get(parent).map(|(_, o)| *o)
-            && joins_late(s, root)
+            && joins_late(s, root, &set.stored)
         {
             errors.push(Problem::error(
                 Reason::ParentNotFound,
@@ -149,14 +149,19 @@ pub(super) fn check_sub_organizations<'a>(
 
 /// Whether `s` was created after its root `root` began to be deleted. A root being deleted is
 /// kept while its sub-organizations remain; one created since would keep it for good.
-/// Timestamps have whole seconds: one created in the second the deletion began counts as
-/// later, as when a GitOps tool deletes a root and creates its replacement's children at once.
-pub fn joins_late(s: &SubOrganization, root: &Organization) -> bool {
+/// Timestamps have whole seconds: one created in the second the deletion began came after it
+/// unless the store already holds it (`stored`, uids), as when a GitOps tool deletes a root
+/// and creates a new child under it at once, against a script that creates then deletes.
+pub fn joins_late(s: &SubOrganization, root: &Organization, stored: &HashSet<String>) -> bool {
     match (
         &root.metadata.deletion_timestamp,
         &s.metadata.creation_timestamp,
     ) {
-        (Some(deleted), Some(created)) => created.0 >= deleted.0,
+        (Some(deleted), Some(created)) => {
+            created.0 > deleted.0
+                || (created.0 == deleted.0
+                    && !s.metadata.uid.as_ref().is_some_and(|u| stored.contains(u)))
+        }
         _ => false,
     }
 }

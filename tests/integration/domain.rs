@@ -656,3 +656,20 @@ fn a_no_access_member_is_still_a_member_that_project_roles_build_on() {
     let o = check(&set, now());
     assert!(!o.accepted.memberships.contains(&2), "{:?}", o.problems);
 }
+
+/// Timestamps have whole seconds: a sub-organization created in the second its root's
+/// deletion began came after it, unless the store already holds it (a script that creates,
+/// then deletes, within a second).
+#[test]
+fn a_sub_organization_of_the_second_a_deletion_began_is_late_unless_stored() {
+    let at = Some(Time("2026-06-01T11:00:00Z".parse().unwrap()));
+    let mut set = base();
+    set.organizations[0].metadata.deletion_timestamp = at.clone();
+    set.sub_organizations[0].metadata.creation_timestamp = at;
+    set.sub_organizations[0].metadata.uid = Some("uid-eng".into());
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("eng".to_string(), Reason::ParentNotFound)]);
+    set.stored.insert("uid-eng".into());
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [], "{:?}", o.problems);
+}
