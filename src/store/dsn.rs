@@ -176,6 +176,17 @@ impl Dsn {
         self
     }
 
+    /// A read-only SQLite store opened as a file nobody writes (`immutable`): what a reader
+    /// can still do where the file or its directory cannot be written, so that SQLite cannot
+    /// make the `-shm` file a WAL database needs. `None` for PostgreSQL or a writable DSN.
+    pub fn immutable(&self) -> Option<Self> {
+        (self.backend == Backend::Sqlite && self.read_only).then(|| {
+            let mut d = self.clone();
+            d.url.push_str("&immutable=true");
+            d
+        })
+    }
+
     /// Whether the store is opened for reading only.
     pub fn is_read_only(&self) -> bool {
         self.read_only

@@ -63,8 +63,21 @@ impl SqlStore {
                 "{dsn}: there is no store at {path} (suborg apply creates one)"
             )));
         }
-        let store = Self::connect(dsn).await?;
-        let version = migrate::current(&store.pool, &store.dsn).await?;
+        let fallback = dsn.immutable();
+        let opened = async |dsn: Dsn| -> Result<(Self, i64), StoreError> {
+            let store = Self::connect(dsn).await?;
+            let version = migrate::current(&store.pool, &store.dsn).await?;
+            Ok((store, version))
+        };
+        let (store, version) = match (opened(dsn).await, fallback) {
+            (Ok(opened), _) => opened,
+            // A store in a read-only directory (a backup, a read-only volume): SQLite cannot
+            // make the shared-memory file of a WAL database there. Read it as it is.
+            (Err(e), Some(immutable)) if e.to_string().contains("readonly") => {
+                opened(immutable).await.map_err(|_| e)?
+            }
+            (Err(e), _) => return Err(e),
+        };
         if version > migrate::latest() {
             return Err(StoreError::SchemaTooNew {
                 dsn: store.dsn.to_string(),
@@ -159,6 +172,14 @@ impl SqlStore {
 
     /// Closes every connection.
     pub async fn close(self) {
+        // SQLite: everything in the write-ahead log goes into the database file, so the file
+        // alone is the whole store (a copy, a backup, a read-only mount). Best effort: a
+        // reader, or a writer another process keeps busy, leaves it to the next.
+        if self.dsn.backend == Backend::Sqlite && !self.dsn.is_read_only() {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
         self.pool.close().await;
     }
 

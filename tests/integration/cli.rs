@@ -1069,3 +1069,24 @@ fn offline_a_duration_counts_from_the_first_apply() {
         "a third apply changes nothing"
     );
 }
+
+/// After `suborg apply`, the SQLite file alone is the whole store: what a copy, a backup or a
+/// read-only mount takes.
+#[test]
+fn after_apply_the_sqlite_file_alone_is_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = format!("sqlite://{}", path.display());
+    let out = suborg(&["apply", "-f", "examples/acme", "--store", &store], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&path, copy.path().join("s.db")).unwrap();
+    let copied = format!("sqlite://{}", copy.path().join("s.db").display());
+    let out = suborg(&["get", "tree", "--store", &copied], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("engineering (Engineering)"),
+        "{}",
+        text(&out)
+    );
+}
