@@ -165,7 +165,7 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    for c in &plan.changes {
+    for c in in_print_order(&plan.changes) {
         writeln!(out, "{c}")?;
     }
     writeln!(
@@ -216,4 +216,78 @@ pub(crate) fn prepare_store(store: Option<&str>) -> String {
 /// Opens the store, creating the directory of a SQLite file.
 async fn open_async(store: Option<&str>) -> Result<SqlStore, StoreError> {
     SqlStore::open(&prepare_store(store)).await
+}
+
+/// The changes as printed: by kind of row in the order the plan takes the tables, then
+/// creations, updates, deletions and orphans, then by row. The plan's own order within a table
+/// follows the database's, which differs between SQLite and PostgreSQL: the same input prints
+/// the same plan on both.
+fn in_print_order(changes: &[crate::store::Change]) -> Vec<&crate::store::Change> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for c in changes {
+        if !kinds.contains(&c.kind) {
+            kinds.push(c.kind);
+        }
+    }
+    let action = |a: Action| match a {
+        Action::Create => 0,
+        Action::Update => 1,
+        Action::Delete => 2,
+        Action::Orphan => 3,
+    };
+    let mut sorted: Vec<&crate::store::Change> = changes.iter().collect();
+    sorted.sort_by(|a, b| {
+        let rank = |c: &crate::store::Change| kinds.iter().position(|k| *k == c.kind);
+        (rank(a), action(a.action), &a.target).cmp(&(rank(b), action(b.action), &b.target))
+    });
+    sorted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Change;
+    use crate::store::plan::{Op, Table};
+
+    fn change(action: Action, kind: &'static str, target: &str) -> Change {
+        let op = Op::DeleteRow {
+            table: Table::Memberships,
+            id: target.into(),
+        };
+        Change::new(action, kind, target.into(), vec![], None, op)
+    }
+
+    /// The rows of one table come in whatever order the database gave them: printed, they
+    /// are in one order, tables first as the plan takes them.
+    #[test]
+    fn a_plan_prints_in_one_order_whatever_the_database_order() {
+        let one = [
+            change(Action::Create, "organization", "acme/eng"),
+            change(Action::Delete, "membership", "bob@x in acme"),
+            change(Action::Create, "membership", "new@x in acme/eng"),
+            change(Action::Create, "membership", "new@x in acme"),
+        ];
+        let mut other = [
+            one[0].clone(),
+            one[3].clone(),
+            one[2].clone(),
+            one[1].clone(),
+        ];
+        let printed = |c: &[Change]| -> Vec<String> {
+            in_print_order(c).iter().map(|c| c.to_string()).collect()
+        };
+        assert_eq!(printed(&one), printed(&other));
+        assert_eq!(
+            printed(&one),
+            [
+                "  + organization acme/eng",
+                "  + membership new@x in acme",
+                "  + membership new@x in acme/eng",
+                "  - membership bob@x in acme",
+            ]
+        );
+        other.reverse();
+        // Kinds in the order the plan met them: memberships first now.
+        assert_eq!(printed(&other)[3], "  + organization acme/eng");
+    }
 }

@@ -37,7 +37,7 @@ mod desired;
 mod dsn;
 mod error;
 mod migrate;
-mod plan;
+pub(crate) mod plan;
 mod read;
 mod sql_store;
 mod tables;
