@@ -200,6 +200,7 @@ pub(super) fn check_invites<'a>(
 ) -> Invites<'a> {
     let set = orgs.set;
     let mut invites = Invites::default();
+    let mut first_role = HashMap::new();
     for i in by_precedence(&set.project_memberships) {
         let m = &set.project_memberships[i];
         let Some(user) = provisions_root_user(m, projects, root_members) else {
@@ -218,8 +219,41 @@ pub(super) fn check_invites<'a>(
             "cannot be invited: it ",
         );
         placed.errors.extend(refused);
+        let key = placed.key.clone();
         if conclude(m, i, &mut placed, &mut invites.holders, now, out) {
             let user = (placed.target.root, placed.subject);
+            // The first invite makes the root membership; another with another organization
+            // role changes nothing, and says so.
+            let role = m.spec.invite.as_ref().map(|v| v.organization_role.as_str());
+            match first_role.get(&user) {
+                Some((first, by)) if Some(*first) != role => {
+                    out.problems.push(Problem::warning(
+                        Reason::ConflictingRoles,
+                        &key,
+                        "spec.invite.organizationRole",
+                        format!(
+                            "{:?} is not used: ProjectMembership {by} invites this user first, with organization role {first:?}, and the first invite makes the root membership; give both the same role, or an OrgMembership at the root",
+                            role.unwrap_or_default()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(role) = role {
+                        first_role.insert(
+                            user.clone(),
+                            (
+                                role,
+                                format!(
+                                    "{}/{}",
+                                    key.namespace.as_deref().unwrap_or_default(),
+                                    key.name
+                                ),
+                            ),
+                        );
+                    }
+                }
+            }
             invites.invited.insert(user, Presence::Accepted);
         }
     }

@@ -1090,3 +1090,28 @@ fn after_apply_the_sqlite_file_alone_is_the_store() {
         text(&out)
     );
 }
+
+/// Two invites of one user with other organization roles: the first makes the root
+/// membership, and the other is warned about rather than dropped without a word.
+#[test]
+fn a_second_invite_with_another_organization_role_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "apiVersion: suborg.io/v1alpha1\nkind: Project\nmetadata:\n  name: payroll\n  namespace: platform\nspec:\n  organizationRef:\n    kind: Organization\n    name: acme\n---\napiVersion: suborg.io/v1alpha1\nkind: ProjectMembership\nmetadata:\n  name: payroll-heidi\n  namespace: platform\nspec:\n  projectRef:\n    name: payroll\n  subject:\n    kind: User\n    email: Heidi@acme.example\n  roles:\n    - role: viewer\n  invite:\n    organizationRole: no-access\n";
+    std::fs::write(dir.path().join("extra.yaml"), extra).unwrap();
+    let out = suborg(
+        &[
+            "validate",
+            "-f",
+            "examples/acme",
+            "-f",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("ProjectMembership/platform/payroll-heidi: spec.invite.organizationRole: warning: \"no-access\" is not used: ProjectMembership platform/billing-heidi invites this user first"),
+        "{t}"
+    );
+}
