@@ -288,15 +288,7 @@ fn update(
             ),
         ));
     }
-    if row.slug != o.slug {
-        return Err(PlanError::Conflict(
-            Some(o.source_uid.clone()),
-            format!(
-                "organization {target}: its slug is {:?} in the store, and a slug never changes (API clients address the organization by it): set spec.slug back to {:?}, or delete the object and create a new one",
-                row.slug, row.slug
-            ),
-        ));
-    }
+    slug_kept("organization", &target, &o.source_uid, &row.slug, &o.slug)?;
     let fields = row.changed_fields(
         &o.source_uid,
         &[
@@ -471,4 +463,24 @@ pub(crate) async fn execute(
         _ => unreachable!("only organization operations are executed here"),
     }
     Ok(())
+}
+
+/// A source's slug never changes: API clients address an organization or a project by it.
+/// The API server refuses the edit; offline, this does.
+pub(super) fn slug_kept(
+    what: &str,
+    target: &str,
+    source: &str,
+    stored: &str,
+    wanted: &str,
+) -> Result<(), PlanError> {
+    if stored == wanted {
+        return Ok(());
+    }
+    Err(PlanError::Conflict(
+        Some(source.to_owned()),
+        format!(
+            "{what} {target}: its slug is {stored:?} in the store, and a slug never changes (API clients address the {what} by it): set spec.slug back to {stored:?}, or delete the object and create a new one"
+        ),
+    ))
 }

@@ -208,15 +208,7 @@ fn update(
             ),
         ));
     }
-    if row.slug != p.slug {
-        return Err(PlanError::Conflict(
-            Some(p.source_uid.clone()),
-            format!(
-                "project {target}: its slug is {:?} in the store, and a slug never changes (API clients address the project by it): set spec.slug back to {:?}, or delete the project and create a new one",
-                row.slug, row.slug
-            ),
-        ));
-    }
+    super::organizations::slug_kept("project", &target, &p.source_uid, &row.slug, &p.slug)?;
     let none = BTreeSet::new();
     let used = used.unwrap_or(&none);
     let add: Vec<String> = uses.difference(used).cloned().collect();
