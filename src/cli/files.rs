@@ -47,7 +47,7 @@ pub fn load_with(
                 .lock()
                 .take(max_bytes + 1)
                 .read_to_end(&mut buf);
-            add(loader, "-", read.map(|_| buf), max_bytes);
+            add(loader, "-", read.map(|_| buf), max_bytes, true);
             files += 1;
             on_file(files);
             continue;
@@ -79,14 +79,28 @@ pub fn load_with(
         }
         for file in found {
             let name = file.display().to_string();
-            add(loader, &name, read_limited(&file, max_bytes), max_bytes);
+            // A file named on the command line must hold objects; one of a directory may not.
+            let named = file == *path;
+            add(
+                loader,
+                &name,
+                read_limited(&file, max_bytes),
+                max_bytes,
+                named,
+            );
             files += 1;
             on_file(files);
         }
     }
 }
 
-fn add(loader: &mut Loader, name: &str, read: std::io::Result<Vec<u8>>, max_bytes: u64) {
+fn add(
+    loader: &mut Loader,
+    name: &str,
+    read: std::io::Result<Vec<u8>>,
+    max_bytes: u64,
+    named: bool,
+) {
     match read {
         Ok(bytes) if bytes.len() as u64 > max_bytes => loader.file_problem(
             name,
@@ -96,7 +110,8 @@ fn add(loader: &mut Loader, name: &str, read: std::io::Result<Vec<u8>>, max_byte
                 human(max_bytes)
             ),
         ),
-        Ok(bytes) => loader.add_bytes(name, &bytes),
+        Ok(bytes) if named => loader.add_bytes(name, &bytes),
+        Ok(bytes) => loader.add_bytes_of_directory(name, &bytes),
         Err(e) => loader.file_problem(name, Reason::UnreadableFile, format!("cannot be read: {e}")),
     }
 }

@@ -13,6 +13,17 @@ impl Loader {
     /// YAML scalar, so the split is exact). That lets a syntax error in one document leave the
     /// others readable, and lets large files be parsed and admitted on every core.
     pub fn add_bytes(&mut self, file: &str, bytes: &[u8]) {
+        self.add_file(file, bytes, true);
+    }
+
+    /// [`Self::add_bytes`] for a file found in a directory: one that holds no object (a
+    /// placeholder, a file of comments) is a warning, as kubectl and Argo CD pass it by, not
+    /// an error that stops the set.
+    pub fn add_bytes_of_directory(&mut self, file: &str, bytes: &[u8]) {
+        self.add_file(file, bytes, false);
+    }
+
+    fn add_file(&mut self, file: &str, bytes: &[u8], empty_is_error: bool) {
         self.report.files += 1;
         let whole = Source {
             file: file.to_owned(),
@@ -55,13 +66,14 @@ impl Loader {
             }
         }
         if objects == 0 {
-            self.push(
-                whole,
-                Problem::detached(
-                    Reason::EmptyManifest,
-                    "holds no Kubernetes objects (empty, or only comments and document separators)",
-                ),
+            let mut empty = Problem::detached(
+                Reason::EmptyManifest,
+                "holds no Kubernetes objects (empty, or only comments and document separators)",
             );
+            if !empty_is_error {
+                empty.severity = crate::domain::problem::Severity::Warning;
+            }
+            self.push(whole, empty);
         }
     }
 }

@@ -1115,3 +1115,23 @@ fn a_second_invite_with_another_organization_role_is_warned_about() {
         "{t}"
     );
 }
+
+/// An empty file, or one of comments, in a directory is passed by with a warning, as kubectl
+/// and Argo CD pass it by; a file named on the command line must hold objects.
+#[test]
+fn an_empty_file_in_a_directory_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("org.yaml"), ORG).unwrap();
+    std::fs::write(dir.path().join("placeholder.yaml"), "# nothing yet\n---\n").unwrap();
+    let out = suborg(&["validate", "-f", dir.path().to_str().unwrap()], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("placeholder.yaml: -: -: warning: holds no Kubernetes objects"),
+        "{t}"
+    );
+    assert!(t.contains("0 errors, 1 warning"), "{t}");
+    let empty = dir.path().join("placeholder.yaml");
+    let out = suborg(&["validate", "-f", empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
