@@ -150,7 +150,6 @@ impl Loader {
         }
     }
 
-    /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
     /// Dates every object that has no `creationTimestamp`, as the API server would: offline,
     /// an object is created when its rows are first written to the store, so one whose source
     /// has rows (`first_written`, milliseconds by source key) was created then, and any other
@@ -174,19 +173,16 @@ impl Loader {
                     Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
             }
         }
-        let s = &mut self.set;
-        date(&mut s.organizations, first_written, now);
-        date(&mut s.sub_organizations, first_written, now);
-        date(&mut s.memberships, first_written, now);
-        date(&mut s.groups, first_written, now);
-        date(&mut s.identities, first_written, now);
-        date(&mut s.connections, first_written, now);
-        date(&mut s.gateways, first_written, now);
-        date(&mut s.relays, first_written, now);
-        date(&mut s.projects, first_written, now);
-        date(&mut s.project_memberships, first_written, now);
+        let set = &mut self.set;
+        macro_rules! date_each {
+            ($($kind:ident $field:ident,)*) => {
+                $(date(&mut set.$field, first_written, now);)*
+            };
+        }
+        crate::api::for_each_kind!(date_each);
     }
 
+    /// Runs the cross-object rules: every problem found, the objects, and which were accepted.
     pub fn finish(mut self, now: Timestamp) -> (Report, ObjectSet, Accepted) {
         let outcome = crate::domain::check(&self.set, now);
         for p in outcome.problems {
