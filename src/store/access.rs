@@ -174,12 +174,17 @@ pub(super) async fn resources(
         .collect())
 }
 
+/// When a row's roles were granted, for a `duration` without `start`: the row's creation
+/// (milliseconds), as the controller counts from its object's.
+pub(super) fn row_granted_at(created_at_ms: i64, now: Timestamp) -> Timestamp {
+    Timestamp::from_millisecond(created_at_ms).unwrap_or(now)
+}
+
 /// The roles of a row that are in effect at `now`; `None` when none grants access (all
 /// pending, or `no-access`).
 pub(super) fn in_effect(roles: &str, created_at_ms: i64, now: Timestamp) -> Option<Vec<String>> {
     let roles: Vec<RoleBinding> = serde_json::from_str(roles).ok()?;
-    let granted_at = Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
-    let active = temporary::active_roles(&roles, granted_at, now);
+    let active = temporary::active_roles(&roles, row_granted_at(created_at_ms, now), now);
     if active.is_empty() || active.iter().all(|r| r == "no-access") {
         None
     } else {

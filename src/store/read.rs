@@ -262,7 +262,7 @@ fn with_state(
     let Ok(parsed) = serde_json::from_str::<Vec<crate::api::RoleBinding>>(roles) else {
         return serde_json::from_str(roles).unwrap_or(serde_json::Value::Null);
     };
-    let granted_at = k8s_openapi::jiff::Timestamp::from_millisecond(created_at_ms).unwrap_or(now);
+    let granted_at = super::access::row_granted_at(created_at_ms, now);
     parsed
         .iter()
         .map(|role| {
