@@ -170,7 +170,13 @@ pub(super) fn describe_org(r: &OrganizationRef) -> String {
 /// Among objects competing for one unique value, the one that keeps it: the oldest by
 /// `creationTimestamp` (in a cluster), then the first in the set (offline, the first declared).
 pub(super) fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
-    (o.meta().creation_timestamp.as_ref().map(|t| t.0), index)
+    (born(o), index)
+}
+
+/// When an object was created: its `creationTimestamp`, `None` offline before
+/// `Loader::date`.
+pub(super) fn born<K: kube::Resource>(o: &K) -> Option<Timestamp> {
+    o.meta().creation_timestamp.as_ref().map(|t| t.0)
 }
 
 /// The indexes of `list` in [`precedence`] order: the order in which objects competing for a

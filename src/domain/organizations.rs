@@ -10,12 +10,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::delegation;
 use super::lookup::{Presence, Roots, Subs, UserMembers};
-use super::model::{ObjectSet, Outcome, by_precedence, organization_key, sub_organization_key};
+use super::model::{
+    ObjectSet, Outcome, born, by_precedence, organization_key, sub_organization_key,
+};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::{effective_slug, normalize_email, slug_field};
 use crate::api::{MemberNamespaces, NamespacesFrom, Organization, SubOrganization};
@@ -164,11 +165,6 @@ pub fn joins_late(s: &SubOrganization, root: &Organization, stored: &HashSet<Str
         }
         _ => false,
     }
-}
-
-/// When an object was created; `None` offline, where a root keeps a name it shares.
-fn born<K: kube::Resource>(o: &K) -> Option<Timestamp> {
-    o.meta().creation_timestamp.as_ref().map(|t| t.0)
 }
 
 /// An Organization and a SubOrganization of one name: the younger is refused (the root, when
