@@ -214,11 +214,7 @@ fn plan_one<'d>(
             r.source_name.as_deref() == Some(o.source_name.as_str())
         })
     {
-        let kind = if holder.parent_id.is_some() {
-            "SubOrganization"
-        } else {
-            "Organization"
-        };
+        let kind = kind_of(holder.parent_id.is_some());
         let holder_name = holder.source_name.as_deref().unwrap_or("?");
         // A rename pruned in the same apply: the old row goes only when this apply commits,
         // and a row never passes from one object to another.
@@ -228,11 +224,7 @@ fn plan_one<'d>(
         let fix = if pruned_now {
             format!(
                 "this apply would prune that row, but not before writing this one: apply once without {} {} (its rows go), then again with it; the controller does the same by itself, in two syncs",
-                if o.parent.is_some() {
-                    "SubOrganization"
-                } else {
-                    "Organization"
-                },
+                kind_of(o.parent.is_some()),
                 o.source_name
             )
         } else {
@@ -463,6 +455,15 @@ pub(crate) async fn execute(
         _ => unreachable!("only organization operations are executed here"),
     }
     Ok(())
+}
+
+/// The kind of an organization's object: a row with a parent is a SubOrganization's.
+fn kind_of(has_parent: bool) -> &'static str {
+    if has_parent {
+        "SubOrganization"
+    } else {
+        "Organization"
+    }
 }
 
 /// A source's slug never changes: API clients address an organization or a project by it.
