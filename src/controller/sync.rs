@@ -717,7 +717,11 @@ impl Syncer {
                         left_out
                             .extend(crate::rows::kept_entry(&set, key).map(|(k, p)| (k, Some(p))));
                         unseen.insert(object.clone());
-                        remove(&mut set, key);
+                        // A membership stays, refused: what builds on it finds it by its
+                        // subject, and waits for it rather than being told it is missing.
+                        if key.kind != "OrgMembership" {
+                            remove(&mut set, key);
+                        }
                         set.rejected.insert(key.clone());
                         conflicts.insert(object, message);
                     }

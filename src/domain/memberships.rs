@@ -39,6 +39,10 @@ pub(super) fn check_root_users<'a>(
         let m = &set.memberships[i];
         let key = membership_key(m);
         let subject = subject_id(m).1;
+        if refused_outside(set, &key) {
+            members.insert((org_name(m), subject), Presence::Rejected);
+            continue;
+        }
         let (target, mut errors) = match start(orgs, m, &key, out) {
             Start::Placed(target, errors) => (target, errors),
             Start::TargetRejected => {
@@ -81,6 +85,10 @@ pub(super) fn check_sub_users<'a>(
         let m = &set.memberships[i];
         let key = membership_key(m);
         let subject = subject_id(m).1;
+        if refused_outside(set, &key) {
+            members.insert((org_name(m), subject), Presence::Rejected);
+            continue;
+        }
         let (target, mut errors) = match start(orgs, m, &key, out) {
             Start::Placed(target, errors) => (target, errors),
             Start::TargetRejected => {
@@ -167,6 +175,12 @@ pub(super) fn check_groups_and_identities<'a>(
         let m = &set.memberships[i];
         let key = membership_key(m);
         let (kind, subject) = subject_id(m);
+        if refused_outside(set, &key) {
+            if in_sub(m) {
+                added.insert((org_name(m), kind, subject), Presence::Rejected);
+            }
+            continue;
+        }
         let (target, mut errors) = match start(orgs, m, &key, out) {
             Start::Placed(target, errors) => (target, errors),
             Start::TargetRejected => {
@@ -226,6 +240,17 @@ fn standing(ok: bool, m: &OrgMembership, now: Timestamp) -> Presence {
 
 /// How messages say a membership is [`Presence::Idle`].
 pub(super) const IDLE: &str = "no role in effect now (its temporary roles have expired or not started: see that OrgMembership's status)";
+
+/// Whether the membership `key` is in the set but refused by something other than the rules
+/// (its rows conflict with the store): it says why on its own, and what builds on it waits
+/// for it, as for a membership the rules refused.
+fn refused_outside(set: &ObjectSet, key: &ObjectKey) -> bool {
+    set.rejected.contains(key)
+}
+
+fn org_name(m: &OrgMembership) -> &str {
+    m.spec.organization_ref.name.as_str()
+}
 
 fn is_user(m: &OrgMembership) -> bool {
     m.spec.subject.kind == SubjectKind::User

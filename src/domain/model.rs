@@ -40,8 +40,10 @@ pub struct ObjectSet {
     /// Labels of the namespaces whose labels are known. A membership in a namespace missing
     /// here cannot be checked against `memberNamespaces` and gets a warning.
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
-    /// Objects that exist but were already rejected on their own (by the schema). References to
-    /// them are neither "not found" nor accepted.
+    /// Objects that exist but were already rejected on their own (by the schema, or left out
+    /// for a store conflict). References to them are neither "not found" nor accepted. Most
+    /// are not in the lists above; an OrgMembership may stay in them, refused, because what
+    /// builds on it finds it by its subject, not its name.
     pub rejected: HashSet<ObjectKey>,
     /// The uids of the sub-organizations whose rows the store holds (in a cluster, as the
     /// last sync left it): one created in the very second its root's deletion began was there

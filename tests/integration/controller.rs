@@ -817,6 +817,39 @@ async fn an_object_whose_rows_conflict_is_left_out_and_the_rest_synced() {
     );
 }
 
+/// A root membership left out for a store conflict is not "missing": the user's
+/// sub-organization membership waits for it, naming it, and is not told to add one.
+#[tokio::test]
+async fn a_sub_organization_member_waits_for_a_root_membership_left_out_for_a_conflict() {
+    let w = acme();
+    let first = w.syncer(Duration::from_secs(300)).sync().await;
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    // alice's root row becomes one suborg did not create.
+    let pool = sqlx::AnyPool::connect(&w.dsn).await.unwrap();
+    sqlx::query(
+        "UPDATE memberships SET managed = 0, source_uid = NULL WHERE source_uid = 'uid-alice'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let result = w.syncer(Duration::from_secs(300)).sync().await;
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    let alice = object(&w.caches.memberships, "alice");
+    let s = status::membership(&alice, &result, now());
+    assert_eq!(ready(&s.common).1, "StoreConflict", "{s:?}");
+    let alice_eng = object(&w.caches.memberships, "alice-eng");
+    let s = status::membership(&alice_eng, &result, now());
+    let (state, reason, message) = ready(&s.common);
+    assert_eq!((state, reason), ("False", "DependencyNotReady"), "{s:?}");
+    assert!(message.contains("OrgMembership team-a/alice"), "{message}");
+    // bob, who conflicts with nothing, is synced.
+    let bob = object(&w.caches.memberships, "bob");
+    assert_eq!(
+        ready(&status::membership(&bob, &result, now()).common).0,
+        "True"
+    );
+}
+
 /// A syncer's task, running until [`Task::stop`].
 struct Task {
     stop: tokio::sync::oneshot::Sender<()>,
