@@ -432,6 +432,13 @@ fn resolve(orgs: &[OrgInfo], wanted: &str) -> Result<String, StoreError> {
         [] => Err(StoreError::Conflict(format!(
             "no organization {wanted:?} in the store"
         ))),
+        // Roots, or `ROOT/SUB`, are unique unless the store's keys were broken by hand.
+        many if wanted.contains('/') || many.iter().any(|o| o.parent.is_none()) => {
+            Err(StoreError::Conflict(format!(
+                "{} organizations in the store match {wanted:?}, whose slugs should be unique: the store is damaged (see the warnings above)",
+                many.len()
+            )))
+        }
         many => Err(StoreError::Conflict(format!(
             "{wanted:?} is a sub-organization of several roots ({}): name it as ROOT/{wanted}",
             many.iter()

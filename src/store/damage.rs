@@ -68,6 +68,30 @@ impl SqlStore {
                 ));
             }
         }
+        // The schema's own keys, for a database whose constraints were dropped by hand.
+        for slug in self
+            .first_column(
+                "SELECT o.slug FROM organizations o JOIN organizations p ON p.id = o.parent_id WHERE p.depth <> 0 OR p.parent_id IS NOT NULL ORDER BY o.slug",
+            )
+            .await?
+        {
+            found.push(format!(
+                "organizations: {slug:?} has a sub-organization as its parent (one level of nesting only)"
+            ));
+        }
+        for (table, parent) in [
+            ("organizations", "parent_key"),
+            ("projects", "organization_id"),
+        ] {
+            let sql = format!(
+                "SELECT slug FROM {table} GROUP BY {parent}, slug HAVING count(*) > 1 ORDER BY slug"
+            );
+            for slug in self.first_column(&sql).await? {
+                found.push(format!(
+                    "{table}: slug {slug:?} is held by more than one row under one parent (slugs are unique there)"
+                ));
+            }
+        }
         for table in NAMED {
             let sql = format!(
                 "SELECT display_name FROM {table} WHERE display_name <> trim(display_name) ORDER BY display_name"

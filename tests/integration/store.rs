@@ -1196,6 +1196,84 @@ async fn two_writers_at_once_converge() {
     }
 }
 
+/// Rows that break the schema's own keys, written into a database whose constraints were
+/// dropped (or, on SQLite, ignored) by hand, are reported by `get`; and a slug several such
+/// rows share is called damage, not a choice between roots to make.
+#[tokio::test]
+async fn rows_that_break_the_schemas_keys_are_reported() {
+    for f in fresh_stores().await {
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        store.apply(&acme(), OPTS).await.unwrap();
+        let sub: String = sqlx::query_scalar(
+            "SELECT id FROM organizations WHERE depth = 1 ORDER BY slug LIMIT 1",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&f.dsn)
+            .await
+            .unwrap();
+        let postgres = f.dsn.starts_with("postgres");
+        let loosen: &[&str] = if postgres {
+            &[
+                "ALTER TABLE organizations DROP CONSTRAINT organizations_parent_id_parent_depth_fkey",
+                "ALTER TABLE organizations DROP CONSTRAINT organizations_parent_key_slug_key",
+            ]
+        } else {
+            &["PRAGMA foreign_keys = OFF"]
+        };
+        for sql in loosen {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        // A sub-organization of a sub-organization.
+        sqlx::query(&format!("INSERT INTO organizations (id, managed, depth, parent_id, parent_depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('deep', 0, 1, '{sub}', 0, '{sub}', '{sub}', 'deep', 'deep', 'Delete', 0, 0)"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        if postgres {
+            // SQLite's unique keys cannot be switched off.
+            for id in ["d1", "d2"] {
+                sqlx::query(&format!("INSERT INTO organizations (id, managed, depth, parent_key, root_id, slug, display_name, deletion_policy, created_at, updated_at) VALUES ('{id}', 0, 0, '', '{id}', 'twice', 'twice', 'Delete', 0, 0)"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+        drop(c);
+        let store = SqlStore::open(&f.dsn).await.unwrap();
+        let damage = store.damage().await.unwrap();
+        store.close().await;
+        assert!(
+            damage
+                .iter()
+                .any(|d| d.contains("\"deep\" has a sub-organization as its parent")),
+            "{}: {damage:?}",
+            f.dsn
+        );
+        if postgres {
+            assert!(
+                damage
+                    .iter()
+                    .any(|d| d.contains("slug \"twice\" is held by more than one row")),
+                "{damage:?}"
+            );
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_suborg"))
+                .args(["get", "members", "--org", "twice", "--store", &f.dsn])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{err}");
+            assert!(
+                err.contains("2 organizations in the store match \"twice\"")
+                    && err.contains("the store is damaged")
+                    && !err.contains("ROOT/"),
+                "{err}"
+            );
+        }
+    }
+}
+
 /// A store written before the database checked slugs and display names, holding rows that
 /// break them, still upgrades: the checks guard every write from then on, and the rows already
 /// there are reported, not a reason to refuse the store.
