@@ -38,7 +38,7 @@ impl Loader {
             }
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let chunks = split_documents(text);
+        let chunks = json_stream(text).unwrap_or_else(|| split_documents(text));
         let mut lines = Vec::with_capacity(chunks.len());
         let mut line = 1;
         for c in &chunks {
@@ -160,6 +160,34 @@ fn split_documents(text: &str) -> Vec<&str> {
     starts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
 }
 
+/// Splits a stream of JSON objects written one after another (`{…}{…}` or one per line, as
+/// kubectl reads them) into one piece per object; `None` when `text` is not such a stream (YAML,
+/// a single object, or JSON with an error, which the YAML reader then reports with its line).
+/// Each piece is read as YAML like any other document, with the same limits.
+fn json_stream(text: &str) -> Option<Vec<&str>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    // Each object starts at its `{`: the whitespace before it ends the one before, so lines
+    // are counted from where the object is.
+    let mut starts = vec![0];
+    while let Some(next) = stream.next() {
+        next.ok()?;
+        let end = stream.byte_offset();
+        let rest = &text[end..];
+        let next_start = end + (rest.len() - rest.trim_start().len());
+        if next_start < text.len() {
+            starts.push(next_start);
+        }
+    }
+    if starts.len() < 2 {
+        return None;
+    }
+    starts.push(text.len());
+    Some(starts.windows(2).map(|w| &text[w[0]..w[1]]).collect())
+}
+
 /// Parses one piece of a file: each document becomes its items, `None` for an empty document.
 /// `line` is where the piece starts in its file.
 fn parse_chunk(text: &str, line: usize, default_namespace: &str) -> Vec<Option<Vec<Item>>> {
@@ -226,6 +254,32 @@ mod tests {
         assert_eq!(parts.concat(), text);
         assert_eq!(split_documents(""), [""]);
         assert_eq!(split_documents("---\n"), ["---\n"]);
+    }
+
+    #[test]
+    fn a_stream_of_json_objects_is_read_object_by_object() {
+        let org = |n: &str| {
+            format!(
+                r#"{{"apiVersion": "suborg.io/v1alpha1", "kind": "Organization", "metadata": {{"name": "{n}"}}, "spec": {{}}}}"#
+            )
+        };
+        let text = format!("{}{}\n{}\n\n{}\n", org("a"), org("b"), org("c"), org("Bad"));
+        let parts = json_stream(&text).expect("a stream");
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.concat(), text);
+        let mut loader = Loader::new("default");
+        loader.add_bytes("x.json", text.as_bytes());
+        let (report, set, _) = loader.finish(Timestamp::UNIX_EPOCH);
+        assert_eq!(set.organizations.len(), 3, "{:?}", report.problems);
+        // The bad one is named by its own document and line.
+        assert!(report.errors > 0);
+        for p in &report.problems {
+            assert_eq!((p.source.document, p.source.line), (4, 4), "{p:?}");
+        }
+        // One object, YAML, or broken JSON: not a stream.
+        assert!(json_stream(&org("a")).is_none());
+        assert!(json_stream("a: 1\n").is_none());
+        assert!(json_stream(&format!("{}{{\"kind\": ", org("a"))).is_none());
     }
 
     #[test]
