@@ -180,6 +180,33 @@ pub async fn acquire(client: Client, config: &LeaderConfig) -> Leader {
     }
 }
 
+/// Hands the Lease back if it names this replica, for a shutdown that came while
+/// [`acquire`] waited: a take on its way then may have landed though its answer never came,
+/// and the next leader should not wait the Lease out. Waits at most [`RELEASE_WITHIN`].
+pub async fn release_if_named(client: Client, config: &LeaderConfig) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    let work = async {
+        let Some(Some(lease)) = look(&leases, config).await else {
+            return;
+        };
+        let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
+        if holder != Some(config.identity.as_str()) {
+            return;
+        }
+        tracing::info!(lease = %config.name, identity = %config.identity, "the leader Lease was taken as the shutdown came: handing it back");
+        let released = match manager(client, config).await {
+            Ok(m) => m.release().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the leader Lease failed");
+        }
+    };
+    if tokio::time::timeout(RELEASE_WITHIN, work).await.is_err() {
+        tracing::warn!(lease = %config.name, "the API server did not answer the release of the leader Lease; it runs out on its own");
+    }
+}
+
 /// Waits until `manager` holds the Lease (`true`), or until the Lease is free while `manager`
 /// still waits for it to run out (`false`: a fresh manager takes it at once). A leader that
 /// stops hands its Lease back, and the standby should not wait out the rest of it.

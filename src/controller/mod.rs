@@ -194,7 +194,10 @@ async fn lead(
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 leader = leader::acquire(client.clone(), lc) => Some(Arc::new(leader)),
-                () = shutdown => return None,
+                () = shutdown => {
+                    leader::release_if_named(client.clone(), lc).await;
+                    return None;
+                }
             }
         }
         None => None,
