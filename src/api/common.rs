@@ -275,11 +275,21 @@ pub struct SecretKeyRef {
 /// Condition type every kind reports: the object is in the store and matches its spec.
 pub const CONDITION_READY: &str = "Ready";
 
+/// kstatus's condition for work still under way: set `True` beside a `Ready` that is `False`
+/// while the object waits for another object or for the store, which needs no change to it.
+/// Absent otherwise.
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+
+/// kstatus's condition for work that cannot go on: set `True` beside a `Ready` that is `False`
+/// because the object (or the objects it names) breaks a rule, or its rows conflict with the
+/// store, which only a change to the manifests or the store mends. Absent otherwise.
+pub const CONDITION_STALLED: &str = "Stalled";
+
 /// The schema of `status.conditions`: a list-map keyed by `type`, as kstatus, Argo CD and Flux
 /// expect, so server-side apply merges conditions by type.
 pub fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
-        "description": "Conditions of the object (a list-map keyed by type). `Ready` says whether the object is synced into the store; its reason says why not.",
+        "description": "Conditions of the object (a list-map keyed by type). `Ready` says whether the object is synced into the store; its reason says why not. When it is not, `Reconciling` (waiting for another object or the store) or `Stalled` (a rule is broken or the store conflicts: a change is needed) is `True` beside it, with the same reason, as kstatus reads them.",
         "type": "array",
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["type"],

@@ -189,7 +189,10 @@ pub async fn release_if_named(client: Client, config: &LeaderConfig) {
         let Some(Some(lease)) = look(&leases, config).await else {
             return;
         };
-        let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
         if holder != Some(config.identity.as_str()) {
             return;
         }

@@ -4,7 +4,10 @@
 //! `StoreUnavailable` (or another store reason) when the store could not be written, with
 //! `HasSubOrganizations` while a deleted root waits for its children, `DependencyNotReady` when
 //! it is held back by another object's problem; `True` with `Synced` when
-//! the object's rows are in the store. `lastTransitionTime` moves only when the status does, so
+//! the object's rows are in the store. Beside a `Ready` that is not `True`, kstatus's
+//! `Reconciling` (it waits: another object, the store) or `Stalled` (a change is needed: a broken
+//! rule, a store conflict) is `True`, so kstatus-based tools (Flux, kpt, Config Sync) tell a
+//! refused object from a synced one. `lastTransitionTime` moves only when the status does, so
 //! an unchanged object computes an identical status and no write is made.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -13,10 +16,10 @@ use kube::{Resource, ResourceExt};
 
 use super::sync::SyncResult;
 use crate::api::{
-    CONDITION_READY, CommonStatus, Group, GroupStatus, MachineIdentity, MachineIdentityStatus,
-    OrgMembership, OrgMembershipStatus, OrgResource, OrgResourceStatus, Organization,
-    OrganizationStatus, Project, ProjectMembership, ProjectMembershipStatus, ProjectStatus,
-    SubOrganization, SubOrganizationStatus,
+    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CommonStatus, Group, GroupStatus,
+    MachineIdentity, MachineIdentityStatus, OrgMembership, OrgMembershipStatus, OrgResource,
+    OrgResourceStatus, Organization, OrganizationStatus, Project, ProjectMembership,
+    ProjectMembershipStatus, ProjectStatus, SubOrganization, SubOrganizationStatus,
 };
 use crate::domain::model;
 use crate::domain::problem::{ObjectKey, Problem};
@@ -210,6 +213,46 @@ pub fn ready_condition(
     }
 }
 
+/// Whether a `Ready` that is not `True` for `reason` waits for something that needs no change
+/// to the object (another object, the store, a deletion's order): kstatus's `Reconciling`, not
+/// `Stalled`.
+pub fn is_waiting(reason: &str) -> bool {
+    matches!(
+        reason,
+        "DependencyNotReady" | "StoreUnavailable" | HAS_SUB_ORGANIZATIONS
+    )
+}
+
+/// The kstatus condition that goes with a `Ready` that is not `True` (`Reconciling` or
+/// `Stalled`, with its reason and message), keeping its transition time while it stays.
+fn progress_condition(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Option<Condition> {
+    if verdict.status == "True" {
+        return None;
+    }
+    let type_ = if is_waiting(&verdict.reason) {
+        CONDITION_RECONCILING
+    } else {
+        CONDITION_STALLED
+    };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Some(Condition {
+        type_: type_.to_owned(),
+        status: "True".to_owned(),
+        reason: verdict.reason.clone(),
+        message: bounded(verdict.message.clone()),
+        last_transition_time: since,
+        observed_generation: generation,
+    })
+}
+
 fn common<K: Resource>(
     o: &K,
     verdict: Verdict,
@@ -218,9 +261,13 @@ fn common<K: Resource>(
     now: Timestamp,
 ) -> CommonStatus {
     let previous = previous.map(|c| c.conditions.as_slice()).unwrap_or(&[]);
+    let generation = o.meta().generation;
+    let progress = progress_condition(&verdict, generation, previous, now);
+    let mut conditions = vec![ready_condition(verdict, generation, previous, now)];
+    conditions.extend(progress);
     CommonStatus {
-        observed_generation: o.meta().generation,
-        conditions: vec![ready_condition(verdict, o.meta().generation, previous, now)],
+        observed_generation: generation,
+        conditions,
         id,
     }
 }

@@ -338,6 +338,7 @@ where
             && r == reason
             && o.common().and_then(|c| c.observed_generation) == o.meta().generation
         {
+            assert_kstatus(name, o.common().unwrap(), status, reason);
             return o;
         }
         assert!(
@@ -346,6 +347,26 @@ where
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// What kstatus reads beside Ready, as the server holds it: nothing when Ready is `True` (a
+/// condition from an earlier status is gone, as server-side apply removes it), else
+/// `Reconciling` or `Stalled` with the same reason.
+fn assert_kstatus(name: &str, common: &CommonStatus, status: &str, reason: &str) {
+    let others: Vec<(&str, &str, &str)> = common
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    let expected = match status {
+        "True" => vec![],
+        _ if suborg::controller::status::is_waiting(reason) => {
+            vec![("Reconciling", "True", reason)]
+        }
+        _ => vec![("Stalled", "True", reason)],
+    };
+    assert_eq!(others, expected, "{name}: the conditions beside Ready");
 }
 
 trait HasCommon {

@@ -240,6 +240,21 @@ fn ready(c: &CommonStatus) -> (&str, &str, &str) {
     (r.status.as_str(), r.reason.as_str(), r.message.as_str())
 }
 
+/// The kstatus condition beside Ready (`Reconciling` or `Stalled`), with its reason; `None`
+/// when there is none. There is never more than one, and it is always `True`.
+fn progress(c: &CommonStatus) -> Option<(&str, &str)> {
+    let others: Vec<_> = c
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != CONDITION_READY)
+        .collect();
+    assert!(others.len() <= 1, "{others:?}");
+    others.first().map(|o| {
+        assert_eq!(o.status, "True", "{o:?}");
+        (o.type_.as_str(), o.reason.as_str())
+    })
+}
+
 fn now() -> Timestamp {
     Timestamp::now()
 }
@@ -334,10 +349,12 @@ async fn removing_a_root_membership_revokes_sub_organization_access_in_the_same_
     let (st, reason, message) = ready(&s.common);
     assert_eq!((st, reason), ("False", "SubjectNotInRoot"), "{message}");
     assert!(message.contains("alice@acme.example"), "{message}");
+    assert_eq!(progress(&s.common), Some(("Stalled", "SubjectNotInRoot")));
     assert!(s.common.id.is_none());
     let eng = object(&w.caches.sub_organizations, "eng");
     let s = status::sub_organization(&eng, &after, now());
     assert_eq!(ready(&s.common).0, "True");
+    assert_eq!(progress(&s.common), None);
     assert_eq!(s.members, Some(1));
     // The store agrees: acme keeps bob, eng keeps bob (its admin) and lost alice.
     let store = SqlStore::open(&w.dsn).await.unwrap();
@@ -751,6 +768,10 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     let s = status::membership(&bob, &result, now());
     assert_eq!(ready(&s.common).0, "False");
     assert_eq!(ready(&s.common).1, "StoreUnavailable");
+    assert_eq!(
+        progress(&s.common),
+        Some(("Reconciling", "StoreUnavailable"))
+    );
     // A rule error needs no store: it is said meanwhile.
     let s = status::membership(&zed, &result, now());
     assert_eq!(ready(&s.common).1, "NamespaceNotAllowed", "{s:?}");
@@ -779,8 +800,11 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     tokio::time::sleep(retry + Duration::from_millis(100)).await;
     let result = syncer.sync().await;
     assert!(result.failure.is_none(), "{:?}", result.failure);
+    let mut bob = bob;
+    bob.status = Some(s);
     let s = status::membership(&bob, &result, now());
     assert_eq!(ready(&s.common).0, "True", "{s:?}");
+    assert_eq!(progress(&s.common), None, "gone with the outage");
 }
 
 #[tokio::test]
@@ -842,6 +866,15 @@ async fn a_sub_organization_member_waits_for_a_root_membership_left_out_for_a_co
     let (state, reason, message) = ready(&s.common);
     assert_eq!((state, reason), ("False", "DependencyNotReady"), "{s:?}");
     assert!(message.contains("OrgMembership team-a/alice"), "{message}");
+    // As kstatus reads it: the conflict needs a change, the wait does not.
+    assert_eq!(
+        progress(&status::membership(&alice, &result, now()).common),
+        Some(("Stalled", "StoreConflict"))
+    );
+    assert_eq!(
+        progress(&s.common),
+        Some(("Reconciling", "DependencyNotReady"))
+    );
     // bob, who conflicts with nothing, is synced.
     let bob = object(&w.caches.memberships, "bob");
     assert_eq!(
