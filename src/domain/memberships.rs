@@ -44,7 +44,7 @@ pub(super) fn check_root_users<'a>(
             continue;
         }
         let (target, mut errors) = match start(orgs, m, &key, out) {
-            Start::Placed(target, errors) => (target, errors),
+            Start::Placed(target) => (target, Vec::new()),
             Start::TargetRejected => {
                 let root = m.spec.organization_ref.name.as_str();
                 members.insert((root, subject), Presence::Rejected);
@@ -90,7 +90,7 @@ pub(super) fn check_sub_users<'a>(
             continue;
         }
         let (target, mut errors) = match start(orgs, m, &key, out) {
-            Start::Placed(target, errors) => (target, errors),
+            Start::Placed(target) => (target, Vec::new()),
             Start::TargetRejected => {
                 let sub = m.spec.organization_ref.name.as_str();
                 members.insert((sub, subject), Presence::Rejected);
@@ -182,7 +182,7 @@ pub(super) fn check_groups_and_identities<'a>(
             continue;
         }
         let (target, mut errors) = match start(orgs, m, &key, out) {
-            Start::Placed(target, errors) => (target, errors),
+            Start::Placed(target) => (target, Vec::new()),
             Start::TargetRejected => {
                 if in_sub(m) {
                     let sub = m.spec.organization_ref.name.as_str();
@@ -276,12 +276,16 @@ fn in_order(set: &ObjectSet, which: impl Fn(&OrgMembership) -> bool) -> Vec<usiz
 /// How a membership's organization and namespace turned out.
 enum Start<'a> {
     /// The organization stands and the namespace may speak for it (or its labels are
-    /// unknown): go on, with the delegation error if there is one.
-    Placed(Target<'a>, Vec<Problem>),
+    /// unknown): go on.
+    Placed(Target<'a>),
     /// The organization is rejected on its own: the membership is held back quietly.
     TargetRejected,
-    /// Nothing more to say: the organization is missing (reported), or its selector is
-    /// broken (reported on it).
+    /// Nothing more to say: the organization is missing (reported), its selector is broken
+    /// (reported on it), or the namespace may not speak for it (reported). A membership its
+    /// namespace may not hold takes no part in what the organization's own memberships
+    /// decide: it holds no subject's place (the oldest of a subject's memberships wins), and
+    /// nothing waits for it, so a delegated namespace can neither lock a user out of another
+    /// organization nor take their membership there away.
     Done,
 }
 
@@ -300,14 +304,16 @@ fn start<'a>(
             return Start::Done;
         }
     };
-    let mut errors = Vec::new();
     match admission(orgs, &target, key, "memberships") {
         Admission::Admitted => {}
-        Admission::Refused(p) => errors.push(p),
         Admission::Unknown(p) => out.problems.push(p),
+        Admission::Refused(p) => {
+            out.problems.push(p);
+            return Start::Done;
+        }
         Admission::Quiet => return Start::Done,
     }
-    Start::Placed(target, errors)
+    Start::Placed(target)
 }
 
 /// The first membership of each subject in each organization: by (organization kind,

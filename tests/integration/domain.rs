@@ -32,6 +32,16 @@ fn base() -> ObjectSet {
     }
 }
 
+/// Makes `m` refused on its own (`InvalidTemporaryAccess`: a role that ends before it starts).
+fn refuse(m: &mut OrgMembership) {
+    m.spec.roles = vec![temporary(
+        "member",
+        Some("2026-02-01T00:00:00Z"),
+        Some("2026-01-01T00:00:00Z"),
+        None,
+    )];
+}
+
 fn reasons(o: &Outcome) -> Vec<(String, Reason)> {
     o.problems
         .iter()
@@ -332,8 +342,8 @@ fn an_admin_leaving_the_root_loses_admin_access_and_the_sub_organization_stays()
 #[test]
 fn an_admin_whose_root_membership_is_rejected_is_reported() {
     let mut set = base();
-    // bob's root membership names an organization namespace acme does not admit.
-    set.memberships[1].metadata.namespace = Some("team-eng".into());
+    // bob's root membership is refused on its own.
+    refuse(&mut set.memberships[1]);
     let o = check(&set, now());
     let on_eng = problems_on(&o, "eng");
     assert_eq!(on_eng.len(), 1, "{:#?}", o.problems);
@@ -365,18 +375,18 @@ fn what_waits_for_a_refused_object_says_which() {
     let o = check(&set, now());
     assert!(o.problems.is_empty(), "{:#?}", o.problems);
     assert!(waiting(&set, &o).is_empty(), "nothing waits");
-    // alice's root membership is refused (its namespace may not speak for acme): her access
-    // to eng and to its project waits for it, and says so.
-    set.memberships[0].metadata.namespace = Some("team-eng".into());
+    // alice's root membership is refused on its own: her access to eng and to its project
+    // waits for it, and says so.
+    refuse(&mut set.memberships[0]);
     let o = check(&set, now());
     assert_eq!(
         reasons(&o),
-        [("acme-alice".to_string(), Reason::NamespaceNotAllowed)]
+        [("acme-alice".to_string(), Reason::InvalidTemporaryAccess)]
     );
     let w = waiting(&set, &o);
     let eng_alice = &w[&ObjectKey::namespaced("OrgMembership", "team-eng", "eng-alice")];
     assert!(
-        eng_alice.contains("\"alice@x.io\" in \"acme\" (OrgMembership team-eng/acme-alice)"),
+        eng_alice.contains("\"alice@x.io\" in \"acme\" (OrgMembership platform/acme-alice)"),
         "{eng_alice}"
     );
     let api_alice = &w[&ObjectKey::namespaced("ProjectMembership", "team-eng", "api-alice")];
@@ -471,7 +481,7 @@ fn a_group_says_which_listed_user_it_leaves_out_while_their_membership_is_refuse
         vec![user("alice@x.io"), user("bob@x.io")],
     ));
     assert!(check(&set, now()).problems.is_empty());
-    set.memberships[0].metadata.namespace = Some("team-eng".into());
+    refuse(&mut set.memberships[0]);
     let o = check(&set, now());
     let on_group = problems_on(&o, "admins");
     assert_eq!(on_group.len(), 1, "{:#?}", o.problems);
@@ -672,4 +682,91 @@ fn a_sub_organization_of_the_second_a_deletion_began_is_late_unless_stored() {
     set.stored.insert("uid-eng".into());
     let o = check(&set, now());
     assert_eq!(reasons(&o), [], "{:?}", o.problems);
+}
+
+/// A membership its namespace may not hold takes no part in what another organization's own
+/// memberships decide: older or not, it holds no user's place there, so a team lead's
+/// namespace can neither lock a user out of the root or a sibling, nor take a re-created
+/// membership away, nor hold back a root project's invite.
+#[test]
+fn a_membership_refused_for_its_namespace_holds_no_place() {
+    let at = |t: &str| Some(Time(t.parse().unwrap()));
+    let mut set = base();
+    set.sub_organizations
+        .push(suborg("sales", "acme", &["bob@x.io"]));
+    set.namespaces.insert("team-sales".into(), labels("sales"));
+    let squat = |name: &str, kind: OrganizationKind, org: &str, email: &str| {
+        let mut m = user_in("team-eng", name, kind, org, email, vec![role("admin")]);
+        m.metadata.creation_timestamp = at("2026-01-01T00:00:00Z");
+        m
+    };
+    let legit = |mut m: OrgMembership| {
+        m.metadata.creation_timestamp = at("2026-03-01T00:00:00Z");
+        m
+    };
+    set.memberships.extend([
+        // Older than the root's own memberships of mallory and alice (re-created).
+        squat(
+            "x-mallory",
+            OrganizationKind::Organization,
+            "acme",
+            "mallory@x.io",
+        ),
+        squat(
+            "x-alice",
+            OrganizationKind::Organization,
+            "acme",
+            "alice@x.io",
+        ),
+        // Older than sales' own membership of bob.
+        squat(
+            "x-bob",
+            OrganizationKind::SubOrganization,
+            "sales",
+            "bob@x.io",
+        ),
+        // A root membership for ivan, whom a root project invites.
+        squat(
+            "x-ivan",
+            OrganizationKind::Organization,
+            "acme",
+            "ivan@x.io",
+        ),
+        legit(root_member("platform", "acme", "mallory@x.io")),
+        legit(sub_member("team-sales", "sales", "bob@x.io")),
+    ]);
+    set.memberships[0] = legit(set.memberships[0].clone()); // alice, re-created
+    set.projects.push(project(
+        "platform",
+        "billing",
+        OrganizationKind::Organization,
+        "acme",
+    ));
+    let mut invite = project_user("platform", "billing-ivan", "billing", "ivan@x.io");
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships.push(invite);
+    let o = check(&set, now());
+    let mut got = reasons(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        ["x-alice", "x-bob", "x-ivan", "x-mallory"]
+            .map(|n| (n.to_string(), Reason::NamespaceNotAllowed))
+    );
+    let accepted: Vec<&str> = o
+        .accepted
+        .memberships
+        .iter()
+        .map(|&i| set.memberships[i].metadata.name.as_deref().unwrap())
+        .collect();
+    for name in ["acme-alice", "acme-bob", "acme-mallory", "sales-bob"] {
+        assert!(accepted.contains(&name), "{name} in {accepted:?}");
+    }
+    assert_eq!(
+        o.accepted.project_memberships,
+        [0],
+        "the invite provisions ivan"
+    );
 }
