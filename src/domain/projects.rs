@@ -206,10 +206,15 @@ pub(super) fn check_invites<'a>(
         let Some(user) = provisions_root_user(m, projects, root_members) else {
             continue;
         };
+        invites.done.insert(i);
+        let placed = place_membership(orgs, projects, m, out);
+        // Refused for its namespace: it takes no part, not even as what others wait for.
+        if matches!(placed, Place::Refused) {
+            continue;
+        }
         // Rejected until it passes every check, so what depends on it stays quiet.
         invites.invited.entry(user).or_insert(Presence::Rejected);
-        invites.done.insert(i);
-        let Some(mut placed) = place_membership(orgs, projects, m, out) else {
+        let Place::Placed(mut placed) = placed else {
             continue;
         };
         let refused = refuses_email(
@@ -276,7 +281,7 @@ pub(super) fn check_members<'a>(
             continue;
         }
         let m = &set.project_memberships[i];
-        let Some(mut placed) = place_membership(orgs, projects, m, out) else {
+        let Place::Placed(mut placed) = place_membership(orgs, projects, m, out) else {
             continue;
         };
         let heard = match (placed.kind, placed.target.kind) {
@@ -307,14 +312,28 @@ struct Placed<'a> {
     errors: Vec<Problem>,
 }
 
+/// Where a project membership got to.
+// Returned and matched at once, never stored: boxing would cost an allocation per membership.
+#[allow(clippy::large_enum_variant)]
+enum Place<'a> {
+    /// Its project and organization stand, and its namespace may speak for them.
+    Placed(Placed<'a>),
+    /// Its namespace may not speak for the project's organization (reported): it takes no
+    /// part in what that organization's own memberships decide (whose place a subject's
+    /// oldest membership holds, whom an invite provisions).
+    Refused,
+    /// It goes no further (reported, or held back quietly).
+    Stop,
+}
+
 /// Finds `m`'s project and its organization, and checks that `m`'s namespace may speak for
-/// that organization. `None` when `m` goes no further (reported, or held back quietly).
+/// that organization.
 fn place_membership<'a>(
     orgs: &Organizations<'a>,
     projects: &Projects<'a>,
     m: &'a ProjectMembership,
     out: &mut Outcome,
-) -> Option<Placed<'a>> {
+) -> Place<'a> {
     let key = namespaced_key(m);
     let (ns, _) = ns_name(m);
     let r = &m.spec.project_ref;
@@ -322,13 +341,13 @@ fn place_membership<'a>(
     let pns = r.namespace.as_deref().unwrap_or(ns);
     let project = match projects.get(&(pns, r.name.as_str())) {
         Some((Presence::Accepted, p)) => *p,
-        Some(_) => return None,
+        Some(_) => return Place::Stop,
         None if orgs
             .set
             .rejected
             .contains(&ObjectKey::namespaced("Project", pns, &r.name)) =>
         {
-            return None;
+            return Place::Stop;
         }
         None => {
             out.problems.push(Problem::error(
@@ -339,28 +358,30 @@ fn place_membership<'a>(
                     "Project {project_name:?} does not exist: create it or fix spec.projectRef"
                 ),
             ));
-            return None;
+            return Place::Stop;
         }
     };
     // An accepted project's organization is accepted.
     let Resolved::Found(target) = resolve(orgs, &project.spec.organization_ref, &key) else {
-        return None;
+        return Place::Stop;
     };
-    let mut errors = Vec::new();
     match admission(orgs, &target, &key, "project memberships") {
         Admission::Admitted => {}
-        Admission::Refused(p) => errors.push(p),
+        Admission::Refused(p) => {
+            out.problems.push(p);
+            return Place::Refused;
+        }
         Admission::Unknown(p) => out.problems.push(p),
-        Admission::Quiet => return None,
+        Admission::Quiet => return Place::Stop,
     }
     let (kind, subject) = subject_id_of(&m.spec.subject, ns);
-    Some(Placed {
+    Place::Placed(Placed {
         key,
         target,
         project: project_name,
         kind,
         subject,
-        errors,
+        errors: Vec::new(),
     })
 }
 

@@ -747,12 +747,19 @@ fn a_membership_refused_for_its_namespace_holds_no_place() {
         organization_role: "member".into(),
     });
     set.project_memberships.push(invite);
+    // And an invite of ivan into the root's project from the team lead's namespace.
+    let mut invite = project_user("team-eng", "x-invite", "billing", "ivan@x.io");
+    invite.spec.project_ref.namespace = Some("platform".into());
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "admin".into(),
+    });
+    set.project_memberships.push(invite);
     let o = check(&set, now());
     let mut got = reasons(&o);
     got.sort();
     assert_eq!(
         got,
-        ["x-alice", "x-bob", "x-ivan", "x-mallory"]
+        ["x-alice", "x-bob", "x-invite", "x-ivan", "x-mallory"]
             .map(|n| (n.to_string(), Reason::NamespaceNotAllowed))
     );
     let accepted: Vec<&str> = o
