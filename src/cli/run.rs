@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// Take over store rows with a desired slug that suborg did not create.
     #[arg(long)]
     pub adopt: bool,
+    /// Write the store although another controller (another cluster or selector) claimed it.
+    /// Its rows that this controller's objects do not ask for are deleted: for a store whose
+    /// controller is gone for good (its selector changed, say).
+    #[arg(long)]
+    pub take_over_store: bool,
     /// Log format.
     #[arg(long, env = "SUBORG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -163,6 +168,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }),
         selector: args.selector.clone(),
         adopt: args.adopt,
+        take_over_store: args.take_over_store,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

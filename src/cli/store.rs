@@ -110,7 +110,10 @@ pub fn apply(args: &ApplyArgs) -> io::Result<ExitCode> {
         desired.memberships.len()
     ));
     let result = rt.block_on(async {
-        let store = open_async(args.store.as_deref()).await?;
+        // A store a controller writes is refused: this apply would undo its work.
+        let store = open_async(args.store.as_deref())
+            .await?
+            .writing_as(crate::store::Writer::Offline);
         let plan = if args.dry_run {
             store.plan(&desired, options).await
         } else {

@@ -124,4 +124,6 @@ pub struct Config {
     pub selector: Option<String>,
     /// Take over store rows suborg did not create.
     pub adopt: bool,
+    /// Take the store over from another controller that claimed it ([`crate::store::Writer`]).
+    pub take_over_store: bool,
 }

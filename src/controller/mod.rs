@@ -83,6 +83,31 @@ pub async fn check_crds(client: &Client, selector: Option<&str>) -> Result<(), E
     Ok(())
 }
 
+/// What tells this cluster from another in the store's claim: the uid of its `kube-system`
+/// namespace, which lives as long as the cluster. A cluster where it cannot be read is
+/// named by a placeholder (and said so): two such clusters on one store are not told apart.
+async fn cluster_id(client: &Client) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let params = kube::api::ListParams::default().fields("metadata.name=kube-system");
+    match Api::<Namespace>::all(client.clone())
+        .list_metadata(&params)
+        .await
+    {
+        Ok(list) => {
+            if let Some(uid) = list.items.into_iter().find_map(|n| n.metadata.uid) {
+                return uid;
+            }
+            tracing::warn!(
+                "the cluster has no kube-system namespace: its claim on the store names no cluster"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the kube-system namespace could not be read: the claim on the store names no cluster")
+        }
+    }
+    "unknown".to_owned()
+}
+
 /// Runs the controller until `shutdown` resolves (or leadership is lost).
 pub async fn run(
     client: Client,
@@ -122,7 +147,18 @@ pub async fn run(
     };
     let sink = events::EventSink::new(client.clone(), reporter);
     let recorder = Some(sink.clone());
-    let syncer = Arc::new(syncer(&watches, &config, Some(sink), health.clone()));
+    let writer = crate::store::Writer::controller(
+        &cluster_id(&client).await,
+        config.selector.as_deref(),
+        config.take_over_store,
+    );
+    let syncer = Arc::new(syncer(
+        &watches,
+        &config,
+        Some(sink),
+        health.clone(),
+        writer,
+    ));
     let ctx = Arc::new(Context {
         client: client.clone(),
         syncer: syncer.clone(),
@@ -229,6 +265,7 @@ fn syncer(
     config: &Config,
     recorder: Option<events::EventSink>,
     health: Arc<http::Health>,
+    writer: crate::store::Writer,
 ) -> Syncer {
     let triggers = watches.lanes.triggers();
     let caches = watches.caches.clone();
@@ -240,6 +277,7 @@ fn syncer(
         recorder,
         health,
     )
+    .with_writer(writer)
     .with_debounce(sync::Debounce {
         // `kubectl apply -f dir/`, Helm and Argo CD send a set's objects a few milliseconds
         // apart: this lets such a burst land whole without making a lone change wait long.

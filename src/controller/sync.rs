@@ -53,7 +53,7 @@ pub struct Failure {
 pub fn is_store_wide(reason: &str) -> bool {
     matches!(
         reason,
-        "StoreUnavailable" | "StoreSchemaTooNew" | "WatchFailed"
+        "StoreUnavailable" | "StoreSchemaTooNew" | "StoreClaimed" | "WatchFailed"
     )
 }
 
@@ -278,6 +278,8 @@ pub struct Syncer {
     published: tokio::sync::watch::Sender<Option<Published>>,
     /// Whether [`Syncer::run_task`] runs: reconcilers then read what it publishes.
     task: std::sync::atomic::AtomicBool,
+    /// Who the syncs write as, checked against the store's claim ([`crate::store::Writer`]).
+    writer: Option<crate::store::Writer>,
 }
 
 /// How long a changed tree must stay unchanged before it is synced, and the longest a change
@@ -322,7 +324,14 @@ impl Syncer {
             events: std::sync::Mutex::new(EventBudget::new()),
             published: tokio::sync::watch::Sender::new(None),
             task: std::sync::atomic::AtomicBool::new(false),
+            writer: None,
         }
+    }
+
+    /// Writes as `writer`: a store another controller claimed is refused (`StoreClaimed`).
+    pub fn with_writer(mut self, writer: crate::store::Writer) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     /// Waits for the tree to stay unchanged for `debounce.quiet` before syncing a change.
@@ -351,7 +360,11 @@ impl Syncer {
         if let Some(s) = &*store {
             return Ok(s.clone());
         }
-        let s = Arc::new(SqlStore::open(&self.dsn).await?);
+        let mut s = SqlStore::open(&self.dsn).await?;
+        if let Some(w) = &self.writer {
+            s = s.writing_as(w.clone());
+        }
+        let s = Arc::new(s);
         *store = Some(s.clone());
         Ok(s)
     }
@@ -735,6 +748,9 @@ impl Syncer {
                 }
                 Err(e @ StoreError::SchemaTooNew { .. }) => {
                     return failed_with_rules("StoreSchemaTooNew", e.to_string(), &set, now);
+                }
+                Err(e @ StoreError::Claimed(_)) => {
+                    return failed_with_rules("StoreClaimed", e.to_string(), &set, now);
                 }
                 Err(e) => return failed_with_rules("StoreConflict", e.to_string(), &set, now),
             }

@@ -51,6 +51,9 @@ pub enum StoreError {
         /// How long it was given.
         after: std::time::Duration,
     },
+    /// Another controller writes the store ([`super::Writer`]).
+    #[error("{0}")]
+    Claimed(String),
     /// A query failed.
     #[error("store {dsn}: {source}")]
     Query {

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
         "users leave with their last membership",
         Sql::Both(include_str!("migrations/0005_users_index.sql")),
     ),
+    (
+        6,
+        "one controller writes a store",
+        Sql::Both(include_str!("migrations/0006_claim.sql")),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -31,6 +31,7 @@
 
 mod access;
 mod apply;
+mod claim;
 mod contract;
 mod damage;
 mod desired;
@@ -43,6 +44,7 @@ mod sql_store;
 mod tables;
 
 pub use access::{AccessEntry, ProjectInfo, ResourceInfo};
+pub use claim::Writer;
 pub use contract::Store;
 pub(crate) use desired::{ADMIN_SOURCE, INVITE_SOURCE};
 pub use desired::{

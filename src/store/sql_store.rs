@@ -8,6 +8,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 use super::access::{AccessEntry, ProjectInfo, ResourceInfo};
+use super::claim::Writer;
 use super::contract::Store;
 use super::desired::Desired;
 use super::dsn::{Backend, Dsn};
@@ -41,6 +42,9 @@ pub struct SqlStore {
     pool: AnyPool,
     dsn: Dsn,
     deadline: Duration,
+    /// Who writes, checked against the store's claim on every apply ([`super::claim`]);
+    /// `None` checks nothing.
+    writer: Option<Writer>,
 }
 
 impl SqlStore {
@@ -135,7 +139,15 @@ impl SqlStore {
             pool,
             dsn,
             deadline: DEADLINE,
+            writer: None,
         })
+    }
+
+    /// Writes as `writer`: every apply first checks (and for a controller, takes) the
+    /// store's claim, so two controllers never prune each other's rows.
+    pub fn writing_as(mut self, writer: Writer) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
     /// Gives each apply and index read at most `deadline` (120 s unless set), after which it
@@ -204,6 +216,14 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(self.query_error())?;
+        }
+        if let Some(writer) = &self.writer {
+            let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+            let conn = tx.acquire().await.map_err(self.query_error())?;
+            if let Err(e) = super::claim::check(conn, writer, now).await {
+                let _ = tx.rollback().await;
+                return Err(e.into_store_error(self.query_error()));
+            }
         }
         let result = async {
             let conn = tx.acquire().await?;

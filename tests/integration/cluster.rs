@@ -137,6 +137,7 @@ impl Env {
             leader: None,
             selector: Some(format!("suborg.io/e2e={}", self.id)),
             adopt: false,
+            take_over_store: false,
         };
         let client = self.client.clone();
         let task = tokio::spawn(controller::run(client, config, async {

@@ -733,14 +733,20 @@ async fn rows_changed_outside_suborg_are_rewritten_on_resync() {
 #[tokio::test]
 async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     let mut w = acme();
-    // zed's membership of acme comes from a namespace acme does not admit.
-    let zed = member_in(
-        "team-eng",
+    // zed's membership of acme is refused on its own: a role that ends before it starts.
+    let mut zed = member_in(
+        "team-a",
         "zed",
         OrganizationKind::Organization,
         "acme",
         "zed@acme.example",
     );
+    zed.spec.roles = vec![temporary(
+        "member",
+        Some("2026-02-01T00:00:00Z"),
+        Some("2026-01-01T00:00:00Z"),
+        None,
+    )];
     w.members
         .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(zed.clone()))));
     // And zed's eng membership, which waits for that one.
@@ -774,11 +780,11 @@ async fn an_unreachable_store_is_reported_on_every_object_and_recovers() {
     );
     // A rule error needs no store: it is said meanwhile.
     let s = status::membership(&zed, &result, now());
-    assert_eq!(ready(&s.common).1, "NamespaceNotAllowed", "{s:?}");
+    assert_eq!(ready(&s.common).1, "InvalidTemporaryAccess", "{s:?}");
     // What waits for it says so: the store's return will not change that.
     let s = status::membership(&zed_in_eng, &result, now());
     assert_eq!(ready(&s.common).1, "DependencyNotReady", "{s:?}");
-    assert!(ready(&s.common).2.contains("team-eng/zed"), "{s:?}");
+    assert!(ready(&s.common).2.contains("team-a/zed"), "{s:?}");
 
     // A store that comes back is picked up again without a restart: here a SQLite file whose
     // directory appears after the first attempt.
@@ -881,6 +887,37 @@ async fn a_sub_organization_member_waits_for_a_root_membership_left_out_for_a_co
         ready(&status::membership(&bob, &result, now()).common).0,
         "True"
     );
+}
+
+/// A second controller on a store another claimed (another selector, another cluster) writes
+/// nothing, and says why on every object, as kstatus reads a stall: it would otherwise delete
+/// the first one's rows on each sync.
+#[tokio::test]
+async fn a_controller_on_a_store_another_claimed_writes_nothing() {
+    use suborg::store::Writer;
+    let w = acme();
+    let first = w
+        .syncer(Duration::from_secs(300))
+        .with_writer(Writer::controller("c1", Some("team=a"), false));
+    assert!(first.sync().await.failure.is_none());
+    let before = SqlStore::open(&w.dsn).await.unwrap().tree().await.unwrap();
+    let second = w
+        .syncer(Duration::from_secs(300))
+        .with_writer(Writer::controller("c1", Some("team=b"), false));
+    let result = second.sync().await;
+    let failure = result.failure.as_ref().expect("refused");
+    assert_eq!(failure.reason, "StoreClaimed");
+    assert!(
+        failure.message.contains("--take-over-store"),
+        "{}",
+        failure.message
+    );
+    let acme = object(&w.caches.organizations, "acme");
+    let s = status::organization(&acme, &result, now());
+    assert_eq!(ready(&s.common).1, "StoreClaimed", "{s:?}");
+    assert_eq!(progress(&s.common), Some(("Stalled", "StoreClaimed")));
+    let after = SqlStore::open(&w.dsn).await.unwrap().tree().await.unwrap();
+    assert_eq!(format!("{before:?}"), format!("{after:?}"));
 }
 
 /// A syncer's task, running until [`Task::stop`].
@@ -1110,17 +1147,16 @@ async fn the_readiness_gauge_counts_every_object_not_ready_while_the_store_fails
     assert!(result.failure.is_none(), "{:?}", result.failure);
     assert_eq!((ready("True"), ready("False")), (memberships, 0));
     // team-a no longer speaks for acme: alice's and bob's root memberships are refused, and
-    // alice's eng membership waits for hers. None of the three is ready.
+    // with them gone, alice's eng membership is refused too. None of the three is ready.
     let mut w = w;
     w.namespaces
         .apply_watcher_event(&watcher::Event::Apply(namespace("team-a", &[])));
     let result = syncer.sync().await;
     let alice_in_eng =
         suborg::domain::ObjectKey::namespaced("OrgMembership", "team-eng", "alice-eng");
-    assert!(
-        result.waiting.contains_key(&alice_in_eng),
-        "{:?}",
-        result.waiting
+    assert_eq!(
+        result.problems[&alice_in_eng][0].reason,
+        suborg::domain::Reason::SubjectNotInRoot
     );
     assert_eq!((ready("True"), ready("False")), (memberships - 3, 3));
 }

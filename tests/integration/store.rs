@@ -1196,6 +1196,68 @@ async fn two_writers_at_once_converge() {
     }
 }
 
+/// One controller writes a store. Another (another cluster or selector) would prune the first's
+/// rows on every sync, so it is refused, naming both, and nothing it planned is written;
+/// replicas of the first share its claim; a take-over is on purpose; the offline `apply`
+/// writes only a store no controller claimed, and claims none.
+#[tokio::test]
+async fn a_store_is_written_by_one_controller() {
+    use suborg::store::Writer;
+    for f in fresh_stores().await {
+        let open = |w: Writer| {
+            let dsn = f.dsn.clone();
+            async move { SqlStore::open(&dsn).await.unwrap().writing_as(w) }
+        };
+        let offline = open(Writer::Offline).await;
+        offline.apply(&acme(), OPTS).await.unwrap();
+        assert_eq!(
+            count(&offline, "SELECT COUNT(*) FROM suborg_claim").await,
+            0
+        );
+        let a = open(Writer::controller("c1", Some("team=a"), false)).await;
+        a.apply(&acme(), PRUNE).await.unwrap();
+        let before = slugs_and_managed(&a).await;
+        let b = open(Writer::controller("c1", Some("team=b"), false)).await;
+        let err = b.apply(&Desired::default(), PRUNE).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Claimed(_)), "{err:?}");
+        for part in [
+            r#"cluster c1, selector "team=a""#,
+            r#"cluster c1, selector "team=b""#,
+            "--take-over-store",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert_eq!(
+            slugs_and_managed(&a).await,
+            before,
+            "{}: nothing pruned",
+            f.dsn
+        );
+        // Another cluster, same selector: refused too.
+        let elsewhere = open(Writer::controller("c2", Some("team=a"), false)).await;
+        assert!(matches!(
+            elsewhere.apply(&acme(), PRUNE).await,
+            Err(StoreError::Claimed(_))
+        ));
+        // A replica of the first.
+        let replica = open(Writer::controller("c1", Some(" team=a "), false)).await;
+        assert!(replica.apply(&acme(), PRUNE).await.unwrap().is_empty());
+        let err = offline.apply(&acme(), OPTS).await.unwrap_err();
+        assert!(err.to_string().contains("written by a controller"), "{err}");
+        // Taken over on purpose: the first is refused from then on.
+        let b = open(Writer::controller("c1", Some("team=b"), true)).await;
+        b.apply(&acme(), PRUNE).await.unwrap();
+        assert!(matches!(
+            a.apply(&acme(), PRUNE).await,
+            Err(StoreError::Claimed(_))
+        ));
+        for s in [offline, a, b, replica, elsewhere] {
+            s.close().await;
+        }
+    }
+}
+
 /// Rows that break the schema's own keys, written into a database whose constraints were
 /// dropped (or, on SQLite, ignored) by hand, are reported by `get`; and a slug several such
 /// rows share is called damage, not a choice between roots to make.
@@ -1307,10 +1369,9 @@ async fn a_store_holding_bad_rows_still_upgrades() {
             sqlx::query(&d).execute(pool).await.unwrap();
         }
         // And what came after it.
-        sqlx::query("DROP INDEX memberships_user")
-            .execute(pool)
-            .await
-            .unwrap();
+        for sql in ["DROP INDEX memberships_user", "DROP TABLE suborg_claim"] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
         sqlx::query("DELETE FROM suborg_schema WHERE version >= 4")
             .execute(pool)
             .await
@@ -1324,7 +1385,7 @@ async fn a_store_holding_bad_rows_still_upgrades() {
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert_eq!(
             count(&store, "SELECT MAX(version) FROM suborg_schema").await,
-            5
+            6
         );
         let damage = store.damage().await.unwrap();
         assert!(
@@ -1361,7 +1422,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
         store.close().await;
         let store = SqlStore::open(&f.dsn).await.unwrap();
         assert!(store.plan(&acme(), OPTS).await.unwrap().is_empty());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 5);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM suborg_schema").await, 6);
         // A schema from a newer suborg is refused, not written over.
         sqlx::query("INSERT INTO suborg_schema (version, description, applied_at) VALUES (999, 'future', 0)").execute(store.pool()).await.unwrap();
         store.close().await;
@@ -1373,7 +1434,7 @@ async fn reopening_and_migrating_again_changes_nothing() {
                 err,
                 StoreError::SchemaTooNew {
                     found: 999,
-                    known: 5,
+                    known: 6,
                     ..
                 }
             ),
