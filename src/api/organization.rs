@@ -97,12 +97,23 @@ pub struct Sso {
     pub enforced: bool,
 }
 
+/// The CEL rule that keeps a user and password out of an authentication URL: the store keeps
+/// the URL as written.
+pub const URL_NO_USERINFO_RULE: &str = r"!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')";
+/// What [`URL_NO_USERINFO_RULE`] says when broken.
+pub const URL_NO_USERINFO_MESSAGE: &str = "sso URLs carry no user or password (https://user:password@host): the store keeps the URL as written, and credentials belong in a Secret; give the URL without them";
+
 /// OpenID Connect settings. The client secret stays in a Kubernetes Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Oidc {
-    /// Issuer URL of the provider (`https://…`); its discovery document is read from there.
+    /// Issuer URL of the provider (`https://…`, no user, password, query or fragment); its
+    /// discovery document is read from there.
     #[schemars(length(min = 9, max = 2048), regex(pattern = HTTPS_URL_PATTERN))]
+    #[x_kube(
+        validation = Rule::new(URL_NO_USERINFO_RULE).message(URL_NO_USERINFO_MESSAGE),
+        validation = Rule::new("!self.matches('[?#]')").message("sso issuerUrl has no query or fragment (OpenID Connect Discovery): give the issuer as the provider publishes it")
+    )]
     pub issuer_url: String,
     /// OAuth client id registered with the provider.
     #[schemars(length(min = 1, max = 256))]
@@ -112,11 +123,16 @@ pub struct Oidc {
 }
 
 /// SAML 2.0 settings.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Saml {
-    /// URL of the identity provider's metadata document (`https://…`).
+    /// URL of the identity provider's metadata document (`https://…`, no user or password,
+    /// and no credential in its query).
     #[schemars(length(min = 9, max = 2048), regex(pattern = HTTPS_URL_PATTERN))]
+    #[x_kube(
+        validation = Rule::new(URL_NO_USERINFO_RULE).message(URL_NO_USERINFO_MESSAGE),
+        validation = Rule::new("!self.matches('[?&](?i:access_token|id_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|key|code|sig|signature)=')").message("sso metadataUrl carries no credential in its query (token, secret, password, key, signature): the store keeps the URL as written; give one the identity provider serves without it")
+    )]
     pub metadata_url: String,
     /// Entity id of the service provider, as registered with the identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]

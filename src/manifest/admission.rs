@@ -472,7 +472,10 @@ pub fn cel_reason(message: &str) -> Reason {
         Reason::InvalidAuthentication
     } else if m.starts_with("keys are at most") {
         Reason::SchemaViolation
-    } else if m == api::CONFIG_NO_CREDENTIALS_MESSAGE || m == api::CONFIG_NO_URL_PASSWORD_MESSAGE {
+    } else if m == api::CONFIG_NO_CREDENTIALS_MESSAGE
+        || m == api::CONFIG_NO_URL_PASSWORD_MESSAGE
+        || m == api::CONFIG_NO_SECRET_VALUE_MESSAGE
+    {
         Reason::CredentialInConfig
     } else if m.starts_with("only users are invited") || m.starts_with("a project invite") {
         Reason::InvalidInvite

@@ -343,6 +343,66 @@ fn authentication_settings() {
         allowed_email_domains: vec!["x.io".into()],
     });
     assert!(o.validate_cel().is_ok());
+    // The store keeps these URLs as written: no credential in them.
+    let with_issuer = |o: &mut Organization, url: &str| {
+        let sso = o
+            .spec
+            .authentication
+            .as_mut()
+            .unwrap()
+            .sso
+            .as_mut()
+            .unwrap();
+        sso.oidc.as_mut().unwrap().issuer_url = url.into();
+    };
+    for url in [
+        "https://admin:hunter2@login.example/realms/x",
+        "https://admin@login.example/realms/x",
+    ] {
+        with_issuer(&mut o, url);
+        let m = messages(o.validate_cel());
+        assert_eq!(m.len(), 1, "{url}: {m:?}");
+        assert!(m[0].contains("carry no user or password"), "{m:?}");
+    }
+    with_issuer(&mut o, "https://login.example/realms/x?token=abc");
+    assert!(messages(o.validate_cel())[0].contains("no query or fragment"));
+    with_issuer(&mut o, "https://login.example/realms/x@y");
+    assert!(o.validate_cel().is_ok(), "an @ in the path is not a user");
+    let sso = o
+        .spec
+        .authentication
+        .as_mut()
+        .unwrap()
+        .sso
+        .as_mut()
+        .unwrap();
+    sso.oidc = None;
+    sso.saml = Some(Saml {
+        metadata_url: "https://login.example/metadata?appid=1".into(),
+        entity_id: None,
+    });
+    assert!(o.validate_cel().is_ok());
+    for url in [
+        "https://login.example/metadata?access_token=abc",
+        "https://login.example/metadata?appid=1&sig=abc",
+        "https://u:p@login.example/metadata",
+    ] {
+        let sso = o
+            .spec
+            .authentication
+            .as_mut()
+            .unwrap()
+            .sso
+            .as_mut()
+            .unwrap();
+        sso.saml.as_mut().unwrap().metadata_url = url.into();
+        let m = messages(o.validate_cel());
+        assert_eq!(m.len(), 1, "{url}: {m:?}");
+        assert!(
+            m[0].starts_with("spec.authentication.sso.saml.metadataUrl: sso "),
+            "{m:?}"
+        );
+    }
 }
 
 #[test]
@@ -405,6 +465,24 @@ fn connection_config_holds_no_credentials() {
         "privatekey",
         "dbpassword",
         "SERVICEACCOUNTJSON",
+        // Short words, and credential words followed by a number or an encoding.
+        "pw",
+        "mysql_pw",
+        "dbPw",
+        "otp",
+        "pass_phrase",
+        "privkey",
+        "priv_key",
+        "sessionId",
+        "session_id",
+        "password1",
+        "token2",
+        "token_2",
+        "pass1",
+        "PWD_2",
+        "apikey_value",
+        "secretData",
+        "privateKeyB64",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         let m = messages(c.validate_cel());
@@ -433,6 +511,13 @@ fn connection_config_holds_no_credentials() {
         "hotkeys",
         "endpoint",
         "url",
+        "sessionTimeout",
+        "passwordMinLength",
+        "tokenTTL",
+        "secretNamespace",
+        "compass_raw",
+        "bypass2",
+        "pinned",
     ] {
         c.spec.config = [(key.to_string(), "x".to_string())].into();
         assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{key}");
@@ -448,6 +533,34 @@ fn connection_config_holds_no_credentials() {
     assert!(m[0].contains("a URL with a password"), "{m:?}");
     c.spec.config = [("url".to_string(), "postgres://app@db/app".to_string())].into();
     assert_eq!(messages(c.validate_cel()), Vec::<String>::new());
+    // Values that are credentials, whatever their key.
+    for value in [
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE",
+        "-----BEGIN PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+        "Server=db;Password=hunter2",
+        "Password=hunter2;Server=db",
+        "host=db; pwd = hunter2",
+        "https://h.example/x?access_token=abc",
+        "https://h.example/x?a=1&sig=abc",
+    ] {
+        c.spec.config = [("settings".to_string(), value.to_string())].into();
+        let m = messages(c.validate_cel());
+        assert_eq!(m.len(), 1, "{value}: {m:?}");
+        assert!(
+            m[0].contains("a private key, or a password or token"),
+            "{m:?}"
+        );
+    }
+    for value in [
+        "-----BEGIN CERTIFICATE-----",
+        "https://h.example/x?region=eu&tokenUrl=y",
+        "passwordPolicy=strict",
+        "Server=db;Database=app",
+    ] {
+        c.spec.config = [("settings".to_string(), value.to_string())].into();
+        assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{value}");
+    }
     c.spec.config = [("region".to_string(), "x".repeat(5000))].into();
     assert!(messages(c.validate_cel())[0].contains("values at most 4096"));
 }
