@@ -76,7 +76,7 @@ fn parse_period(s: &str) -> Result<Duration, String> {
 
 fn init_logs(args: &RunArgs) -> Result<(), String> {
     check_log_level(&args.log_level)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    let filter = tracing_subscriber::EnvFilter::try_new(with_driver_quiet(&args.log_level))
         .map_err(|e| format!("invalid --log-level {:?}: {e}", args.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -122,6 +122,18 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+/// `level` with the database driver's own lines left out unless it names them: a store that
+/// fails is logged by suborg once per attempt, and the driver would add its own (an ERROR for
+/// the same refused connection, PostgreSQL's notices, the text of slow statements).
+/// `--log-level info,sqlx=warn` shows them.
+fn with_driver_quiet(level: &str) -> String {
+    if level.contains("sqlx") {
+        level.to_owned()
+    } else {
+        format!("{level},sqlx=off")
+    }
 }
 
 /// A bare word that is not a level (`verbose`) reads as a filter for a module of that name,
@@ -213,6 +225,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drivers_lines_are_left_out_unless_named() {
+        assert_eq!(with_driver_quiet("info"), "info,sqlx=off");
+        assert_eq!(with_driver_quiet("debug,sqlx=warn"), "debug,sqlx=warn");
+        assert!(tracing_subscriber::EnvFilter::try_new(with_driver_quiet("suborg=debug")).is_ok());
+    }
 
     #[test]
     fn log_levels_are_levels_or_directives() {

@@ -77,7 +77,7 @@ pub struct SyncResult {
     /// that object again.
     pub next_changes: HashMap<ObjectKey, Timestamp>,
     /// For a failure, or objects left out for conflicts: how soon the sync is tried again
-    /// (5 s, doubling to 1 min, jittered), whether or not anything changed.
+    /// (5 s, doubling to 30 s, jittered), whether or not anything changed.
     pub retry: Option<Duration>,
     /// Objects held back by another object's problem, with what they wait for.
     pub waiting: HashMap<ObjectKey, String>,
@@ -254,7 +254,9 @@ const DRIFT_CHECKED_AT_MOST: usize = 64;
 
 /// How soon a failed sync is tried again: doubling from the first to the last, with jitter.
 const FIRST_RETRY: Duration = Duration::from_secs(5);
-const LAST_RETRY: Duration = Duration::from_secs(60);
+// A store that comes back is written again within 30 s: a failed try costs one connection
+// attempt, so waiting longer saves little.
+const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// The delay before the next try after `failures` failed syncs in a row (one or more).
 pub fn retry_after(failures: u32) -> Duration {
