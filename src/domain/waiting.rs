@@ -132,8 +132,8 @@ pub fn waiting(set: &ObjectSet, outcome: &Outcome) -> HashMap<ObjectKey, String>
                 match found {
                     (false, _) => Some(waits()),
                     (true, r) => match subject_id_of(&m.spec.subject, ns) {
-                        // An invite provisions the user at the root: nothing to wait for there.
-                        (SubjectKind::User, _) if m.spec.invite.is_some() => None,
+                        // An invite waits for the user's root membership too, when there is
+                        // one (and it is refused): the invite provisions no one then.
                         (SubjectKind::User, email) => index.membership(r.name.as_str(), &email),
                         (kind, id) => index.owned(kind, &id),
                     },

@@ -777,3 +777,28 @@ fn a_membership_refused_for_its_namespace_holds_no_place() {
         "the invite provisions ivan"
     );
 }
+
+/// A root project's invite of a user whose root membership is refused on its own provisions no
+/// one, and says which membership it waits for.
+#[test]
+fn an_invite_held_back_by_a_refused_root_membership_names_it() {
+    use suborg::domain::waiting::waiting;
+    let mut set = base();
+    refuse(&mut set.memberships[0]);
+    set.projects.push(project(
+        "platform",
+        "billing",
+        OrganizationKind::Organization,
+        "acme",
+    ));
+    let mut invite = project_user("platform", "billing-alice", "billing", "alice@x.io");
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships.push(invite);
+    let o = check(&set, now());
+    assert!(o.accepted.project_memberships.is_empty());
+    let w = waiting(&set, &o);
+    let why = &w[&ObjectKey::namespaced("ProjectMembership", "platform", "billing-alice")];
+    assert!(why.contains("(OrgMembership platform/acme-alice)"), "{why}");
+}
