@@ -363,10 +363,37 @@ fn postgres_with_three_replicas_takes_the_dsn_from_a_secret() {
         from_secret("SUBORG_STORE"),
         ("suborg-store".into(), "dsn".into())
     );
+    // The password is a file from the Secret, never a variable.
+    assert!(env.iter().all(|e| e.name != "SUBORG_STORE_PASSWORD"));
+    let file = env
+        .iter()
+        .find(|e| e.name == "SUBORG_STORE_PASSWORD_FILE")
+        .and_then(|e| e.value.clone())
+        .expect("SUBORG_STORE_PASSWORD_FILE");
+    let mount = c
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "store-password")
+        .expect("the password's mount");
+    assert_eq!(mount.read_only, Some(true));
+    assert_eq!(file, format!("{}/store-password", mount.mount_path));
+    let pod = spec.template.spec.clone().unwrap();
+    let secret = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "store-password")
+        .and_then(|v| v.secret)
+        .expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("suborg-store"));
+    let items = secret.items.unwrap();
     assert_eq!(
-        from_secret("SUBORG_STORE_PASSWORD"),
-        ("suborg-store".into(), "password".into())
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("password", "store-password")
     );
+    assert_eq!(secret.default_mode, Some(0o440));
     assert!(!r.manifests.values().any(|t| t.contains("postgres://")));
     let pdb: PodDisruptionBudget = r.one("PodDisruptionBudget");
     assert_eq!(
