@@ -20,11 +20,13 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::lookup::{Added, Organizations, Owned, Presence, UserMembers};
 use super::model::{ObjectSet, Outcome, membership_key, precedence, subject_id};
-use super::placement::{Admission, Resolved, Target, admission, resolve};
+use super::placement::{
+    Admission, Resolved, Target, across, admission, resolve, unusable_elsewhere,
+};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
 use super::temporary::{any_in_effect, check_roles};
-use crate::api::{OrgMembership, OrganizationKind, SubjectKind};
+use crate::api::{OrgMembership, OrganizationKind, OrganizationRef, SubjectKind};
 
 /// Phase 5: users' memberships of root organizations.
 pub(super) fn check_root_users<'a>(
@@ -462,9 +464,27 @@ fn visible_in(
 ) -> Visibility {
     let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
     let what = kind.as_str();
+    // Named from another namespace: one answer for all that the sub-organization cannot use.
+    let elsewhere = || {
+        Visibility::Refused(unusable_elsewhere(
+            Reason::SubjectNotVisible,
+            key,
+            "spec.subject",
+            what,
+            subject,
+            &format!("SubOrganization {:?}", target.name),
+            "only its root Organization's groups and identities can be added to it",
+        ))
+    };
+    let theirs = |owner: &OrganizationRef| {
+        (owner.kind == OrganizationKind::Organization && owner.name == target.root)
+            || (owner.kind == OrganizationKind::SubOrganization && owner.name == target.name)
+    };
     let owner = match owned.find(kind, subject) {
         Some((Presence::Accepted, owner)) => owner,
+        Some((_, owner)) if across(key, ns) && !theirs(owner) => return elsewhere(),
         Some(_) => return Visibility::Quiet,
+        None if across(key, ns) => return elsewhere(),
         None if set
             .rejected
             .contains(&ObjectKey::namespaced(what, ns, name)) =>
@@ -496,6 +516,7 @@ fn visible_in(
                 ),
             ))
         }
+        _ if across(key, ns) => elsewhere(),
         _ => Visibility::Refused(Problem::error(
             Reason::SubjectNotVisible,
             key,

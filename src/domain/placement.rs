@@ -187,3 +187,31 @@ pub(super) fn place<'a>(
         Admission::Quiet => None,
     }
 }
+
+/// Whether `key`, an object in its own namespace, names something in another namespace.
+pub(super) fn across(key: &ObjectKey, namespace: &str) -> bool {
+    key.namespace.as_deref() != Some(namespace)
+}
+
+/// The one answer for a reference from `key` to `what` `qualified` in another namespace that
+/// `usable` (e.g. `SubOrganization "eng"`) cannot use, whether it does not exist, belongs to
+/// another organization, or is refused there: what a delegated namespace is told must not
+/// show what another namespace holds, which its RBAC may not let it read.
+pub(super) fn unusable_elsewhere(
+    reason: Reason,
+    key: &ObjectKey,
+    field: &str,
+    what: &str,
+    qualified: &str,
+    usable: &str,
+    hint: &str,
+) -> Problem {
+    Problem::error(
+        reason,
+        key,
+        field,
+        format!(
+            "{what} {qualified:?} is not one {usable} can use: there is no such {what}, or it belongs to another organization (a name in another namespace gets this one answer either way); {hint}"
+        ),
+    )
+}

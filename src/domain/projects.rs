@@ -27,7 +27,9 @@ use super::memberships::refuses_email;
 use super::model::{
     ObjectSet, Outcome, by_precedence, describe_org, namespaced_key, ns_name, subject_id_of,
 };
-use super::placement::{Admission, Resolved, Target, admission, place, resolve};
+use super::placement::{
+    Admission, Resolved, Target, across, admission, place, resolve, unusable_elsewhere,
+};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::resources::Found;
 use super::resources::{Resources, reference, settle};
@@ -556,7 +558,27 @@ impl Placed<'_> {
         let in_project = self.in_project();
         let (target, kind, subject) = (&self.target, self.kind, &self.subject);
         let error = |reason, field, message| Problem::error(reason, &self.key, field, message);
+        // Named from another namespace, what the project cannot use gets one answer.
+        let (subject_ns, _) = subject.split_once('/').unwrap_or_default();
+        let elsewhere = across(&self.key, subject_ns);
+        let theirs = |o: &crate::api::OrganizationRef| {
+            (o.kind == target.kind && o.name == target.name)
+                || (o.kind == OrganizationKind::Organization && o.name == target.root)
+        };
+        let unusable = || {
+            unusable_elsewhere(
+                Reason::SubjectNotVisible,
+                &self.key,
+                "spec.subject",
+                kind.as_str(),
+                subject,
+                &in_project,
+                "use the organization's own, or for a sub-organization its root's once added to it",
+            )
+        };
         let problem = match members.owned.find(kind, subject) {
+            None if elsewhere => unusable(),
+            Some((_, o)) if elsewhere && !theirs(o) => unusable(),
             None => error(
                 Reason::SubjectNotFound,
                 "spec.subject.name",

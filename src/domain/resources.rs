@@ -12,7 +12,7 @@ use kube::ResourceExt;
 
 use super::lookup::{Organizations, Presence};
 use super::model::{ObjectSet, Outcome, describe_org, namespaced_key, ns_name};
-use super::placement::place;
+use super::placement::{place, unusable_elsewhere};
 use super::problem::{ObjectKey, Problem, Reason};
 use crate::api::{LocalObjectRef, OrgResource, OrganizationRef};
 
@@ -127,6 +127,20 @@ pub(super) fn reference(
 ) -> Found {
     let ns = r.namespace.as_deref().unwrap_or(own_namespace);
     let qualified = r.qualified(own_namespace);
+    // Named in another namespace: one answer for all that the object cannot use.
+    if ns != own_namespace
+        && !matches!(checked.get(&(ns, r.name.as_str())), Some((_, o)) if *o == owner)
+    {
+        return Found::Problem(unusable_elsewhere(
+            Reason::ResourceNotInOrganization,
+            key,
+            field,
+            kind,
+            &qualified,
+            &format!("{} {:?} of {}", key.kind, key.name, describe_org(owner)),
+            "app connections, gateways and relays are never shared between organizations: use one of its own",
+        ));
+    }
     match checked.get(&(ns, r.name.as_str())) {
         Some((Presence::Accepted, o)) if *o == owner => Found::Same,
         Some((Presence::Accepted, o)) => Found::Problem(Problem::error(

@@ -481,7 +481,7 @@ async fn projects_sync_and_revoking_a_membership_revokes_project_access_at_once(
         "{message}"
     );
     assert!(
-        message.contains("Organization \"acme\"") && message.contains("SubOrganization \"eng\""),
+        message.contains("is not one Project \"api\" of SubOrganization \"eng\" can use"),
         "{message}"
     );
 }
@@ -2290,7 +2290,7 @@ async fn groups_and_identities_sync_and_report_like_the_rest() {
         .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(reviewers))));
     let result = syncer.sync().await;
     let s = status::membership(&added, &result, now());
-    assert_eq!(ready(&s.common).1, "SubjectNotFound", "{s:?}");
+    assert_eq!(ready(&s.common).1, "SubjectNotVisible", "{s:?}");
     assert!(!result.index.groups.contains_key("uid-reviewers"));
     assert!(
         !result

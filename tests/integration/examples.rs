@@ -314,7 +314,7 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "group-from-a-sibling",
         SubjectNotVisible,
         "spec.subject",
-        "belongs to SubOrganization \"sales\"",
+        "is not one SubOrganization \"engineering\" can use",
     ),
     (
         "group-added-to-its-own-suborg",
@@ -348,9 +348,9 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
     ),
     (
         "unknown-group-in-suborg",
-        SubjectNotFound,
-        "spec.subject.name",
-        "Group \"platform/nobody\" does not exist",
+        SubjectNotVisible,
+        "spec.subject",
+        "Group \"platform/nobody\" is not one SubOrganization \"engineering\" can use: there is no such Group",
     ),
     (
         "group-member-without-email",
@@ -368,19 +368,19 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "project-uses-sibling-connection",
         ResourceNotInOrganization,
         "spec.appConnections[0]",
-        "AppConnection \"team-sales/sales-aws\" belongs to SubOrganization \"sales\", but Project \"api\" belongs to SubOrganization \"engineering\"",
+        "AppConnection \"team-sales/sales-aws\" is not one Project \"api\" of SubOrganization \"engineering\" can use",
     ),
     (
         "project-uses-root-connection",
         ResourceNotInOrganization,
         "spec.appConnections[0]",
-        "belongs to Organization \"acme\", but Project \"api\" belongs to SubOrganization \"engineering\"",
+        "is not one Project \"api\" of SubOrganization \"engineering\" can use",
     ),
     (
         "gateway-with-foreign-relay",
         ResourceNotInOrganization,
         "spec.relayRef",
-        "Relay \"platform/root-relay\" belongs to Organization \"acme\"",
+        "Relay \"platform/root-relay\" is not one Gateway",
     ),
     (
         "suborg-project-user-not-added",

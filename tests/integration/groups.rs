@@ -155,7 +155,13 @@ fn what_a_sub_organization_creates_stays_there() {
             ("borrowed".into(), Reason::SubjectNotVisible)
         ]
     );
-    assert!(message(&o, Reason::SubjectNotVisible).contains("SubOrganization \"eng\""));
+    // Named from another namespace: nothing is said of whose it is.
+    let m = message(&o, Reason::SubjectNotVisible);
+    assert!(
+        m.contains("is not one SubOrganization \"ops\" can use"),
+        "{m}"
+    );
+    assert!(!m.contains("SubOrganization \"eng\""), "{m}");
     assert_eq!(o.accepted.groups, [0]);
     assert_eq!(o.accepted.identities, [0]);
 }
@@ -173,8 +179,14 @@ fn unknown_groups_and_identities_are_named() {
         Some("platform"),
     ));
     let o = check(&set, now());
+    // In another namespace: the same answer as for another organization's group.
+    assert_eq!(problems(&o), [("ghost".into(), Reason::SubjectNotVisible)]);
+    assert!(message(&o, Reason::SubjectNotVisible).contains("\"platform/nobody\""));
+    // In its own namespace, missing is missing.
+    set.memberships.last_mut().unwrap().spec.subject.namespace = None;
+    let o = check(&set, now());
     assert_eq!(problems(&o), [("ghost".into(), Reason::SubjectNotFound)]);
-    assert!(message(&o, Reason::SubjectNotFound).contains("\"platform/nobody\""));
+    assert!(message(&o, Reason::SubjectNotFound).contains("\"team-eng/nobody\""));
 }
 
 #[test]
@@ -281,9 +293,18 @@ fn removing_a_root_group_revokes_its_sub_organization_memberships() {
     assert!(check(&set, now()).problems.is_empty());
     set.groups.clear();
     let o = check(&set, now());
+    // Named from another namespace: the answer does not tell a missing group from another
+    // organization's.
     assert_eq!(
         problems(&o),
-        [("eng-admins".into(), Reason::SubjectNotFound)]
+        [("eng-admins".into(), Reason::SubjectNotVisible)]
+    );
+    assert!(
+        o.problems[0]
+            .message
+            .contains("there is no such Group, or it belongs to another organization"),
+        "{}",
+        o.problems[0].message
     );
 }
 
