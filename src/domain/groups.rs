@@ -273,7 +273,25 @@ impl PlacedGroup<'_, '_> {
             )),
             Some(&k) => {
                 let owner = &self.set.groups[k].spec.organization_ref;
-                if owner.kind != OrganizationKind::SubOrganization || owner.name != target.name {
+                let theirs =
+                    owner.kind == OrganizationKind::SubOrganization && owner.name == target.name;
+                // In another namespace, whose it is goes unsaid.
+                if !theirs && super::placement::across(key, mns) {
+                    return Nested::Refused(super::placement::unusable_elsewhere(
+                        Reason::NestedGroupOutsideOrganization,
+                        key,
+                        field,
+                        "Group",
+                        id,
+                        &format!(
+                            "Group {:?} of SubOrganization {:?}",
+                            self.g.name_any(),
+                            target.name
+                        ),
+                        "a sub-organization's groups may nest only its own groups",
+                    ));
+                }
+                if !theirs {
                     return Nested::Refused(Problem::error(
                         Reason::NestedGroupOutsideOrganization,
                         key,

@@ -348,6 +348,13 @@ fn nesting_is_for_a_sub_organization_own_groups() {
             ("root-b".into(), Reason::NestedGroupNotAllowed)
         ]
     );
+    // In another namespace: whose the group is goes unsaid.
+    let m = message(&o, Reason::NestedGroupOutsideOrganization);
+    assert!(
+        m.contains("is not one Group \"all\" of SubOrganization \"eng\" can use"),
+        "{m}"
+    );
+    assert!(!m.contains("\"ops\""), "{m}");
     assert_eq!(o.accepted.groups, [0, 2, 3]);
 }
 
