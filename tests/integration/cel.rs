@@ -5,6 +5,12 @@ use suborg::api::*;
 
 use crate::fixtures::*;
 
+/// What `c`'s rules say with `config` holding `key: value` alone.
+fn config_messages(c: &mut AppConnection, key: &str, value: &str) -> Vec<String> {
+    c.spec.config = [(key.to_string(), value.to_string())].into();
+    messages(c.validate_cel())
+}
+
 fn messages(r: Result<(), kube::core::cel::ValidationErrors>) -> Vec<String> {
     match r {
         Ok(()) => vec![],
@@ -484,8 +490,7 @@ fn connection_config_holds_no_credentials() {
         "secretData",
         "privateKeyB64",
     ] {
-        c.spec.config = [(key.to_string(), "x".to_string())].into();
-        let m = messages(c.validate_cel());
+        let m = config_messages(&mut c, key, "x");
         assert_eq!(m.len(), 1, "{key}: {m:?}");
         assert!(
             m[0].starts_with("spec.config: holds non-secret settings only"),
@@ -519,8 +524,11 @@ fn connection_config_holds_no_credentials() {
         "bypass2",
         "pinned",
     ] {
-        c.spec.config = [(key.to_string(), "x".to_string())].into();
-        assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{key}");
+        assert_eq!(
+            config_messages(&mut c, key, "x"),
+            Vec::<String>::new(),
+            "{key}"
+        );
     }
     // A password inside a URL value; the same URL without it is fine.
     c.spec.config = [(
@@ -544,8 +552,7 @@ fn connection_config_holds_no_credentials() {
         "https://h.example/x?access_token=abc",
         "https://h.example/x?a=1&sig=abc",
     ] {
-        c.spec.config = [("settings".to_string(), value.to_string())].into();
-        let m = messages(c.validate_cel());
+        let m = config_messages(&mut c, "settings", value);
         assert_eq!(m.len(), 1, "{value}: {m:?}");
         assert!(
             m[0].contains("a private key, or a password or token"),
@@ -558,8 +565,11 @@ fn connection_config_holds_no_credentials() {
         "passwordPolicy=strict",
         "Server=db;Database=app",
     ] {
-        c.spec.config = [("settings".to_string(), value.to_string())].into();
-        assert_eq!(messages(c.validate_cel()), Vec::<String>::new(), "{value}");
+        assert_eq!(
+            config_messages(&mut c, "settings", value),
+            Vec::<String>::new(),
+            "{value}"
+        );
     }
     c.spec.config = [("region".to_string(), "x".repeat(5000))].into();
     assert!(messages(c.validate_cel())[0].contains("values at most 4096"));

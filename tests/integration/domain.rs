@@ -32,6 +32,21 @@ fn base() -> ObjectSet {
     }
 }
 
+/// Adds the root's project `platform/billing` with `name`, an invite of `email` into it.
+fn with_invite(set: &mut ObjectSet, name: &str, email: &str) {
+    set.projects.push(project(
+        "platform",
+        "billing",
+        OrganizationKind::Organization,
+        "acme",
+    ));
+    let mut invite = project_user("platform", name, "billing", email);
+    invite.spec.invite = Some(ProjectInvite {
+        organization_role: "member".into(),
+    });
+    set.project_memberships.push(invite);
+}
+
 /// Makes `m` refused on its own (`InvalidTemporaryAccess`: a role that ends before it starts).
 fn refuse(m: &mut OrgMembership) {
     m.spec.roles = vec![temporary(
@@ -736,17 +751,7 @@ fn a_membership_refused_for_its_namespace_holds_no_place() {
         legit(sub_member("team-sales", "sales", "bob@x.io")),
     ]);
     set.memberships[0] = legit(set.memberships[0].clone()); // alice, re-created
-    set.projects.push(project(
-        "platform",
-        "billing",
-        OrganizationKind::Organization,
-        "acme",
-    ));
-    let mut invite = project_user("platform", "billing-ivan", "billing", "ivan@x.io");
-    invite.spec.invite = Some(ProjectInvite {
-        organization_role: "member".into(),
-    });
-    set.project_memberships.push(invite);
+    with_invite(&mut set, "billing-ivan", "ivan@x.io");
     // And an invite of ivan into the root's project from the team lead's namespace.
     let mut invite = project_user("team-eng", "x-invite", "billing", "ivan@x.io");
     invite.spec.project_ref.namespace = Some("platform".into());
@@ -785,17 +790,7 @@ fn an_invite_held_back_by_a_refused_root_membership_names_it() {
     use suborg::domain::waiting::waiting;
     let mut set = base();
     refuse(&mut set.memberships[0]);
-    set.projects.push(project(
-        "platform",
-        "billing",
-        OrganizationKind::Organization,
-        "acme",
-    ));
-    let mut invite = project_user("platform", "billing-alice", "billing", "alice@x.io");
-    invite.spec.invite = Some(ProjectInvite {
-        organization_role: "member".into(),
-    });
-    set.project_memberships.push(invite);
+    with_invite(&mut set, "billing-alice", "alice@x.io");
     let o = check(&set, now());
     assert!(o.accepted.project_memberships.is_empty());
     let w = waiting(&set, &o);
