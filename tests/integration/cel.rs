@@ -350,17 +350,17 @@ fn authentication_settings() {
     });
     assert!(o.validate_cel().is_ok());
     // The store keeps these URLs as written: no credential in them.
-    let with_issuer = |o: &mut Organization, url: &str| {
-        let sso = o
-            .spec
+    fn sso(o: &mut Organization) -> &mut Sso {
+        o.spec
             .authentication
             .as_mut()
             .unwrap()
             .sso
             .as_mut()
-            .unwrap();
-        sso.oidc.as_mut().unwrap().issuer_url = url.into();
-    };
+            .unwrap()
+    }
+    let with_issuer =
+        |o: &mut Organization, url: &str| sso(o).oidc.as_mut().unwrap().issuer_url = url.into();
     for url in [
         "https://admin:hunter2@login.example/realms/x",
         "https://admin@login.example/realms/x",
@@ -374,16 +374,9 @@ fn authentication_settings() {
     assert!(messages(o.validate_cel())[0].contains("no query or fragment"));
     with_issuer(&mut o, "https://login.example/realms/x@y");
     assert!(o.validate_cel().is_ok(), "an @ in the path is not a user");
-    let sso = o
-        .spec
-        .authentication
-        .as_mut()
-        .unwrap()
-        .sso
-        .as_mut()
-        .unwrap();
-    sso.oidc = None;
-    sso.saml = Some(Saml {
+    let saml = sso(&mut o);
+    saml.oidc = None;
+    saml.saml = Some(Saml {
         metadata_url: "https://login.example/metadata?appid=1".into(),
         entity_id: None,
     });
@@ -393,15 +386,7 @@ fn authentication_settings() {
         "https://login.example/metadata?appid=1&sig=abc",
         "https://u:p@login.example/metadata",
     ] {
-        let sso = o
-            .spec
-            .authentication
-            .as_mut()
-            .unwrap()
-            .sso
-            .as_mut()
-            .unwrap();
-        sso.saml.as_mut().unwrap().metadata_url = url.into();
+        sso(&mut o).saml.as_mut().unwrap().metadata_url = url.into();
         let m = messages(o.validate_cel());
         assert_eq!(m.len(), 1, "{url}: {m:?}");
         assert!(
