@@ -275,23 +275,23 @@ impl PlacedGroup<'_, '_> {
                 let owner = &self.set.groups[k].spec.organization_ref;
                 let theirs =
                     owner.kind == OrganizationKind::SubOrganization && owner.name == target.name;
-                // In another namespace, whose it is goes unsaid.
-                if !theirs && super::placement::across(key, mns) {
-                    return Nested::Refused(super::placement::unusable_elsewhere(
-                        Reason::NestedGroupOutsideOrganization,
-                        key,
-                        field,
-                        "Group",
-                        id,
-                        &format!(
-                            "Group {:?} of SubOrganization {:?}",
-                            self.g.name_any(),
-                            target.name
-                        ),
-                        "a sub-organization's groups may nest only its own groups",
-                    ));
-                }
                 if !theirs {
+                    // In another namespace, whose it is goes unsaid.
+                    if super::placement::across(key, mns) {
+                        return Nested::Refused(super::placement::unusable_elsewhere(
+                            Reason::NestedGroupOutsideOrganization,
+                            key,
+                            field,
+                            "Group",
+                            id,
+                            &format!(
+                                "Group {:?} of SubOrganization {:?}",
+                                self.g.name_any(),
+                                target.name
+                            ),
+                            "a sub-organization's groups may nest only its own groups",
+                        ));
+                    }
                     return Nested::Refused(Problem::error(
                         Reason::NestedGroupOutsideOrganization,
                         key,

@@ -26,7 +26,7 @@ use super::placement::{
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
 use super::temporary::{any_in_effect, check_roles};
-use crate::api::{OrgMembership, OrganizationKind, OrganizationRef, SubjectKind};
+use crate::api::{OrgMembership, OrganizationKind, SubjectKind};
 
 /// Phase 5: users' memberships of root organizations.
 pub(super) fn check_root_users<'a>(
@@ -476,13 +476,9 @@ fn visible_in(
             "only its root Organization's groups and identities can be added to it",
         ))
     };
-    let theirs = |owner: &OrganizationRef| {
-        (owner.kind == OrganizationKind::Organization && owner.name == target.root)
-            || (owner.kind == OrganizationKind::SubOrganization && owner.name == target.name)
-    };
     let owner = match owned.find(kind, subject) {
         Some((Presence::Accepted, owner)) => owner,
-        Some((_, owner)) if across(key, ns) && !theirs(owner) => return elsewhere(),
+        Some((_, owner)) if across(key, ns) && !target.own_or_roots(owner) => return elsewhere(),
         Some(_) => return Visibility::Quiet,
         None if across(key, ns) => return elsewhere(),
         None if set

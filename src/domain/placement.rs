@@ -21,6 +21,15 @@ pub(super) struct Target<'a> {
     pub(super) admins: &'a [String],
 }
 
+impl Target<'_> {
+    /// Whether something `owner` owns is the target's own or its root's: all the target can
+    /// ever use (a root's once added to a sub-organization).
+    pub(super) fn own_or_roots(&self, owner: &OrganizationRef) -> bool {
+        (owner.kind == self.kind && owner.name == self.name)
+            || (owner.kind == OrganizationKind::Organization && owner.name == self.root)
+    }
+}
+
 /// What an object's target resolved to.
 pub(super) enum Resolved<'a> {
     Found(Target<'a>),

@@ -561,10 +561,6 @@ impl Placed<'_> {
         // Named from another namespace, what the project cannot use gets one answer.
         let (subject_ns, _) = subject.split_once('/').unwrap_or_default();
         let elsewhere = across(&self.key, subject_ns);
-        let theirs = |o: &crate::api::OrganizationRef| {
-            (o.kind == target.kind && o.name == target.name)
-                || (o.kind == OrganizationKind::Organization && o.name == target.root)
-        };
         let unusable = || {
             unusable_elsewhere(
                 Reason::SubjectNotVisible,
@@ -578,7 +574,7 @@ impl Placed<'_> {
         };
         let problem = match members.owned.find(kind, subject) {
             None if elsewhere => unusable(),
-            Some((_, o)) if elsewhere && !theirs(o) => unusable(),
+            Some((_, o)) if elsewhere && !target.own_or_roots(o) => unusable(),
             None => error(
                 Reason::SubjectNotFound,
                 "spec.subject.name",
