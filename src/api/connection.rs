@@ -42,7 +42,7 @@ pub const CONFIG_NO_CREDENTIALS_MORE_RULE: &str = r"self.all(k, !k.matches('(?:^
 /// The CEL rule that keeps values that are credentials out of `config`, whatever their key: a
 /// private key (`-----BEGIN … PRIVATE KEY-----`), a password in a connection string
 /// (`Server=db;Password=…`), or a credential in a URL's query (`?access_token=…`, `&sig=…`).
-pub const CONFIG_NO_SECRET_VALUE_RULE: &str = r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----|(?:^|;)[ 	]*(?i:password|pwd)[ 	]*=|[?&](?i:access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|sig|signature)='))";
+pub const CONFIG_NO_SECRET_VALUE_RULE: &str = r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----|(?:^|;)[ \t]*(?i:password|pwd)[ \t]*=|[?&](?i:access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|sig|signature)='))";
 /// What [`CONFIG_NO_SECRET_VALUE_RULE`] says when broken.
 pub const CONFIG_NO_SECRET_VALUE_MESSAGE: &str = "holds non-secret settings only: a private key, or a password or token in a connection string or a URL's query, belongs in the Secret named by credentialsRef";
 /// What [`CONFIG_NO_CREDENTIALS_RULE`] says when broken.
