@@ -5,6 +5,11 @@
 //! the store over on purpose (`suborg run --take-over-store`). Replicas of one controller share
 //! its claim. The offline `suborg apply` never claims, and is refused on a store a controller
 //! claimed: its `--prune` would delete that controller's rows.
+//!
+//! A store that no controller claimed but that holds managed rows was written by `suborg
+//! apply` (a controller claims in the transaction of its first write, and nothing removes a
+//! claim). A controller would remove every one of those rows its objects do not ask for, so it
+//! is refused there too until it takes the store over on purpose.
 
 use sqlx::{AnyConnection, Row};
 
@@ -28,7 +33,7 @@ impl Writer {
     /// The claim of a controller in the cluster `cluster` (its `kube-system` namespace's uid)
     /// that sees the objects `selector` matches (all of them when `None`).
     pub fn controller(cluster: &str, selector: Option<&str>, take_over: bool) -> Self {
-        let selector = match selector.map(str::trim).filter(|s| !s.is_empty()) {
+        let selector = match selector.map(canonical_selector).filter(|s| !s.is_empty()) {
             Some(s) => format!("selector {s:?}"),
             None => "no selector".to_owned(),
         };
@@ -58,13 +63,24 @@ pub(super) async fn check(
         ))),
         (Writer::Controller { id, .. }, Some(by)) if *id == by => Ok(()),
         (Writer::Controller { id, take_over }, claimed) => {
-            if let Some(by) = &claimed {
-                if !take_over {
+            match &claimed {
+                Some(by) if !take_over => {
                     return Err(ClaimError::Refused(format!(
                         "the store is written by another controller ({by}), not this one ({id}): a controller removes the rows of every object it does not see, so two would delete each other's; give each its own database, or, if that controller is gone for good (its selector changed, say), start this one once with --take-over-store"
                     )));
                 }
-                tracing::warn!(from = %by, to = %id, "taking the store over from another controller");
+                Some(by) => {
+                    tracing::warn!(from = %by, to = %id, "taking the store over from another controller");
+                }
+                None if holds_managed_rows(conn).await? => {
+                    if !take_over {
+                        return Err(ClaimError::Refused(format!(
+                            "the store holds rows that `suborg apply` wrote, and no controller has claimed it: this controller ({id}) would remove every one its objects do not ask for; apply the same manifests to the cluster first and then start it once with --take-over-store, or give it a database of its own"
+                        )));
+                    }
+                    tracing::warn!(to = %id, "taking over a store that `suborg apply` wrote");
+                }
+                None => {}
             }
             let sql = "INSERT INTO suborg_claim (id, writer, claimed_at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET writer = excluded.writer, claimed_at = excluded.claimed_at";
             sqlx::query(sql)
@@ -77,6 +93,98 @@ pub(super) async fn check(
             }
             Ok(())
         }
+    }
+}
+
+/// The tables whose rows a writer manages (and so may prune).
+const MANAGED_TABLES: [&str; 8] = [
+    "organizations",
+    "memberships",
+    "groups",
+    "machine_identities",
+    "subject_memberships",
+    "org_resources",
+    "projects",
+    "project_memberships",
+];
+
+/// Whether any table holds a managed row.
+async fn holds_managed_rows(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    for table in MANAGED_TABLES {
+        // A fixed table name from the list above; nothing from outside enters the statement.
+        let sql = format!("SELECT 1 FROM {table} WHERE managed = 1 LIMIT 1");
+        if sqlx::query(&sql)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A label selector written one way, so that replicas started with the same selector spelled
+/// differently (`a=1,b=2` and `b=2, a=1`; `env in (x,y)` and `env in (y, x)`) share one claim.
+/// Requirements are comma-separated outside parentheses and their order does not matter; nor
+/// does the order of an `in`/`notin` set, or whitespace around operators and separators.
+fn canonical_selector(selector: &str) -> String {
+    let mut requirements = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in selector.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                requirements.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    requirements.push(current);
+    let mut requirements: Vec<String> = requirements
+        .iter()
+        .map(|r| canonical_requirement(r))
+        .filter(|r| !r.is_empty())
+        .collect();
+    requirements.sort();
+    requirements.dedup();
+    requirements.join(",")
+}
+
+/// One requirement: whitespace runs become one space, and none is kept beside an operator,
+/// a comma or a parenthesis; the values of a set are sorted.
+fn canonical_requirement(requirement: &str) -> String {
+    let words: Vec<&str> = requirement.split_whitespace().collect();
+    let joined = words.join(" ");
+    let mut out = String::new();
+    for (i, c) in joined.char_indices() {
+        let tight = |ch: char| matches!(ch, '=' | '!' | ',' | '(' | ')');
+        if c == ' ' {
+            let before = joined[..i].chars().next_back();
+            let after = joined[i + 1..].chars().next();
+            if before.is_some_and(tight) || after.is_some_and(tight) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    match (out.find('('), out.rfind(')')) {
+        (Some(open), Some(close)) if open < close => {
+            let mut values: Vec<&str> = out[open + 1..close].split(',').collect();
+            values.sort_unstable();
+            values.dedup();
+            format!(
+                "{}({}){}",
+                &out[..open],
+                values.join(","),
+                &out[close + 1..]
+            )
+        }
+        _ => out,
     }
 }
 
@@ -100,6 +208,32 @@ impl ClaimError {
         match self {
             ClaimError::Refused(message) => StoreError::Claimed(message),
             ClaimError::Query(e) => query(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_selector;
+
+    #[test]
+    fn selectors_spelled_differently_are_one_claim() {
+        for (a, b) in [
+            ("team=a,tier=web", "tier=web, team=a"),
+            (" team = a ", "team=a"),
+            ("env in (x,y),team!=b", "team != b , env in ( y , x )"),
+            ("!legacy,team", "team, !legacy"),
+            ("team=a,team=a", "team=a"),
+        ] {
+            assert_eq!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
+        }
+        for (a, b) in [
+            ("team=a", "team=b"),
+            ("env in (x)", "env notin (x)"),
+            ("team", "!team"),
+            ("team=a,tier=web", "team=a"),
+        ] {
+            assert_ne!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
         }
     }
 }

@@ -1199,7 +1199,8 @@ async fn two_writers_at_once_converge() {
 /// One controller writes a store. Another (another cluster or selector) would prune the first's
 /// rows on every sync, so it is refused, naming both, and nothing it planned is written;
 /// replicas of the first share its claim; a take-over is on purpose; the offline `apply`
-/// writes only a store no controller claimed, and claims none.
+/// writes only a store no controller claimed, and claims none, and a controller takes over
+/// what `apply` wrote only on purpose.
 #[tokio::test]
 async fn a_store_is_written_by_one_controller() {
     use suborg::store::Writer;
@@ -1214,7 +1215,26 @@ async fn a_store_is_written_by_one_controller() {
             count(&offline, "SELECT COUNT(*) FROM suborg_claim").await,
             0
         );
+        // What `apply` wrote is not the controller's to prune until it takes the store over.
         let a = open(Writer::controller("c1", Some("team=a"), false)).await;
+        let written = slugs_and_managed(&a).await;
+        let err = a.apply(&Desired::default(), PRUNE).await.unwrap_err();
+        assert!(matches!(err, StoreError::Claimed(_)), "{err:?}");
+        for part in [
+            "`suborg apply`",
+            r#"selector "team=a""#,
+            "--take-over-store",
+        ] {
+            assert!(err.to_string().contains(part), "{part}: {err}");
+        }
+        assert_eq!(
+            slugs_and_managed(&a).await,
+            written,
+            "{}: nothing pruned",
+            f.dsn
+        );
+        let once = open(Writer::controller("c1", Some("team=a"), true)).await;
+        once.apply(&acme(), PRUNE).await.unwrap();
         a.apply(&acme(), PRUNE).await.unwrap();
         let before = slugs_and_managed(&a).await;
         let b = open(Writer::controller("c1", Some("team=b"), false)).await;
@@ -1241,7 +1261,7 @@ async fn a_store_is_written_by_one_controller() {
             Err(StoreError::Claimed(_))
         ));
         // A replica of the first.
-        let replica = open(Writer::controller("c1", Some(" team=a "), false)).await;
+        let replica = open(Writer::controller("c1", Some(" team = a "), false)).await;
         assert!(replica.apply(&acme(), PRUNE).await.unwrap().is_empty());
         let err = offline.apply(&acme(), OPTS).await.unwrap_err();
         assert!(err.to_string().contains("written by a controller"), "{err}");
@@ -1252,7 +1272,7 @@ async fn a_store_is_written_by_one_controller() {
             a.apply(&acme(), PRUNE).await,
             Err(StoreError::Claimed(_))
         ));
-        for s in [offline, a, b, replica, elsewhere] {
+        for s in [offline, a, once, b, replica, elsewhere] {
             s.close().await;
         }
     }
