@@ -310,14 +310,15 @@ impl Caches {
 
     /// Takes a snapshot of the caches.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_with(HashSet::new())
+        self.snapshot_with(None)
     }
 
-    /// A snapshot of the caches, given the uids of the sub-organizations the store holds
-    /// ([`ObjectSet::stored`]).
-    pub fn snapshot_with(&self, stored: HashSet<String>) -> Snapshot {
+    /// A snapshot of the caches, given the uids of the organizations the store holds
+    /// ([`ObjectSet::stored`]) when they are known (`None` before a sync has read the store).
+    pub fn snapshot_with(&self, stored: Option<HashSet<String>>) -> Snapshot {
+        let known = stored.is_some();
         let mut set = ObjectSet {
-            stored,
+            stored: stored.unwrap_or_default(),
             ..ObjectSet::default()
         };
         let mut unreadable = Vec::new();
@@ -339,6 +340,13 @@ impl Caches {
         }
         let mut held = HashMap::new();
         for o in set.organizations.iter().filter(|o| deleting(*o)) {
+            // A root the store does not hold has no rows for its children's rows to need (it
+            // was refused, say for its name or slug, or never written), so nothing holds it;
+            // its children are refused with it. Before a sync has read the store, every root
+            // is held as if it had rows.
+            if known && !o.uid().is_some_and(|u| set.stored.contains(&u)) {
+                continue;
+            }
             let name = o.name_any();
             let mut kids: Vec<String> = children
                 .get(name.as_str())

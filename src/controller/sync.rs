@@ -542,11 +542,12 @@ impl Syncer {
             _ => None,
         };
         let started = Instant::now();
+        // What the store holds is known from a sync that read it; a failed one did not.
         let stored = state
             .result
             .as_ref()
-            .map(|r| r.index.organizations.keys().cloned().collect())
-            .unwrap_or_default();
+            .filter(|r| r.failure.is_none())
+            .map(|r| r.index.organizations.keys().cloned().collect());
         let snapshot = self.caches.snapshot_with(stored);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,

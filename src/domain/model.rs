@@ -45,7 +45,7 @@ pub struct ObjectSet {
     /// are not in the lists above; an OrgMembership may stay in them, refused, because what
     /// builds on it finds it by its subject, not its name.
     pub rejected: HashSet<ObjectKey>,
-    /// The uids of the sub-organizations whose rows the store holds (in a cluster, as the
+    /// The uids of the organizations (roots and subs) whose rows the store holds (in a cluster, as the
     /// last sync left it): one created in the very second its root's deletion began was there
     /// before it when the store holds it ([`super::organizations::joins_late`]).
     pub stored: HashSet<String>,

@@ -1389,6 +1389,59 @@ async fn a_root_being_deleted_is_held_while_sub_organizations_remain() {
     assert!(result.index.memberships.is_empty());
 }
 
+/// A root the rules refused has no rows, so its children (refused with it) hold nothing: its
+/// deletion goes through, for a slug taken by an older root as for a name taken by an older
+/// SubOrganization that names it as its parent.
+#[tokio::test]
+async fn a_refused_root_is_not_held_by_the_children_refused_with_it() {
+    let mut w = acme();
+    let younger = |mut o: Organization, uid: &str| {
+        o = stored(o, uid);
+        o.metadata.creation_timestamp = Some(Time("2026-02-01T00:00:00Z".parse().unwrap()));
+        o
+    };
+    let mut twin = org("twin");
+    twin.spec.slug = Some("acme".into());
+    let twin = younger(twin, "uid-twin");
+    let under_twin = stored(suborg("ops", "twin", &["bob@acme.example"]), "uid-ops");
+    let named = younger(org("self"), "uid-self-root");
+    let itself = stored(
+        suborg("self", "self", &["bob@acme.example"]),
+        "uid-self-sub",
+    );
+    for o in [twin.clone(), named.clone()] {
+        w.orgs
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
+    }
+    for s in [under_twin, itself] {
+        w.subs
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(s))));
+    }
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    assert_eq!(
+        ready(&status::organization(&twin, &result, now()).common).1,
+        "SlugConflict"
+    );
+    assert_eq!(
+        ready(&status::organization(&named, &result, now()).common).1,
+        "NameConflict"
+    );
+    for uid in ["uid-twin", "uid-ops", "uid-self-root", "uid-self-sub"] {
+        assert!(!result.index.organizations.contains_key(uid), "{uid}");
+    }
+    for o in [deleted(twin), deleted(named)] {
+        w.orgs
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
+    }
+    let result = syncer.sync().await;
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    // The rest of the tree is as it was.
+    assert!(result.index.organizations.contains_key("uid-acme"));
+    assert!(result.index.organizations.contains_key("uid-eng"));
+}
+
 // ---- The API calls of a reconcile, through a mock API server ----
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
