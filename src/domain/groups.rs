@@ -19,7 +19,7 @@ use kube::ResourceExt;
 
 use super::lookup::{Organizations, Owned, Presence, UserMembers};
 use super::model::{ObjectSet, Outcome, group_key, identity_key, ns_name};
-use super::placement::{Target, place};
+use super::placement::{Target, place, presence_of};
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
 use crate::api::{Group, GroupMember, GroupMemberKind, MachineIdentity, OrganizationKind};
@@ -46,18 +46,17 @@ fn check_identities<'a>(
     let mut identities = HashMap::with_capacity(set.identities.len());
     for (i, m) in set.identities.iter().enumerate() {
         let key = identity_key(m);
-        let ok = place(
+        let placed = place(
             orgs,
             &m.spec.organization_ref,
             &key,
             "machine identities",
             out,
-        )
-        .is_some();
-        if ok {
+        );
+        if placed.is_ok() {
             out.accepted.identities.push(i);
         }
-        identities.insert(ns_name(m), (Presence::of(ok), m));
+        identities.insert(ns_name(m), (presence_of(&placed, true), m));
     }
     identities
 }
@@ -80,9 +79,20 @@ fn check_groups<'a>(
     // Per group: may it be accepted as far as it alone goes, and which groups it nests.
     let mut fine = vec![false; n];
     let mut nested: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, g) in set.groups.iter().enumerate() {
+    // Every group placed before any nests another: whether one is refused for its namespace
+    // decides what a group naming it from elsewhere is told.
+    let placed: Vec<_> = set
+        .groups
+        .iter()
+        .map(|g| place(orgs, &g.spec.organization_ref, &group_key(g), "groups", out))
+        .collect();
+    let foreign: Vec<bool> = placed
+        .iter()
+        .map(|p| matches!(p, Err(Presence::Foreign)))
+        .collect();
+    for (i, (g, placed)) in set.groups.iter().zip(placed).enumerate() {
         let key = group_key(g);
-        let Some(target) = place(orgs, &g.spec.organization_ref, &key, "groups", out) else {
+        let Ok(target) = placed else {
             continue;
         };
         let users = match target.kind {
@@ -96,6 +106,7 @@ fn check_groups<'a>(
             key,
             target,
             index: &index,
+            foreign: &foreign,
             root_members,
         };
         fine[i] = group.check_members(users, &mut nested[i], out);
@@ -110,7 +121,12 @@ fn check_groups<'a>(
         if accepted {
             out.accepted.groups.push(i);
         }
-        groups.insert(ns_name(g), (Presence::of(accepted), g));
+        let presence = if foreign[i] {
+            Presence::Foreign
+        } else {
+            Presence::of(accepted)
+        };
+        groups.insert(ns_name(g), (presence, g));
     }
     groups
 }
@@ -121,9 +137,12 @@ enum Nested {
     Group(usize),
     /// An error that rejects the listing group.
     Refused(Problem),
-    /// A warning: the listed group does not exist, or is rejected on its own (and says why).
-    /// It is left out of the listing group, which stays, with the access everyone else has
-    /// through it, as a user whose membership is missing or refused is left out.
+    /// The listed group does not exist, or is rejected on its own (and says why): a warning;
+    /// or, named in another namespace, it is not one the listing group may nest: an error, as
+    /// for a project's wrong reference. Either way it is left out of the listing group, which
+    /// stays, with the access everyone else has through it, as a user whose membership is
+    /// missing or refused is left out: a namespace losing its delegation, or a group deleted
+    /// there, does not take away everyone's access through the groups that nest it.
     LeftOut(Problem),
 }
 
@@ -137,6 +156,8 @@ struct PlacedGroup<'s, 'a> {
     target: Target<'a>,
     /// Every group's index by `(namespace, name)`.
     index: &'s HashMap<(&'a str, &'a str), usize>,
+    /// Whether each group is refused for its namespace, by index.
+    foreign: &'s [bool],
     /// The roots' members: a sub-organization's admins are its members once they are theirs.
     root_members: &'s UserMembers<'s>,
 }
@@ -264,46 +285,51 @@ impl PlacedGroup<'_, '_> {
             ));
         }
         let (mns, mname) = id.split_once('/').unwrap_or_default();
-        match self.index.get(&(mns, mname)) {
-            Some(&k) if k == self.i => Nested::Refused(Problem::error(
+        let found = self.index.get(&(mns, mname)).copied();
+        let theirs = |k: usize| {
+            let owner = &self.set.groups[k].spec.organization_ref;
+            owner.kind == OrganizationKind::SubOrganization && owner.name == target.name
+        };
+        // Named in another namespace, a group that is not one this group may nest (absent,
+        // refused for its own namespace, or another organization's) gets one answer: whose it
+        // is, or whether it exists, goes unsaid.
+        if super::placement::across(key, mns)
+            && !found.is_some_and(|k| !self.foreign[k] && theirs(k))
+        {
+            return Nested::LeftOut(super::placement::unusable_elsewhere(
+                Reason::NestedGroupOutsideOrganization,
+                key,
+                field,
+                "Group",
+                id,
+                &format!(
+                    "Group {:?} of SubOrganization {:?}",
+                    self.g.name_any(),
+                    target.name
+                ),
+                "a sub-organization's groups may nest only its own groups",
+            ));
+        }
+        match found {
+            Some(k) if k == self.i => Nested::Refused(Problem::error(
                 Reason::GroupCycle,
                 key,
                 field,
                 format!("Group {id:?} lists itself: a group cannot contain itself"),
             )),
-            Some(&k) => {
+            Some(k) if !theirs(k) => {
                 let owner = &self.set.groups[k].spec.organization_ref;
-                let theirs =
-                    owner.kind == OrganizationKind::SubOrganization && owner.name == target.name;
-                if !theirs {
-                    // In another namespace, whose it is goes unsaid.
-                    if super::placement::across(key, mns) {
-                        return Nested::Refused(super::placement::unusable_elsewhere(
-                            Reason::NestedGroupOutsideOrganization,
-                            key,
-                            field,
-                            "Group",
-                            id,
-                            &format!(
-                                "Group {:?} of SubOrganization {:?}",
-                                self.g.name_any(),
-                                target.name
-                            ),
-                            "a sub-organization's groups may nest only its own groups",
-                        ));
-                    }
-                    return Nested::Refused(Problem::error(
-                        Reason::NestedGroupOutsideOrganization,
-                        key,
-                        field,
-                        format!(
-                            "Group {id:?} belongs to {} {:?}, not SubOrganization {:?}: a sub-organization's groups may nest only its own groups",
-                            owner.kind, owner.name, target.name
-                        ),
-                    ));
-                }
-                Nested::Group(k)
+                Nested::Refused(Problem::error(
+                    Reason::NestedGroupOutsideOrganization,
+                    key,
+                    field,
+                    format!(
+                        "Group {id:?} belongs to {} {:?}, not SubOrganization {:?}: a sub-organization's groups may nest only its own groups",
+                        owner.kind, owner.name, target.name
+                    ),
+                ))
             }
+            Some(k) => Nested::Group(k),
             None if self
                 .set
                 .rejected

@@ -26,6 +26,10 @@ pub(super) enum Presence {
     /// not started. It grants nothing, so nothing may build on it (rule 7: a role expires on
     /// time, and with it what it let in).
     Idle,
+    /// Refused for its namespace (`NamespaceNotAllowed`): the organization it names does not
+    /// admit it, so it belongs to none. Named from another namespace it is as good as absent:
+    /// what that namespace is told must not show that it exists.
+    Foreign,
 }
 
 impl Presence {

@@ -476,11 +476,13 @@ fn visible_in(
             "only its root Organization's groups and identities can be added to it",
         ))
     };
-    let owner = match owned.find(kind, subject) {
+    let found = owned.find(kind, subject);
+    if across(key, ns) && !target.may_use_across(found) {
+        return elsewhere();
+    }
+    let owner = match found {
         Some((Presence::Accepted, owner)) => owner,
-        Some((_, owner)) if across(key, ns) && !target.own_or_roots(owner) => return elsewhere(),
         Some(_) => return Visibility::Quiet,
-        None if across(key, ns) => return elsewhere(),
         None if set
             .rejected
             .contains(&ObjectKey::namespaced(what, ns, name)) =>
@@ -512,7 +514,6 @@ fn visible_in(
                 ),
             ))
         }
-        _ if across(key, ns) => elsewhere(),
         _ => Visibility::Refused(Problem::error(
             Reason::SubjectNotVisible,
             key,

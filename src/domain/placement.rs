@@ -28,6 +28,13 @@ impl Target<'_> {
         (owner.kind == self.kind && owner.name == self.name)
             || (owner.kind == OrganizationKind::Organization && owner.name == self.root)
     }
+
+    /// Whether `found`, a group or identity named from another namespace, is one the target
+    /// could use: declared, not refused for its own namespace, and the target's own or its
+    /// root's. Anything else gets [`unusable_elsewhere`]'s one answer.
+    pub(super) fn may_use_across(&self, found: Option<(Presence, &OrganizationRef)>) -> bool {
+        found.is_some_and(|(p, owner)| p != Presence::Foreign && self.own_or_roots(owner))
+    }
 }
 
 /// What an object's target resolved to.
@@ -166,34 +173,43 @@ pub(super) fn admission(
     }
 }
 
-/// Resolves an owner and checks delegation, reporting what is wrong; `None` when the object
-/// cannot be placed (reported here, or quietly when its organization is rejected on its own).
+/// Resolves an owner and checks delegation, reporting what is wrong. When the object cannot
+/// be placed (reported here, or quietly when its organization is rejected on its own), what
+/// it is: [`Presence::Foreign`] when its namespace is refused, else [`Presence::Rejected`].
 pub(super) fn place<'a>(
     orgs: &Organizations<'a>,
     r: &'a OrganizationRef,
     key: &ObjectKey,
     what: &str,
     out: &mut Outcome,
-) -> Option<Target<'a>> {
+) -> Result<Target<'a>, Presence> {
     let target = match resolve(orgs, r, key) {
         Resolved::Found(t) => t,
-        Resolved::Rejected => return None,
+        Resolved::Rejected => return Err(Presence::Rejected),
         Resolved::Missing(p) => {
             out.problems.push(p);
-            return None;
+            return Err(Presence::Rejected);
         }
     };
     match admission(orgs, &target, key, what) {
-        Admission::Admitted => Some(target),
+        Admission::Admitted => Ok(target),
         Admission::Unknown(p) => {
             out.problems.push(p);
-            Some(target)
+            Ok(target)
         }
         Admission::Refused(p) => {
             out.problems.push(p);
-            None
+            Err(Presence::Foreign)
         }
-        Admission::Quiet => None,
+        Admission::Quiet => Err(Presence::Rejected),
+    }
+}
+
+/// How an object that `place` placed (`placed`) and whose own checks came to `ok` is present.
+pub(super) fn presence_of<T>(placed: &Result<T, Presence>, ok: bool) -> Presence {
+    match placed {
+        Err(p) => *p,
+        Ok(_) => Presence::of(ok),
     }
 }
 

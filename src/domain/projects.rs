@@ -28,7 +28,7 @@ use super::model::{
     ObjectSet, Outcome, by_precedence, describe_org, namespaced_key, ns_name, subject_id_of,
 };
 use super::placement::{
-    Admission, Resolved, Target, across, admission, place, resolve, unusable_elsewhere,
+    Admission, Resolved, Target, across, admission, place, presence_of, resolve, unusable_elsewhere,
 };
 use super::problem::{ObjectKey, Problem, Reason};
 use super::resources::Found;
@@ -52,7 +52,8 @@ pub(super) fn check_projects<'a>(
         let key = namespaced_key(p);
         let (ns, name) = ns_name(p);
         let owner = &p.spec.organization_ref;
-        let mut ok = place(orgs, owner, &key, "projects", out).is_some();
+        let placed = place(orgs, owner, &key, "projects", out);
+        let mut ok = placed.is_ok();
         if ok {
             let slug = effective_slug(name, p.spec.slug.as_deref());
             match slugs.get(&(owner.kind, owner.name.as_str(), slug)) {
@@ -82,7 +83,7 @@ pub(super) fn check_projects<'a>(
         if ok {
             out.accepted.projects.push(i);
         }
-        projects.insert((ns, name), (Presence::of(ok), p));
+        projects.insert((ns, name), (presence_of(&placed, ok), p));
     }
     out.accepted.projects.sort_unstable();
     projects
@@ -341,7 +342,23 @@ fn place_membership<'a>(
     let r = &m.spec.project_ref;
     let project_name = r.qualified(ns);
     let pns = r.namespace.as_deref().unwrap_or(ns);
-    let project = match projects.get(&(pns, r.name.as_str())) {
+    let found = projects.get(&(pns, r.name.as_str()));
+    // Named in another namespace, a project whose organization does not admit this one (or
+    // that does not exist, or is refused for its own namespace) gets one answer, which names
+    // no organization; and the membership takes no part, as one refused for its namespace.
+    if across(&key, pns) && !usable_across(orgs, found, &key) {
+        out.problems.push(unusable_elsewhere(
+            Reason::ReferenceNotFound,
+            &key,
+            "spec.projectRef",
+            "Project",
+            &project_name,
+            &format!("a ProjectMembership in namespace {ns:?}"),
+            "create the membership in a namespace the project's organization admits (its spec.memberNamespaces), or fix spec.projectRef",
+        ));
+        return Place::Refused;
+    }
+    let project = match found {
         Some((Presence::Accepted, p)) => *p,
         Some(_) => return Place::Stop,
         None if orgs
@@ -385,6 +402,29 @@ fn place_membership<'a>(
         subject,
         errors: Vec::new(),
     })
+}
+
+/// Whether a project membership in the namespace of `key` may name `found`, a project in
+/// another namespace: it exists, is not refused for its own namespace, and its organization
+/// admits the membership's namespace.
+fn usable_across(
+    orgs: &Organizations<'_>,
+    found: Option<&(Presence, &Project)>,
+    key: &ObjectKey,
+) -> bool {
+    let Some((presence, project)) = found else {
+        return false;
+    };
+    if *presence == Presence::Foreign {
+        return false;
+    }
+    match resolve(orgs, &project.spec.organization_ref, key) {
+        Resolved::Found(target) => matches!(
+            admission(orgs, &target, key, "project memberships"),
+            Admission::Admitted | Admission::Unknown(_)
+        ),
+        Resolved::Rejected | Resolved::Missing(_) => false,
+    }
 }
 
 /// The checks every project membership ends with: its roles, and one membership per subject.
@@ -572,9 +612,9 @@ impl Placed<'_> {
                 "use the organization's own, or for a sub-organization its root's once added to it",
             )
         };
-        let problem = match members.owned.find(kind, subject) {
-            None if elsewhere => unusable(),
-            Some((_, o)) if elsewhere && !target.own_or_roots(o) => unusable(),
+        let found = members.owned.find(kind, subject);
+        let problem = match found {
+            _ if elsewhere && !target.may_use_across(found) => unusable(),
             None => error(
                 Reason::SubjectNotFound,
                 "spec.subject.name",

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 
 use super::lookup::{Organizations, Presence};
 use super::model::{ObjectSet, Outcome, describe_org, namespaced_key, ns_name};
-use super::placement::{place, unusable_elsewhere};
+use super::placement::{place, presence_of, unusable_elsewhere};
 use super::problem::{ObjectKey, Problem, Reason};
 use crate::api::{LocalObjectRef, OrgResource, OrganizationRef};
 
@@ -54,7 +54,8 @@ fn check_kind<'a, K: OrgResource>(
     for (i, o) in list.iter().enumerate() {
         let key = namespaced_key(o);
         let (ns, _) = ns_name(o);
-        let mut ok = place(orgs, o.organization_ref(), &key, what, out).is_some();
+        let placed = place(orgs, o.organization_ref(), &key, what, out);
+        let mut ok = placed.is_ok();
         if let Some(c) = o.credentials_ref()
             && let Some(other) = c.namespace.as_deref().filter(|n| *n != ns)
         {
@@ -87,7 +88,7 @@ fn check_kind<'a, K: OrgResource>(
         if ok {
             accepted.push(i);
         }
-        checked.insert(ns_name(o), (Presence::of(ok), o.organization_ref()));
+        checked.insert(ns_name(o), (presence_of(&placed, ok), o.organization_ref()));
     }
     (checked, accepted)
 }
@@ -129,7 +130,10 @@ pub(super) fn reference(
     let qualified = r.qualified(own_namespace);
     // Named in another namespace: one answer for all that the object cannot use.
     if ns != own_namespace
-        && !matches!(checked.get(&(ns, r.name.as_str())), Some((_, o)) if *o == owner)
+        && !matches!(
+            checked.get(&(ns, r.name.as_str())),
+            Some((p, o)) if *o == owner && *p != Presence::Foreign
+        )
     {
         return Found::Problem(unusable_elsewhere(
             Reason::ResourceNotInOrganization,

@@ -432,7 +432,8 @@ fn what_waits_for_a_refused_object_says_which() {
     );
 
     // eng's app connection, relay and gateway wait for eng; a root gateway whose relay is
-    // refused (in a namespace acme does not admit) waits for that relay.
+    // refused for its namespace (one acme does not admit) does not wait for it: from another
+    // namespace that relay is as good as absent, and the gateway is told so.
     set.connections.push(connection(
         "team-eng",
         "github",
@@ -481,8 +482,17 @@ fn what_waits_for_a_refused_object_says_which() {
             "{kind} {name}: {why}"
         );
     }
-    let why = &w[&ObjectKey::namespaced("Gateway", "platform", "root-gw")];
-    assert!(why.contains("Relay team-eng/root-relay"), "{why}");
+    assert!(!w.contains_key(&ObjectKey::namespaced("Gateway", "platform", "root-gw")));
+    let told = problems_on(&o, "root-gw");
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(told[0].reason, Reason::ResourceNotInOrganization);
+    assert!(
+        told[0]
+            .message
+            .contains("Relay \"team-eng/root-relay\" is not one Gateway \"root-gw\""),
+        "{}",
+        told[0].message
+    );
 }
 
 #[test]
@@ -762,11 +772,13 @@ fn a_membership_refused_for_its_namespace_holds_no_place() {
     let o = check(&set, now());
     let mut got = reasons(&o);
     got.sort();
-    assert_eq!(
-        got,
-        ["x-alice", "x-bob", "x-invite", "x-ivan", "x-mallory"]
-            .map(|n| (n.to_string(), Reason::NamespaceNotAllowed))
-    );
+    // The invite names a project in another namespace whose organization does not admit its
+    // own: the one answer for a name it cannot use, which does not name the organization.
+    let mut want = ["x-alice", "x-bob", "x-ivan", "x-mallory"]
+        .map(|n| (n.to_string(), Reason::NamespaceNotAllowed))
+        .to_vec();
+    want.insert(2, ("x-invite".to_string(), Reason::ReferenceNotFound));
+    assert_eq!(got, want);
     let accepted: Vec<&str> = o
         .accepted
         .memberships
@@ -796,4 +808,174 @@ fn an_invite_held_back_by_a_refused_root_membership_names_it() {
     let w = waiting(&set, &o);
     let why = &w[&ObjectKey::namespaced("ProjectMembership", "platform", "billing-alice")];
     assert!(why.contains("(OrgMembership platform/acme-alice)"), "{why}");
+}
+
+/// What a namespace is told about a name in another namespace that it cannot use does not
+/// depend on what is there: nothing, another organization's object, or one that claims its
+/// own organization but is refused for its namespace. Each reference from a delegated
+/// namespace gets the same problems, word for word, in all three cases.
+#[test]
+fn a_name_in_another_namespace_gets_one_answer_whatever_is_there() {
+    use OrganizationKind::{Organization as Root, SubOrganization as Sub};
+    let base = || ObjectSet {
+        organizations: vec![org("acme")],
+        sub_organizations: vec![
+            suborg("eng", "acme", &["bob@x.io"]),
+            suborg("ops", "acme", &["bob@x.io"]),
+        ],
+        memberships: vec![
+            root_member("platform", "acme", "bob@x.io"),
+            sub_member("team-eng", "eng", "bob@x.io"),
+        ],
+        projects: vec![project("team-eng", "api", Sub, "eng")],
+        namespaces: [
+            ("platform".to_string(), labels("acme")),
+            ("team-eng".to_string(), labels("eng")),
+            ("team-ops".to_string(), labels("ops")),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let mut nests = group("team-eng", "all", Sub, "eng", vec![]);
+    nests.spec.members = vec![GroupMember {
+        namespace: Some("team-ops".into()),
+        ..nested("x")
+    }];
+    let mut uses = project("team-eng", "web", Sub, "eng");
+    uses.spec.app_connections = vec![LocalObjectRef {
+        name: "x".into(),
+        namespace: Some("team-ops".into()),
+    }];
+    let mut joins = project_user("team-eng", "joins", "x", "bob@x.io");
+    joins.spec.project_ref.namespace = Some("team-ops".into());
+    // (what refers, the name it refers to as the three things it may find there)
+    type Add = fn(&mut ObjectSet, Option<(OrganizationKind, &str)>);
+    let group_there: Add = |set, owner| {
+        if let Some((kind, name)) = owner {
+            set.groups.push(group("team-ops", "x", kind, name, vec![]));
+        }
+    };
+    let identity_there: Add = |set, owner| {
+        if let Some((kind, name)) = owner {
+            set.identities.push(identity("team-ops", "x", kind, name));
+        }
+    };
+    let connection_there: Add = |set, owner| {
+        if let Some((kind, name)) = owner {
+            set.connections
+                .push(connection("team-ops", "x", kind, name));
+        }
+    };
+    let project_there: Add = |set, owner| {
+        if let Some((kind, name)) = owner {
+            set.projects.push(project("team-ops", "x", kind, name));
+        }
+    };
+    let cases: Vec<(
+        &str,
+        Box<dyn Fn(&mut ObjectSet)>,
+        Add,
+        (OrganizationKind, &str),
+    )> = vec![
+        (
+            "add-group",
+            Box::new(|s: &mut ObjectSet| {
+                s.memberships.push(subject_in(
+                    "team-eng",
+                    "add-group",
+                    Sub,
+                    "eng",
+                    SubjectKind::Group,
+                    "x",
+                    Some("team-ops"),
+                ))
+            }),
+            group_there,
+            (Root, "acme"),
+        ),
+        (
+            "add-identity",
+            Box::new(|s: &mut ObjectSet| {
+                s.memberships.push(subject_in(
+                    "team-eng",
+                    "add-identity",
+                    Sub,
+                    "eng",
+                    SubjectKind::MachineIdentity,
+                    "x",
+                    Some("team-ops"),
+                ))
+            }),
+            identity_there,
+            (Root, "acme"),
+        ),
+        (
+            "all",
+            Box::new(move |s: &mut ObjectSet| s.groups.push(nests.clone())),
+            group_there,
+            (Sub, "eng"),
+        ),
+        (
+            "web",
+            Box::new(move |s: &mut ObjectSet| s.projects.push(uses.clone())),
+            connection_there,
+            (Sub, "eng"),
+        ),
+        (
+            "joins",
+            Box::new(move |s: &mut ObjectSet| s.project_memberships.push(joins.clone())),
+            project_there,
+            (Sub, "eng"),
+        ),
+        (
+            "in-api",
+            Box::new(|s: &mut ObjectSet| {
+                s.project_memberships.push(project_subject(
+                    "team-eng",
+                    "in-api",
+                    "api",
+                    SubjectKind::Group,
+                    "x",
+                    Some("team-ops"),
+                ))
+            }),
+            group_there,
+            (Root, "acme"),
+        ),
+    ];
+    for (name, add_referrer, add_target, claimed) in &cases {
+        let answers: Vec<Vec<(Reason, String, String)>> = [
+            None,
+            Some((Sub, "ops")),
+            // Claims what the referrer could use, from a namespace that does not admit it.
+            Some(*claimed),
+        ]
+        .into_iter()
+        .map(|there| {
+            let mut set = base();
+            add_referrer(&mut set);
+            add_target(&mut set, there);
+            let o = check(&set, now());
+            problems_on(&o, name)
+                .into_iter()
+                .map(|p| (p.reason, p.field.clone(), p.message.clone()))
+                .collect()
+        })
+        .collect();
+        assert!(
+            answers[0]
+                .iter()
+                .any(|(_, _, m)| m.contains("is not one") && m.contains("there is no such")),
+            "{name}: {:#?}",
+            answers[0]
+        );
+        assert_eq!(
+            answers[0], answers[1],
+            "{name}: missing vs another organization's"
+        );
+        assert_eq!(
+            answers[0], answers[2],
+            "{name}: missing vs refused for its namespace"
+        );
+    }
 }

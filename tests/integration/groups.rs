@@ -2,9 +2,9 @@
 
 use k8s_openapi::jiff::Timestamp;
 use suborg::api::*;
-use suborg::domain::Reason;
 use suborg::domain::check;
 use suborg::domain::model::{ObjectSet, Outcome};
+use suborg::domain::{Reason, Severity};
 
 use crate::fixtures::*;
 
@@ -355,12 +355,14 @@ fn nesting_is_for_a_sub_organization_own_groups() {
         "{m}"
     );
     assert!(!m.contains("\"ops\""), "{m}");
-    assert_eq!(o.accepted.groups, [0, 2, 3]);
+    // all stays, without what it may not nest; root-b nests at all and is refused.
+    assert_eq!(o.accepted.groups, [0, 2, 3, 4]);
 }
 
 /// A nested group refused on its own (here: its namespace lost its delegation) is left out of
-/// the group that lists it, with a warning, like a user whose membership is refused: the outer
-/// group, and everyone's access through it, stays.
+/// the group that lists it, like a user whose membership is refused: the outer group, and
+/// everyone's access through it, stays. Named from another namespace, it gets the one answer
+/// for what that namespace cannot use (an error on the outer group, which stays all the same).
 #[test]
 fn a_refused_nested_group_is_left_out_and_the_group_stays() {
     let mut set = base();
@@ -388,27 +390,35 @@ fn a_refused_nested_group_is_left_out_and_the_group_stays() {
     assert_eq!(
         got,
         [
-            ("all".into(), Reason::GroupMemberNotInOrganization),
+            ("all".into(), Reason::NestedGroupOutsideOrganization),
             ("leads".into(), Reason::NamespaceNotAllowed)
         ]
     );
     assert_eq!(o.accepted.groups, [1], "all stays, leads is refused");
-    let m = message(&o, Reason::GroupMemberNotInOrganization);
+    let told = |o: &Outcome| {
+        let p = problems_on(o, "all");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        (p[0].severity, p[0].field.clone(), p[0].message.clone())
+    };
+    let refused = told(&o);
+    assert_eq!(refused.0, Severity::Error);
+    assert_eq!(refused.1, "spec.members[1]");
     assert!(
-        m.contains("\"team-eng-2/leads\" is not accepted") && m.contains("left out"),
-        "{m}"
+        refused.2.contains(
+            "\"team-eng-2/leads\" is not one Group \"all\" of SubOrganization \"eng\" can use"
+        ),
+        "{}",
+        refused.2
     );
-    let field = o
-        .problems
-        .iter()
-        .find(|p| p.reason == Reason::GroupMemberNotInOrganization)
-        .unwrap()
-        .field
-        .clone();
-    assert_eq!(field, "spec.members[1]");
 
-    // Deleted: left out the same way, with a warning that it does not exist.
+    // Deleted: the same answer, word for word, and all stays.
     set.groups.remove(0);
+    let o = check(&set, now());
+    assert_eq!(told(&o), refused);
+    assert_eq!(o.accepted.groups, [0], "all stays");
+
+    // In the group's own namespace, a missing group is only left out, with a warning.
+    set.groups[0].spec.members[1].namespace = None;
     let o = check(&set, now());
     assert_eq!(problems(&o), [("all".into(), Reason::SubjectNotFound)]);
     assert!(o.problems.iter().all(|p| !p.is_error()), "{:?}", o.problems);

@@ -861,10 +861,23 @@ fn project_memberships_follow_delegation_and_are_unique() {
     assert_eq!(
         problems(&o),
         [
-            ("sneaky".into(), Reason::NamespaceNotAllowed),
+            ("sneaky".into(), Reason::ReferenceNotFound),
             ("api-carol-again".into(), Reason::DuplicateMembership),
         ]
     );
+    // Named from a namespace eng does not admit, eng's project gets the answer a missing one
+    // gets: which organization it belongs to goes unsaid.
+    let m = message(&o, Reason::ReferenceNotFound);
+    assert!(
+        m.contains("Project \"team-eng/api\" is not one a ProjectMembership in namespace \"elsewhere\" can use"),
+        "{m}"
+    );
+    assert!(!m.contains("\"eng\""), "{m}");
+    // From a namespace eng admits, the project in another namespace is usable.
+    set.namespaces.insert("team-eng-2".into(), labels("eng"));
+    set.project_memberships[0].metadata.namespace = Some("team-eng-2".into());
+    let o = check(&set, now());
+    assert!(problems_on(&o, "sneaky").is_empty(), "{:#?}", o.problems);
 }
 
 mod properties {
