@@ -323,3 +323,14 @@ pub struct CommonStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
+
+/// The URL query (or fragment) parameters that carry a credential, as a regular expression's
+/// alternatives: what an app connection's `config` and a SAML metadata URL may not hold. A
+/// macro, so that the CEL rules built from it stay `&'static str` constants (`concat!`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! credential_url_params {
+    () => {
+        "access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|sas_token|sastoken"
+    };
+}

@@ -103,6 +103,14 @@ pub const URL_NO_USERINFO_RULE: &str = r"!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*
 /// What [`URL_NO_USERINFO_RULE`] says when broken.
 pub const URL_NO_USERINFO_MESSAGE: &str = "sso URLs carry no user or password (https://user:password@host): the store keeps the URL as written, and credentials belong in a Secret; give the URL without them";
 
+/// The CEL rule that keeps a credential out of a SAML metadata URL's query or fragment: those
+/// an app connection's `config` may not hold in a URL, and `key` and `code`.
+pub const METADATA_URL_NO_CREDENTIAL_RULE: &str = concat!(
+    r"!self.matches('[?&#](?i:",
+    crate::credential_url_params!(),
+    r"|key|code)=')"
+);
+
 /// OpenID Connect settings. The client secret stays in a Kubernetes Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -131,7 +139,7 @@ pub struct Saml {
     #[schemars(length(min = 9, max = 2048), regex(pattern = HTTPS_URL_PATTERN))]
     #[x_kube(
         validation = Rule::new(URL_NO_USERINFO_RULE).message(URL_NO_USERINFO_MESSAGE),
-        validation = Rule::new("!self.matches('[?&](?i:access_token|id_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|key|code|sig|signature)=')").message("sso metadataUrl carries no credential in its query (token, secret, password, key, signature): the store keeps the URL as written; give one the identity provider serves without it")
+        validation = Rule::new(METADATA_URL_NO_CREDENTIAL_RULE).message("sso metadataUrl carries no credential in its query or fragment (token, secret, password, key, signature): the store keeps the URL as written; give one the identity provider serves without it")
     )]
     pub metadata_url: String,
     /// Entity id of the service provider, as registered with the identity provider.

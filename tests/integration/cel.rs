@@ -384,6 +384,8 @@ fn authentication_settings() {
     for url in [
         "https://login.example/metadata?access_token=abc",
         "https://login.example/metadata?appid=1&sig=abc",
+        "https://login.example/metadata?appid=1&X-Amz-Signature=abc",
+        "https://login.example/metadata#token=abc",
         "https://u:p@login.example/metadata",
     ] {
         sso(&mut o).saml.as_mut().unwrap().metadata_url = url.into();
@@ -474,6 +476,11 @@ fn connection_config_holds_no_credentials() {
         "apikey_value",
         "secretData",
         "privateKeyB64",
+        "PRIVATE_KEY_PEM",
+        "privateKeyJson",
+        "sas",
+        "blob_sas",
+        "storageSas",
     ] {
         let m = config_messages(&mut c, key, "x");
         assert_eq!(m.len(), 1, "{key}: {m:?}");
@@ -499,6 +506,8 @@ fn connection_config_holds_no_credentials() {
         "publickey",
         "monkey",
         "hotkeys",
+        "sasl",
+        "saslMechanism",
         "endpoint",
         "url",
         "sessionTimeout",
@@ -536,6 +545,11 @@ fn connection_config_holds_no_credentials() {
         "host=db; pwd = hunter2",
         "https://h.example/x?access_token=abc",
         "https://h.example/x?a=1&sig=abc",
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF",
+        "https://b.s3.example/k?X-Amz-Algorithm=AWS4&X-Amz-Signature=abc",
+        "https://b.s3.example/k?X-Amz-Security-Token=abc",
+        "https://app.example/cb#access_token=abc&state=1",
+        "https://acct.blob.example/c?sv=2022&sas_token=abc",
     ] {
         let m = config_messages(&mut c, "settings", value);
         assert_eq!(m.len(), 1, "{value}: {m:?}");
@@ -546,7 +560,9 @@ fn connection_config_holds_no_credentials() {
     }
     for value in [
         "-----BEGIN CERTIFICATE-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----",
         "https://h.example/x?region=eu&tokenUrl=y",
+        "https://h.example/docs#section-2",
         "passwordPolicy=strict",
         "Server=db;Database=app",
     ] {
