@@ -49,7 +49,7 @@ pub const CONFIG_NO_SECRET_VALUE_RULE: &str = concat!(
     r")='))"
 );
 /// What [`CONFIG_NO_SECRET_VALUE_RULE`] says when broken.
-pub const CONFIG_NO_SECRET_VALUE_MESSAGE: &str = "holds non-secret settings only: a private key, or a password or token in a connection string or a URL's query, belongs in the Secret named by credentialsRef";
+pub const CONFIG_NO_SECRET_VALUE_MESSAGE: &str = "holds non-secret settings only: a private key, or a password or token in a connection string or a URL's query or fragment, belongs in the Secret named by credentialsRef";
 /// What [`CONFIG_NO_CREDENTIALS_RULE`] says when broken.
 pub const CONFIG_NO_CREDENTIALS_MESSAGE: &str = "holds non-secret settings only: a key that names a password, secret, token or key belongs in the Secret named by credentialsRef";
 
