@@ -35,6 +35,10 @@ pub struct Verdict {
     pub reason: String,
     /// What a person can act on.
     pub message: String,
+    /// Whether a `Ready` that is not `True` waits for something that needs no change to the
+    /// object (kstatus `Reconciling`, not `Stalled`): see [`is_waiting`], and a problem that
+    /// [clears on its own](Problem::clears_on_its_own).
+    pub waiting: bool,
 }
 
 fn describe(p: &Problem) -> String {
@@ -70,6 +74,7 @@ pub fn verdict(
     if let Some(first) = errors.first() {
         return Verdict {
             status: "False",
+            waiting: errors.iter().all(|p| p.clears_on_its_own),
             reason: first.reason.as_str().to_owned(),
             message: kept_note(
                 errors
@@ -87,12 +92,14 @@ pub fn verdict(
             return Verdict {
                 status: "False",
                 reason: "DependencyNotReady".to_owned(),
+                waiting: true,
                 message: format!("{waits}; meanwhile the store cannot be written"),
             };
         }
         return Verdict {
             status: "False",
             reason: f.reason.to_owned(),
+            waiting: is_waiting(f.reason),
             message: format!("{}; retrying", f.message),
         };
     }
@@ -100,6 +107,7 @@ pub fn verdict(
         return Verdict {
             status: "False",
             reason: "StoreConflict".to_owned(),
+            waiting: false,
             message: kept_note(message.clone()),
         };
     }
@@ -112,6 +120,7 @@ pub fn verdict(
         return Verdict {
             status: "False",
             reason: HAS_SUB_ORGANIZATIONS.to_owned(),
+            waiting: true,
             message: if going {
                 format!(
                     "being deleted: it leaves the store as soon as its sub-organizations, being deleted too, are gone: {}",
@@ -129,6 +138,7 @@ pub fn verdict(
         return Verdict {
             status: "False",
             reason: "DependencyNotReady".to_owned(),
+            waiting: true,
             message: kept_note(waits_for(key, result).to_owned()),
         };
     }
@@ -147,6 +157,7 @@ pub fn verdict(
             Verdict {
                 status: "True",
                 reason: "Synced".to_owned(),
+                waiting: false,
                 message,
             }
         }
@@ -156,6 +167,7 @@ pub fn verdict(
         None => Verdict {
             status: "False",
             reason: "DependencyNotReady".to_owned(),
+            waiting: true,
             message: format!("not in the store: {}", waits_for(key, result)),
         },
     }
@@ -215,7 +227,8 @@ pub fn ready_condition(
 
 /// Whether a `Ready` that is not `True` for `reason` waits for something that needs no change
 /// to the object (another object, the store, a deletion's order): kstatus's `Reconciling`, not
-/// `Stalled`.
+/// `Stalled`. A broken rule's reason is not one, but the problem itself may say it clears on
+/// its own ([`Verdict::waiting`]).
 pub fn is_waiting(reason: &str) -> bool {
     matches!(
         reason,
@@ -234,7 +247,7 @@ fn progress_condition(
     if verdict.status == "True" {
         return None;
     }
-    let type_ = if is_waiting(&verdict.reason) {
+    let type_ = if verdict.waiting {
         CONDITION_RECONCILING
     } else {
         CONDITION_STALLED

@@ -228,7 +228,7 @@ impl PlacedGroup<'_, '_> {
                     self.g.name_any()
                 ),
             )),
-            Some(Presence::Idle) => Some(Problem::warning(
+            Some(p) if p.is_idle() => Some(Problem::warning(
                 Reason::GroupMemberNotInOrganization,
                 &self.key,
                 format!("{field}.email"),

@@ -30,9 +30,18 @@ pub(super) enum Presence {
     /// admit it, so it belongs to none. Named from another namespace it is as good as absent:
     /// what that namespace is told must not show that it exists.
     Foreign,
+    /// Like [`Presence::Idle`], but one of its roles starts later: what builds on it waits
+    /// for a time, not for a change to any object (kstatus `Reconciling`, not `Stalled`).
+    Pending,
 }
 
 impl Presence {
+    /// Whether it is accepted with no role in effect now ([`Presence::Idle`] or
+    /// [`Presence::Pending`]).
+    pub(super) fn is_idle(self) -> bool {
+        matches!(self, Presence::Idle | Presence::Pending)
+    }
+
     /// `Accepted` when a check found no error, else `Rejected`.
     pub(super) fn of(ok: bool) -> Self {
         if ok {

@@ -25,7 +25,7 @@ use super::placement::{
 };
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
-use super::temporary::{any_in_effect, check_roles};
+use super::temporary::{any_in_effect, any_pending, check_roles};
 use crate::api::{OrgMembership, OrganizationKind, SubjectKind};
 
 /// Phase 5: users' memberships of root organizations.
@@ -117,15 +117,18 @@ pub(super) fn check_sub_users<'a>(
         }
         match root_members.get(&(target.root, subject.clone())) {
             Some(Presence::Accepted) => {}
-            Some(Presence::Idle) => errors.push(Problem::error(
-                Reason::SubjectNotInRoot,
-                &key,
-                "spec.subject.email",
-                format!(
-                    "user {subject:?}'s membership of root Organization {:?} has {IDLE}, so they cannot be in SubOrganization {:?}: a sub-organization's members are members of its root",
-                    target.root, target.name
-                ),
-            )),
+            Some(p) if p.is_idle() => errors.push(
+                Problem::error(
+                    Reason::SubjectNotInRoot,
+                    &key,
+                    "spec.subject.email",
+                    format!(
+                        "user {subject:?}'s membership of root Organization {:?} has {IDLE}, so they cannot be in SubOrganization {:?}: a sub-organization's members are members of its root",
+                        target.root, target.name
+                    ),
+                )
+                .clearing_on_its_own(*p == Presence::Pending),
+            ),
             Some(_) => {
                 // The root membership is rejected and says why; this one is held back, and
                 // what depends on it (a group listing the user, a project) waits for it.
@@ -231,10 +234,15 @@ pub(super) fn check_groups_and_identities<'a>(
 }
 
 /// How a membership that `ok` says was accepted or not counts for what builds on it: an
-/// accepted one with no role in effect at `now` is [`Presence::Idle`].
+/// accepted one with no role in effect at `now` is [`Presence::Pending`] when one starts
+/// later, else [`Presence::Idle`].
 fn standing(ok: bool, m: &OrgMembership, now: Timestamp) -> Presence {
     if ok && !any_in_effect(&m.spec.roles, &m.metadata, now) {
-        Presence::Idle
+        if any_pending(&m.spec.roles, &m.metadata, now) {
+            Presence::Pending
+        } else {
+            Presence::Idle
+        }
     } else {
         Presence::of(ok)
     }

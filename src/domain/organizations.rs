@@ -293,12 +293,13 @@ pub(super) fn check_admins_are_members(
             }
             let kept =
                 format!("the sub-organization stays in the store, without {admin:?} as its admin");
-            let message = match root_members.get(&(root, normalize_email(admin))) {
+            let standing = root_members.get(&(root, normalize_email(admin)));
+            let message = match standing {
                 Some(Presence::Accepted) => {
                     out.accepted.admins.push((i, j));
                     continue;
                 }
-                Some(Presence::Idle) => format!(
+                Some(p) if p.is_idle() => format!(
                     "admin {admin:?}'s membership of root Organization {root:?} has {}; {kept} until one of its roles is in effect",
                     super::memberships::IDLE
                 ),
@@ -309,12 +310,15 @@ pub(super) fn check_admins_are_members(
                     "admin {admin:?} is not a member of root Organization {root:?}: users exist at the root, so add an OrgMembership for them in {root:?} (or remove them from the admins of {sub:?}); {kept}"
                 ),
             };
-            out.problems.push(Problem::error(
-                Reason::AdminNotInRoot,
-                &key,
-                format!("spec.admins[{j}]"),
-                message,
-            ));
+            out.problems.push(
+                Problem::error(
+                    Reason::AdminNotInRoot,
+                    &key,
+                    format!("spec.admins[{j}]"),
+                    message,
+                )
+                .clearing_on_its_own(standing == Some(&Presence::Pending)),
+            );
         }
     }
 }

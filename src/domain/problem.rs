@@ -241,9 +241,19 @@ pub struct Problem {
     pub field: String,
     /// What is wrong, and what to do about it.
     pub message: String,
+    /// Whether it ends without a change to any object: it waits for a temporary role that
+    /// starts later. kstatus reads such an object as `Reconciling`, not `Stalled`.
+    #[serde(skip)]
+    pub clears_on_its_own: bool,
 }
 
 impl Problem {
+    /// The problem, said to end on its own when `waits` (see [`Problem::clears_on_its_own`]).
+    pub fn clearing_on_its_own(mut self, waits: bool) -> Self {
+        self.clears_on_its_own = waits;
+        self
+    }
+
     /// An error about `object`'s `field`.
     pub fn error(
         reason: Reason,
@@ -257,6 +267,7 @@ impl Problem {
             object: Some(object.clone()),
             field: field.into(),
             message: message.into(),
+            clears_on_its_own: false,
         }
     }
 
@@ -281,6 +292,7 @@ impl Problem {
             object: None,
             field: String::new(),
             message: message.into(),
+            clears_on_its_own: false,
         }
     }
 

@@ -488,7 +488,7 @@ impl Placed<'_> {
         let (target, subject) = (&self.target, &self.subject);
         match members.root.get(&(target.name, subject.clone())) {
             Some(Presence::Accepted) => true,
-            Some(Presence::Idle) => {
+            Some(p) if p.is_idle() => {
                 let error = Problem::error(
                     Reason::SubjectNotInOrganization,
                     &self.key,
@@ -499,7 +499,8 @@ impl Placed<'_> {
                         super::memberships::IDLE,
                         self.in_project(),
                     ),
-                );
+                )
+                .clearing_on_its_own(*p == Presence::Pending);
                 self.errors.push(error);
                 true
             }
@@ -546,34 +547,40 @@ impl Placed<'_> {
             Some(Presence::Accepted) => true,
             _ if admin && in_root == Some(&Presence::Accepted) => true,
             _ if admin && in_root.is_some() => {
-                if in_root == Some(&Presence::Idle) {
-                    self.errors.push(Problem::error(
-                        Reason::SubjectNotInOrganization,
-                        &self.key,
-                        "spec.subject.email",
-                        format!(
-                            "user {subject:?} is named an admin of SubOrganization {:?}, but their membership of root Organization {:?} has {}, so {in_project} cannot give them access",
-                            target.name,
-                            target.root,
-                            super::memberships::IDLE,
-                        ),
-                    ));
+                if let Some(p) = in_root.filter(|p| p.is_idle()) {
+                    self.errors.push(
+                        Problem::error(
+                            Reason::SubjectNotInOrganization,
+                            &self.key,
+                            "spec.subject.email",
+                            format!(
+                                "user {subject:?} is named an admin of SubOrganization {:?}, but their membership of root Organization {:?} has {}, so {in_project} cannot give them access",
+                                target.name,
+                                target.root,
+                                super::memberships::IDLE,
+                            ),
+                        )
+                        .clearing_on_its_own(*p == Presence::Pending),
+                    );
                     return true;
                 }
                 // Their root membership is rejected and says why.
                 false
             }
-            Some(Presence::Idle) => {
-                self.errors.push(Problem::error(
-                    Reason::SubjectNotInOrganization,
-                    &self.key,
-                    "spec.subject.email",
-                    format!(
-                        "user {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give them access",
-                        target.name,
-                        super::memberships::IDLE,
-                    ),
-                ));
+            Some(p) if p.is_idle() => {
+                self.errors.push(
+                    Problem::error(
+                        Reason::SubjectNotInOrganization,
+                        &self.key,
+                        "spec.subject.email",
+                        format!(
+                            "user {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give them access",
+                            target.name,
+                            super::memberships::IDLE,
+                        ),
+                    )
+                    .clearing_on_its_own(*p == Presence::Pending),
+                );
                 true
             }
             Some(_) => false,
@@ -633,7 +640,7 @@ impl Placed<'_> {
             {
                 match members.added.get(&(target.name, kind, subject.clone())) {
                     Some(Presence::Accepted) => return true,
-                    Some(Presence::Idle) => error(
+                    Some(p) if p.is_idle() => error(
                         Reason::SubjectNotInOrganization,
                         "spec.subject",
                         format!(
@@ -642,7 +649,8 @@ impl Placed<'_> {
                             target.name,
                             super::memberships::IDLE,
                         ),
-                    ),
+                    )
+                    .clearing_on_its_own(*p == Presence::Pending),
                     Some(_) => return false,
                     None => error(
                         Reason::SubjectNotInOrganization,

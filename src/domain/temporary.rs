@@ -199,6 +199,14 @@ pub fn any_in_effect(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -
     !active_roles(roles, granted_at(meta, now), now).is_empty()
 }
 
+/// Whether any of `roles`, on an object with metadata `meta`, is still to start at `now`.
+pub fn any_pending(roles: &[RoleBinding], meta: &ObjectMeta, now: Timestamp) -> bool {
+    let granted_at = granted_at(meta, now);
+    roles
+        .iter()
+        .any(|r| matches!(state(r, granted_at, now), Ok(RoleState::Pending { .. })))
+}
+
 /// The names of the roles among `roles`, first granted at `granted_at`, in effect at `now`
 /// (neither pending nor expired).
 pub fn active_roles(roles: &[RoleBinding], granted_at: Timestamp, now: Timestamp) -> Vec<String> {

@@ -2230,6 +2230,7 @@ fn a_long_message_is_bounded_so_the_status_can_be_written() {
         status: "False",
         reason: "SlugConflict".into(),
         message: "é".repeat(10_000),
+        waiting: false,
     };
     let c = status::ready_condition(v, Some(1), &[], now());
     assert!(
@@ -2606,6 +2607,80 @@ async fn a_role_still_to_start_is_named_with_its_window() {
         "in the store with roles member; admin from 2999-01-01T00:00:00Z until 2999-01-01T08:00:00Z"
     );
     assert_eq!(s.active_roles, ["member"]);
+}
+
+/// A sub-organization member whose root membership's only role starts later waits for a
+/// time, not for a change: kstatus reads it as `Reconciling`. Once that role has expired for
+/// good, the same reason is `Stalled`: only a change to an object ends it.
+#[tokio::test]
+async fn a_member_waiting_for_a_root_role_to_start_is_reconciling_not_stalled() {
+    let root_role = |roles| {
+        stored(
+            user_in(
+                "team-a",
+                "dana-root",
+                OrganizationKind::Organization,
+                "acme",
+                "dana@acme.example",
+                roles,
+            ),
+            "uid-dana-root",
+        )
+    };
+    let sub = stored(
+        user_in(
+            "team-eng",
+            "dana-eng",
+            OrganizationKind::SubOrganization,
+            "eng",
+            "dana@acme.example",
+            vec![role("member")],
+        ),
+        "uid-dana-eng",
+    );
+    for (roles, progress_type) in [
+        (
+            vec![temporary(
+                "member",
+                Some("2999-01-01T00:00:00Z"),
+                None,
+                Some("8h"),
+            )],
+            "Reconciling",
+        ),
+        (
+            vec![temporary(
+                "member",
+                Some("2020-01-01T00:00:00Z"),
+                None,
+                Some("8h"),
+            )],
+            "Stalled",
+        ),
+    ] {
+        let w = World::new(
+            vec![stored(org("acme"), "uid-acme")],
+            vec![stored(suborg("eng", "acme", &[]), "uid-eng")],
+            vec![root_role(roles), sub.clone()],
+            vec![
+                namespace("team-a", &[("suborg.io/organization", "acme")]),
+                namespace("team-eng", &[("suborg.io/organization", "eng")]),
+            ],
+        );
+        let result = w.syncer(Duration::from_secs(300)).sync().await;
+        let s = status::membership(&sub, &result, now());
+        let (ready_status, reason, message) = ready(&s.common);
+        assert_eq!(
+            (ready_status, reason),
+            ("False", "SubjectNotInRoot"),
+            "{message}"
+        );
+        assert_eq!(
+            progress(&s.common),
+            Some((progress_type, "SubjectNotInRoot")),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]
