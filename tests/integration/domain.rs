@@ -848,8 +848,10 @@ fn a_name_in_another_namespace_gets_one_answer_whatever_is_there() {
     }];
     let mut joins = project_user("team-eng", "joins", "x", "bob@x.io");
     joins.spec.project_ref.namespace = Some("team-ops".into());
-    // (what refers, the name it refers to as the three things it may find there)
+    // Each case: the referrer's name, how to add it, how to add what it names (as owned by
+    // whom), and the owner that what it names claims when it is refused for its namespace.
     type Add = fn(&mut ObjectSet, Option<(OrganizationKind, &str)>);
+    type Referrer = Box<dyn Fn(&mut ObjectSet)>;
     let group_there: Add = |set, owner| {
         if let Some((kind, name)) = owner {
             set.groups.push(group("team-ops", "x", kind, name, vec![]));
@@ -871,12 +873,7 @@ fn a_name_in_another_namespace_gets_one_answer_whatever_is_there() {
             set.projects.push(project("team-ops", "x", kind, name));
         }
     };
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut ObjectSet)>,
-        Add,
-        (OrganizationKind, &str),
-    )> = vec![
+    let cases: Vec<(&str, Referrer, Add, (OrganizationKind, &str))> = vec![
         (
             "add-group",
             Box::new(|s: &mut ObjectSet| {
