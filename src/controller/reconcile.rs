@@ -294,8 +294,10 @@ async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action
         None => ctx.syncer.current().await,
     };
     let now = Timestamp::now();
-    let desired = o.desired(&result, now);
-    write_status(&*o, api, ctx, &desired).await?;
+    if !claimed_and_ready_elsewhere(&*o, &result) {
+        let desired = o.desired(&result, now);
+        write_status(&*o, api, ctx, &desired).await?;
+    }
     if let Some(f) = &result.failure {
         return Err(Error::Store {
             category: f.reason,
@@ -308,6 +310,23 @@ async fn apply<K: Kind>(o: Arc<K>, api: &Api<K>, ctx: &Context) -> Result<Action
         now,
         ctx.resync,
     )))
+}
+
+/// Whether this controller is refused by another's claim on the store while the object is
+/// Ready at its generation: that controller wrote it so (their selectors overlap), so it is
+/// left as it is rather than flipped between the two; an object that is not Ready is told why
+/// nothing is written.
+fn claimed_and_ready_elsewhere<K: Kind>(o: &K, result: &SyncResult) -> bool {
+    result
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.reason == "StoreClaimed")
+        && o.current().map(K::common).is_some_and(|c| {
+            c.observed_generation == o.meta().generation
+                && c.conditions
+                    .iter()
+                    .any(|c| c.type_ == CONDITION_READY && c.status == "True")
+        })
 }
 
 /// When to look at the object `key` again: at its own next temporary-role change, or after

@@ -920,6 +920,44 @@ async fn a_controller_on_a_store_another_claimed_writes_nothing() {
     assert_eq!(format!("{before:?}"), format!("{after:?}"));
 }
 
+/// Two controllers whose selectors overlap on one store: the one refused by the claim leaves
+/// an object the other keeps Ready as it is (no status flipping between them), and tells one
+/// that is not Ready why nothing is written.
+#[tokio::test]
+async fn a_refused_controller_leaves_what_the_claiming_one_keeps_ready() {
+    use suborg::store::Writer;
+    let w = acme();
+    let first = w
+        .syncer(Duration::from_secs(300))
+        .with_writer(Writer::controller("c1", None, false));
+    let synced = first.sync().await;
+    let second = w
+        .syncer(Duration::from_secs(300))
+        .with_writer(Writer::controller("c1", Some("team=a"), false));
+    let (client, mut handle) = mock();
+    let ctx = context(client, second);
+    let mut bob = object(&w.caches.memberships, "bob");
+    bob.status = Some(status::membership(&bob, &synced, now()));
+    assert_eq!(ready(&bob.status.as_ref().unwrap().common).0, "True");
+    let err = tokio::time::timeout(Duration::from_secs(5), spawn_reconcile(bob.clone(), &ctx))
+        .await
+        .expect("the reconcile wrote the Ready status over (unanswered here)")
+        .unwrap()
+        .expect_err("nothing is written");
+    assert_eq!(err.category(), "StoreClaimed");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(quiet.is_err(), "the Ready status was overwritten");
+    // Without a status (or at an older generation), it is told.
+    bob.status = None;
+    let task = spawn_reconcile(bob.clone(), &ctx);
+    let (method, uri, body, send) = next(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(uri.contains("/orgmemberships/bob/status?"), "{uri}");
+    assert_eq!(body["status"]["conditions"][0]["reason"], "StoreClaimed");
+    reply(send, &bob);
+    assert!(task.await.unwrap().is_err());
+}
+
 /// A syncer's task, running until [`Task::stop`].
 struct Task {
     stop: tokio::sync::oneshot::Sender<()>,
