@@ -482,6 +482,19 @@ impl Placed<'_> {
         )
     }
 
+    /// The error for a user whose membership the project's access builds on has no role in
+    /// effect (`presence`, [`Presence::is_idle`]): it clears on its own when a role starts
+    /// later.
+    fn user_idle(&self, presence: Presence, message: String) -> Problem {
+        Problem::error(
+            Reason::SubjectNotInOrganization,
+            &self.key,
+            "spec.subject.email",
+            message,
+        )
+        .clearing_on_its_own(presence == Presence::Pending)
+    }
+
     /// A user in a root's project must be a root member. `false` when the membership is held
     /// back quietly (the root membership is rejected and says why).
     fn root_user(&mut self, members: &Members<'_>) -> bool {
@@ -489,18 +502,15 @@ impl Placed<'_> {
         match members.root.get(&(target.name, subject.clone())) {
             Some(Presence::Accepted) => true,
             Some(p) if p.is_idle() => {
-                let error = Problem::error(
-                    Reason::SubjectNotInOrganization,
-                    &self.key,
-                    "spec.subject.email",
+                let error = self.user_idle(
+                    *p,
                     format!(
                         "user {subject:?}'s membership of root Organization {:?} has {}, so {} cannot give them access",
                         target.name,
                         super::memberships::IDLE,
                         self.in_project(),
                     ),
-                )
-                .clearing_on_its_own(*p == Presence::Pending);
+                );
                 self.errors.push(error);
                 true
             }
@@ -548,39 +558,31 @@ impl Placed<'_> {
             _ if admin && in_root == Some(&Presence::Accepted) => true,
             _ if admin && in_root.is_some() => {
                 if let Some(p) = in_root.filter(|p| p.is_idle()) {
-                    self.errors.push(
-                        Problem::error(
-                            Reason::SubjectNotInOrganization,
-                            &self.key,
-                            "spec.subject.email",
-                            format!(
-                                "user {subject:?} is named an admin of SubOrganization {:?}, but their membership of root Organization {:?} has {}, so {in_project} cannot give them access",
-                                target.name,
-                                target.root,
-                                super::memberships::IDLE,
-                            ),
-                        )
-                        .clearing_on_its_own(*p == Presence::Pending),
+                    let error = self.user_idle(
+                        *p,
+                        format!(
+                            "user {subject:?} is named an admin of SubOrganization {:?}, but their membership of root Organization {:?} has {}, so {in_project} cannot give them access",
+                            target.name,
+                            target.root,
+                            super::memberships::IDLE,
+                        ),
                     );
+                    self.errors.push(error);
                     return true;
                 }
                 // Their root membership is rejected and says why.
                 false
             }
             Some(p) if p.is_idle() => {
-                self.errors.push(
-                    Problem::error(
-                        Reason::SubjectNotInOrganization,
-                        &self.key,
-                        "spec.subject.email",
-                        format!(
-                            "user {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give them access",
-                            target.name,
-                            super::memberships::IDLE,
-                        ),
-                    )
-                    .clearing_on_its_own(*p == Presence::Pending),
+                let error = self.user_idle(
+                    *p,
+                    format!(
+                        "user {subject:?}'s membership of SubOrganization {:?} has {}, so {in_project} cannot give them access",
+                        target.name,
+                        super::memberships::IDLE,
+                    ),
                 );
+                self.errors.push(error);
                 true
             }
             Some(_) => false,

@@ -46,35 +46,39 @@ impl Writer {
 
 /// Checks, inside the write transaction on `conn` (under the write lock), that `writer` may
 /// write the store, claiming it for a controller that finds it unclaimed (or takes it over).
+/// A failed query is reported as `query` says (the store's own errors name its address).
 pub(super) async fn check(
     conn: &mut AnyConnection,
     writer: &Writer,
     now_ms: i64,
-) -> Result<(), ClaimError> {
+    query: impl Fn(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
     let claimed: Option<String> = sqlx::query("SELECT writer FROM suborg_claim WHERE id = 1")
         .fetch_optional(&mut *conn)
-        .await?
+        .await
+        .map_err(&query)?
         .map(|r| r.try_get(0))
-        .transpose()?;
+        .transpose()
+        .map_err(&query)?;
     match (writer, claimed) {
         (Writer::Offline, None) => Ok(()),
-        (Writer::Offline, Some(by)) => Err(ClaimError::Refused(format!(
+        (Writer::Offline, Some(by)) => Err(StoreError::Claimed(format!(
             "the store is written by a controller ({by}): `suborg apply` would undo its work (and `--prune` delete its rows); change the objects through the API server, or point `apply` at a store of its own"
         ))),
         (Writer::Controller { id, .. }, Some(by)) if *id == by => Ok(()),
         (Writer::Controller { id, take_over }, claimed) => {
             match &claimed {
                 Some(by) if !take_over => {
-                    return Err(ClaimError::Refused(format!(
+                    return Err(StoreError::Claimed(format!(
                         "the store is written by another controller ({by}), not this one ({id}): a controller removes the rows of every object it does not see, so two would delete each other's; give each its own database, or, if that controller is gone for good (its selector changed, say), start this one once with --take-over-store"
                     )));
                 }
                 Some(by) => {
                     tracing::warn!(from = %by, to = %id, "taking the store over from another controller");
                 }
-                None if holds_managed_rows(conn).await? => {
+                None if holds_managed_rows(conn).await.map_err(&query)? => {
                     if !take_over {
-                        return Err(ClaimError::Refused(format!(
+                        return Err(StoreError::Claimed(format!(
                             "the store holds rows that `suborg apply` wrote, and no controller has claimed it: this controller ({id}) would remove every one its objects do not ask for; apply the same manifests to the cluster first and then start it once with --take-over-store, or give it a database of its own"
                         )));
                     }
@@ -87,7 +91,8 @@ pub(super) async fn check(
                 .bind(id.as_str())
                 .bind(now_ms)
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .map_err(&query)?;
             if claimed.is_none() {
                 tracing::info!(writer = %id, "the store is claimed for this controller");
             }
@@ -96,21 +101,9 @@ pub(super) async fn check(
     }
 }
 
-/// The tables whose rows a writer manages (and so may prune).
-const MANAGED_TABLES: [&str; 8] = [
-    "organizations",
-    "memberships",
-    "groups",
-    "machine_identities",
-    "subject_memberships",
-    "org_resources",
-    "projects",
-    "project_memberships",
-];
-
 /// Whether any table holds a managed row.
 async fn holds_managed_rows(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
-    for table in MANAGED_TABLES {
+    for table in super::tables::MANAGED {
         // A fixed table name from the list above; nothing from outside enters the statement.
         let sql = format!("SELECT 1 FROM {table} WHERE managed = 1 LIMIT 1");
         if sqlx::query(&sql)
@@ -185,30 +178,6 @@ fn canonical_requirement(requirement: &str) -> String {
             )
         }
         _ => out,
-    }
-}
-
-/// Why a write was not made.
-#[derive(Debug)]
-pub(super) enum ClaimError {
-    /// Another writer holds the store.
-    Refused(String),
-    /// Reading or writing the claim failed.
-    Query(sqlx::Error),
-}
-
-impl From<sqlx::Error> for ClaimError {
-    fn from(e: sqlx::Error) -> Self {
-        ClaimError::Query(e)
-    }
-}
-
-impl ClaimError {
-    pub(super) fn into_store_error(self, query: impl Fn(sqlx::Error) -> StoreError) -> StoreError {
-        match self {
-            ClaimError::Refused(message) => StoreError::Claimed(message),
-            ClaimError::Query(e) => query(e),
-        }
     }
 }
 

@@ -209,17 +209,7 @@ pub(super) async fn tree(pool: &AnyPool) -> Result<Vec<TreeRoot>, sqlx::Error> {
 }
 
 pub(super) async fn first_written(pool: &AnyPool) -> Result<HashMap<String, i64>, sqlx::Error> {
-    let tables = [
-        "organizations",
-        "memberships",
-        "groups",
-        "machine_identities",
-        "subject_memberships",
-        "org_resources",
-        "projects",
-        "project_memberships",
-    ];
-    let union = tables
+    let union = super::tables::MANAGED
         .iter()
         .map(|t| format!("SELECT source_uid, created_at FROM {t} WHERE source_uid IS NOT NULL"))
         .collect::<Vec<_>>()

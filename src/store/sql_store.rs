@@ -220,9 +220,9 @@ impl SqlStore {
         if let Some(writer) = &self.writer {
             let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
             let conn = tx.acquire().await.map_err(self.query_error())?;
-            if let Err(e) = super::claim::check(conn, writer, now).await {
+            if let Err(e) = super::claim::check(conn, writer, now, self.query_error()).await {
                 let _ = tx.rollback().await;
-                return Err(e.into_store_error(self.query_error()));
+                return Err(e);
             }
         }
         let result = async {

@@ -12,3 +12,16 @@ pub(crate) mod project_members;
 pub(crate) mod projects;
 pub(crate) mod resources;
 pub(crate) mod subjects;
+
+/// Every table whose rows suborg manages (a `managed` column, a source object), in the order
+/// rows are written.
+pub(crate) const MANAGED: [&str; 8] = [
+    "organizations",
+    "memberships",
+    "groups",
+    "machine_identities",
+    "subject_memberships",
+    "org_resources",
+    "projects",
+    "project_memberships",
+];
