@@ -817,24 +817,11 @@ fn an_invite_held_back_by_a_refused_root_membership_names_it() {
 #[test]
 fn a_name_in_another_namespace_gets_one_answer_whatever_is_there() {
     use OrganizationKind::{Organization as Root, SubOrganization as Sub};
-    let base = || ObjectSet {
-        organizations: vec![org("acme")],
-        sub_organizations: vec![
-            suborg("eng", "acme", &["bob@x.io"]),
-            suborg("ops", "acme", &["bob@x.io"]),
-        ],
-        memberships: vec![
-            root_member("platform", "acme", "bob@x.io"),
-            sub_member("team-eng", "eng", "bob@x.io"),
-        ],
-        projects: vec![project("team-eng", "api", Sub, "eng")],
-        namespaces: [
-            ("platform".to_string(), labels("acme")),
-            ("team-eng".to_string(), labels("eng")),
-            ("team-ops".to_string(), labels("ops")),
-        ]
-        .into(),
-        ..Default::default()
+    // The groups tests' tree (acme; eng in team-eng, ops in team-ops), with a project of eng.
+    let base = || {
+        let mut set = crate::groups::base();
+        set.projects.push(project("team-eng", "api", Sub, "eng"));
+        set
     };
     let mut nests = group("team-eng", "all", Sub, "eng", vec![]);
     nests.spec.members = vec![GroupMember {

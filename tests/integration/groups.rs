@@ -16,7 +16,7 @@ fn now() -> Timestamp {
 
 /// acme (members alice, bob, carol), sub-organizations eng (admin bob; carol added) and ops
 /// (admin alice); namespace `platform` for acme, `team-eng` for eng, `team-ops` for ops.
-fn base() -> ObjectSet {
+pub(crate) fn base() -> ObjectSet {
     ObjectSet {
         organizations: vec![org("acme")],
         sub_organizations: vec![
