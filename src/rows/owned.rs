@@ -7,7 +7,7 @@ use kube::ResourceExt;
 
 use super::orgs::OrgKeys;
 use super::values::{live, ns_name, policy, roles_json, source_key};
-use crate::api::{GroupMemberKind, SubjectKind};
+use crate::api::{GroupMemberKind, OrganizationRef, SubjectKind};
 use crate::domain::model::{Accepted, ObjectSet};
 use crate::domain::slug::normalize_email;
 use crate::store::{
@@ -28,8 +28,13 @@ pub(super) fn groups_and_identities(
     d: &mut Desired,
 ) -> OwnedKeys {
     let mut groups: HashMap<String, String> = HashMap::new();
+    // Whose each accepted group is: a group nests only its own organization's groups (the
+    // rules leave any other out, with an error), and the store holds it to that.
+    let mut owners: HashMap<String, &OrganizationRef> = HashMap::new();
     for &i in &accepted.groups {
-        groups.insert(ns_name(&set.groups[i].metadata), source_key(&set.groups[i]));
+        let g = &set.groups[i];
+        groups.insert(ns_name(&g.metadata), source_key(g));
+        owners.insert(ns_name(&g.metadata), &g.spec.organization_ref);
     }
     for &i in &accepted.groups {
         let g = &set.groups[i];
@@ -45,14 +50,17 @@ pub(super) fn groups_and_identities(
                 GroupMemberKind::User => Some(DesiredGroupMember::User(normalize_email(
                     m.email.as_deref().unwrap_or_default(),
                 ))),
-                GroupMemberKind::Group => groups
-                    .get(&format!(
+                GroupMemberKind::Group => {
+                    let id = format!(
                         "{}/{}",
                         m.namespace.as_deref().unwrap_or(ns),
                         m.name.as_deref().unwrap_or_default()
-                    ))
-                    .cloned()
-                    .map(DesiredGroupMember::Group),
+                    );
+                    (owners.get(&id) == Some(&&g.spec.organization_ref))
+                        .then(|| groups.get(&id).cloned())
+                        .flatten()
+                        .map(DesiredGroupMember::Group)
+                }
             })
             .collect();
         members.sort();

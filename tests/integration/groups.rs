@@ -359,6 +359,63 @@ fn nesting_is_for_a_sub_organization_own_groups() {
     assert_eq!(o.accepted.groups, [0, 2, 3, 4]);
 }
 
+/// A group that names another organization's group from another namespace stays, without
+/// it: its rows nest only its own organization's groups, and the store takes them.
+#[test]
+fn a_group_naming_another_organizations_group_is_stored_without_it() {
+    use suborg::store::{DesiredGroupMember, Store};
+    let mut set = base();
+    set.groups
+        .push(group("team-ops", "ops-group", Sub, "ops", vec![]));
+    set.groups
+        .push(group("platform", "root-group", Root, "acme", vec![]));
+    let elsewhere = |ns: &str, name: &str| GroupMember {
+        namespace: Some(ns.into()),
+        ..nested(name)
+    };
+    set.groups.push(group(
+        "team-eng",
+        "all",
+        Sub,
+        "eng",
+        vec![
+            user("carol@x.io"),
+            elsewhere("team-ops", "ops-group"),
+            elsewhere("platform", "root-group"),
+        ],
+    ));
+    let o = check(&set, now());
+    assert_eq!(o.accepted.groups, [0, 1, 2], "all stays");
+    let on_all = problems_on(&o, "all");
+    assert_eq!(on_all.len(), 2, "{on_all:#?}");
+    assert!(
+        on_all
+            .iter()
+            .all(|p| p.reason == Reason::NestedGroupOutsideOrganization)
+    );
+    let d = suborg::rows::desired_from(&set, &o.accepted, now());
+    let all = d
+        .groups
+        .iter()
+        .find(|g| g.group.source_name == "all")
+        .unwrap();
+    assert_eq!(all.members, [DesiredGroupMember::User("carol@x.io".into())]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("store.db").display());
+    rt.block_on(async {
+        let store = suborg::store::SqlStore::open(&dsn).await.unwrap();
+        store
+            .apply(&d, suborg::store::ApplyOptions::default())
+            .await
+            .expect("the store takes the group");
+        store.close().await;
+    });
+}
+
 /// A nested group refused on its own (here: its namespace lost its delegation) is left out of
 /// the group that lists it, like a user whose membership is refused: the outer group, and
 /// everyone's access through it, stays. Named from another namespace, it gets the one answer
