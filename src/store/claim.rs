@@ -149,7 +149,7 @@ fn canonical_selector(selector: &str) -> String {
 }
 
 /// One requirement: whitespace runs become one space, and none is kept beside an operator,
-/// a comma or a parenthesis; the values of a set are sorted.
+/// a comma or a parenthesis; `==` is `=` (the same operator); the values of a set are sorted.
 fn canonical_requirement(requirement: &str) -> String {
     let words: Vec<&str> = requirement.split_whitespace().collect();
     let joined = words.join(" ");
@@ -165,6 +165,7 @@ fn canonical_requirement(requirement: &str) -> String {
         }
         out.push(c);
     }
+    let out = out.replace("==", "=");
     match (out.find('('), out.rfind(')')) {
         (Some(open), Some(close)) if open < close => {
             let mut values: Vec<&str> = out[open + 1..close].split(',').collect();
@@ -193,6 +194,7 @@ mod tests {
             ("env in (x,y),team!=b", "team != b , env in ( y , x )"),
             ("!legacy,team", "team, !legacy"),
             ("team=a,team=a", "team=a"),
+            ("team==a", "team = a"),
         ] {
             assert_eq!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
         }
@@ -200,6 +202,7 @@ mod tests {
             ("team=a", "team=b"),
             ("env in (x)", "env notin (x)"),
             ("team", "!team"),
+            ("team!=a", "team=a"),
             ("team=a,tier=web", "team=a"),
         ] {
             assert_ne!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
