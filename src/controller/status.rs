@@ -297,8 +297,10 @@ pub fn organization(o: &Organization, result: &SyncResult, now: Timestamp) -> Or
         result,
         entry.map(|e| {
             format!(
-                "in the store as {:?} with {} members and {} sub-organizations",
-                e.slug, e.members, e.sub_organizations
+                "in the store as {:?} with {} and {}",
+                e.slug,
+                counted(e.members, "member", "members"),
+                counted(e.sub_organizations, "sub-organization", "sub-organizations")
             )
         }),
     );
@@ -314,6 +316,12 @@ pub fn organization(o: &Organization, result: &SyncResult, now: Timestamp) -> Or
         sub_organizations: entry.map(|e| e.sub_organizations),
         members: entry.map(|e| e.members),
     }
+}
+
+/// `n` and the noun, singular or plural as `n` asks: "1 member", "0 members".
+fn counted<N: Into<i64>>(n: N, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The status a SubOrganization should have after `result`.
@@ -332,8 +340,10 @@ pub fn sub_organization(
         result,
         entry.map(|e| {
             format!(
-                "in the store as {:?} under {:?} with {} members",
-                e.slug, s.spec.organization_ref.name, e.members
+                "in the store as {:?} under {:?} with {}",
+                e.slug,
+                s.spec.organization_ref.name,
+                counted(e.members, "member", "members")
             )
         }),
     );
