@@ -331,6 +331,6 @@ pub struct CommonStatus {
 #[doc(hidden)]
 macro_rules! credential_url_params {
     () => {
-        "access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|sas_token|sastoken"
+        "access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|key|auth|sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|sas_token|sastoken"
     };
 }

@@ -36,15 +36,17 @@ pub const CONFIG_NO_URL_PASSWORD_RULE: &str =
 pub const CONFIG_NO_URL_PASSWORD_MESSAGE: &str = "holds non-secret settings only: a URL with a password (scheme://user:password@host) belongs in the Secret named by credentialsRef; give the URL without it";
 /// More keys that name a credential, which [`CONFIG_NO_CREDENTIALS_RULE`] does not: short
 /// words as a key's own word (`pw`, `otp`, `sas`, `pass_phrase`, `privkey`, `sessionId`), and
-/// credential words followed by a number or a word for their encoding (`password1`,
-/// `token_2`, `apikey_value`, `secretData`, `privateKeyB64`, `PRIVATE_KEY_PEM`).
-pub const CONFIG_NO_CREDENTIALS_MORE_RULE: &str = r"self.all(k, !k.matches('(?:^|[-_.])(?i:pw|otp|totp|sas|pass[-_.]phrase|privkeys?|session[-_.]?ids?)(?i:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?))?$|(?:^|[-_.])(?i:pwd|pass)(?i:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?))$|[a-z0-9](?:Pw|PW|Otp|OTP|Totp|Sas|SAS|PassPhrase|Privkey|PrivKey|SessionId|SessionID)(?:[-_.]?(?:[0-9]+|Values?|Data|B64|Base64|Raw|Plain|Text|Strings?))?$|[a-z0-9](?:Pwd|Pass)(?:[-_.]?(?:[0-9]+|Values?|Data|B64|Base64|Raw|Plain|Text|Strings?))$|(?i:secrets?|tokens?|passwords?|passwd|passphrase|credentials?|api[-_.]?keys?|priv(?:ate)?[-_.]?keys?)(?i:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?|pem|der|jwk|json|contents?))$'))";
+/// credential words followed by a number or words for their encoding (`password1`,
+/// `token_2`, `apikey_value`, `secretData`, `privateKeyB64`, `private_key_pem_b64`), and a
+/// key in PEM, DER or JWK form (`tls_key_pem`, `keyPem`; not a public key's).
+pub const CONFIG_NO_CREDENTIALS_MORE_RULE: &str = r"self.all(k, !k.matches('(?:^|[-_.])(?i:pw|otp|totp|sas|pass[-_.]phrase|privkeys?|session[-_.]?ids?)(?i:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?))?$|(?:^|[-_.])(?i:pwd|pass)(?i:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?))$|[a-z0-9](?:Pw|PW|Otp|OTP|Totp|Sas|SAS|PassPhrase|Privkey|PrivKey|SessionId|SessionID)(?:[-_.]?(?:[0-9]+|Values?|Data|B64|Base64|Raw|Plain|Text|Strings?))?$|[a-z0-9](?:Pwd|Pass)(?:[-_.]?(?:[0-9]+|Values?|Data|B64|Base64|Raw|Plain|Text|Strings?))$|(?i:secrets?|tokens?|passwords?|passwd|passphrase|credentials?|api[-_.]?keys?|priv(?:ate)?[-_.]?keys?)(?i:(?:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?|pem|der|jwk|json|contents?))+)$|(?:(?:^|[-_.])(?i:keys?)[-_.]?(?i:pem|der|jwk)|[a-z0-9]Keys?[-_.]?(?:Pem|PEM|Der|DER|Jwk|JWK)|^keys?(?:Pem|PEM|Der|DER|Jwk|JWK))(?i:[-_.]?(?:b64|base64))?$') || k.matches('(?i:(?:public|pub)[-_.]?keys?[-_.]?(?:pem|der|jwk))'))";
 /// The CEL rule that keeps values that are credentials out of `config`, whatever their key: a
 /// private key (`-----BEGIN … PRIVATE KEY-----`, a PGP `PRIVATE KEY BLOCK`), a password in a
 /// connection string (`Server=db;Password=…`), or a credential in a URL's query or fragment
-/// (`?access_token=…`, `&sig=…`, `&X-Amz-Signature=…`, `#access_token=…`).
+/// (`?access_token=…`, `&sig=…`, `&X-Amz-Signature=…`, `?key=…`, `;token=…`,
+/// `#access_token=…`).
 pub const CONFIG_NO_SECRET_VALUE_RULE: &str = concat!(
-    r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:^|;)[ \t]*(?i:password|pwd)[ \t]*=|[?&#](?i:",
+    r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:^|;)[ \t]*(?i:password|pwd)[ \t]*=|[?&#;](?i:",
     crate::credential_url_params!(),
     r")='))"
 );

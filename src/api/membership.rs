@@ -123,6 +123,12 @@ pub const DURATION_ADDED_RULE: &str = "self.all(r, !has(r.temporary) || !has(r.t
 /// What [`DURATION_ADDED_RULE`] says when broken.
 pub const DURATION_ADDED_MESSAGE: &str = "temporary.start is needed for a role given a duration after the object was created: without start, a duration counts from the object's creation (metadata.creationTimestamp), which has passed";
 
+/// The CEL rule that keeps `start` plus `duration` within the year 9999, the last instant a
+/// timestamp holds. Written so that no step overflows: a start before 9707-09-22T00:12:43Z
+/// plus the longest duration (2562047h47m16.85s) stays within 9999, and from that start on,
+/// the time left until the end of 9999 is itself a duration that fits.
+pub const START_PLUS_DURATION_RULE: &str = "!has(self.start) || !has(self.duration) || self.start < timestamp('9707-09-22T00:12:43Z') || self.duration <= timestamp('9999-12-31T23:59:59Z') - self.start";
+
 /// The window of a temporary role: `end`, or `duration` counted from `start`. `start`
 /// defaults to the object's creation (`metadata.creationTimestamp`), which the store's row
 /// records as its `start`.
@@ -131,7 +137,8 @@ pub const DURATION_ADDED_MESSAGE: &str = "temporary.start is needed for a role g
 #[x_kube(
     validation = Rule::new("has(self.end) != has(self.duration)").message("temporary needs exactly one of end or duration"),
     validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("temporary.end must be after temporary.start"),
-    validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero and at most 2562047h (the longest duration Kubernetes can hold)")
+    validation = Rule::new("!has(self.duration) || self.duration > duration('0s')").message("temporary.duration must be greater than zero and at most 2562047h (the longest duration Kubernetes can hold)"),
+    validation = Rule::new(START_PLUS_DURATION_RULE).message("temporary.start plus temporary.duration is past the year 9999: give an earlier start or a shorter duration")
 )]
 pub struct TemporaryAccess {
     /// When the role starts (RFC 3339, e.g. `2026-01-01T09:00:00Z`). Defaults to the object's

@@ -104,11 +104,11 @@ pub const URL_NO_USERINFO_RULE: &str = r"!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*
 pub const URL_NO_USERINFO_MESSAGE: &str = "sso URLs carry no user or password (https://user:password@host): the store keeps the URL as written, and credentials belong in a Secret; give the URL without them";
 
 /// The CEL rule that keeps a credential out of a SAML metadata URL's query or fragment: those
-/// an app connection's `config` may not hold in a URL, and `key` and `code`.
+/// an app connection's `config` may not hold in a URL, and `code`.
 pub const METADATA_URL_NO_CREDENTIAL_RULE: &str = concat!(
-    r"!self.matches('[?&#](?i:",
+    r"!self.matches('[?&#;](?i:",
     crate::credential_url_params!(),
-    r"|key|code)=')"
+    r"|code)=')"
 );
 
 /// OpenID Connect settings. The client secret stays in a Kubernetes Secret.

@@ -205,6 +205,43 @@ fn temporary_roles() {
             ),
             None,
         ),
+        // Past the year 9999, from a late start and from an early one with the longest
+        // duration; within it, both ways.
+        (
+            temporary(
+                "admin",
+                Some("9999-12-31T23:00:00Z"),
+                None,
+                Some("2562047h"),
+            ),
+            Some("past the year 9999"),
+        ),
+        (
+            temporary("admin", Some("9999-12-31T23:00:00Z"), None, Some("61m")),
+            Some("past the year 9999"),
+        ),
+        (
+            temporary(
+                "admin",
+                Some("9800-01-01T00:00:00Z"),
+                None,
+                Some("2562047h"),
+            ),
+            Some("past the year 9999"),
+        ),
+        (
+            temporary("admin", Some("9999-12-31T23:00:00Z"), None, Some("59m")),
+            None,
+        ),
+        (
+            temporary(
+                "admin",
+                Some("9707-01-01T00:00:00Z"),
+                None,
+                Some("2562047h"),
+            ),
+            None,
+        ),
     ];
     for (r, expected) in cases {
         let m = user_in(
@@ -386,6 +423,8 @@ fn authentication_settings() {
         "https://login.example/metadata?appid=1&sig=abc",
         "https://login.example/metadata?appid=1&X-Amz-Signature=abc",
         "https://login.example/metadata#token=abc",
+        "https://login.example/metadata?a=1;token=abc",
+        "https://login.example/metadata?key=abc",
         "https://u:p@login.example/metadata",
     ] {
         sso(&mut o).saml.as_mut().unwrap().metadata_url = url.into();
@@ -477,6 +516,11 @@ fn connection_config_holds_no_credentials() {
         "secretData",
         "privateKeyB64",
         "PRIVATE_KEY_PEM",
+        "private_key_pem_b64",
+        "tls_key_pem",
+        "keyPem",
+        "TLS_KEY_DER",
+        "signingKeyJwk",
         "privateKeyJson",
         "sas",
         "blob_sas",
@@ -508,6 +552,11 @@ fn connection_config_holds_no_credentials() {
         "hotkeys",
         "sasl",
         "saslMechanism",
+        "public_key_pem",
+        "publicKeyPem",
+        "cert_pem",
+        "caPem",
+        "certificatePem",
         "endpoint",
         "url",
         "sessionTimeout",
@@ -550,6 +599,9 @@ fn connection_config_holds_no_credentials() {
         "https://b.s3.example/k?X-Amz-Security-Token=abc",
         "https://app.example/cb#access_token=abc&state=1",
         "https://acct.blob.example/c?sv=2022&sas_token=abc",
+        "https://maps.example/api/js?key=AIzaSy",
+        "https://x.firebase.example/a.json?auth=abcd",
+        "https://a.example/x?a=1;token=abc",
     ] {
         let m = config_messages(&mut c, "settings", value);
         assert_eq!(m.len(), 1, "{value}: {m:?}");
