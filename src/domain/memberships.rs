@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::lookup::{Added, Organizations, Owned, Presence, UserMembers};
 use super::model::{ObjectSet, Outcome, membership_key, precedence, subject_id};
 use super::placement::{
-    Admission, Resolved, Target, across, admission, resolve, unusable_elsewhere,
+    Admission, Resolved, Target, across, admission, refused_anyway, resolve, unusable_elsewhere,
 };
 use super::problem::{ObjectKey, Problem, Reason};
 use super::slug::normalize_email;
@@ -308,7 +308,15 @@ fn start<'a>(
 ) -> Start<'a> {
     let target = match resolve(orgs, &m.spec.organization_ref, key) {
         Resolved::Found(t) => t,
-        Resolved::Rejected => return Start::TargetRejected,
+        Resolved::Rejected(t) => {
+            return match refused_anyway(orgs, t.as_ref(), key, "memberships") {
+                Some(p) => {
+                    out.problems.push(p);
+                    Start::Done
+                }
+                None => Start::TargetRejected,
+            };
+        }
         Resolved::Missing(p) => {
             out.problems.push(p);
             return Start::Done;

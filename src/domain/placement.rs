@@ -40,8 +40,10 @@ impl Target<'_> {
 /// What an object's target resolved to.
 pub(super) enum Resolved<'a> {
     Found(Target<'a>),
-    /// The target exists but is rejected on its own: stay quiet.
-    Rejected,
+    /// The target exists but is rejected on its own: stay quiet, but for what breaks a rule
+    /// regardless (see [`refused_anyway`]). The target as it would be, when its object is
+    /// there to say so (not when the schema refused it).
+    Rejected(Option<Target<'a>>),
     Missing(Problem),
 }
 
@@ -62,21 +64,29 @@ pub(super) fn resolve<'a>(
     let (roots, subs) = (&orgs.roots, &orgs.subs);
     match r.kind {
         OrganizationKind::Organization => match roots.by_name.get(r.name.as_str()) {
-            Some((Presence::Accepted, o)) => Resolved::Found(Target {
-                kind: r.kind,
-                name: &r.name,
-                root: &r.name,
-                policy: o.spec.member_namespaces.as_ref(),
-                allowed_domains: o
-                    .spec
-                    .authentication
-                    .as_ref()
-                    .map(|a| a.allowed_email_domains.as_slice())
-                    .unwrap_or_default(),
-                admins: &[],
-            }),
-            Some(_) => Resolved::Rejected,
-            None if roots.presence(orgs.set, &r.name) == Presence::Rejected => Resolved::Rejected,
+            Some((presence, o)) => {
+                let target = Target {
+                    kind: r.kind,
+                    name: &r.name,
+                    root: &r.name,
+                    policy: o.spec.member_namespaces.as_ref(),
+                    allowed_domains: o
+                        .spec
+                        .authentication
+                        .as_ref()
+                        .map(|a| a.allowed_email_domains.as_slice())
+                        .unwrap_or_default(),
+                    admins: &[],
+                };
+                if *presence == Presence::Accepted {
+                    Resolved::Found(target)
+                } else {
+                    Resolved::Rejected(Some(target))
+                }
+            }
+            None if roots.presence(orgs.set, &r.name) == Presence::Rejected => {
+                Resolved::Rejected(None)
+            }
             None if subs.by_name.contains_key(r.name.as_str()) => {
                 Resolved::Missing(not_found(&format!(
                     ", but SubOrganization {:?} does: set spec.organizationRef.kind: SubOrganization",
@@ -86,7 +96,7 @@ pub(super) fn resolve<'a>(
             None => Resolved::Missing(not_found(": create it or fix spec.organizationRef.name")),
         },
         OrganizationKind::SubOrganization => match subs.by_name.get(r.name.as_str()) {
-            Some((Presence::Accepted, s)) => {
+            Some((presence, s)) => {
                 let root = s.spec.organization_ref.name.as_str();
                 let allowed_domains = roots
                     .by_name
@@ -94,22 +104,26 @@ pub(super) fn resolve<'a>(
                     .and_then(|(_, o)| o.spec.authentication.as_ref())
                     .map(|a| a.allowed_email_domains.as_slice())
                     .unwrap_or_default();
-                Resolved::Found(Target {
+                let target = Target {
                     kind: r.kind,
                     name: &r.name,
                     root,
                     policy: s.spec.member_namespaces.as_ref(),
                     allowed_domains,
                     admins: &s.spec.admins,
-                })
+                };
+                if *presence == Presence::Accepted {
+                    Resolved::Found(target)
+                } else {
+                    Resolved::Rejected(Some(target))
+                }
             }
-            Some(_) => Resolved::Rejected,
             None if orgs
                 .set
                 .rejected
                 .contains(&ObjectKey::cluster("SubOrganization", &r.name)) =>
             {
-                Resolved::Rejected
+                Resolved::Rejected(None)
             }
             None if roots.by_name.contains_key(r.name.as_str()) => {
                 Resolved::Missing(not_found(&format!(
@@ -173,6 +187,21 @@ pub(super) fn admission(
     }
 }
 
+/// For an object whose organization `target` is rejected on its own (and stays quiet about
+/// it): the refusal of its namespace, which it breaks whatever becomes of the organization,
+/// so that fixing the organization does not reveal a second problem only then.
+pub(super) fn refused_anyway(
+    orgs: &Organizations<'_>,
+    target: Option<&Target<'_>>,
+    key: &ObjectKey,
+    what: &str,
+) -> Option<Problem> {
+    match admission(orgs, target?, key, what) {
+        Admission::Refused(p) => Some(p),
+        _ => None,
+    }
+}
+
 /// Resolves an owner and checks delegation, reporting what is wrong. When the object cannot
 /// be placed (reported here, or quietly when its organization is rejected on its own), what
 /// it is: [`Presence::Foreign`] when its namespace is refused, else [`Presence::Rejected`].
@@ -185,7 +214,15 @@ pub(super) fn place<'a>(
 ) -> Result<Target<'a>, Presence> {
     let target = match resolve(orgs, r, key) {
         Resolved::Found(t) => t,
-        Resolved::Rejected => return Err(Presence::Rejected),
+        Resolved::Rejected(t) => {
+            return match refused_anyway(orgs, t.as_ref(), key, what) {
+                Some(p) => {
+                    out.problems.push(p);
+                    Err(Presence::Foreign)
+                }
+                None => Err(Presence::Rejected),
+            };
+        }
         Resolved::Missing(p) => {
             out.problems.push(p);
             return Err(Presence::Rejected);

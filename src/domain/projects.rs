@@ -423,7 +423,7 @@ fn usable_across(
             admission(orgs, &target, key, "project memberships"),
             Admission::Admitted | Admission::Unknown(_)
         ),
-        Resolved::Rejected | Resolved::Missing(_) => false,
+        Resolved::Rejected(_) | Resolved::Missing(_) => false,
     }
 }
 

@@ -963,3 +963,43 @@ fn a_name_in_another_namespace_gets_one_answer_whatever_is_there() {
         );
     }
 }
+
+/// An object in a namespace its organization does not admit is told so even while that
+/// organization is refused on its own (here for its slug): fixing the organization must not
+/// be what reveals the object's own problem. In an admitted namespace it waits quietly.
+#[test]
+fn a_namespace_refusal_is_told_while_the_organization_is_refused_too() {
+    use OrganizationKind::Organization as Root;
+    let mut set = base();
+    let mut twin = org("twin");
+    twin.spec.slug = Some("acme".into());
+    twin.metadata.creation_timestamp = Some(Time("2030-01-01T00:00:00Z".parse().unwrap()));
+    set.organizations.push(twin);
+    set.namespaces.insert("stray".into(), Default::default());
+    set.namespaces.insert("team-twin".into(), labels("twin"));
+    set.memberships.push(user_in(
+        "stray",
+        "zed",
+        Root,
+        "twin",
+        "zed@x.io",
+        vec![role("member")],
+    ));
+    set.groups.push(group("stray", "g", Root, "twin", vec![]));
+    set.memberships.push(user_in(
+        "team-twin",
+        "quiet",
+        Root,
+        "twin",
+        "zed@x.io",
+        vec![role("member")],
+    ));
+    let o = check(&set, now());
+    assert_eq!(problems_on(&o, "twin")[0].reason, Reason::SlugConflict);
+    for name in ["zed", "g"] {
+        let told = problems_on(&o, name);
+        assert_eq!(told.len(), 1, "{name}: {told:#?}");
+        assert_eq!(told[0].reason, Reason::NamespaceNotAllowed, "{name}");
+    }
+    assert!(problems_on(&o, "quiet").is_empty(), "{:#?}", o.problems);
+}
