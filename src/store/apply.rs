@@ -250,7 +250,7 @@ pub(crate) async fn execute(
             }
             Op::CreateMembership { .. } => unreachable!("inserted in batches"),
             Op::UpdateMembership { .. } => memberships::execute(conn, op, now).await,
-            Op::CreateOwned { .. } | Op::UpdateOwned { .. } => {
+            Op::CreateOwned { .. } | Op::UpdateOwned { .. } | Op::ClearMembers { .. } => {
                 let users = users.all(conn).await?;
                 owned::execute(conn, op, now, backend, users).await
             }

@@ -2415,14 +2415,32 @@ async fn a_kept_source_keeps_its_rows_until_its_organization_goes() {
         refused.kept = [api, group, conn]
             .map(|s| (s.to_owned(), Some("Delete")))
             .into();
+        let members_before = count(
+            &store,
+            &format!("SELECT COUNT(*) FROM group_members WHERE group_id = '{group_id}'"),
+        )
+        .await;
+        assert!(members_before > 0, "{}: backend has members", f.dsn);
         let plan = store.apply(&refused, PRUNE).await.unwrap();
-        let touched: Vec<&str> = plan
+        // Their rows are as they were, but for the group's members: access follows only what
+        // is accepted.
+        let touched: Vec<(&str, &[&str])> = plan
             .changes
             .iter()
-            .filter_map(|c| c.source.as_deref())
-            .filter(|s| [api, group, conn].contains(s))
+            .filter_map(|c| Some((c.source.as_deref()?, c.fields.as_slice())))
+            .filter(|(s, _)| [api, group, conn].contains(s))
             .collect();
-        assert!(touched.is_empty(), "{}: {plan:#?}", f.dsn);
+        assert_eq!(touched, [(group, &["members"][..])], "{}: {plan:#?}", f.dsn);
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT COUNT(*) FROM group_members WHERE group_id = '{group_id}'"),
+            )
+            .await,
+            0,
+            "{}: the kept group has no members",
+            f.dsn
+        );
         assert!(plan.count(Action::Delete) > 0, "{}: {plan:#?}", f.dsn);
         assert_eq!(
             id_of(&store, "projects", "source_uid", api).await,

@@ -96,6 +96,11 @@ pub(crate) enum Op {
         add: Vec<MemberRef>,
         remove: Vec<MemberRef>,
     },
+    /// Removes every member of the group `id`, whose row is kept while its object is refused:
+    /// access follows only what is accepted.
+    ClearMembers {
+        id: String,
+    },
     CreateSubject {
         id: String,
         org_id: String,

@@ -214,6 +214,8 @@ fn plan_table(
         }
         Ok(())
     })?;
+    let desired_sources: std::collections::HashSet<&str> =
+        desired.iter().map(|(o, _)| o.source_uid.as_str()).collect();
     keep_ids(
         table,
         rows,
@@ -223,6 +225,23 @@ fn plan_table(
         |r| format!("{} in {}", r.name, orgs.name(&r.organization_id)),
         changes,
     );
+    // A group kept while refused keeps its row, not its members: access follows only what is
+    // accepted.
+    for r in rows.iter().filter(|r| {
+        r.source_uid.as_deref().is_some_and(|s| {
+            kept.contains_key(s) && !desired_sources.contains(s) && ids.get(s) == Some(&r.id)
+        }) && existing_members.get(&r.id).is_some_and(|m| !m.is_empty())
+    }) {
+        let source = r.source_uid.as_deref().unwrap_or_default();
+        let target = format!("{} in {}", r.name, orgs.name(&r.organization_id));
+        changes.extend(Change::update(
+            table.kind(),
+            target,
+            vec!["members"],
+            source,
+            || Op::ClearMembers { id: r.id.clone() },
+        ));
+    }
     Ok(ids)
 }
 
@@ -363,6 +382,13 @@ pub(crate) async fn execute(
                 .await?;
             remove_members(conn, id, remove).await?;
             insert_members(conn, backend, id, org_id, *org_depth, add, users).await
+        }
+        Op::ClearMembers { id } => {
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
         }
         _ => unreachable!("only group and identity operations are executed here"),
     }
