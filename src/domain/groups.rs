@@ -138,8 +138,9 @@ enum Nested {
     /// An error that rejects the listing group.
     Refused(Problem),
     /// The listed group does not exist, or is rejected on its own (and says why): a warning;
-    /// or, named in another namespace, it is not one the listing group may nest: an error, as
-    /// for a project's wrong reference. Either way it is left out of the listing group, which
+    /// or it is not one the listing group may nest (another organization's; or named in
+    /// another namespace, missing or refused there too): an error, as for a project's wrong
+    /// reference. Either way it is left out of the listing group, which
     /// stays, with the access everyone else has through it, as a user whose membership is
     /// missing or refused is left out: a namespace losing its delegation, or a group deleted
     /// there, does not take away everyone's access through the groups that nest it.
@@ -317,9 +318,12 @@ impl PlacedGroup<'_, '_> {
                 field,
                 format!("Group {id:?} lists itself: a group cannot contain itself"),
             )),
+            // Another organization's group is left out, with an error, and the group stays:
+            // whoever may create a group in a namespace two organizations share must not be
+            // able to take away everyone's access through this one by naming theirs here.
             Some(k) if !theirs(k) => {
                 let owner = &self.set.groups[k].spec.organization_ref;
-                Nested::Refused(Problem::error(
+                Nested::LeftOut(Problem::error(
                     Reason::NestedGroupOutsideOrganization,
                     key,
                     field,

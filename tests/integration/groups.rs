@@ -359,8 +359,10 @@ fn nesting_is_for_a_sub_organization_own_groups() {
     assert_eq!(o.accepted.groups, [0, 2, 3, 4]);
 }
 
-/// A group that names another organization's group from another namespace stays, without
-/// it: its rows nest only its own organization's groups, and the store takes them.
+/// A group that names another organization's group, from another namespace or its own,
+/// stays, without it: its rows nest only its own organization's groups, and the store takes
+/// them. Whoever may create a group in a namespace two organizations share cannot take away
+/// the access others have through this one by making it name theirs.
 #[test]
 fn a_group_naming_another_organizations_group_is_stored_without_it() {
     use suborg::store::{DesiredGroupMember, Store};
@@ -369,6 +371,13 @@ fn a_group_naming_another_organizations_group_is_stored_without_it() {
         .push(group("team-ops", "ops-group", Sub, "ops", vec![]));
     set.groups
         .push(group("platform", "root-group", Root, "acme", vec![]));
+    // ops may hold groups in team-eng too (a namespace both admit).
+    set.sub_organizations[1].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::All,
+        selector: None,
+    });
+    set.groups
+        .push(group("team-eng", "ops-here", Sub, "ops", vec![]));
     let elsewhere = |ns: &str, name: &str| GroupMember {
         namespace: Some(ns.into()),
         ..nested(name)
@@ -382,12 +391,21 @@ fn a_group_naming_another_organizations_group_is_stored_without_it() {
             user("carol@x.io"),
             elsewhere("team-ops", "ops-group"),
             elsewhere("platform", "root-group"),
+            nested("ops-here"),
         ],
     ));
     let o = check(&set, now());
-    assert_eq!(o.accepted.groups, [0, 1, 2], "all stays");
+    assert_eq!(o.accepted.groups, [0, 1, 2, 3], "all stays");
     let on_all = problems_on(&o, "all");
-    assert_eq!(on_all.len(), 2, "{on_all:#?}");
+    assert_eq!(on_all.len(), 3, "{on_all:#?}");
+    // In its own namespace, whose the group is can be said.
+    assert!(
+        on_all[2]
+            .message
+            .contains("belongs to SubOrganization \"ops\""),
+        "{}",
+        on_all[2].message
+    );
     assert!(
         on_all
             .iter()
