@@ -449,14 +449,13 @@ pub fn group(g: &Group, result: &SyncResult, now: Timestamp) -> GroupStatus {
 
 /// "2 users and 1 nested group": what a group's row lists.
 fn listed(e: &GroupEntry) -> String {
-    let count = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let users = count(e.users, "user", "users");
+    let users = counted(e.users, "user", "users");
     if e.nested == 0 {
         users
     } else {
         format!(
             "{users} and {}",
-            count(e.nested, "nested group", "nested groups")
+            counted(e.nested, "nested group", "nested groups")
         )
     }
 }
@@ -514,8 +513,10 @@ pub fn project(p: &Project, result: &SyncResult, now: Timestamp) -> ProjectStatu
         result,
         entry.map(|(_, slug, members)| {
             format!(
-                "in the store as {slug:?} under {} {:?} with {members} members",
-                r.kind, r.name
+                "in the store as {slug:?} under {} {:?} with {}",
+                r.kind,
+                r.name,
+                counted(*members, "member", "members")
             )
         }),
     );
