@@ -171,12 +171,15 @@ fn canonical_requirement(requirement: &str) -> String {
             let mut values: Vec<&str> = out[open + 1..close].split(',').collect();
             values.sort_unstable();
             values.dedup();
-            format!(
-                "{}({}){}",
-                &out[..open],
-                values.join(","),
-                &out[close + 1..]
-            )
+            // A set of one is an equation: `k in (v)` selects what `k=v` does.
+            let key = &out[..open];
+            match (values.as_slice(), close + 1 == out.len()) {
+                ([one], true) if let Some(k) = key.strip_suffix(" in") => format!("{k}={one}"),
+                ([one], true) if let Some(k) = key.strip_suffix(" notin") => {
+                    format!("{k}!={one}")
+                }
+                _ => format!("{key}({}){}", values.join(","), &out[close + 1..]),
+            }
         }
         _ => out,
     }
@@ -195,6 +198,8 @@ mod tests {
             ("!legacy,team", "team, !legacy"),
             ("team=a,team=a", "team=a"),
             ("team==a", "team = a"),
+            ("team in (a)", "team=a"),
+            ("team notin ( a )", "team!=a"),
         ] {
             assert_eq!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
         }
@@ -203,6 +208,7 @@ mod tests {
             ("env in (x)", "env notin (x)"),
             ("team", "!team"),
             ("team!=a", "team=a"),
+            ("team in (a,b)", "team=a"),
             ("team=a,tier=web", "team=a"),
         ] {
             assert_ne!(canonical_selector(a), canonical_selector(b), "{a} vs {b}");
