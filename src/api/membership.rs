@@ -123,11 +123,12 @@ pub const DURATION_ADDED_RULE: &str = "self.all(r, !has(r.temporary) || !has(r.t
 /// What [`DURATION_ADDED_RULE`] says when broken.
 pub const DURATION_ADDED_MESSAGE: &str = "temporary.start is needed for a role given a duration after the object was created: without start, a duration counts from the object's creation (metadata.creationTimestamp), which has passed";
 
-/// The CEL rule that keeps `start` plus `duration` within the year 9999, the last instant a
-/// timestamp holds. Written so that no step overflows: a start before 9707-09-22T00:12:43Z
-/// plus the longest duration (2562047h47m16.85s) stays within 9999, and from that start on,
-/// the time left until the end of 9999 is itself a duration that fits.
-pub const START_PLUS_DURATION_RULE: &str = "!has(self.start) || !has(self.duration) || self.start < timestamp('9707-09-22T00:12:43Z') || self.duration <= timestamp('9999-12-31T23:59:59Z') - self.start";
+/// The CEL rule that keeps `start` plus `duration` within the year 9999 (its last
+/// nanosecond is the last instant a timestamp holds). Written so that no step overflows: the
+/// threshold is that instant less the longest duration (2562047h47m16.854775807s), so a start
+/// before it plus any duration stays within 9999, and from it on, the time left until the end
+/// of 9999 is itself a duration that fits.
+pub const START_PLUS_DURATION_RULE: &str = "!has(self.start) || !has(self.duration) || self.start < timestamp('9707-09-22T00:12:43.145224192Z') || self.duration <= timestamp('9999-12-31T23:59:59.999999999Z') - self.start";
 
 /// The window of a temporary role: `end`, or `duration` counted from `start`. `start`
 /// defaults to the object's creation (`metadata.creationTimestamp`), which the store's row

@@ -242,6 +242,24 @@ fn temporary_roles() {
             ),
             None,
         ),
+        // To the last fraction of a second of 9999.
+        (
+            temporary("admin", Some("9999-12-31T23:59:59.5Z"), None, Some("400ms")),
+            None,
+        ),
+        (
+            temporary(
+                "admin",
+                Some("9999-12-31T23:00:00Z"),
+                None,
+                Some("59m59.999s"),
+            ),
+            None,
+        ),
+        (
+            temporary("admin", Some("9999-12-31T23:59:59.5Z"), None, Some("600ms")),
+            Some("past the year 9999"),
+        ),
     ];
     for (r, expected) in cases {
         let m = user_in(
