@@ -26,8 +26,11 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 /// Kubernetes object names (RFC 1123 subdomain).
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-/// A Go-style duration as Kubernetes uses them (`90m`, `8h`, `1h30m`).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// A Go-style duration as Kubernetes uses them (`90m`, `8h`, `1h30m`), in hours, minutes,
+/// seconds and milliseconds: a role lasts no less. The smaller units are left out because
+/// the CEL engines read them differently (the API server's takes `µs`, the offline one does
+/// not), and a rule that one evaluates and the other cannot would split admission.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
 /// What each pattern of the schema asks for, in words: `suborg validate` says this rather than
 /// quoting the regex. A test checks that every pattern of the CRDs is listed.

@@ -262,6 +262,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "is not a duration such as 90m",
     ),
     (
+        "temporary-duration-in-microseconds",
+        SchemaViolation,
+        "spec.roles[0].temporary.duration",
+        "is not a duration such as 90m",
+    ),
+    (
         "temporary-end-and-duration",
         InvalidTemporaryAccess,
         "spec.roles[0].temporary",
