@@ -140,10 +140,10 @@ enum Nested {
     /// The listed group does not exist, or is rejected on its own (and says why): a warning;
     /// or it is not one the listing group may nest (another organization's; or named in
     /// another namespace, missing or refused there too): an error, as for a project's wrong
-    /// reference. Either way it is left out of the listing group, which
-    /// stays, with the access everyone else has through it, as a user whose membership is
-    /// missing or refused is left out: a namespace losing its delegation, or a group deleted
-    /// there, does not take away everyone's access through the groups that nest it.
+    /// reference. Either way it is left out of the listing group, which stays, with the
+    /// access everyone else has through it, as a user whose membership is missing or refused
+    /// is left out: a namespace losing its delegation, or a group deleted there, does not
+    /// take away everyone's access through the groups that nest it.
     LeftOut(Problem),
 }
 
