@@ -250,10 +250,11 @@ pub(crate) async fn execute(
             }
             Op::CreateMembership { .. } => unreachable!("inserted in batches"),
             Op::UpdateMembership { .. } => memberships::execute(conn, op, now).await,
-            Op::CreateOwned { .. } | Op::UpdateOwned { .. } | Op::ClearMembers { .. } => {
+            Op::CreateOwned { .. } | Op::UpdateOwned { .. } => {
                 let users = users.all(conn).await?;
                 owned::execute(conn, op, now, backend, users).await
             }
+            Op::ClearMembers { id } => owned::clear_members(conn, id).await,
             Op::CreateSubject { .. } | Op::UpdateSubject { .. } => {
                 subjects::execute(conn, op, now).await
             }

@@ -10,8 +10,8 @@ use super::organizations::Orgs;
 use crate::store::desired::{Desired, DesiredGroupMember, DesiredOwned};
 use crate::store::dsn::Backend;
 use crate::store::plan::{
-    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all, keep_ids,
-    new_id, placeholders, plan_each, removal, row_for, sourced, wanted,
+    ApplyOptions, Change, MemberRef, Op, PlanError, Sourced, Table, by_source, fetch_all,
+    keep_rows, new_id, placeholders, plan_each, removal, row_for, sourced, wanted,
 };
 
 sourced!(OwnedRow);
@@ -214,33 +214,29 @@ fn plan_table(
         }
         Ok(())
     })?;
-    let desired_sources: std::collections::HashSet<&str> =
-        desired.iter().map(|(o, _)| o.source_uid.as_str()).collect();
-    keep_ids(
+    let target = |r: &OwnedRow| format!("{} in {}", r.name, orgs.name(&r.organization_id));
+    let found = keep_rows(
         table,
         rows,
         kept,
-        &mut ids,
+        |s| ids.contains_key(s),
         |r| orgs.stays(&r.organization_id),
-        |r| format!("{} in {}", r.name, orgs.name(&r.organization_id)),
+        target,
         changes,
     );
-    // A group kept while refused keeps its row, not its members: access follows only what is
-    // accepted.
-    for r in rows.iter().filter(|r| {
-        r.source_uid.as_deref().is_some_and(|s| {
-            kept.contains_key(s) && !desired_sources.contains(s) && ids.get(s) == Some(&r.id)
-        }) && existing_members.get(&r.id).is_some_and(|m| !m.is_empty())
-    }) {
-        let source = r.source_uid.as_deref().unwrap_or_default();
-        let target = format!("{} in {}", r.name, orgs.name(&r.organization_id));
-        changes.extend(Change::update(
-            table.kind(),
-            target,
-            vec!["members"],
-            source,
-            || Op::ClearMembers { id: r.id.clone() },
-        ));
+    for (source, r) in found {
+        ids.insert(source.to_owned(), r.id.clone());
+        // A group kept while refused keeps its row, not its members: access follows only
+        // what is accepted.
+        if existing_members.get(&r.id).is_some_and(|m| !m.is_empty()) {
+            changes.extend(Change::update(
+                table.kind(),
+                target(r),
+                vec!["members"],
+                source,
+                || Op::ClearMembers { id: r.id.clone() },
+            ));
+        }
     }
     Ok(ids)
 }
@@ -383,15 +379,17 @@ pub(crate) async fn execute(
             remove_members(conn, id, remove).await?;
             insert_members(conn, backend, id, org_id, *org_depth, add, users).await
         }
-        Op::ClearMembers { id } => {
-            sqlx::query("DELETE FROM group_members WHERE group_id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
         _ => unreachable!("only group and identity operations are executed here"),
     }
+}
+
+/// Removes every member of the group `id` ([`Op::ClearMembers`]): no user is looked up.
+pub(crate) async fn clear_members(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn insert_members(
