@@ -28,7 +28,8 @@ use super::model::{
     ObjectSet, Outcome, by_precedence, describe_org, namespaced_key, ns_name, subject_id_of,
 };
 use super::placement::{
-    Admission, Resolved, Target, across, admission, place, presence_of, resolve, unusable_elsewhere,
+    Admission, Resolved, Target, across, admission, place, presence_of, refused_anyway, resolve,
+    unusable_elsewhere,
 };
 use super::problem::{ObjectKey, Problem, Reason};
 use super::resources::Found;
@@ -360,7 +361,23 @@ fn place_membership<'a>(
     }
     let project = match found {
         Some((Presence::Accepted, p)) => *p,
-        Some(_) => return Place::Stop,
+        Some((_, p)) => {
+            // The project is refused (it says why). A namespace its organization does not
+            // admit is the membership's own fault whatever becomes of the project, so it is
+            // told now rather than once the project is fixed.
+            let target = match resolve(orgs, &p.spec.organization_ref, &key) {
+                Resolved::Found(t) => Some(t),
+                Resolved::Rejected(t) => t,
+                Resolved::Missing(_) => None,
+            };
+            return match refused_anyway(orgs, target.as_ref(), &key, "project memberships") {
+                Some(problem) => {
+                    out.problems.push(problem);
+                    Place::Refused
+                }
+                None => Place::Stop,
+            };
+        }
         None if orgs
             .set
             .rejected

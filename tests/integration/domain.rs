@@ -994,9 +994,17 @@ fn a_namespace_refusal_is_told_while_the_organization_is_refused_too() {
         "zed@x.io",
         vec![role("member")],
     ));
+    // A project in a namespace neither organization admits, and a membership beside it:
+    // both are told, whether the project's organization is refused on its own or not.
+    set.projects.push(project("stray", "p-twin", Root, "twin"));
+    set.projects.push(project("stray", "p-acme", Root, "acme"));
+    set.project_memberships
+        .push(project_user("stray", "pm-twin", "p-twin", "zed@x.io"));
+    set.project_memberships
+        .push(project_user("stray", "pm-acme", "p-acme", "alice@x.io"));
     let o = check(&set, now());
     assert_eq!(problems_on(&o, "twin")[0].reason, Reason::SlugConflict);
-    for name in ["zed", "g"] {
+    for name in ["zed", "g", "p-twin", "pm-twin", "p-acme", "pm-acme"] {
         let told = problems_on(&o, name);
         assert_eq!(told.len(), 1, "{name}: {told:#?}");
         assert_eq!(told[0].reason, Reason::NamespaceNotAllowed, "{name}");
