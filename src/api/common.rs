@@ -328,12 +328,18 @@ pub struct CommonStatus {
 }
 
 /// The URL query (or fragment) parameters that carry a credential, as a regular expression's
-/// alternatives: what an app connection's `config` and a SAML metadata URL may not hold. A
-/// macro, so that the CEL rules built from it stay `&'static str` constants (`concat!`).
+/// alternatives for the parameter's whole name: what an app connection's `config` and a SAML
+/// metadata URL may not hold. A name is read as a key of `config` is, by its last word: one
+/// that ends in a secret, token, password or credential, joined or not (`access_token`,
+/// `db_password`, `sslpassword`, `authToken`, `X-Amz-Security-Token`); a signature or `auth`
+/// as its last word (`sig`, `X-Amz-Signature`, `basic_auth`); a key, alone or after a word
+/// that makes it a credential (`key`, `apiKey`, `x_api_key`, `sas_key`), not any key
+/// (`sort_key`, `partitionKey`). A macro, so that the CEL rules built from it stay
+/// `&'static str` constants (`concat!`).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! credential_url_params {
     () => {
-        "access_token|id_token|refresh_token|token|secret|client_secret|password|passwd|pwd|api_key|apikey|key|auth|sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|sas_token|sastoken"
+        "[^=&#;?/]*(?:secrets?|tokens?|passwords?|passwd|passphrase|passcode|pwd|credentials?)|(?:[^=&#;?/]*[-_.])?(?:sig|signature|auth)|(?:[^=&#;?/]*[-_.])?(?:api|access|secret|private|signing|client|auth|master|encryption|shared|session|ssh|sas)[-_.]?keys?|keys?"
     };
 }

@@ -443,6 +443,7 @@ fn authentication_settings() {
         "https://login.example/metadata#token=abc",
         "https://login.example/metadata?a=1;token=abc",
         "https://login.example/metadata?key=abc",
+        "https://login.example/metadata?appid=1&clientsecret=abc",
         "https://u:p@login.example/metadata",
     ] {
         sso(&mut o).saml.as_mut().unwrap().metadata_url = url.into();
@@ -620,6 +621,15 @@ fn connection_config_holds_no_credentials() {
         "https://maps.example/api/js?key=AIzaSy",
         "https://x.firebase.example/a.json?auth=abcd",
         "https://a.example/x?a=1;token=abc",
+        // Joined words, read by the last one as keys are.
+        "https://db.example/x?db_password=hunter2",
+        "https://db.example/x?dbpassword=hunter2",
+        "https://db.example/x?sslpassword=hunter2",
+        "https://db.example/x?clientsecret=hunter2",
+        "https://db.example/x?a=1&authToken=hunter2",
+        "https://db.example/x?basic_auth=hunter2",
+        "https://db.example/x?apiKey=hunter2",
+        "https://db.example/x?x-api-key=hunter2",
     ] {
         let m = config_messages(&mut c, "settings", value);
         assert_eq!(m.len(), 1, "{value}: {m:?}");
@@ -632,6 +642,9 @@ fn connection_config_holds_no_credentials() {
         "-----BEGIN CERTIFICATE-----",
         "-----BEGIN PGP PUBLIC KEY BLOCK-----",
         "https://h.example/x?region=eu&tokenUrl=y",
+        "https://h.example/x?sort_key=name&partitionKey=p&monkey=1",
+        "https://h.example/x?oauth=v2&response_type=token&grant_type=password",
+        "https://h.example/x/tokens?region=eu",
         "https://h.example/docs#section-2",
         "passwordPolicy=strict",
         "Server=db;Database=app",
