@@ -123,10 +123,19 @@ impl Node {
             Some(_) => true,
         };
         if !type_ok {
+            // kubectl, Helm and Argo CD read YAML 1.1: a plain `no` or `0755` reaches the API
+            // server as a boolean or a number.
+            let hint = match (self.ty.as_deref(), value) {
+                (Some("string"), Value::Bool(_)) => {
+                    " (a plain yes, no, on, off, y or n is a boolean in YAML as kubectl reads it: quote the text)"
+                }
+                (Some("string"), Value::Number(_)) => " (quote the text to keep it as written)",
+                _ => "",
+            };
             err(
                 errors,
                 format!(
-                    "must be {}, not {}",
+                    "must be {}, not {}{hint}",
                     article(self.ty.as_deref()),
                     describe(value)
                 ),

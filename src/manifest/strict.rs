@@ -106,9 +106,14 @@ pub fn read_documents(text: &str) -> Result<Vec<Value>, YamlError> {
     }
 }
 
-/// The reader's settings: YAML 1.2's core schema as Kubernetes' own tools read it (`yes` is a
-/// string, `0755` and `1_000` too), unknown tags refused, and the parser's own limits set past
-/// this module's, so that what they catch first is reported in this module's words.
+/// The reader's settings: plain scalars resolved as kubectl, Helm and Argo CD read them
+/// (sigs.k8s.io/yaml, YAML 1.1's resolution: `yes`, `no`, `on`, `off`, `y`, `n` are booleans,
+/// `0755` is octal, `1_000` a number), so that `validate` refuses what the API server will be
+/// sent as a boolean or number where a string belongs; unknown tags refused; and the parser's
+/// own limits set past this module's, so that what they catch first is reported in this
+/// module's words. The parser differs from sigs.k8s.io/yaml on spellings no one writes: it
+/// reads mixed-case booleans (`yEs`) as booleans, and upper-case radix prefixes (`0X1F`),
+/// doubled underscores (`1__000`) and underscores in fractions as strings.
 fn options(bytes: usize) -> Options {
     let values = budget_for(bytes);
     let mut budget = Budget::default();
@@ -131,9 +136,10 @@ fn options(bytes: usize) -> Options {
     options.alias_limits.max_total_replayed_events = values.saturating_mul(4);
     options.with_snippet = false;
     options.emit_comments = false;
-    options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
-    options.underscored_numbers_as_strings = true;
+    options.strict_booleans = false;
+    options.legacy_octal_numbers = true;
+    options.leading_zero_numbers_as_strings = false;
+    options.underscored_numbers_as_strings = false;
     options.reject_unsupported_tags = true;
     // A repeated key is refused by the reader, which knows its line; merge keys reach the
     // visitor below, which applies them with the precedence kubectl gives them.
@@ -392,6 +398,7 @@ pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(s: &str) -> Result<Value, String> {
         let mut docs = read_documents(s).map_err(|e| e.message)?;
@@ -474,15 +481,51 @@ mod tests {
     }
 
     #[test]
-    fn scalars_resolve_by_yaml_1_2s_core_schema() {
-        let v = parse("a: [yes, no, on, 0755, 1_000, 0x1F, 0o17, 1e3, ~, '', 'true']\n").unwrap();
-        assert_eq!(
-            v["a"],
-            serde_json::json!([
-                "yes", "no", "on", "0755", "1_000", 31, 15, 1000.0, null, "", "true"
-            ])
-        );
+    fn plain_scalars_resolve_as_kubectl_reads_them() {
+        // What `kubectl apply --dry-run=client -o json` (sigs.k8s.io/yaml, YAML 1.1's
+        // resolution) makes of each plain scalar; quoted, every one is a string.
+        let cases = [
+            ("yes", json!(true)),
+            ("no", json!(false)),
+            ("on", json!(true)),
+            ("off", json!(false)),
+            ("y", json!(true)),
+            ("N", json!(false)),
+            ("Yes", json!(true)),
+            ("NO", json!(false)),
+            ("True", json!(true)),
+            ("0755", json!(493)),
+            ("08", json!(8.0)),
+            ("1_000", json!(1000)),
+            ("0x1F", json!(31)),
+            ("-0x1F", json!(-31)),
+            ("0o17", json!(15)),
+            ("0b101", json!(5)),
+            ("+12", json!(12)),
+            ("1e3", json!(1000.0)),
+            (".5", json!(0.5)),
+            ("~", json!(null)),
+            ("Null", json!(null)),
+            ("nUll", json!("nUll")),
+            ("_1", json!("_1")),
+            ("1_0x", json!("1_0x")),
+            ("2026-01-01", json!("2026-01-01")),
+            ("190:20:30", json!("190:20:30")),
+            ("12:30", json!("12:30")),
+            ("0x", json!("0x")),
+            ("1e", json!("1e")),
+            ("=", json!("=")),
+        ];
+        for (plain, read) in cases {
+            let v = parse(&format!("a: {plain}\nb: '{plain}'\nc: \"{plain}\"\n")).unwrap();
+            assert_eq!(v["a"], read, "{plain}");
+            assert_eq!(v["b"], json!(plain), "'{plain}'");
+            assert_eq!(v["c"], json!(plain), "\"{plain}\"");
+        }
+        let v = parse("yes: 1\n0x1F: 2\n").unwrap();
+        assert_eq!(v, json!({"true": 1, "31": 2}));
         assert!(parse("a: !custom x\n").is_err());
+        assert!(parse("a: .inf\n").is_err());
     }
 
     #[test]

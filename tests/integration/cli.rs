@@ -159,7 +159,7 @@ fn every_independent_mistake_of_an_object_is_reported() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     for needle in [
         "spec.displayName: \" Acme\" is not a display name: letters, digits, spaces",
-        "matchExpressions[0].operator: must be a string, not the number 5 [SchemaViolation]",
+        "matchExpressions[0].operator: must be a string, not the number 5 (quote the text to keep it as written) [SchemaViolation]",
         "matchExpressions[1]: operators In and NotIn need at least one value [InvalidSelector]",
         "matchExpressions[2]: operators Exists and DoesNotExist take no values [InvalidSelector]",
         "matchExpressions[2].key: must be a label key",

@@ -329,6 +329,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "already belongs to SubOrganization \"engineering\"",
     ),
     (
+        "role-read-as-a-boolean",
+        SchemaViolation,
+        "spec.roles[0].role",
+        "must be a string, not the boolean false (a plain yes, no",
+    ),
+    (
         "root-group-nests-a-group",
         NestedGroupNotAllowed,
         "spec.members[0]",
