@@ -164,7 +164,7 @@ pub(super) fn admit_document(value: Value, default_namespace: &str, out: &mut Ve
         return;
     }
     if group.is_empty() && version == "v1" && kind == "Namespace" {
-        out.push(namespace(map));
+        out.extend(namespace(map));
         return;
     }
     if group != api::GROUP {
@@ -208,13 +208,13 @@ pub(super) fn admit_document(value: Value, default_namespace: &str, out: &mut Ve
     out.push(admit_kind(kind, value, default_namespace));
 }
 
-fn namespace(map: &serde_json::Map<String, Value>) -> Item {
+fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
     let meta = map.get("metadata");
     let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str) else {
-        return Item::Problem {
+        return vec![Item::Problem {
             counted: false,
             problem: Problem::detached(Reason::MissingTypeMeta, "Namespace has no metadata.name"),
-        };
+        }];
     };
     let mut labels: BTreeMap<String, String> = meta
         .and_then(|m| m.get("labels"))
@@ -225,8 +225,19 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Item {
                 .collect()
         })
         .unwrap_or_default();
+    // A Namespace the API server would refuse decides no delegation.
+    let refused = super::meta::problems(meta, &ObjectKey::cluster("Namespace", name));
+    if !refused.is_empty() {
+        return refused
+            .into_iter()
+            .map(|problem| Item::Problem {
+                counted: false,
+                problem,
+            })
+            .collect();
+    }
     labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
-    Item::Namespace(name.to_owned(), labels)
+    vec![Item::Namespace(name.to_owned(), labels)]
 }
 
 /// Runs the structural schema and the CEL rules on one object, as the API server does, and
@@ -263,6 +274,8 @@ where
             value["metadata"] = full;
         }
     }
+    // After the rules, which read no labels: a bad label hides none of their findings.
+    problems.extend(super::meta::problems(value.get("metadata"), &key));
     let typed = if problems.is_empty() {
         match serde_json::from_value::<K>(value) {
             Ok(t) => Some(t),

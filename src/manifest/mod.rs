@@ -9,6 +9,7 @@ mod admission;
 pub mod cel;
 pub mod cel_fields;
 mod documents;
+mod meta;
 pub mod schema;
 mod strict;
 
