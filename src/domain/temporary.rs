@@ -99,6 +99,11 @@ pub fn parse_duration(s: &str) -> Option<SignedDuration> {
 /// clock can hold (its bounds leave room for every UTC offset); they are taken as that instant,
 /// which no temporary role will outlive.
 pub fn parse_time(s: &str) -> Option<Timestamp> {
+    // A leap second (`23:59:60`), which the API server's date-time format refuses (Go reads
+    // none) and the parser would take as the second before.
+    if s.as_bytes().get(16) == Some(&b':') && s.get(17..19) == Some("60") {
+        return None;
+    }
     if let Ok(t) = s.parse() {
         return Some(t);
     }
@@ -287,6 +292,9 @@ mod tests {
             "9999-12-31T23:59:59",
             "9999-12-31T23:59:59+25:00",
             "10000-01-01T00:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5+00:00",
+            "9999-12-31T23:59:60Z",
             "soon",
         ] {
             assert!(parse_time(s).is_none(), "{s}");
