@@ -151,7 +151,7 @@ fn every_independent_mistake_of_an_object_is_reported() {
       matchExpressions:
       - {key: a, operator: 5, values: [x]}
       - {key: b, operator: In}
-      - {key: "-c", operator: Exists, values: [y]}
+      - {key: "-c", operator: Exists, values: [z]}
 "#,
     );
     let out = suborg(&["validate", "-f", "-"], Some(bad.as_bytes()));
