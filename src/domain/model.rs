@@ -170,9 +170,22 @@ pub(super) fn describe_org(r: &OrganizationRef) -> String {
 }
 
 /// Among objects competing for one unique value, the one that keeps it: the oldest by
-/// `creationTimestamp` (in a cluster), then the first in the set (offline, the first declared).
-pub(super) fn precedence<K: kube::Resource>(o: &K, index: usize) -> (Option<Timestamp>, usize) {
-    (born(o), index)
+/// `creationTimestamp`, then the first by namespace and name. Creation times have whole
+/// seconds, and `kubectl apply -f` creates a set within one: the controller sees such a tie,
+/// and offline every new object is dated alike ([`crate::manifest::Loader::date`]), so both
+/// break it by name and `validate` names the object the cluster will refuse. The index (the
+/// first declared) decides only between objects of one name.
+pub(super) fn precedence<K: kube::Resource>(
+    o: &K,
+    index: usize,
+) -> (Option<Timestamp>, Option<&str>, Option<&str>, usize) {
+    let meta = o.meta();
+    (
+        born(o),
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+        index,
+    )
 }
 
 /// When an object was created: its `creationTimestamp`, `None` offline before

@@ -151,6 +151,46 @@ fn the_oldest_object_keeps_a_contested_slug() {
     assert_eq!(o.accepted.sub_organizations, [1]);
 }
 
+/// Created in one second, as `kubectl apply -f` creates a set, or not yet created (offline):
+/// the first by namespace and name keeps a contested slug or subject, whatever order the
+/// objects are declared in, so `validate` names the object the controller refuses.
+#[test]
+fn a_tie_in_age_goes_to_the_first_by_name_not_the_first_declared() {
+    for stamp in [None, Some(Time("2026-01-01T00:00:00Z".parse().unwrap()))] {
+        let mut set = base();
+        let mut zz = suborg("zz", "acme", &["bob@x.io"]);
+        zz.spec.slug = Some("same".into());
+        let mut aa = suborg("aa", "acme", &["bob@x.io"]);
+        aa.spec.slug = Some("same".into());
+        set.sub_organizations = vec![zz, aa];
+        for name in ["zed", "amy"] {
+            set.memberships.push(user_in(
+                "platform",
+                name,
+                OrganizationKind::Organization,
+                "acme",
+                "carol@x.io",
+                vec![role("member")],
+            ));
+        }
+        for o in set.sub_organizations.iter_mut() {
+            o.metadata.creation_timestamp = stamp.clone();
+        }
+        for m in set.memberships.iter_mut() {
+            m.metadata.creation_timestamp = stamp.clone();
+        }
+        let o = check(&set, now());
+        assert_eq!(
+            reasons(&o),
+            [
+                ("zz".to_string(), Reason::SlugConflict),
+                ("zed".to_string(), Reason::DuplicateMembership),
+            ],
+            "{stamp:?}"
+        );
+    }
+}
+
 /// A namespace labelled `suborg.io/organization=eng` is delegated to whatever organization is
 /// called eng: a root created later under that name would take the team's namespace, so the
 /// younger of the two is refused, whichever kind it is, and the root when neither is older.

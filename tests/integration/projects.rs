@@ -412,12 +412,13 @@ fn groups_and_identities_must_be_visible_in_the_project_organization() {
     let o = check(&set, now());
     assert_eq!(
         problems(&o),
+        // By namespace and name: platform's, then team-eng's.
         [
+            ("billing-ghost".into(), Reason::SubjectNotFound),
+            ("billing-oncall".into(), Reason::SubjectNotVisible),
             ("api-auditors".into(), Reason::SubjectNotInOrganization),
             ("api-ops".into(), Reason::SubjectNotVisible),
             ("api-ops-bot".into(), Reason::SubjectNotVisible),
-            ("billing-oncall".into(), Reason::SubjectNotVisible),
-            ("billing-ghost".into(), Reason::SubjectNotFound),
         ]
     );
     assert!(
@@ -877,7 +878,10 @@ fn project_memberships_follow_delegation_and_are_unique() {
     set.namespaces.insert("team-eng-2".into(), labels("eng"));
     set.project_memberships[0].metadata.namespace = Some("team-eng-2".into());
     let o = check(&set, now());
-    assert!(problems_on(&o, "sneaky").is_empty(), "{:#?}", o.problems);
+    // Usable: it is refused only as carol's second membership of the project (api-carol
+    // comes first, by namespace and name).
+    let told: Vec<Reason> = problems_on(&o, "sneaky").iter().map(|p| p.reason).collect();
+    assert_eq!(told, [Reason::DuplicateMembership], "{:#?}", o.problems);
 }
 
 mod properties {
