@@ -52,7 +52,7 @@ pub(crate) trait Sourced {
             Err(PlanError::Conflict(
                 Some(source.to_owned()),
                 format!(
-                    "{what} already exists in the store and suborg does not manage it (it was made outside suborg, or left in place by deletionPolicy: Orphan): apply with --adopt (the chart's controller.adopt) to take it over"
+                    "{what} already exists in the store and suborg does not manage it (it was made outside suborg, or left in place by deletionPolicy: Orphan, its object's own or, for an organization, that of a sub-organization left in place under it): apply with --adopt (the chart's controller.adopt) to take it over"
                 ),
             ))
         }
