@@ -105,6 +105,7 @@ fn env_count(name: &str) -> Result<Option<usize>> {
 struct Figures {
     raw: Option<Timed>,
     raw_parallel: Option<Timed>,
+    raw_creates: Option<Timed>,
     startup: Option<Timed>,
     trickle: Option<Timed>,
     trickle_creates: Option<Duration>,
@@ -130,6 +131,13 @@ impl Timed {
     fn ms_per_object(&self) -> f64 {
         self.elapsed.as_secs_f64() * 1000.0 / self.objects as f64
     }
+}
+
+/// The raw rates of one run.
+struct Raw {
+    creates: Timed,
+    patches: Timed,
+    parallel: Timed,
 }
 
 /// Resident memory of the controller, in KiB.
@@ -253,9 +261,10 @@ impl Bench {
     }
 
     async fn run(&mut self, settings: &Settings, figures: &mut Figures) -> Result<()> {
-        let (raw, parallel) = self.raw_rate().await?;
-        figures.raw = Some(raw);
-        figures.raw_parallel = Some(parallel);
+        let raw = self.raw_rate().await?;
+        figures.raw = Some(raw.patches);
+        figures.raw_parallel = Some(raw.parallel);
+        figures.raw_creates = Some(raw.creates);
 
         // Startup: everything exists before the controller starts.
         self.create_organization().await?;
@@ -368,16 +377,23 @@ impl Bench {
         Ok(())
     }
 
-    /// Raw rate: sequential status patches over one client, on memberships the controller does
-    /// not watch (another label value). Their creation is not timed.
-    async fn raw_rate(&self) -> Result<(Timed, Timed)> {
+    /// Raw rates, on memberships the controller does not watch (another label value): their
+    /// creates one after another over one client (the trickle's creates with no controller
+    /// running), then sequential status patches, then the same patches 32 at a time.
+    async fn raw_rate(&self) -> Result<Raw> {
         let label = format!("{}-raw", self.id);
         let api = self.memberships();
         let objects: Vec<OrgMembership> = (0..RAW_OBJECTS)
             .map(|i| self.membership(format!("raw-{i}"), format!("raw{i}@bench.example"), &label))
             .collect();
         let names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
-        create_all(&api, objects).await?;
+        let started = Instant::now();
+        for o in objects {
+            api.create(&PostParams::default(), &o)
+                .await
+                .map_err(|e| format!("creating OrgMembership {}: {e}", o.name_any()))?;
+        }
+        let creates = started.elapsed();
         let patch = |name: &String, message: &str| {
             let status = serde_json::json!({"status": {
                 "observedGeneration": 1,
@@ -420,7 +436,11 @@ impl Bench {
             objects: RAW_OBJECTS,
             elapsed,
         };
-        Ok((timed(elapsed), timed(parallel)))
+        Ok(Raw {
+            creates: timed(creates),
+            patches: timed(elapsed),
+            parallel: timed(parallel),
+        })
     }
 
     /// Creates `count` memberships one after another; returns the time from the first create
@@ -829,6 +849,7 @@ fn print_table(f: &Figures, version: &str) {
     };
     row("raw: status patches, sequential, one client", f.raw);
     row("raw: the same, 32 at a time", f.raw_parallel);
+    row("raw: creates, sequential, one client", f.raw_creates);
     row("startup: controller start to all Ready", f.startup);
     row("trickle: first create to all Ready", f.trickle);
     if let Some((t, _, _)) = f.large {
@@ -839,6 +860,29 @@ fn print_table(f: &Figures, version: &str) {
             "trickle: the sequential creates alone took {:.2} s; the last was Ready {:.2} s after it was created",
             c.as_secs_f64(),
             (t.elapsed.saturating_sub(c)).as_secs_f64()
+        );
+    }
+    // What the API server allows at most: every object costs the controller two writes (its
+    // finalizer, its status), at best at the parallel rate; a trickled object costs its create
+    // too, and cannot be Ready sooner than the creates alone would take.
+    if let (Some(raw), Some(p)) = (f.raw, f.raw_parallel) {
+        let ceiling = p.rate() / 2.0;
+        let share = |t: Option<Timed>| {
+            t.map_or("-".to_owned(), |t| {
+                format!("{:.0}%", 100.0 * t.rate() / ceiling)
+            })
+        };
+        println!(
+            "ceiling: two writes an object at the parallel rate, {ceiling:.1} objects/s ({:.2}x raw); startup reached {} of it",
+            ceiling / raw.rate(),
+            share(f.startup)
+        );
+    }
+    if let (Some(c), Some(t), Some(raw)) = (f.raw_creates, f.trickle, f.raw) {
+        println!(
+            "trickle: {:.2}x the rate of sequential creates with no controller ({:.2}x raw)",
+            t.rate() / c.rate(),
+            c.rate() / raw.rate()
         );
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
