@@ -569,7 +569,8 @@ async fn a_namespace_losing_delegation_keeps_its_project_and_loses_its_grants() 
     assert_eq!(status.common.id.as_deref(), Some(id.as_str()));
     let (_, _, message) = ready_of(Some(&status.common)).unwrap();
     assert!(message.contains("stay in the store"), "{message}");
-    wait_ready(&pms, "carol-api", "False", "DependencyNotReady").await;
+    // The membership is in that namespace too: its own refusal, not a wait for the project.
+    wait_ready(&pms, "carol-api", "False", "NamespaceNotAllowed").await;
     let store = env.store().await;
     let access = store.access("carol@acme.example").await.unwrap();
     assert!(
