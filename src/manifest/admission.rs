@@ -497,7 +497,7 @@ pub fn cel_reason(message: &str) -> Reason {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "empty",
         Value::Bool(_) => "a boolean",

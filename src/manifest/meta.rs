@@ -4,12 +4,16 @@
 
 use serde_json::Value;
 
+use super::admission::json_type;
 use crate::api::LABEL_KEY_RULE;
 use crate::domain::problem::{ObjectKey, Problem, Reason};
 use crate::domain::slug::is_dns_subdomain;
 
 /// The most bytes of annotations (keys and values) an object may carry.
 const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// What a qualified name (an annotation key, a finalizer) is, in words.
+const QUALIFIED_NAME: &str = "an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
 
 /// What a label value may be, in words.
 const LABEL_VALUE_RULE: &str = "must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
@@ -23,72 +27,35 @@ pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem
     let mut bad = |field: &str, message: String| {
         out.push(Problem::error(Reason::SchemaViolation, key, field, message));
     };
-    match metadata.get("labels") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(labels)) => {
-            for (k, v) in labels {
-                if !is_qualified_name(k) {
-                    bad("metadata.labels", format!("key {k:?} {LABEL_KEY_RULE}"));
-                }
-                match v {
-                    Value::String(v) if is_label_value(v) => {}
-                    Value::String(v) => bad(
-                        "metadata.labels",
-                        format!("the value of label {k:?}, {v:?}, {LABEL_VALUE_RULE}"),
-                    ),
-                    other => bad(
-                        "metadata.labels",
-                        format!(
-                            "the value of label {k:?} must be a string, not {}",
-                            kind_of(other)
-                        ),
-                    ),
-                }
-            }
+    for (k, v) in strings(metadata, "labels", "label", &mut bad) {
+        if !is_qualified_name(k) {
+            bad("metadata.labels", format!("key {k:?} {LABEL_KEY_RULE}"));
         }
-        Some(other) => bad(
-            "metadata.labels",
-            format!("must be a mapping of strings, not {}", kind_of(other)),
-        ),
+        if !is_label_value(v) {
+            bad(
+                "metadata.labels",
+                format!("the value of label {k:?}, {v:?}, {LABEL_VALUE_RULE}"),
+            );
+        }
     }
-    match metadata.get("annotations") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(annotations)) => {
-            let mut bytes = 0;
-            for (k, v) in annotations {
-                // The API server reads annotation keys in lower case.
-                if !is_qualified_name(&k.to_ascii_lowercase()) {
-                    bad(
-                        "metadata.annotations",
-                        format!(
-                            "key {k:?} must be an annotation key: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-                        ),
-                    );
-                }
-                match v {
-                    Value::String(v) => bytes += k.len() + v.len(),
-                    other => bad(
-                        "metadata.annotations",
-                        format!(
-                            "the value of annotation {k:?} must be a string, not {}",
-                            kind_of(other)
-                        ),
-                    ),
-                }
-            }
-            if bytes > ANNOTATIONS_MAX_BYTES {
-                bad(
-                    "metadata.annotations",
-                    format!(
-                        "may hold at most {ANNOTATIONS_MAX_BYTES} bytes of keys and values, not {bytes}"
-                    ),
-                );
-            }
+    let mut bytes = 0;
+    for (k, v) in strings(metadata, "annotations", "annotation", &mut bad) {
+        // The API server reads annotation keys in lower case.
+        if !is_qualified_name(&k.to_ascii_lowercase()) {
+            bad(
+                "metadata.annotations",
+                format!("key {k:?} must be an annotation key: {QUALIFIED_NAME}"),
+            );
         }
-        Some(other) => bad(
+        bytes += k.len() + v.len();
+    }
+    if bytes > ANNOTATIONS_MAX_BYTES {
+        bad(
             "metadata.annotations",
-            format!("must be a mapping of strings, not {}", kind_of(other)),
-        ),
+            format!(
+                "may hold at most {ANNOTATIONS_MAX_BYTES} bytes of keys and values, not {bytes}"
+            ),
+        );
     }
     match metadata.get("finalizers") {
         None | Some(Value::Null) => {}
@@ -98,33 +65,57 @@ pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem
                     Value::String(f) if is_qualified_name(f) => {}
                     Value::String(f) => bad(
                         &format!("metadata.finalizers[{i}]"),
-                        format!(
-                            "{f:?} is not a finalizer name: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-                        ),
+                        format!("{f:?} is not a finalizer name: {QUALIFIED_NAME}"),
                     ),
                     other => bad(
                         &format!("metadata.finalizers[{i}]"),
-                        format!("must be a string, not {}", kind_of(other)),
+                        format!("must be a string, not {}", json_type(other)),
                     ),
                 }
             }
         }
         Some(other) => bad(
             "metadata.finalizers",
-            format!("must be a list of strings, not {}", kind_of(other)),
+            format!("must be a list of strings, not {}", json_type(other)),
         ),
     }
     out
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "empty",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
+/// The string entries of the mapping `metadata.<field>` (labels, annotations); a field that is
+/// not a mapping, and each value that is not a string, is reported through `bad`.
+fn strings<'a>(
+    metadata: &'a Value,
+    field: &str,
+    what: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Vec<(&'a String, &'a String)> {
+    let path = format!("metadata.{field}");
+    match metadata.get(field) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(v) => Some((k, v)),
+                other => {
+                    bad(
+                        &path,
+                        format!(
+                            "the value of {what} {k:?} must be a string, not {}",
+                            json_type(other)
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            bad(
+                &path,
+                format!("must be a mapping of strings, not {}", json_type(other)),
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -217,9 +208,9 @@ mod tests {
             "finalizers": ["not a valid finalizer!"],
         }));
         let expected = [
+            "metadata.labels: the value of label \"n\" must be a string, not a number",
             "metadata.labels: key \"bad key!\" must be a label key",
             "metadata.labels: the value of label \"k\", \"a b\", must be empty",
-            "metadata.labels: the value of label \"n\" must be a string, not a number",
             "metadata.annotations: key \"bad key\" must be an annotation key",
             "metadata.annotations: may hold at most 262144 bytes",
             "metadata.finalizers[0]: \"not a valid finalizer!\" is not a finalizer name",
