@@ -178,7 +178,7 @@ pub(super) fn admission(
             key,
             "metadata.namespace",
             format!(
-                "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set), so delegation cannot be checked: {} {:?} admits {}",
+                "the labels of namespace {namespace:?} are unknown here (no Namespace manifest in the set, or a refused one), so delegation cannot be checked: {} {:?} admits {}",
                 target.kind,
                 target.name,
                 delegation::describe(target.policy, target.name)

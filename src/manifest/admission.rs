@@ -226,7 +226,18 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
         })
         .unwrap_or_default();
     // A Namespace the API server would refuse decides no delegation.
-    let refused = super::meta::problems(meta, &ObjectKey::cluster("Namespace", name));
+    let key = ObjectKey::cluster("Namespace", name);
+    let mut refused = super::meta::problems(meta, &key);
+    if !is_dns_label(name) {
+        refused.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.name",
+            format!(
+                "{name:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
+            ),
+        ));
+    }
     if !refused.is_empty() {
         return refused
             .into_iter()

@@ -173,6 +173,23 @@ fn every_independent_mistake_of_an_object_is_reported() {
     assert!(!t.contains("could not be evaluated"), "{t}");
 }
 
+/// A Namespace the API server would refuse (a label key or a name it does not take) is
+/// refused, and its labels delegate nothing: the membership in it cannot be placed.
+#[test]
+fn a_namespace_the_api_server_refuses_decides_no_delegation() {
+    let set = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: platform\n  labels: {{suborg.io/organization: acme, \"bad key!\": x}}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: Team_B\n---\n{ORG}---\napiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {{name: bob, namespace: platform}}\nspec:\n  organizationRef: {{kind: Organization, name: acme}}\n  subject: {{kind: User, email: bob@x.io}}\n  roles: [{{role: member}}]\n"
+    );
+    rejected(
+        set.as_bytes(),
+        &[
+            "Namespace/platform: metadata.labels: key \"bad key!\" must be a label key",
+            "Namespace/Team_B: metadata.name: \"Team_B\" is not a valid namespace name",
+            "OrgMembership/platform/bob: metadata.namespace: warning: the labels of namespace \"platform\" are unknown here (no Namespace manifest in the set, or a refused one)",
+        ],
+    );
+}
+
 #[test]
 fn duplicate_names() {
     rejected(
