@@ -31,6 +31,12 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
 /// the CEL engines read them differently (the API server's takes `µs`, the offline one does
 /// not), and a rule that one evaluates and the other cannot would split admission.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// An RFC 3339 time as both CEL engines and the API server's date-time format read it alike:
+/// `T` and `Z` in upper case, seconds, at most nine digits of fraction after a `.`, an offset
+/// within a day. The API server's format check alone lets through what its rules then cannot
+/// read (`t`, `z`), or read as no other engine does (`,5`, `+25:00`, a 13-digit fraction),
+/// and which it refuses depends on whether a rule reads the field.
+pub const DATE_TIME_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
 
 /// What each pattern of the schema asks for, in words: `suborg validate` says this rather than
 /// quoting the regex. A test checks that every pattern of the CRDs is listed.
@@ -52,6 +58,10 @@ pub const PATTERN_RULES: &[(&str, &str)] = &[
         "an object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
     ),
     (DURATION_PATTERN, "a duration such as 90m, 8h or 1h30m"),
+    (
+        DATE_TIME_PATTERN,
+        "an RFC 3339 time such as 2026-01-01T09:00:00Z: 'T' and 'Z' in upper case, seconds, at most 9 digits of fraction after a '.', an offset such as +02:00",
+    ),
     (
         super::group::NAMESPACE_PATTERN,
         "a namespace name: lowercase letters, digits and '-', starting and ending with a letter or digit",

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CommonStatus, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DeletionPolicy, EMAIL_PATTERN,
-    OrganizationRef, SLUG_PATTERN,
+    CommonStatus, DATE_TIME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, DeletionPolicy,
+    EMAIL_PATTERN, OrganizationRef, SLUG_PATTERN,
 };
 
 /// The built-in organization roles.
@@ -146,11 +146,11 @@ pub struct TemporaryAccess {
     /// creation: a role added to an existing membership with a `duration` needs a `start`, or
     /// it counts from when the membership was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(regex(pattern = DATE_TIME_PATTERN), extend("format" = "date-time"))]
     pub start: Option<String>,
     /// When the role expires (RFC 3339). Exclusive with `duration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(regex(pattern = DATE_TIME_PATTERN), extend("format" = "date-time"))]
     pub end: Option<String>,
     /// How long the role lasts from `start`, as a Kubernetes duration (`90m`, `8h`, `168h`).
     /// Exclusive with `end`.

@@ -190,6 +190,45 @@ fn a_namespace_the_api_server_refuses_decides_no_delegation() {
     );
 }
 
+/// Times of temporary roles in the one shape both CEL engines and the API server read alike;
+/// the others the API server reads one way or another depending on which rule looks, so
+/// they are refused outright, here as there.
+#[test]
+fn role_times_are_read_in_one_shape() {
+    let with_end = |end: &str| {
+        format!(
+            "{ORG}---\napiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {{name: m, namespace: platform}}\nspec:\n  organizationRef: {{kind: Organization, name: acme}}\n  subject: {{kind: User, email: a@x.io}}\n  roles: [{{role: admin, temporary: {{start: \"2026-01-01T00:00:00Z\", end: \"{end}\"}}}}]\n"
+        )
+    };
+    for end in [
+        "2027-01-01T00:00:00Z",
+        "2027-01-01T00:00:00.123456789+23:59",
+        "2027-01-01T00:00:00-00:00",
+        "2028-02-29T12:00:00+05:30",
+    ] {
+        let out = suborg(&["validate", "-f", "-"], Some(with_end(end).as_bytes()));
+        let t = text(&out);
+        assert!(!t.contains("temporary.end"), "{end}: {t}");
+    }
+    for end in [
+        "2027-01-01t00:00:00z",
+        "2027-01-01 00:00:00Z",
+        "2027-01-01T00:00:00,5Z",
+        "2027-01-01T00:00:00.1234567890Z",
+        "2027-01-01T00:00:00+25:00",
+        "2027-01-01T00:00:00+01:60",
+        "2027-01-01T00:00Z",
+        "2027-01-01T00:00:00+0100",
+    ] {
+        rejected(
+            with_end(end).as_bytes(),
+            &[&format!(
+                "spec.roles[0].temporary.end: {end:?} is not an RFC 3339 time such as 2026-01-01T09:00:00Z: 'T' and 'Z' in upper case"
+            )],
+        );
+    }
+}
+
 #[test]
 fn duplicate_names() {
     rejected(

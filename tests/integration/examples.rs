@@ -268,6 +268,12 @@ const CASES: &[(&str, Reason, &str, &str)] = &[
         "is not a duration such as 90m",
     ),
     (
+        "temporary-time-in-lower-case",
+        SchemaViolation,
+        "spec.roles[0].temporary.end",
+        "'T' and 'Z' in upper case",
+    ),
+    (
         "temporary-end-and-duration",
         InvalidTemporaryAccess,
         "spec.roles[0].temporary",
