@@ -547,7 +547,14 @@ impl Syncer {
             .result
             .as_ref()
             .filter(|r| r.failure.is_none())
-            .map(|r| r.index.organizations.keys().cloned().collect());
+            .map(|r| {
+                r.index
+                    .organizations
+                    .keys()
+                    .chain(r.index.projects.keys())
+                    .cloned()
+                    .collect()
+            });
         let snapshot = self.caches.snapshot_with(stored);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -278,7 +278,7 @@ fn in_order(set: &ObjectSet, which: impl Fn(&OrgMembership) -> bool) -> Vec<usiz
         .collect();
     order.sort_by_cached_key(|&i| {
         let m = &set.memberships[i];
-        (in_sub(m), precedence(m, i))
+        (in_sub(m), precedence(m, i, &set.stored))
     });
     order
 }

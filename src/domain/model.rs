@@ -45,9 +45,11 @@ pub struct ObjectSet {
     /// are not in the lists above; an OrgMembership may stay in them, refused, because what
     /// builds on it finds it by its subject, not its name.
     pub rejected: HashSet<ObjectKey>,
-    /// The uids of the organizations (roots and subs) whose rows the store holds (in a cluster, as the
-    /// last sync left it): one created in the very second its root's deletion began was there
-    /// before it when the store holds it ([`super::organizations::joins_late`]).
+    /// The uids of the organizations (roots and subs) and projects whose rows the store holds
+    /// (in a cluster, as the last sync left it): one created in the very second its root's
+    /// deletion began was there before it when the store holds it
+    /// ([`super::organizations::joins_late`]), and one created in the same second as another
+    /// that claims its slug keeps it ([`precedence`]).
     pub stored: HashSet<String>,
 }
 
@@ -170,18 +172,30 @@ pub(super) fn describe_org(r: &OrganizationRef) -> String {
 }
 
 /// Among objects competing for one unique value, the one that keeps it: the oldest by
-/// `creationTimestamp`, then the first by namespace and name. Creation times have whole
-/// seconds, and `kubectl apply -f` creates a set within one: the controller sees such a tie,
-/// and offline every new object is dated alike ([`crate::manifest::Loader::date`]), so both
-/// break it by name and `validate` names the object the cluster will refuse. The index (the
-/// first declared) decides only between objects of one name.
-pub(super) fn precedence<K: kube::Resource>(
-    o: &K,
+/// `creationTimestamp`; of those created in one second, one whose rows the store already
+/// holds (`stored`: it took the value in an earlier sync, and keeps it rather than lose it to
+/// a newcomer of that second), then the first by namespace and name. Creation times have
+/// whole seconds, and `kubectl apply -f` creates a set within one: the controller sees such a
+/// tie, and offline every new object is dated alike ([`crate::manifest::Loader::date`]), so
+/// both break it by name, and `validate` names the object the cluster refuses when the
+/// cluster sees them together. The index (the first declared) decides only between objects
+/// of one name.
+pub(super) fn precedence<'a, K: kube::Resource>(
+    o: &'a K,
     index: usize,
-) -> (Option<Timestamp>, Option<&str>, Option<&str>, usize) {
+    stored: &HashSet<String>,
+) -> (
+    Option<Timestamp>,
+    bool,
+    Option<&'a str>,
+    Option<&'a str>,
+    usize,
+) {
     let meta = o.meta();
+    let incumbent = meta.uid.as_ref().is_some_and(|u| stored.contains(u));
     (
         born(o),
+        !incumbent,
         meta.namespace.as_deref(),
         meta.name.as_deref(),
         index,
@@ -196,8 +210,8 @@ pub(super) fn born<K: kube::Resource>(o: &K) -> Option<Timestamp> {
 
 /// The indexes of `list` in [`precedence`] order: the order in which objects competing for a
 /// unique value are decided.
-pub(super) fn by_precedence<K: kube::Resource>(list: &[K]) -> Vec<usize> {
+pub(super) fn by_precedence<K: kube::Resource>(list: &[K], stored: &HashSet<String>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by_cached_key(|&i| precedence(&list[i], i));
+    order.sort_by_cached_key(|&i| precedence(&list[i], i, stored));
     order
 }

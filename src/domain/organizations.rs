@@ -30,7 +30,7 @@ pub(super) fn check_roots<'a>(set: &'a ObjectSet, out: &mut Outcome) -> Roots<'a
         .iter()
         .filter_map(|s| Some((s.metadata.name.as_deref()?, s)))
         .collect();
-    for i in by_precedence(&set.organizations) {
+    for i in by_precedence(&set.organizations, &set.stored) {
         let o = &set.organizations[i];
         let key = organization_key(o);
         let name = o.metadata.name.as_deref().unwrap_or_default();
@@ -80,7 +80,7 @@ pub(super) fn check_sub_organizations<'a>(
         .collect();
     let mut by_name = HashMap::with_capacity(set.sub_organizations.len());
     let mut slugs: HashMap<(&str, &str), &SubOrganization> = HashMap::new();
-    for i in by_precedence(&set.sub_organizations) {
+    for i in by_precedence(&set.sub_organizations, &set.stored) {
         let s = &set.sub_organizations[i];
         let key = sub_organization_key(s);
         let name = s.metadata.name.as_deref().unwrap_or_default();

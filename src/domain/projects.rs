@@ -48,7 +48,7 @@ pub(super) fn check_projects<'a>(
     let set = orgs.set;
     let mut slugs: HashMap<(OrganizationKind, &str, &str), &Project> = HashMap::new();
     let mut projects = HashMap::with_capacity(set.projects.len());
-    for i in by_precedence(&set.projects) {
+    for i in by_precedence(&set.projects, &set.stored) {
         let p = &set.projects[i];
         let key = namespaced_key(p);
         let (ns, name) = ns_name(p);
@@ -205,7 +205,7 @@ pub(super) fn check_invites<'a>(
     let set = orgs.set;
     let mut invites = Invites::default();
     let mut first_role = HashMap::new();
-    for i in by_precedence(&set.project_memberships) {
+    for i in by_precedence(&set.project_memberships, &set.stored) {
         let m = &set.project_memberships[i];
         let Some(user) = provisions_root_user(m, projects, root_members) else {
             continue;
@@ -280,7 +280,7 @@ pub(super) fn check_members<'a>(
     out: &mut Outcome,
 ) {
     let set = orgs.set;
-    for i in by_precedence(&set.project_memberships) {
+    for i in by_precedence(&set.project_memberships, &set.stored) {
         if invites.done.contains(&i) {
             continue;
         }

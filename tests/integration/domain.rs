@@ -189,6 +189,28 @@ fn a_tie_in_age_goes_to_the_first_by_name_not_the_first_declared() {
             "{stamp:?}"
         );
     }
+    // One that already holds the slug in the store (synced a moment earlier, in the same
+    // second) keeps it: a newcomer of that second does not take it, whatever its name.
+    let stamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    let mut set = base();
+    let mut zz = suborg("zz", "acme", &["bob@x.io"]);
+    zz.spec.slug = Some("same".into());
+    zz.metadata.uid = Some("uid-zz".into());
+    let mut aa = suborg("aa", "acme", &["bob@x.io"]);
+    aa.spec.slug = Some("same".into());
+    aa.metadata.uid = Some("uid-aa".into());
+    for o in [&mut zz, &mut aa] {
+        o.metadata.creation_timestamp = stamp.clone();
+    }
+    set.sub_organizations = vec![aa, zz];
+    set.stored.insert("uid-zz".into());
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("aa".to_string(), Reason::SlugConflict)]);
+    // Not when it is older than the other: age comes first.
+    set.sub_organizations[0].metadata.creation_timestamp =
+        Some(Time("2025-12-31T23:59:59Z".parse().unwrap()));
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("zz".to_string(), Reason::SlugConflict)]);
 }
 
 /// A namespace labelled `suborg.io/organization=eng` is delegated to whatever organization is
