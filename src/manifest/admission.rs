@@ -221,7 +221,11 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
         .and_then(Value::as_object)
         .map(|l| {
             l.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                // A null label is empty to the API server.
+                .filter_map(|(k, v)| match v {
+                    Value::Null => Some((k.clone(), String::new())),
+                    v => v.as_str().map(|v| (k.clone(), v.to_owned())),
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -263,6 +267,8 @@ where
     K: Resource<DynamicType = ()> + DeserializeOwned,
 {
     let kind = K::kind(&()).into_owned();
+    ks.structural.drop_nulls(&mut value);
+    super::meta::empty_nulls(value.get_mut("metadata"));
     let map = value.as_object_mut().expect("checked by the caller");
     let (key, mut problems) = metadata(map, &kind, ks.namespaced, default_namespace);
     let structural = schema_problems(map, ks, &kind, &key, &mut problems);

@@ -12,11 +12,43 @@ use crate::domain::slug::is_dns_subdomain;
 /// The most bytes of annotations (keys and values) an object may carry.
 const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
 
+/// The fields of an object's `metadata`: any other is refused by kubectl's strict decoding
+/// (a misspelt `label` would otherwise be dropped without a word).
+const OBJECT_META: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
 /// What a qualified name (an annotation key, a finalizer) is, in words.
 const QUALIFIED_NAME: &str = "an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
 
 /// What a label value may be, in words.
 const LABEL_VALUE_RULE: &str = "must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+
+/// Labels and annotations set to `null` made empty, as the API server reads them.
+pub(super) fn empty_nulls(metadata: Option<&mut Value>) {
+    let Some(metadata) = metadata else { return };
+    for field in ["labels", "annotations"] {
+        if let Some(Value::Object(map)) = metadata.get_mut(field) {
+            for v in map.values_mut().filter(|v| v.is_null()) {
+                *v = Value::String(String::new());
+            }
+        }
+    }
+}
 
 /// The problems of `metadata`'s labels, annotations and finalizers, on the object `key`.
 pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem> {
@@ -24,6 +56,19 @@ pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem
     let Some(metadata) = metadata else {
         return out;
     };
+    if let Value::Object(fields) = metadata {
+        for k in fields.keys().filter(|k| !OBJECT_META.contains(&k.as_str())) {
+            out.push(Problem::error(
+                Reason::UnknownField,
+                key,
+                format!("metadata.{k}"),
+                format!(
+                    "unknown field (known fields here: {})",
+                    OBJECT_META.join(", ")
+                ),
+            ));
+        }
+    }
     let mut bad = |field: &str, message: String| {
         out.push(Problem::error(Reason::SchemaViolation, key, field, message));
     };
@@ -89,14 +134,16 @@ fn strings<'a>(
     field: &str,
     what: &str,
     bad: &mut impl FnMut(&str, String),
-) -> Vec<(&'a String, &'a String)> {
+) -> Vec<(&'a String, &'a str)> {
     let path = format!("metadata.{field}");
     match metadata.get(field) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(map)) => map
             .iter()
             .filter_map(|(k, v)| match v {
-                Value::String(v) => Some((k, v)),
+                Value::String(v) => Some((k, v.as_str())),
+                // Empty to the API server.
+                Value::Null => Some((k, "")),
                 other => {
                     bad(
                         &path,
@@ -222,6 +269,12 @@ mod tests {
         assert_eq!(
             reasons(json!({"labels": ["a"]})),
             ["metadata.labels: must be a mapping of strings, not a list"]
+        );
+        let typo = reasons(json!({"label": {"a": "b"}}));
+        assert_eq!(typo.len(), 1, "{typo:?}");
+        assert!(
+            typo[0].starts_with("metadata.label: unknown field (known fields here: annotations,"),
+            "{typo:?}"
         );
     }
 }

@@ -94,6 +94,34 @@ pub fn compile(schema: &Value) -> Node {
 }
 
 impl Node {
+    /// Removes the fields of `value` set to `null` (`~`, or a Helm template that rendered
+    /// empty), in objects and maps at any depth, not in lists. The API server drops them where
+    /// the schema allows no null, before it validates (so a default applies); where it allows
+    /// one (an optional field), it keeps the null, but its rules read the field as absent
+    /// (`has()` is false) and so does the typed object.
+    pub fn drop_nulls(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => map.retain(|k, v| {
+                let Some(node) = self.properties.get(k).or(self.additional.as_deref()) else {
+                    return true;
+                };
+                if v.is_null() {
+                    return false;
+                }
+                node.drop_nulls(v);
+                true
+            }),
+            Value::Array(items) => {
+                if let Some(node) = &self.items {
+                    for item in items {
+                        node.drop_nulls(item);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Checks `value` (found at `path`) against this node, appending every error.
     pub fn check(&self, value: &Value, path: &str, errors: &mut Vec<SchemaError>) {
         let err = |errors: &mut Vec<SchemaError>, message: String| {

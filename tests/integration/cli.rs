@@ -229,6 +229,49 @@ fn role_times_are_read_in_one_shape() {
     }
 }
 
+/// A field set to null (`~`, or a Helm value that rendered empty) is absent, as the API
+/// server reads it: defaults apply, optional fields are unset, and a rule that needs the field
+/// refuses the object (a User subject whose email is null).
+#[test]
+fn null_fields_are_absent() {
+    let set = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {suborg.io/organization: acme, empty: ~}}
+---
+apiVersion: suborg.io/v1alpha1
+kind: Organization
+metadata: {name: acme, labels: {a: ~}, annotations: {b: ~}}
+spec:
+  deletionPolicy: ~
+  memberNamespaces: {from: null}
+---
+apiVersion: suborg.io/v1alpha1
+kind: OrgMembership
+metadata: {name: bob, namespace: team}
+spec:
+  organizationRef: {kind: null, name: acme}
+  subject: {kind: User, email: bob@x.io, name: null, namespace: null}
+  roles: [{role: member, temporary: {start: "2031-01-01T00:00:00Z", duration: 1h, end: null}}]
+---
+apiVersion: suborg.io/v1alpha1
+kind: AppConnection
+metadata: {name: c, namespace: team}
+spec:
+  organizationRef: {kind: Organization, name: acme}
+  app: aws
+  config: {region: ~}
+"#;
+    let out = suborg(&["validate", "-f", "-"], Some(set.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let nobody = format!(
+        "{set}---\napiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {{name: nobody, namespace: team}}\nspec:\n  organizationRef: {{kind: Organization, name: acme}}\n  subject: {{kind: User, email: null}}\n  roles: [{{role: member}}]\n"
+    );
+    rejected(
+        nobody.as_bytes(),
+        &["OrgMembership/team/nobody: spec.subject: a subject of kind User is named by email"],
+    );
+}
+
 #[test]
 fn duplicate_names() {
     rejected(
