@@ -341,15 +341,54 @@ pub struct CommonStatus {
 /// alternatives for the parameter's whole name: what an app connection's `config` and a SAML
 /// metadata URL may not hold. A name is read as a key of `config` is, by its last word: one
 /// that ends in a secret, token, password or credential, joined or not (`access_token`,
-/// `db_password`, `sslpassword`, `authToken`, `X-Amz-Security-Token`); a signature or `auth`
-/// as its last word (`sig`, `X-Amz-Signature`, `basic_auth`); a key, alone or after a word
-/// that makes it a credential (`key`, `apiKey`, `x_api_key`, `sas_key`), not any key
-/// (`sort_key`, `partitionKey`). A macro, so that the CEL rules built from it stay
+/// `db_password`, `sslpassword`, `authToken`, `X-Amz-Security-Token`); a signature, `auth`,
+/// `pw`, `pass`, `otp`, `jwt`, `bearer`, `cookie`, `dsn` or a session id as its last word
+/// (`sig`, `X-Amz-Signature`, `basic_auth`, `session_id`); a key, alone or after a word that
+/// makes it a credential (`key`, `apiKey`, `x_api_key`), not any key (`sort_key`,
+/// `partitionKey`); each with a number or an encoding after it as keys may (`password1`,
+/// `token_b64`, `apikey_value`). A macro, so that the CEL rules built from it stay
 /// `&'static str` constants (`concat!`).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! credential_url_params {
     () => {
-        "[^=&#;?/]*(?:secrets?|tokens?|passwords?|passwd|passphrase|passcode|pwd|credentials?)|(?:[^=&#;?/]*[-_.])?(?:sig|signature|auth)|(?:[^=&#;?/]*[-_.])?(?:api|access|secret|private|signing|client|auth|master|encryption|shared|session|ssh|sas)[-_.]?keys?|keys?"
+        concat!(
+            "(?:",
+            $crate::credential_url_joined!(),
+            "|",
+            $crate::credential_url_worded!(),
+            ")",
+            $crate::credential_url_suffix!()
+        )
+    };
+}
+
+/// The first part of [`credential_url_params`]: names that end in a credential's word, joined
+/// or not. Apart, so a rule over every value of a map can take each part alone within the API
+/// server's cost budget.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! credential_url_joined {
+    () => {
+        "[^=&#;?/]*(?:secrets?|tokens?|passwords?|passwd|passphrase|passcode|pwd|credentials?)"
+    };
+}
+
+/// The second part of [`credential_url_params`]: short words and keys, as the name's last
+/// word.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! credential_url_worded {
+    () => {
+        "(?:[^=&#;?/]*[-_.])?(?:sig|signature|auth|pw|pass|otp|totp|jwt|bearer|cookies?|dsn|sas|session[-_.]?ids?)|(?:[^=&#;?/]*[-_.])?(?:api|access|secret|private|signing|client|auth|master|encryption|shared|session|ssh|sas)[-_.]?keys?|keys?"
+    };
+}
+
+/// What may follow a credential's word in a parameter's name: a number or an encoding.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! credential_url_suffix {
+    () => {
+        "(?:[-_.]?(?:[0-9]+|values?|data|b64|base64|raw|plain|text|strings?))?"
     };
 }

@@ -46,9 +46,22 @@ pub const CONFIG_NO_CREDENTIALS_MORE_RULE: &str = r"self.all(k, !k.matches('(?:^
 /// (`?access_token=…`, `&sig=…`, `&X-Amz-Signature=…`, `?key=…`, `;token=…`,
 /// `#access_token=…`).
 pub const CONFIG_NO_SECRET_VALUE_RULE: &str = concat!(
-    r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:^|;)[ \t]*(?i:password|pwd)[ \t]*=|[?&#;](?i:",
-    crate::credential_url_params!(),
-    r")='))"
+    r"self.all(k, !self[k].matches('-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:^|[; \t])[ \t]*(?i:password|pwd)[ \t]*=|[?&#;](?i:",
+    "(?:",
+    crate::credential_url_joined!(),
+    ")",
+    crate::credential_url_suffix!(),
+    ")='))"
+);
+/// The rest of [`CONFIG_NO_SECRET_VALUE_RULE`]'s query parameters (short words and keys): a
+/// rule of its own, as one over every value of `config` may cost only so much.
+pub const CONFIG_NO_SECRET_PARAM_RULE: &str = concat!(
+    r"self.all(k, !self[k].matches('[?&#;](?i:",
+    "(?:",
+    crate::credential_url_worded!(),
+    ")",
+    crate::credential_url_suffix!(),
+    ")='))"
 );
 /// What [`CONFIG_NO_SECRET_VALUE_RULE`] says when broken.
 pub const CONFIG_NO_SECRET_VALUE_MESSAGE: &str = "holds non-secret settings only: a private key, or a password or token in a connection string or a URL's query or fragment, belongs in the Secret named by credentialsRef";
@@ -135,6 +148,7 @@ pub struct AppConnectionSpec {
         validation = Rule::new(CONFIG_NO_CREDENTIALS_MORE_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
         validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new(CONFIG_NO_SECRET_VALUE_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
+        validation = Rule::new(CONFIG_NO_SECRET_PARAM_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,
@@ -189,6 +203,7 @@ pub struct GatewaySpec {
         validation = Rule::new(CONFIG_NO_CREDENTIALS_MORE_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
         validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new(CONFIG_NO_SECRET_VALUE_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
+        validation = Rule::new(CONFIG_NO_SECRET_PARAM_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,
@@ -237,6 +252,7 @@ pub struct RelaySpec {
         validation = Rule::new(CONFIG_NO_CREDENTIALS_MORE_RULE).message(CONFIG_NO_CREDENTIALS_MESSAGE),
         validation = Rule::new(CONFIG_NO_URL_PASSWORD_RULE).message(CONFIG_NO_URL_PASSWORD_MESSAGE),
         validation = Rule::new(CONFIG_NO_SECRET_VALUE_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
+        validation = Rule::new(CONFIG_NO_SECRET_PARAM_RULE).message(CONFIG_NO_SECRET_VALUE_MESSAGE),
         validation = Rule::new("self.all(k, size(k) <= 253 && size(self[k]) <= 4096)").message("keys are at most 253 characters and values at most 4096")
     )]
     pub config: BTreeMap<String, String>,

@@ -630,6 +630,20 @@ fn connection_config_holds_no_credentials() {
         "https://db.example/x?basic_auth=hunter2",
         "https://db.example/x?apiKey=hunter2",
         "https://db.example/x?x-api-key=hunter2",
+        // With a number or an encoding after the word, and the short words, as keys are read.
+        "https://db.example/x?password1=hunter2",
+        "https://db.example/x?apikey_value=hunter2",
+        "https://db.example/x?token_b64=hunter2",
+        "https://db.example/x?pw=hunter2",
+        "https://db.example/x?a=1&pass=hunter2",
+        "https://db.example/x?otp=123456",
+        "https://db.example/x?jwt=eyJ",
+        "https://db.example/x?bearer=abc",
+        "https://db.example/x?session_id=abc",
+        "https://db.example/x?cookie=abc",
+        "https://db.example/x?dsn=abc",
+        // A libpq connection string: keyword=value pairs apart by spaces.
+        "host=db user=app password=hunter2",
     ] {
         let m = config_messages(&mut c, "settings", value);
         assert_eq!(m.len(), 1, "{value}: {m:?}");
@@ -644,6 +658,8 @@ fn connection_config_holds_no_credentials() {
         "https://h.example/x?region=eu&tokenUrl=y",
         "https://h.example/x?sort_key=name&partitionKey=p&monkey=1",
         "https://h.example/x?oauth=v2&response_type=token&grant_type=password",
+        "https://h.example/x?bypass=1&passive=true&keyboard=us&id=7&tokenUrl=y",
+        "host=db user=app dbname=app sslmode=require",
         "https://h.example/x/tokens?region=eu",
         "https://h.example/docs#section-2",
         "passwordPolicy=strict",
