@@ -121,6 +121,40 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
         .then_some(Timestamp::MAX)
 }
 
+/// The last instant of the year 9999, the last RFC 3339 (and the API server) can write.
+const LAST_INSTANT: &str = "9999-12-31T23:59:59.999999999Z";
+
+/// The instant an RFC 3339 time names, in nanoseconds from the Unix epoch, over the whole of
+/// the years 0000 to 9999: past the range a [`Timestamp`] holds, which stops a day short.
+fn instant_nanos(s: &str) -> Option<i128> {
+    let offset_at = s.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 19)?;
+    let (civil, offset) = s.split_at(offset_at);
+    let offset_secs: i128 = match offset {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && o.as_bytes()[3] == b':' => {
+            let minutes = o[1..3].parse::<i128>().ok()? * 60 + o[4..6].parse::<i128>().ok()?;
+            if o.starts_with('-') {
+                -minutes * 60
+            } else {
+                minutes * 60
+            }
+        }
+        _ => return None,
+    };
+    let dt: k8s_openapi::jiff::civil::DateTime = civil.replacen('t', "T", 1).parse().ok()?;
+    let days = dt
+        .date()
+        .since(k8s_openapi::jiff::civil::date(1970, 1, 1))
+        .ok()?
+        .get_days();
+    let secs = i128::from(days) * 86_400
+        + i128::from(dt.hour()) * 3_600
+        + i128::from(dt.minute()) * 60
+        + i128::from(dt.second())
+        - offset_secs;
+    Some(secs * 1_000_000_000 + i128::from(dt.subsec_nanosecond()))
+}
+
 /// The `[start, end)` window of a temporary role first granted at `granted_at`.
 pub fn window(
     t: &TemporaryAccess,
@@ -145,10 +179,27 @@ pub fn window(
                     "{d:?} is not a positive duration such as 90m, 8h or 1h30m (units: h, m, s, ms)"
                 ),
             })?;
-            start.checked_add(d).map_err(|_| WindowError {
-                field: "duration",
-                message: "start plus duration is past the year 9999".to_owned(),
-            })?
+            match start.checked_add(d) {
+                Ok(end) => end,
+                // Past the last instant a timestamp holds (late on 30 December 9999), but
+                // maybe not past the year, as admission reads it: taken as that instant.
+                Err(_) => {
+                    let from = match &t.start {
+                        Some(s) => instant_nanos(s),
+                        None => Some(granted_at.as_nanosecond()),
+                    };
+                    let within = from
+                        .zip(instant_nanos(LAST_INSTANT))
+                        .is_some_and(|(from, last)| from + d.as_nanos() <= last);
+                    if !within {
+                        return Err(WindowError {
+                            field: "duration",
+                            message: "start plus duration is past the year 9999".to_owned(),
+                        });
+                    }
+                    Timestamp::MAX
+                }
+            }
         }
         _ => {
             return Err(WindowError {
@@ -157,11 +208,28 @@ pub fn window(
             });
         }
     };
-    if t.start.is_none() && end <= start {
+    // By the instants written, not the timestamps: two late on the last day of 9999 are both
+    // taken as the last timestamp.
+    let start_ns = match &t.start {
+        Some(s) => instant_nanos(s),
+        None => Some(granted_at.as_nanosecond()),
+    };
+    let end_ns = match (&t.end, &t.duration) {
+        (Some(e), _) => instant_nanos(e),
+        (None, Some(d)) => start_ns
+            .zip(parse_duration(d))
+            .map(|(s, d)| s + d.as_nanos()),
+        _ => None,
+    };
+    let not_after = match (start_ns, end_ns) {
+        (Some(s), Some(e)) => e <= s,
+        _ => end <= start,
+    };
+    if t.start.is_none() && not_after {
         // Granted after it was due to end: not a contradiction in the spec, just expired.
         return Ok((end, end));
     }
-    if end <= start {
+    if not_after {
         return Err(WindowError {
             field: "end",
             message: format!("temporary.end ({end}) must be after temporary.start ({start})"),
@@ -299,6 +367,38 @@ mod tests {
         ] {
             assert!(parse_time(s).is_none(), "{s}");
         }
+    }
+
+    #[test]
+    fn a_window_may_end_on_the_last_day_of_9999() {
+        let t = |start: &str, duration: &str| TemporaryAccess {
+            start: Some(start.into()),
+            end: None,
+            duration: Some(duration.into()),
+        };
+        let granted = ts("2026-01-01T00:00:00Z");
+        for (start, duration) in [
+            ("9999-12-31T22:00:00Z", "1h"),
+            ("9999-12-31T23:59:59Z", "999ms"),
+            ("9999-12-31T23:00:00-00:30", "29m"),
+            ("9707-09-21T00:00:00Z", "2562047h"),
+        ] {
+            let (_, end) = window(&t(start, duration), granted).expect(start);
+            assert_eq!(end, Timestamp::MAX, "{start} + {duration}");
+        }
+        for (start, duration) in [
+            ("9999-12-31T23:59:59Z", "1s"),
+            ("9999-12-31T23:00:00-01:00", "1ms"),
+            ("9800-01-01T00:00:00Z", "2562047h"),
+        ] {
+            let e = window(&t(start, duration), granted).unwrap_err();
+            assert_eq!(e.field, "duration", "{start} + {duration}");
+        }
+        assert_eq!(
+            instant_nanos("1970-01-01T01:00:00+01:00"),
+            Some(0),
+            "offsets count"
+        );
     }
 
     fn ts(s: &str) -> Timestamp {
