@@ -328,6 +328,12 @@ fn metadata(
     let meta = map
         .entry("metadata")
         .or_insert_with(|| Value::Object(Default::default()));
+    // kubectl reads an empty namespace as none given.
+    if let Some(m) = meta.as_object_mut()
+        && m.get("namespace").and_then(Value::as_str) == Some("")
+    {
+        m.remove("namespace");
+    }
     let name = meta.get("name").and_then(Value::as_str).map(str::to_owned);
     if namespaced
         && let Some(m) = meta.as_object_mut()
@@ -360,6 +366,20 @@ fn metadata(
             format!("{n:?} is not a valid object name: at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
         )),
         Some(_) => {}
+    }
+    // `generateName` is a name's prefix: it may end in '-'.
+    if let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+        && !is_dns_subdomain(&match prefix.strip_suffix('-') {
+            Some(head) => format!("{head}a"),
+            None => prefix.to_owned(),
+        })
+    {
+        problems.push(Problem::error(
+            Reason::SchemaViolation,
+            &key,
+            "metadata.generateName",
+            format!("{prefix:?} is not the start of a valid object name: lowercase letters, digits, '-' and '.'"),
+        ));
     }
     if let Some(ns) = &namespace
         && namespaced

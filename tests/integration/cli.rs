@@ -272,6 +272,31 @@ spec:
     );
 }
 
+/// `generateName` is held to the API server's rule for a name's prefix, and an empty
+/// namespace is none given, as kubectl reads it.
+#[test]
+fn generate_name_and_an_empty_namespace() {
+    let with = |generate: &str| {
+        format!(
+            "apiVersion: suborg.io/v1alpha1\nkind: Organization\nmetadata: {{name: acme, generateName: \"{generate}\"}}\nspec: {{}}\n"
+        )
+    };
+    let out = suborg(&["validate", "-f", "-"], Some(with("acme-").as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    rejected(
+        with("Acme-").as_bytes(),
+        &["metadata.generateName: \"Acme-\" is not the start of a valid object name"],
+    );
+    let m = "apiVersion: suborg.io/v1alpha1\nkind: OrgMembership\nmetadata: {name: m, namespace: \"\"}\nspec:\n  organizationRef: {kind: Organization, name: acme}\n  subject: {kind: User, email: a@x.io}\n  roles: [{role: member}]\n";
+    let out = suborg(
+        &["validate", "-f", "-"],
+        Some(format!("{ORG}---\n{m}").as_bytes()),
+    );
+    let t = text(&out);
+    assert!(t.contains("OrgMembership/default/m"), "{t}");
+    assert!(!t.contains("is not a valid namespace name"), "{t}");
+}
+
 #[test]
 fn duplicate_names() {
     rejected(
