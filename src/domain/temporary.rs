@@ -108,40 +108,42 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
         return Some(t);
     }
     // `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`: valid civil fields and offset, but out of range.
-    let offset_at = s.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 19)?;
-    let (civil, offset) = s.split_at(offset_at);
-    let valid_offset = matches!(offset, "Z" | "z")
-        || (offset.len() == 6
-            && offset.as_bytes()[3] == b':'
-            && offset[1..3].parse::<u8>().is_ok_and(|h| h < 24)
-            && offset[4..6].parse::<u8>().is_ok_and(|m| m < 60));
-    let civil = civil.replacen(['t'], "T", 1);
+    let (civil, _) = civil_and_offset(s)?;
     let dt: k8s_openapi::jiff::civil::DateTime = civil.parse().ok()?;
-    (valid_offset && civil.as_bytes().get(10) == Some(&b'T') && dt.year() == 9999)
-        .then_some(Timestamp::MAX)
+    (civil.as_bytes().get(10) == Some(&b'T') && dt.year() == 9999).then_some(Timestamp::MAX)
 }
 
-/// The last instant of the year 9999, the last RFC 3339 (and the API server) can write.
-const LAST_INSTANT: &str = "9999-12-31T23:59:59.999999999Z";
-
-/// The instant an RFC 3339 time names, in nanoseconds from the Unix epoch, over the whole of
-/// the years 0000 to 9999: past the range a [`Timestamp`] holds, which stops a day short.
-fn instant_nanos(s: &str) -> Option<i128> {
+/// An RFC 3339 time (`…(Z|±HH:MM)`) split into its civil date and time, with `T` in upper
+/// case, and its offset from UTC in seconds; `None` unless the offset is `Z` or within a day.
+fn civil_and_offset(s: &str) -> Option<(String, i64)> {
     let offset_at = s.rfind(['Z', 'z', '+', '-']).filter(|&i| i >= 19)?;
     let (civil, offset) = s.split_at(offset_at);
-    let offset_secs: i128 = match offset {
+    let seconds = match offset {
         "Z" | "z" => 0,
         o if o.len() == 6 && o.as_bytes()[3] == b':' => {
-            let minutes = o[1..3].parse::<i128>().ok()? * 60 + o[4..6].parse::<i128>().ok()?;
+            let hours = o[1..3].parse::<u8>().ok().filter(|h| *h < 24)?;
+            let minutes = o[4..6].parse::<u8>().ok().filter(|m| *m < 60)?;
+            let seconds = i64::from(hours) * 3_600 + i64::from(minutes) * 60;
             if o.starts_with('-') {
-                -minutes * 60
+                -seconds
             } else {
-                minutes * 60
+                seconds
             }
         }
         _ => return None,
     };
-    let dt: k8s_openapi::jiff::civil::DateTime = civil.replacen('t', "T", 1).parse().ok()?;
+    Some((civil.replacen('t', "T", 1), seconds))
+}
+
+/// The last instant of the year 9999 (`9999-12-31T23:59:59.999999999Z`), the last RFC 3339
+/// (and the API server) can write, in nanoseconds from the Unix epoch.
+const LAST_INSTANT_NANOS: i128 = 253_402_300_799_999_999_999;
+
+/// The instant an RFC 3339 time names, in nanoseconds from the Unix epoch, over the whole of
+/// the years 0000 to 9999: past the range a [`Timestamp`] holds, which stops a day short.
+fn instant_nanos(s: &str) -> Option<i128> {
+    let (civil, offset) = civil_and_offset(s)?;
+    let dt: k8s_openapi::jiff::civil::DateTime = civil.parse().ok()?;
     let days = dt
         .date()
         .since(k8s_openapi::jiff::civil::date(1970, 1, 1))
@@ -151,7 +153,7 @@ fn instant_nanos(s: &str) -> Option<i128> {
         + i128::from(dt.hour()) * 3_600
         + i128::from(dt.minute()) * 60
         + i128::from(dt.second())
-        - offset_secs;
+        - i128::from(offset);
     Some(secs * 1_000_000_000 + i128::from(dt.subsec_nanosecond()))
 }
 
@@ -167,11 +169,20 @@ pub fn window(
         })?,
         None => granted_at,
     };
-    let end = match (&t.end, &t.duration) {
-        (Some(e), None) => parse_time(e).ok_or_else(|| WindowError {
-            field: "end",
-            message: format!("{e:?} is not an RFC 3339 time such as 2026-01-31T18:00:00Z"),
-        })?,
+    // By the instants written, not the timestamps: late on the last day of 9999, past the last
+    // timestamp the clock holds, times are all taken as that one.
+    let start_ns = match &t.start {
+        Some(s) => instant_nanos(s),
+        None => Some(granted_at.as_nanosecond()),
+    };
+    let (end, end_ns) = match (&t.end, &t.duration) {
+        (Some(e), None) => {
+            let end = parse_time(e).ok_or_else(|| WindowError {
+                field: "end",
+                message: format!("{e:?} is not an RFC 3339 time such as 2026-01-31T18:00:00Z"),
+            })?;
+            (end, instant_nanos(e))
+        }
         (None, Some(d)) => {
             let d = parse_duration(d).filter(|d| d.is_positive()).ok_or_else(|| WindowError {
                 field: "duration",
@@ -179,27 +190,20 @@ pub fn window(
                     "{d:?} is not a positive duration such as 90m, 8h or 1h30m (units: h, m, s, ms)"
                 ),
             })?;
-            match start.checked_add(d) {
+            let end_ns = start_ns.map(|s| s + d.as_nanos());
+            let end = match start.checked_add(d) {
                 Ok(end) => end,
                 // Past the last instant a timestamp holds (late on 30 December 9999), but
                 // maybe not past the year, as admission reads it: taken as that instant.
+                Err(_) if end_ns.is_some_and(|e| e <= LAST_INSTANT_NANOS) => Timestamp::MAX,
                 Err(_) => {
-                    let from = match &t.start {
-                        Some(s) => instant_nanos(s),
-                        None => Some(granted_at.as_nanosecond()),
-                    };
-                    let within = from
-                        .zip(instant_nanos(LAST_INSTANT))
-                        .is_some_and(|(from, last)| from + d.as_nanos() <= last);
-                    if !within {
-                        return Err(WindowError {
-                            field: "duration",
-                            message: "start plus duration is past the year 9999".to_owned(),
-                        });
-                    }
-                    Timestamp::MAX
+                    return Err(WindowError {
+                        field: "duration",
+                        message: "start plus duration is past the year 9999".to_owned(),
+                    });
                 }
-            }
+            };
+            (end, end_ns)
         }
         _ => {
             return Err(WindowError {
@@ -207,19 +211,6 @@ pub fn window(
                 message: "temporary needs exactly one of end or duration".to_owned(),
             });
         }
-    };
-    // By the instants written, not the timestamps: two late on the last day of 9999 are both
-    // taken as the last timestamp.
-    let start_ns = match &t.start {
-        Some(s) => instant_nanos(s),
-        None => Some(granted_at.as_nanosecond()),
-    };
-    let end_ns = match (&t.end, &t.duration) {
-        (Some(e), _) => instant_nanos(e),
-        (None, Some(d)) => start_ns
-            .zip(parse_duration(d))
-            .map(|(s, d)| s + d.as_nanos()),
-        _ => None,
     };
     let not_after = match (start_ns, end_ns) {
         (Some(s), Some(e)) => e <= s,
@@ -398,6 +389,10 @@ mod tests {
             instant_nanos("1970-01-01T01:00:00+01:00"),
             Some(0),
             "offsets count"
+        );
+        assert_eq!(
+            instant_nanos("9999-12-31T23:59:59.999999999Z"),
+            Some(LAST_INSTANT_NANOS)
         );
     }
 
