@@ -309,12 +309,10 @@ fn start<'a>(
     let target = match resolve(orgs, &m.spec.organization_ref, key) {
         Resolved::Found(t) => t,
         Resolved::Rejected(t) => {
-            return match refused_anyway(orgs, t.as_ref(), key, "memberships") {
-                Some(p) => {
-                    out.problems.push(p);
-                    Start::Done
-                }
-                None => Start::TargetRejected,
+            return if refused_anyway(orgs, t.as_ref(), key, "memberships", out) {
+                Start::Done
+            } else {
+                Start::TargetRejected
             };
         }
         Resolved::Missing(p) => {

@@ -47,6 +47,17 @@ pub(super) enum Resolved<'a> {
     Missing(Problem),
 }
 
+impl<'a> Resolved<'a> {
+    /// `target`, found or rejected as its object's `presence` says.
+    fn of(presence: Presence, target: Target<'a>) -> Self {
+        if presence == Presence::Accepted {
+            Resolved::Found(target)
+        } else {
+            Resolved::Rejected(Some(target))
+        }
+    }
+}
+
 /// Finds the organization `r` names for the object `key`.
 pub(super) fn resolve<'a>(
     orgs: &Organizations<'a>,
@@ -78,11 +89,7 @@ pub(super) fn resolve<'a>(
                         .unwrap_or_default(),
                     admins: &[],
                 };
-                if *presence == Presence::Accepted {
-                    Resolved::Found(target)
-                } else {
-                    Resolved::Rejected(Some(target))
-                }
+                Resolved::of(*presence, target)
             }
             None if roots.presence(orgs.set, &r.name) == Presence::Rejected => {
                 Resolved::Rejected(None)
@@ -112,11 +119,7 @@ pub(super) fn resolve<'a>(
                     allowed_domains,
                     admins: &s.spec.admins,
                 };
-                if *presence == Presence::Accepted {
-                    Resolved::Found(target)
-                } else {
-                    Resolved::Rejected(Some(target))
-                }
+                Resolved::of(*presence, target)
             }
             None if orgs
                 .set
@@ -188,17 +191,25 @@ pub(super) fn admission(
 }
 
 /// For an object whose organization `target` is rejected on its own (and stays quiet about
-/// it): the refusal of its namespace, which it breaks whatever becomes of the organization,
-/// so that fixing the organization does not reveal a second problem only then.
+/// it): whether its namespace is refused, which it breaks whatever becomes of the
+/// organization, reported in `out` so that fixing the organization does not reveal a second
+/// problem only then.
 pub(super) fn refused_anyway(
     orgs: &Organizations<'_>,
     target: Option<&Target<'_>>,
     key: &ObjectKey,
     what: &str,
-) -> Option<Problem> {
-    match admission(orgs, target?, key, what) {
-        Admission::Refused(p) => Some(p),
-        _ => None,
+    out: &mut Outcome,
+) -> bool {
+    let Some(target) = target else {
+        return false;
+    };
+    match admission(orgs, target, key, what) {
+        Admission::Refused(p) => {
+            out.problems.push(p);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -215,13 +226,11 @@ pub(super) fn place<'a>(
     let target = match resolve(orgs, r, key) {
         Resolved::Found(t) => t,
         Resolved::Rejected(t) => {
-            return match refused_anyway(orgs, t.as_ref(), key, what) {
-                Some(p) => {
-                    out.problems.push(p);
-                    Err(Presence::Foreign)
-                }
-                None => Err(Presence::Rejected),
-            };
+            return Err(if refused_anyway(orgs, t.as_ref(), key, what, out) {
+                Presence::Foreign
+            } else {
+                Presence::Rejected
+            });
         }
         Resolved::Missing(p) => {
             out.problems.push(p);

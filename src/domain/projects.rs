@@ -370,12 +370,10 @@ fn place_membership<'a>(
                 Resolved::Rejected(t) => t,
                 Resolved::Missing(_) => None,
             };
-            return match refused_anyway(orgs, target.as_ref(), &key, "project memberships") {
-                Some(problem) => {
-                    out.problems.push(problem);
-                    Place::Refused
-                }
-                None => Place::Stop,
+            return if refused_anyway(orgs, target.as_ref(), &key, "project memberships", out) {
+                Place::Refused
+            } else {
+                Place::Stop
             };
         }
         None if orgs
