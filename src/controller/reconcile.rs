@@ -321,12 +321,9 @@ fn claimed_and_ready_elsewhere<K: Kind>(o: &K, result: &SyncResult) -> bool {
         .failure
         .as_ref()
         .is_some_and(|f| f.reason == "StoreClaimed")
-        && o.current().map(K::common).is_some_and(|c| {
-            c.observed_generation == o.meta().generation
-                && c.conditions
-                    .iter()
-                    .any(|c| c.type_ == CONDITION_READY && c.status == "True")
-        })
+        && o.current()
+            .is_some_and(|s| K::common(s).observed_generation == o.meta().generation)
+        && ready::<K>(o.current()).is_some_and(|(status, _)| status == "True")
 }
 
 /// When to look at the object `key` again: at its own next temporary-role change, or after
