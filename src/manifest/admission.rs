@@ -232,16 +232,7 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
     // A Namespace the API server would refuse decides no delegation.
     let key = ObjectKey::cluster("Namespace", name);
     let mut refused = super::meta::problems(meta, &key);
-    if !is_dns_label(name) {
-        refused.push(Problem::error(
-            Reason::SchemaViolation,
-            &key,
-            "metadata.name",
-            format!(
-                "{name:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
-            ),
-        ));
-    }
+    refused.extend(bad_namespace_name(name, &key, "metadata.name"));
     if !refused.is_empty() {
         return refused
             .into_iter()
@@ -383,18 +374,24 @@ fn metadata(
     }
     if let Some(ns) = &namespace
         && namespaced
-        && !is_dns_label(ns)
     {
-        problems.push(Problem::error(
-            Reason::SchemaViolation,
-            &key,
-            "metadata.namespace",
-            format!(
-                "{ns:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
-            ),
-        ));
+        problems.extend(bad_namespace_name(ns, &key, "metadata.namespace"));
     }
     (key, problems)
+}
+
+/// The problem with `name` as a namespace's name, at `field` of `key`, when it is not one.
+fn bad_namespace_name(name: &str, key: &ObjectKey, field: &str) -> Option<Problem> {
+    (!is_dns_label(name)).then(|| {
+        Problem::error(
+            Reason::SchemaViolation,
+            key,
+            field,
+            format!(
+                "{name:?} is not a valid namespace name: at most 63 lowercase letters, digits and '-'"
+            ),
+        )
+    })
 }
 
 /// Whether one of two field paths (`spec.roles[0]`, `""` for the root) holds the other.
