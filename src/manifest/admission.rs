@@ -125,7 +125,8 @@ pub fn admission_problems(value: Value, default_namespace: &str) -> Option<Vec<P
 }
 
 /// Routes one document by apiVersion and kind and admits it.
-pub(super) fn admit_document(value: Value, default_namespace: &str, out: &mut Vec<Item>) {
+pub(super) fn admit_document(mut value: Value, default_namespace: &str, out: &mut Vec<Item>) {
+    super::meta::empty_nulls(value.get_mut("metadata"));
     let detached = |reason, message: String| Item::Problem {
         counted: false,
         problem: Problem::detached(reason, message),
@@ -221,11 +222,7 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
         .and_then(Value::as_object)
         .map(|l| {
             l.iter()
-                // A null label is empty to the API server.
-                .filter_map(|(k, v)| match v {
-                    Value::Null => Some((k.clone(), String::new())),
-                    v => v.as_str().map(|v| (k.clone(), v.to_owned())),
-                })
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
                 .collect()
         })
         .unwrap_or_default();
@@ -259,7 +256,6 @@ where
 {
     let kind = K::kind(&()).into_owned();
     ks.structural.drop_nulls(&mut value);
-    super::meta::empty_nulls(value.get_mut("metadata"));
     let map = value.as_object_mut().expect("checked by the caller");
     let (key, mut problems) = metadata(map, &kind, ks.namespaced, default_namespace);
     let structural = schema_problems(map, ks, &kind, &key, &mut problems);

@@ -38,7 +38,8 @@ const QUALIFIED_NAME: &str = "an optional DNS subdomain and '/', then at most 63
 /// What a label value may be, in words.
 const LABEL_VALUE_RULE: &str = "must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
 
-/// Labels and annotations set to `null` made empty, as the API server reads them.
+/// Labels and annotations set to `null` made empty, as the API server reads them: done to
+/// every document first, so what reads labels sees no null.
 pub(super) fn empty_nulls(metadata: Option<&mut Value>) {
     let Some(metadata) = metadata else { return };
     for field in ["labels", "annotations"] {
@@ -142,8 +143,6 @@ fn strings<'a>(
             .iter()
             .filter_map(|(k, v)| match v {
                 Value::String(v) => Some((k, v.as_str())),
-                // Empty to the API server.
-                Value::Null => Some((k, "")),
                 other => {
                     bad(
                         &path,
