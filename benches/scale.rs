@@ -7,6 +7,9 @@
 //! - **raw**: how fast a plain client writes statuses, one after another over one client (300
 //!   status patches on objects the controller ignores), and the same patches 32 at a time,
 //!   as the controller's reconciles run: what the API server takes at most;
+//! - **raw trickle**: the trickle's writes made by a plain client with no controller: as many
+//!   creates one after another and, as each returns, that object's finalizer and status
+//!   written (32 objects at a time): the ceiling of any controller's trickle;
 //! - **startup**: the Organization and `SUBORG_SCALE_N` memberships (default 1,000) exist before
 //!   the controller starts; the time from starting it until every object is Ready=True with
 //!   `status.observedGeneration == metadata.generation`;
@@ -58,6 +61,9 @@ const CONCURRENCY: usize = 16;
 /// How many status patches the parallel raw rate sends at once: as many as the controller
 /// reconciles of one kind.
 const RAW_CONCURRENCY: usize = 32;
+/// The raw trickle's finalizer: written as the controller writes its own, on objects the
+/// controller does not watch.
+const RAW_FINALIZER: &str = "suborg.io/bench-raw";
 /// How often the cleanup looks whether the run's objects are gone.
 const POLL: Duration = Duration::from_millis(500);
 const READY_DEADLINE: Duration = Duration::from_secs(600);
@@ -106,6 +112,7 @@ struct Figures {
     raw: Option<Timed>,
     raw_parallel: Option<Timed>,
     raw_creates: Option<Timed>,
+    raw_trickle: Option<Timed>,
     startup: Option<Timed>,
     trickle: Option<Timed>,
     trickle_creates: Option<Duration>,
@@ -265,6 +272,7 @@ impl Bench {
         figures.raw = Some(raw.patches);
         figures.raw_parallel = Some(raw.parallel);
         figures.raw_creates = Some(raw.creates);
+        figures.raw_trickle = Some(self.raw_trickle(settings.trickle).await?);
 
         // Startup: everything exists before the controller starts.
         self.create_organization().await?;
@@ -440,6 +448,87 @@ impl Bench {
             creates: timed(creates),
             patches: timed(elapsed),
             parallel: timed(parallel),
+        })
+    }
+
+    /// What a controller that cost nothing would reach in the trickle: `count` memberships the
+    /// controller does not watch created one after another over one client while, as each
+    /// create returns, a plain client writes the two writes the controller makes for it (its
+    /// finalizer, then its status), up to `RAW_CONCURRENCY` objects at once. The time from the
+    /// first create until the last status is written: the trickle's ceiling on this API server,
+    /// which spends its CPU on three writes an object.
+    async fn raw_trickle(&self, count: usize) -> Result<Timed> {
+        let label = format!("{}-rawtrickle", self.id);
+        let api = self.memberships();
+        let objects: Vec<OrgMembership> = (0..count)
+            .map(|i| {
+                self.membership(
+                    format!("rawt-{i}"),
+                    format!("rawt{i}@bench.example"),
+                    &label,
+                )
+            })
+            .collect();
+        let (created, names) = futures::channel::mpsc::unbounded::<String>();
+        let started = Instant::now();
+        let creates = async {
+            for o in objects {
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .map_err(|e| format!("creating OrgMembership {}: {e}", o.name_any()))?;
+                created
+                    .unbounded_send(o.name_any())
+                    .map_err(|e| format!("handing over a created name: {e}"))?;
+            }
+            drop(created);
+            Ok::<_, String>(())
+        };
+        let finalizer = serde_json::json!({"metadata": {"finalizers": [RAW_FINALIZER]}});
+        let writes = names
+            .map(|name| {
+                let api = api.clone();
+                let status = serde_json::json!({"status": {
+                    "observedGeneration": 1,
+                    "conditions": [{
+                        "type": CONDITION_READY,
+                        "status": "True",
+                        "reason": "Synced",
+                        "message": "raw trickle",
+                        "lastTransitionTime": format!("{:.0}", Timestamp::now()),
+                    }],
+                }});
+                let finalizer = &finalizer;
+                async move {
+                    let fail = |e: kube::Error| format!("writing OrgMembership {name}: {e}");
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(finalizer))
+                        .await
+                        .map_err(fail)?;
+                    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await
+                        .map_err(fail)?;
+                    Ok::<_, String>(())
+                }
+            })
+            .buffer_unordered(RAW_CONCURRENCY)
+            .try_collect::<Vec<()>>();
+        let outcome = futures::try_join!(creates, writes);
+        let elapsed = started.elapsed();
+        // Released and deleted whether the writes succeeded or not, so the namespace can go.
+        let selector = ListParams::default().labels(&format!("{LABEL}={label}"));
+        let unfinalize = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+        let fail = |e: kube::Error| format!("deleting the raw trickle's memberships: {e}");
+        for m in api.list_metadata(&selector).await.map_err(fail)? {
+            api.patch(&m.name_any(), &PatchParams::default(), &unfinalize)
+                .await
+                .map_err(fail)?;
+        }
+        api.delete_collection(&DeleteParams::default(), &selector)
+            .await
+            .map_err(fail)?;
+        outcome?;
+        Ok(Timed {
+            objects: count,
+            elapsed,
         })
     }
 
@@ -850,6 +939,7 @@ fn print_table(f: &Figures, version: &str) {
     row("raw: status patches, sequential, one client", f.raw);
     row("raw: the same, 32 at a time", f.raw_parallel);
     row("raw: creates, sequential, one client", f.raw_creates);
+    row("raw: trickle's writes, no controller", f.raw_trickle);
     row("startup: controller start to all Ready", f.startup);
     row("trickle: first create to all Ready", f.trickle);
     if let Some((t, _, _)) = f.large {
@@ -883,6 +973,13 @@ fn print_table(f: &Figures, version: &str) {
             "trickle: {:.2}x the rate of sequential creates with no controller ({:.2}x raw)",
             t.rate() / c.rate(),
             c.rate() / raw.rate()
+        );
+    }
+    if let (Some(w), Some(t), Some(raw)) = (f.raw_trickle, f.trickle, f.raw) {
+        println!(
+            "ceiling of the trickle: a plain client making its three writes an object reached {:.2}x raw; the controller's trickle reached {:.0}% of it",
+            w.rate() / raw.rate(),
+            100.0 * t.rate() / w.rate()
         );
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
