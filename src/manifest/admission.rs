@@ -280,6 +280,7 @@ where
     }
     // After the rules, which read no labels: a bad label hides none of their findings.
     problems.extend(super::meta::problems(value.get("metadata"), &key));
+    let warning = super::meta::client_side_apply_warning(&value, &key);
     let typed = if problems.is_empty() {
         match serde_json::from_value::<K>(value) {
             Ok(t) => Some(t),
@@ -296,6 +297,7 @@ where
     } else {
         None
     };
+    problems.extend(warning);
     Item::Object {
         key,
         problems,

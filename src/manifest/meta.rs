@@ -32,6 +32,19 @@ const OBJECT_META: &[&str] = &[
     "uid",
 ];
 
+/// The fields of an entry of `metadata.ownerReferences`.
+const OWNER_REFERENCE: &[&str] = &[
+    "apiVersion",
+    "blockOwnerDeletion",
+    "controller",
+    "kind",
+    "name",
+    "uid",
+];
+
+/// The annotation `kubectl apply` without `--server-side` writes: the whole object as applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What a qualified name (an annotation key, a finalizer) is, in words.
 const QUALIFIED_NAME: &str = "an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
 
@@ -51,7 +64,8 @@ pub(super) fn empty_nulls(metadata: Option<&mut Value>) {
     }
 }
 
-/// The problems of `metadata`'s labels, annotations and finalizers, on the object `key`.
+/// The problems of `metadata`'s labels, annotations, finalizers and owner references, on the
+/// object `key`.
 pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem> {
     let mut out = Vec::new();
     let Some(metadata) = metadata else {
@@ -125,7 +139,194 @@ pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem
             format!("must be a list of strings, not {}", json_type(other)),
         ),
     }
+    owner_references(metadata.get("ownerReferences"), key, &mut out);
     out
+}
+
+/// The problems of `metadata.ownerReferences`, as the API server finds them: each entry names
+/// an owner by API version (with a version), kind, name and uid; an Event of the core group
+/// owns nothing; and at most one entry is the object's controller.
+fn owner_references(references: Option<&Value>, key: &ObjectKey, out: &mut Vec<Problem>) {
+    let references = match references {
+        None | Some(Value::Null) => return,
+        Some(Value::Array(references)) => references,
+        Some(other) => {
+            out.push(Problem::error(
+                Reason::SchemaViolation,
+                key,
+                "metadata.ownerReferences",
+                format!(
+                    "must be a list of owner references, not {}",
+                    json_type(other)
+                ),
+            ));
+            return;
+        }
+    };
+    let mut controllers = Vec::new();
+    for (i, entry) in references.iter().enumerate() {
+        let at = format!("metadata.ownerReferences[{i}]");
+        let empty = serde_json::Map::new();
+        let fields = match entry {
+            Value::Object(fields) => fields,
+            // A null entry is an owner reference with every field empty.
+            Value::Null => &empty,
+            other => {
+                out.push(Problem::error(
+                    Reason::SchemaViolation,
+                    key,
+                    at,
+                    format!("must be an owner reference, not {}", json_type(other)),
+                ));
+                continue;
+            }
+        };
+        let mut bad = |reason: Reason, field: String, message: String| {
+            out.push(Problem::error(reason, key, field, message));
+        };
+        for k in fields
+            .keys()
+            .filter(|k| !OWNER_REFERENCE.contains(&k.as_str()))
+        {
+            bad(
+                Reason::UnknownField,
+                format!("{at}.{k}"),
+                format!(
+                    "unknown field (known fields here: {})",
+                    OWNER_REFERENCE.join(", ")
+                ),
+            );
+        }
+        let mut text = |field: &str| match fields.get(field) {
+            None | Some(Value::Null) => Some(""),
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(other) => {
+                bad(
+                    Reason::SchemaViolation,
+                    format!("{at}.{field}"),
+                    format!("must be a string, not {}", json_type(other)),
+                );
+                None
+            }
+        };
+        let (api_version, kind, name, uid) =
+            (text("apiVersion"), text("kind"), text("name"), text("uid"));
+        let mut flag = |field: &str| match fields.get(field) {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                bad(
+                    Reason::SchemaViolation,
+                    format!("{at}.{field}"),
+                    format!("must be true or false, not {}", json_type(other)),
+                );
+                None
+            }
+        };
+        let controller = flag("controller");
+        flag("blockOwnerDeletion");
+        let version = api_version.map(owner_version);
+        if version.is_some_and(|(_, v)| v.is_empty()) {
+            bad(
+                Reason::SchemaViolation,
+                format!("{at}.apiVersion"),
+                format!(
+                    "{:?} names no version: an owner's API version is `VERSION` or `GROUP/VERSION`",
+                    api_version.unwrap_or_default()
+                ),
+            );
+        }
+        for (field, value) in [("kind", kind), ("name", name), ("uid", uid)] {
+            if value == Some("") {
+                bad(
+                    Reason::SchemaViolation,
+                    format!("{at}.{field}"),
+                    format!("an owner reference must give the owner's {field}"),
+                );
+            }
+        }
+        if version == Some(("", "v1")) && kind == Some("Event") {
+            bad(
+                Reason::SchemaViolation,
+                at,
+                "an Event (v1) cannot be an owner".to_owned(),
+            );
+        }
+        if controller == Some(true) {
+            controllers.push(format!(
+                "{}/{}",
+                kind.unwrap_or_default(),
+                name.unwrap_or_default()
+            ));
+        }
+    }
+    if controllers.len() > 1 {
+        out.push(Problem::error(
+            Reason::SchemaViolation,
+            key,
+            "metadata.ownerReferences",
+            format!(
+                "only one owner reference may have `controller: true`, not {} ({})",
+                controllers.len(),
+                controllers.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The group and version of an owner's `apiVersion`, read as the API server reads it: no `/`
+/// is a version of the core group; one splits group from version; more, or none but `/`, give
+/// no version.
+fn owner_version(api_version: &str) -> (&str, &str) {
+    if api_version == "/" {
+        return ("", "");
+    }
+    match api_version.split_once('/') {
+        None => ("", api_version),
+        Some((_, version)) if version.contains('/') => ("", ""),
+        Some(split) => split,
+    }
+}
+
+/// A warning when the object's annotations fit the API server's limit but would not once
+/// `kubectl apply` without `--server-side` (Argo CD's default too) copied the whole object into
+/// `kubectl.kubernetes.io/last-applied-configuration`: such an apply fails, while a
+/// server-side apply, Helm and `suborg apply` take the object.
+pub(super) fn client_side_apply_warning(document: &Value, key: &ObjectKey) -> Option<Problem> {
+    let annotations = document.get("metadata")?.get("annotations")?.as_object()?;
+    let own: usize = annotations
+        .iter()
+        .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if own > ANNOTATIONS_MAX_BYTES {
+        return None;
+    }
+    // kubectl leaves an earlier copy out of the new one.
+    let applied = if annotations.contains_key(LAST_APPLIED) {
+        let mut without = document.clone();
+        without["metadata"]["annotations"]
+            .as_object_mut()?
+            .remove(LAST_APPLIED);
+        serde_json::to_string(&without).ok()?.len()
+    } else {
+        serde_json::to_string(document).ok()?.len()
+    };
+    let total = own + LAST_APPLIED.len() + applied;
+    (total > ANNOTATIONS_MAX_BYTES).then(|| {
+        Problem::warning(
+            Reason::SchemaViolation,
+            key,
+            "metadata.annotations",
+            format!(
+                "{own} bytes of annotations fit the API server's limit of {ANNOTATIONS_MAX_BYTES}, \
+                 but `kubectl apply` without `--server-side` (and Argo CD's default client-side \
+                 apply) adds a copy of the whole object as {LAST_APPLIED}, about {total} bytes \
+                 in all, and fails: apply it with `--server-side` (Argo CD: \
+                 `ServerSideApply=true`), or keep the annotations under half the limit"
+            ),
+        )
+    })
 }
 
 /// The string entries of the mapping `metadata.<field>` (labels, annotations); a field that is
@@ -275,5 +476,123 @@ mod tests {
             typo[0].starts_with("metadata.label: unknown field (known fields here: annotations,"),
             "{typo:?}"
         );
+    }
+
+    #[test]
+    fn owner_references_as_the_api_server_checks_them() {
+        // Each accepted by kube-apiserver v1.28.7 (`kubectl apply --dry-run=server`).
+        for ok in [
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "1"}]),
+            json!([{"apiVersion": "events.k8s.io/v1", "kind": "Event", "name": "x", "uid": "1"}]),
+            json!([{"apiVersion": "/v1", "kind": "A", "name": "a", "uid": "1"}]),
+            json!([{"apiVersion": "V 1", "kind": "config map", "name": "X Y/z", "uid": "not a uid"}]),
+            json!([
+                {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": false},
+                {"apiVersion": "v1", "kind": "B", "name": "b", "uid": "2", "controller": true,
+                 "blockOwnerDeletion": null},
+            ]),
+            json!(null),
+        ] {
+            let found = reasons(json!({"ownerReferences": ok}));
+            assert!(found.is_empty(), "{ok}: {found:?}");
+        }
+        // Each refused by it, with the field it names.
+        for (refs, expected) in [
+            (
+                json!([{"kind": "A", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0].apiVersion: \"\" names no version",
+            ),
+            (
+                json!([{"apiVersion": "a/b/c", "kind": "A", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0].apiVersion: \"a/b/c\" names no version",
+            ),
+            (
+                json!([{"apiVersion": "apps/", "kind": "A", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0].apiVersion: \"apps/\" names no version",
+            ),
+            (
+                json!([{"apiVersion": "/", "kind": "A", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0].apiVersion: \"/\" names no version",
+            ),
+            (
+                json!([{"apiVersion": "v1", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0].kind: an owner reference must give the owner's kind",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "A", "name": null, "uid": "1"}]),
+                "metadata.ownerReferences[0].name: an owner reference must give the owner's name",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "A", "name": "a", "uid": ""}]),
+                "metadata.ownerReferences[0].uid: an owner reference must give the owner's uid",
+            ),
+            (
+                json!([{"apiVersion": "/v1", "kind": "Event", "name": "a", "uid": "1"}]),
+                "metadata.ownerReferences[0]: an Event (v1) cannot be an owner",
+            ),
+            (
+                json!([
+                    {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": true},
+                    {"apiVersion": "v1", "kind": "B", "name": "b", "uid": "2", "controller": true},
+                ]),
+                "metadata.ownerReferences: only one owner reference may have `controller: true`, not 2 (A/a, B/b)",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "A", "name": "a", "uid": 1}]),
+                "metadata.ownerReferences[0].uid: must be a string, not a number",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": "yes"}]),
+                "metadata.ownerReferences[0].controller: must be true or false, not a string",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "foo": 1}]),
+                "metadata.ownerReferences[0].foo: unknown field",
+            ),
+            (
+                json!(["x"]),
+                "metadata.ownerReferences[0]: must be an owner reference, not a string",
+            ),
+            (
+                json!({"apiVersion": "v1"}),
+                "metadata.ownerReferences: must be a list of owner references",
+            ),
+        ] {
+            let found = reasons(json!({"ownerReferences": refs}));
+            assert_eq!(found.len(), 1, "{refs}: {found:?}");
+            assert!(found[0].starts_with(expected), "{found:?} / {expected}");
+        }
+        // A null entry is an entry with every field empty: four problems.
+        assert_eq!(reasons(json!({"ownerReferences": [null]})).len(), 4);
+    }
+
+    #[test]
+    fn annotations_that_client_side_apply_doubles_past_the_limit_are_warned_of() {
+        let key = ObjectKey::cluster("Organization", "acme");
+        let object = |bytes: usize| {
+            json!({
+                "apiVersion": "suborg.io/v1alpha1",
+                "kind": "Organization",
+                "metadata": {"name": "or-big", "annotations": {"note": "x".repeat(bytes)}},
+                "spec": {"displayName": "Probe"},
+            })
+        };
+        // kube-apiserver v1.28.7 took `kubectl apply` of this object with 130,950 bytes in the
+        // note and refused it with 131,000 (`--server-side` took both).
+        assert!(client_side_apply_warning(&object(130_950), &key).is_none());
+        let warning = client_side_apply_warning(&object(131_000), &key).expect("a warning");
+        assert!(!warning.is_error());
+        assert_eq!(warning.field, "metadata.annotations");
+        assert!(
+            warning.message.contains("--server-side"),
+            "{}",
+            warning.message
+        );
+        // An earlier copy in the object is replaced, not copied again.
+        let mut applied_before = object(100_000);
+        applied_before["metadata"]["annotations"][LAST_APPLIED] = json!("y".repeat(100_000));
+        assert!(client_side_apply_warning(&applied_before, &key).is_none());
+        // Past the limit itself it is an error already, not a warning.
+        assert!(client_side_apply_warning(&object(ANNOTATIONS_MAX_BYTES), &key).is_none());
     }
 }

@@ -138,11 +138,12 @@ impl Loader {
                     return;
                 }
                 self.sources.insert(key.clone(), source.clone());
-                if !problems.is_empty() {
+                // A warning (about how the object would be applied) refuses nothing.
+                if problems.iter().any(Problem::is_error) {
                     self.set.rejected.insert(key);
-                    for p in problems {
-                        self.push(source.clone(), p);
-                    }
+                }
+                for p in problems {
+                    self.push(source.clone(), p);
                 }
                 if let Some(typed) = typed {
                     typed.add_to(&mut self.set);
