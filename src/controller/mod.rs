@@ -129,17 +129,50 @@ pub async fn run(
     let Some(leadership) = lead(&client, &config, &health, shutdown.clone()).await else {
         return Ok(());
     };
-    let stop = {
-        let lost = leadership.lost.clone();
-        async move {
-            tokio::select! {
-                () = shutdown => {},
-                true = lost => {},
-            }
-        }
-        .shared()
-    };
+    // Everything from here runs under the Lease, its startup too: a leader cut off from the
+    // API server while it reads the cluster's id would otherwise wait on that read, unaware
+    // that it no longer leads, and write once the network came back.
+    let work = serve(
+        client,
+        config,
+        shutdown,
+        leadership.lost.clone(),
+        health.clone(),
+    );
+    if while_leading(work, leadership.lost.clone()).await.is_none() {
+        tracing::error!("the leader Lease is lost: stopping at once");
+    }
+    leadership.end(&health).await
+}
 
+/// Runs `work` until it ends or `lost` resolves to `true`, whichever comes first: `None` when
+/// the Lease was lost. Dropped there, `work` stops at once, wherever it was waiting.
+async fn while_leading<T>(
+    work: impl Future<Output = T>,
+    lost: impl Future<Output = bool>,
+) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        true = lost => None,
+    }
+}
+
+/// The leader's work: the watches, the sync and the reconcilers, until `shutdown` (or a lost
+/// Lease) stops the controllers and the reconciles under way have finished.
+async fn serve(
+    client: Client,
+    config: Config,
+    shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
+    lost: Lost,
+    health: Arc<http::Health>,
+) {
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {},
+            true = lost => {},
+        }
+    }
+    .shared();
     let watches = watches::Watches::start(&client, config.selector.as_deref());
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -181,22 +214,19 @@ pub async fn run(
             }
         });
     }
-    // A lost Lease stops everything at once: another replica may be writing already. A
-    // shutdown lets the reconciles under way finish.
-    tokio::select! {
-        () = watches.run(syncer, stop, ctx) => tracing::info!("controllers stopped"),
-        true = leadership.lost.clone() => tracing::error!("the leader Lease is lost: stopping at once"),
-    }
-    leadership.end(&health).await
+    watches.run(syncer, stop, ctx).await;
+    tracing::info!("controllers stopped");
 }
 
 /// Whether this process leads, and how it learns that it no longer does.
 struct Leadership {
     /// The Lease held, when there is leader election, and the task keeping it.
     lease: Option<(Arc<leader::Leader>, tokio::task::JoinHandle<()>)>,
-    /// Resolves to `true` when the Lease was lost.
-    lost: futures::future::Shared<futures::future::BoxFuture<'static, bool>>,
+    lost: Lost,
 }
+
+/// Resolves to `true` when the Lease was lost (and to `false` when it was handed back).
+type Lost = futures::future::Shared<futures::future::BoxFuture<'static, bool>>;
 
 impl Leadership {
     /// Hands the Lease back, or reports that it was lost.
@@ -289,4 +319,38 @@ fn syncer(
     .with_fanout(Box::new(move |result, scope| {
         triggers.fan_out(&caches, result, scope, Timestamp::now());
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader whose work waits on an API server that never answers (its startup's reads
+    /// included) stops when the Lease is lost, without that read ending.
+    #[tokio::test]
+    async fn work_stuck_on_the_api_server_stops_when_the_lease_is_lost() {
+        let (lose, lost) = futures::channel::oneshot::channel::<()>();
+        let lost = lost.map(|r| r.is_ok()).boxed().shared();
+        let stuck = std::future::pending::<()>();
+        let watching = tokio::spawn(while_leading(stuck, lost));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!watching.is_finished(), "stopped with the Lease still held");
+        lose.send(()).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(1), watching).await;
+        assert_eq!(outcome.expect("stopped at once").unwrap(), None);
+    }
+
+    /// Work that ends on its own (a shutdown) is its outcome; a Lease handed back on the way
+    /// out does not count as lost.
+    #[tokio::test]
+    async fn work_that_ends_is_its_outcome() {
+        let (released, lost) = futures::channel::oneshot::channel::<()>();
+        drop(released);
+        let lost = lost.map(|r| r.is_ok()).boxed().shared();
+        assert_eq!(while_leading(async { 7 }, lost.clone()).await, Some(7));
+        assert_eq!(
+            while_leading(tokio::time::sleep(Duration::from_millis(10)), lost).await,
+            Some(())
+        );
+    }
 }
