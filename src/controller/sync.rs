@@ -371,6 +371,24 @@ impl Syncer {
         Ok(s)
     }
 
+    /// Closes the store when its SQLite file left its path (see [`SqlStore::file_left`]), so
+    /// the next use opens the file the path leads to now (or creates one); says whether it did.
+    async fn let_go_of_a_file_that_left(&self) -> bool {
+        let mut store = self.store.lock().await;
+        let Some(left) = store.as_ref().and_then(|s| s.file_left()) else {
+            return false;
+        };
+        tracing::warn!(
+            "the store's file {left} while the controller had it open: opening the store again and syncing every object into it"
+        );
+        // Closed before the path is opened again: the old connections' write-ahead log, still
+        // at the path, is emptied into the file they opened and not read as the new file's.
+        if let Some(old) = store.take() {
+            old.close_shared().await;
+        }
+        true
+    }
+
     /// The sync task: one sync whenever watch events came (after the debounce), a temporary
     /// role changes state, the resync period passes or a failed sync is due again (it sleeps
     /// until the first of these, so an idle controller does nothing); each result
@@ -523,6 +541,13 @@ impl Syncer {
                 return result;
             }
         }
+        // A SQLite file removed or replaced (a backup moved into place) under the open store:
+        // the connections would go on writing a file no one reads. Opened again and read
+        // whole; what the old file held is known no more.
+        let reopened = self.let_go_of_a_file_that_left().await;
+        if reopened {
+            state.written.full_next = true;
+        }
         // Same objects and no temporary role due: anything the plan changes was changed in the
         // store behind suborg's back.
         // Nor after objects were left out for conflicts: they may go in now.
@@ -536,7 +561,9 @@ impl Syncer {
         // store read again only where they changed, except on the periodic resync and after a
         // failure, which read it whole.
         let previous = match (&state.result, state.synced_at) {
-            (Some(r), Some(at)) if r.failure.is_none() && at.elapsed() < self.resync => {
+            (Some(r), Some(at))
+                if r.failure.is_none() && at.elapsed() < self.resync && !reopened =>
+            {
                 Some(r.clone())
             }
             _ => None,
@@ -546,7 +573,7 @@ impl Syncer {
         let stored = state
             .result
             .as_ref()
-            .filter(|r| r.failure.is_none())
+            .filter(|r| r.failure.is_none() && !reopened)
             .map(|r| {
                 r.index
                     .organizations

@@ -45,14 +45,56 @@ pub struct SqlStore {
     /// Who writes, checked against the store's claim on every apply ([`super::claim`]);
     /// `None` checks nothing.
     writer: Option<Writer>,
+    /// The SQLite file opened, to tell when its path no longer leads to it.
+    file: Option<FileId>,
+}
+
+/// A file as the operating system knows it (device and inode): the same path may lead to
+/// another file once the first is removed or replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+impl FileId {
+    /// The file at `path` now; `None` when there is none (or no way to tell files apart).
+    fn at(path: &str) -> Option<FileId> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).ok().map(|m| FileId {
+                device: m.dev(),
+                inode: m.ino(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
 }
 
 impl SqlStore {
     /// Opens (creating a SQLite file when needed) and migrates the store at `dsn`.
     pub async fn open(dsn: &str) -> Result<Self, StoreError> {
-        let store = Self::connect(Dsn::parse(dsn)?).await?;
+        let mut store = Self::connect(Dsn::parse(dsn)?).await?;
         migrate::run(&store.pool, &store.dsn).await?;
+        store.file = store.dsn.sqlite_path().and_then(FileId::at);
         Ok(store)
+    }
+
+    /// How the SQLite file this store opened left its path, when it did: removed, or replaced
+    /// by another file (a backup moved into place). The connections open still write the file
+    /// they opened, which no one else reads any more: the store must be opened again.
+    pub fn file_left(&self) -> Option<String> {
+        let (opened, path) = (self.file?, self.dsn.sqlite_path()?);
+        match FileId::at(path) {
+            Some(now) if now == opened => None,
+            Some(_) => Some(format!("{path} was replaced by another file")),
+            None => Some(format!("{path} was removed")),
+        }
     }
 
     /// Opens the store at `dsn` for reading only: nothing is created or migrated, and the
@@ -140,6 +182,7 @@ impl SqlStore {
             dsn,
             deadline: DEADLINE,
             writer: None,
+            file: None,
         })
     }
 
@@ -184,6 +227,12 @@ impl SqlStore {
 
     /// Closes every connection.
     pub async fn close(self) {
+        self.close_shared().await;
+    }
+
+    /// [`SqlStore::close`] for a store others may still hold: what they run afterwards fails
+    /// as on a closed pool.
+    pub async fn close_shared(&self) {
         // SQLite: everything in the write-ahead log goes into the database file, so the file
         // alone is the whole store (a copy, a backup, a read-only mount). Best effort: a
         // reader, or a writer another process keeps busy, leaves it to the next.

@@ -2826,3 +2826,53 @@ async fn a_row_changed_outside_suborg_is_drift_even_when_a_change_elsewhere_rewr
     // eng's row is drift; carol's and dave's new rows are not.
     assert_eq!(drift_corrected(&health), 1);
 }
+
+/// The SQLite file removed while the controller has it open: the next sync notices before it
+/// writes, opens the store at the path again (a new file) and writes every object into it, not
+/// only what changed, so what the path holds is the whole tree.
+#[tokio::test]
+async fn a_store_file_removed_while_open_is_opened_again_and_filled() {
+    let mut w = acme();
+    let syncer = w.syncer(Duration::from_secs(300));
+    assert!(syncer.sync().await.failure.is_none());
+    let path = w.dsn.strip_prefix("sqlite://").unwrap().to_owned();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    w.members
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dave()))));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let tree = store.tree().await.unwrap();
+    assert_eq!(tree.len(), 1, "{tree:?}");
+    assert_eq!(tree[0].members, 3, "alice, bob and dave: {tree:?}");
+    assert_eq!(tree[0].sub_organizations[0].members, 2, "{tree:?}");
+}
+
+/// A backup moved over the store's file while the controller has it open: the resync writes
+/// the tree into the file the path now leads to, not into the one it replaced.
+#[tokio::test]
+async fn a_store_file_replaced_while_open_is_the_one_synced() {
+    let w = acme();
+    let syncer = w.syncer(Duration::ZERO);
+    assert!(syncer.sync().await.failure.is_none());
+    let path = w.dsn.strip_prefix("sqlite://").unwrap().to_owned();
+    // An empty store, as a backup taken before anything was written.
+    let backup = format!("{path}.backup");
+    SqlStore::open(&format!("sqlite://{backup}"))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    std::fs::rename(&backup, &path).unwrap();
+    let _ = std::fs::remove_file(format!("{path}-wal"));
+    let _ = std::fs::remove_file(format!("{path}-shm"));
+    let after = syncer.sync().await;
+    assert!(after.failure.is_none(), "{:?}", after.failure);
+    let store = SqlStore::open(&w.dsn).await.unwrap();
+    let tree = store.tree().await.unwrap();
+    assert_eq!(tree.len(), 1, "{tree:?}");
+    assert_eq!(tree[0].members, 2, "{tree:?}");
+    assert_eq!(tree[0].sub_organizations[0].members, 2, "{tree:?}");
+}
