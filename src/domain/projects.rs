@@ -601,6 +601,21 @@ impl Placed<'_> {
                 true
             }
             Some(_) => false,
+            // Named its admin, and so added to it, but not a member of its root (rule 9: they
+            // left it): that root membership is what is missing, as the sub-organization's own
+            // AdminNotInRoot says. An OrgMembership in the sub-organization would be refused too.
+            None if admin => {
+                self.errors.push(Problem::error(
+                    Reason::SubjectNotInOrganization,
+                    &self.key,
+                    "spec.subject.email",
+                    format!(
+                        "user {subject:?} is named an admin of SubOrganization {:?} (its spec.admins) but is not a member of root Organization {:?}, so {in_project} cannot give them access: users exist at the root; add an OrgMembership for them in {:?}, and their place in {:?} follows",
+                        target.name, target.root, target.root, target.name
+                    ),
+                ));
+                true
+            }
             None => {
                 self.errors.push(Problem::error(
                     Reason::SubjectNotInOrganization,

@@ -190,6 +190,55 @@ fn a_sub_organization_project_sees_only_users_added_to_it() {
     assert!(o.accepted.project_memberships.is_empty());
 }
 
+/// Rule 9 for a sub-organization's admin: bob is in eng through its `spec.admins`, with no
+/// OrgMembership there. When he leaves the root, his project membership in eng says that the
+/// root membership is missing, as the group that lists him does, not that he should be added to
+/// eng (an OrgMembership there would be refused as well).
+#[test]
+fn an_admin_who_left_the_root_is_told_the_root_membership_is_missing() {
+    let mut set = base();
+    set.project_memberships = vec![project_user("team-eng", "api-bob", "api", "bob@x.io")];
+    set.groups.push(group(
+        "team-eng",
+        "leads",
+        Sub,
+        "eng",
+        vec![user("bob@x.io")],
+    ));
+    assert!(check(&set, now()).problems.is_empty());
+    set.memberships
+        .retain(|m| m.metadata.name.as_deref() != Some("acme-bob"));
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [
+            ("eng".into(), Reason::AdminNotInRoot),
+            ("leads".into(), Reason::GroupMemberNotInOrganization),
+            ("api-bob".into(), Reason::SubjectNotInOrganization),
+        ]
+    );
+    let p = o
+        .problems
+        .iter()
+        .find(|p| p.reason == Reason::SubjectNotInOrganization)
+        .unwrap();
+    assert_eq!(p.field, "spec.subject.email");
+    assert!(
+        p.message.contains(
+            "user \"bob@x.io\" is named an admin of SubOrganization \"eng\" (its spec.admins) but is not a member of root Organization \"acme\""
+        ) && p.message.contains("add an OrgMembership for them in \"acme\"")
+            && p.message.contains("Project \"team-eng/api\""),
+        "{}",
+        p.message
+    );
+    assert!(
+        !p.message.contains("has not been added"),
+        "an OrgMembership in eng is not the fix: {}",
+        p.message
+    );
+    assert!(o.accepted.project_memberships.is_empty());
+}
+
 #[test]
 fn a_root_project_adds_root_members_or_invites_new_users() {
     let mut set = base();
