@@ -180,6 +180,88 @@ async fn patch_finalizers<K: Kind>(api: &Api<K>, o: &K, add: bool) -> Result<K, 
     }
 }
 
+/// The reason of the status an object gets when it leaves the controller's `--selector`.
+pub const NOT_MANAGED: &str = "NotManaged";
+
+/// Lets go of an object that left the controller's `--selector` (its labels changed): the
+/// watch says it is gone, so the sync takes it as deleted and its rows go as its
+/// `deletionPolicy` says, and no reconcile will see it again. Its status says so (`Ready`
+/// `Unknown`, `NotManaged`), and suborg's finalizer is released last, so a later deletion
+/// is not held by a controller that no longer looks. Released last, it also wakes a controller
+/// whose selector the object entered (the same finalizer is its own), which then writes its
+/// own status over this one. Tried a few times; a failure is logged.
+pub(super) async fn let_go<K: Kind>(client: kube::Client, o: K, selector: String) {
+    let api = K::api(client, o.namespace().as_deref());
+    let orphan = serde_json::to_value(&o)
+        .ok()
+        .and_then(|v| v.pointer("/spec/deletionPolicy").cloned())
+        == Some(serde_json::Value::from("Orphan"));
+    let rows = if orphan {
+        "its rows stay in the store, no longer managed (deletionPolicy: Orphan); labelled to match again, it takes them back only with --adopt"
+    } else {
+        "its rows are removed from the store (deletionPolicy: Delete); labelled to match again, it is synced afresh"
+    };
+    let message = format!(
+        "its labels no longer match the --selector of the suborg controller that synced it ({selector}): it is not synced any more, and {rows}"
+    );
+    // Stalled beside Ready, as beside every Ready that is not True and waits for a change to
+    // the object: kstatus (Flux's wait, kpt) reports it failed, not in progress.
+    let conditions: Vec<serde_json::Value> = [(CONDITION_READY, "Unknown"), ("Stalled", "True")]
+        .into_iter()
+        .map(|(type_, status)| {
+            serde_json::json!({
+                "type": type_,
+                "status": status,
+                "reason": NOT_MANAGED,
+                "message": message,
+                "lastTransitionTime": Timestamp::now(),
+                "observedGeneration": o.meta().generation,
+            })
+        })
+        .collect();
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": {
+            "observedGeneration": o.meta().generation,
+            "conditions": conditions,
+        },
+    });
+    let key = o.key();
+    for attempt in 1..=LET_GO_ATTEMPTS {
+        let status = api
+            .patch_status(
+                &o.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await;
+        let outcome = match status {
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => match patch_finalizers(&api, &o, false).await {
+                // Changed since: the finalizer is someone else's to keep now (an object that
+                // came back into the selector is reconciled afresh).
+                Ok(_) | Err(Stale::Gone | Stale::Changed) => Ok(()),
+                Err(Stale::Failed(e)) => Err(e),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(object = %key, selector, "the object left the selector: its finalizer was released");
+                return;
+            }
+            Err(e) if attempt == LET_GO_ATTEMPTS => {
+                tracing::warn!(object = %key, error = %e, "the object left the selector, but its finalizer could not be released: remove it by hand if it is deleted");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(attempt.into())).await,
+        }
+    }
+}
+
+/// How many times [`let_go`] tries.
+const LET_GO_ATTEMPTS: u32 = 3;
+
 fn guard_key<K: Kind>(guard: &DeserializeGuard<K>) -> String {
     let meta = match &guard.0 {
         Ok(o) => o.meta().clone(),

@@ -8,13 +8,13 @@ use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 
-use super::context::{Context, Error};
+use super::context::{Context, Error, FINALIZER};
 use super::kinds::Kind;
 use super::scope::Scope;
 use super::sync::{self, Caches, SyncResult};
@@ -94,12 +94,14 @@ async fn log_result<T>(
 /// A cache of `api`'s objects and the stream of watch events that fills it, without
 /// `managedFields` and annotations, keeping the cache's part of `fingerprint`. Neither is ever
 /// read, and they are the bulk of a small object: `kubectl apply` keeps a copy of the whole
-/// object in an annotation. The stream marks the cache ready at its first complete listing.
+/// object in an annotation. The stream marks the cache ready at its first complete listing,
+/// and hands each object the watch says is gone, as it last was, to `gone`.
 pub(super) fn watched<K>(
     api: Api<K>,
     wc: watcher::Config,
     fingerprint: &prints::Fingerprint,
     mark: sync::ReadyMark,
+    mut gone: impl FnMut(&K) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -125,6 +127,9 @@ where
         })
         .map_ok(move |event| {
             feed.apply_watcher_event(&event);
+            if let watcher::Event::Delete(o) = &event {
+                gone(o);
+            }
             if !marked && matches!(event, watcher::Event::InitDone) {
                 marked = true;
                 mark.mark();
@@ -133,6 +138,13 @@ where
         })
         .applied_objects();
     (reader, stream)
+}
+
+/// Whether an object the watch says is gone has only left the watch's label selector: it still
+/// carries suborg's finalizer and is not being deleted, which an object the API server removed
+/// cannot be (the finalizer holds its deletion).
+fn left_the_selector<K: kube::Resource>(o: &K) -> bool {
+    o.meta().deletion_timestamp.is_none() && o.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// What of an object is a reason to reconcile it: its spec (the generation), its finalizers,
@@ -167,11 +179,26 @@ fn controller<K: Kind>(
     fingerprint: &prints::Fingerprint,
     mark: &sync::ReadyMark,
 ) -> Controller<DeserializeGuard<K>> {
+    let gone = {
+        let (client, selector) = (client.clone(), wc.label_selector.clone());
+        move |o: &DeserializeGuard<K>| {
+            if let (Some(selector), Ok(o)) = (&selector, &o.0)
+                && left_the_selector(o)
+            {
+                tokio::spawn(reconcile::let_go(
+                    client.clone(),
+                    o.clone(),
+                    selector.clone(),
+                ));
+            }
+        }
+    };
     let (reader, stream) = watched(
         Api::<DeserializeGuard<K>>::all(client.clone()),
         wc.clone(),
         fingerprint,
         mark.clone(),
+        gone,
     );
     let stream = stream.predicate_filter(
         reconcile_worthy::<DeserializeGuard<K>>,
@@ -336,6 +363,7 @@ impl Watches {
             watcher::Config::default(),
             &fingerprint,
             mark,
+            |_| {},
         );
         let namespaces = namespaces
             .predicate_filter(namespace_labels, kube::runtime::PredicateConfig::default())
@@ -431,6 +459,7 @@ mod tests {
             watcher::Config::default(),
             &fingerprint,
             mark,
+            |_| {},
         );
         let server = tokio::spawn(async move {
             let (request, send) = handle.next_request().await.expect("a list");

@@ -630,6 +630,68 @@ async fn deletion_policies_delete_or_keep_the_rows() {
     env.clean_up().await;
 }
 
+/// An object relabelled out of the controller's `--selector` is, to that controller, deleted:
+/// its rows leave the store, its status says it is no longer managed, and its finalizer is
+/// released, so deleting it later is not held by a controller that no longer looks.
+/// Relabelled back, it is synced again.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn an_object_relabelled_out_of_the_selector_is_let_go() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.root_member("alice", "alice@acme.example"))
+        .await;
+    let members: Api<OrgMembership> = Api::namespaced(env.client.clone(), &env.root_ns);
+    wait_ready(&members, "alice", "True", "Synced").await;
+    let relabel = |value: Option<&str>| {
+        Patch::Merge(serde_json::json!({"metadata": {"labels": {"suborg.io/e2e": value}}}))
+    };
+    members
+        .patch("alice", &PatchParams::default(), &relabel(None))
+        .await
+        .unwrap();
+    let alice = wait_ready(&members, "alice", "Unknown", "NotManaged").await;
+    let message = ready_of(alice.status.as_ref().map(|s| &s.common))
+        .unwrap()
+        .2;
+    assert!(message.contains("rows are removed"), "{message}");
+    wait_for(|| async { members.get("alice").await.unwrap().finalizers().is_empty() }).await;
+    let store = env.store().await;
+    let acme = env.org("acme");
+    wait_for(|| async {
+        let orgs = store.organizations().await.unwrap();
+        let root = orgs.iter().find(|o| o.slug == acme).unwrap();
+        store.members(&root.id).await.unwrap().is_empty()
+    })
+    .await;
+    // Back in the selector: synced again, finalizer and all.
+    members
+        .patch("alice", &PatchParams::default(), &relabel(Some(&env.id)))
+        .await
+        .unwrap();
+    let alice = wait_ready(&members, "alice", "True", "Synced").await;
+    assert!(
+        alice
+            .finalizers()
+            .iter()
+            .any(|f| f == suborg::controller::FINALIZER)
+    );
+    // Out again, then deleted: nothing holds the deletion.
+    members
+        .patch("alice", &PatchParams::default(), &relabel(None))
+        .await
+        .unwrap();
+    wait_ready(&members, "alice", "Unknown", "NotManaged").await;
+    wait_for(|| async { members.get("alice").await.unwrap().finalizers().is_empty() }).await;
+    members
+        .delete("alice", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(|| async { members.get_opt("alice").await.unwrap().is_none() }).await;
+    env.clean_up().await;
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn a_root_waits_for_its_sub_organizations_before_leaving_the_store() {
