@@ -21,8 +21,9 @@ for _, c in ipairs(status.conditions) do
     elseif c.status == "False" and (c.reason == "DependencyNotReady" or c.reason == "HasSubOrganizations") then
       -- Waiting on another object: that object says what is wrong.
       hs.status = "Progressing"
-    elseif c.status == "False" then
-      -- A broken rule, a store conflict or an unreachable store: someone has to act.
+    elseif c.status == "False" or c.reason == "NotManaged" then
+      -- A broken rule, a store conflict or an unreachable store, or an object outside the
+      -- controller's selector: someone has to act.
       hs.status = "Degraded"
     else
       hs.status = "Progressing"

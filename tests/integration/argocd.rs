@@ -65,6 +65,8 @@ fn conditions_map_to_argo_cd_health() {
             "Progressing",
         ),
         (with_ready(1, 1, "Unknown", "Pending"), "Progressing"),
+        // Outside the controller's selector: nothing will sync it until someone acts.
+        (with_ready(1, 1, "Unknown", "NotManaged"), "Degraded"),
     ];
     for (obj, expected) in cases {
         let (got, message) = health(&obj);
