@@ -199,7 +199,11 @@ pub(super) fn check_groups_and_identities<'a>(
         };
         match target.kind {
             OrganizationKind::Organization => {
-                errors.push(at_root(owned, kind, &subject, &target, &key));
+                // None: the group or identity is refused on its own, and says why.
+                let Some(p) = at_root(set, owned, kind, &subject, &target, &key) else {
+                    continue;
+                };
+                errors.push(p);
             }
             OrganizationKind::SubOrganization => {
                 match visible_in(set, owned, kind, &subject, &target, &key) {
@@ -424,38 +428,80 @@ pub(super) fn refuses_email(
     ))
 }
 
-/// Why the group or identity `subject` cannot be given a membership in the root `target`:
-/// a root's own are there already, and a sub-organization's are visible there alone.
+/// Why the group or identity `subject` (`namespace/name`) cannot be given a membership in the
+/// root `target`: a root's own are there already, and no other organization's can be added to
+/// it. Named from another namespace, what the root cannot use gets [`unusable_elsewhere`]'s one
+/// answer, whether it is missing or another organization's; named in the membership's own
+/// namespace, the answer says which. `None` when it is refused on its own (it says why).
 fn at_root(
+    set: &ObjectSet,
     owned: &Owned<'_>,
     kind: SubjectKind,
     subject: &str,
     target: &Target<'_>,
     key: &ObjectKey,
-) -> Problem {
-    match owned.find(kind, subject).map(|(_, owner)| owner) {
+) -> Option<Problem> {
+    let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
+    let what = kind.as_str();
+    let found = owned.find(kind, subject);
+    if across(key, ns) && !target.may_use_across(found) {
+        return Some(unusable_elsewhere(
+            Reason::SubjectNotVisible,
+            key,
+            "spec.subject",
+            what,
+            subject,
+            &format!("root Organization {:?}", target.name),
+            "a root's own groups and identities are part of it without a membership, and no other organization's can be added to it",
+        ));
+    }
+    Some(match found.map(|(_, owner)| owner) {
+        Some(o) if o.kind == OrganizationKind::Organization && o.name == target.name => {
+            Problem::error(
+                Reason::SubjectOwnedByTarget,
+                key,
+                "spec.organizationRef",
+                format!(
+                    "{what} {subject:?} cannot be given a membership in root Organization {:?}: groups and machine identities belong to the organization that created them, so it is part of {:?} already; add it to sub-organizations only",
+                    target.name, target.name
+                ),
+            )
+        }
         Some(o) if o.kind == OrganizationKind::SubOrganization => Problem::error(
             Reason::SubjectNotVisible,
             key,
             "spec.subject",
             format!(
-                "{} {subject:?} belongs to SubOrganization {:?}: what a sub-organization creates is visible there alone, not in root Organization {:?}",
-                kind.as_str(),
-                o.name,
-                target.name
+                "{what} {subject:?} belongs to SubOrganization {:?}: what a sub-organization creates is visible there alone, not in root Organization {:?}",
+                o.name, target.name
             ),
         ),
-        _ => Problem::error(
-            Reason::SubjectOwnedByTarget,
+        Some(o) => Problem::error(
+            Reason::SubjectNotVisible,
             key,
-            "spec.organizationRef",
+            "spec.subject",
             format!(
-                "{} {subject:?} cannot be given a membership in root Organization {:?}: groups and machine identities belong to the organization that created them, so a root one is already there; add it to sub-organizations only",
-                kind.as_str(),
+                "{what} {subject:?} belongs to root Organization {:?}: groups and machine identities belong to the organization that created them and are never added to another root, such as {:?}",
+                o.name, target.name
+            ),
+        ),
+        // It exists but is refused on its own, and says why.
+        None if set
+            .rejected
+            .contains(&ObjectKey::namespaced(what, ns, name)) =>
+        {
+            return None;
+        }
+        None => Problem::error(
+            Reason::SubjectNotFound,
+            key,
+            "spec.subject.name",
+            format!(
+                "{what} {subject:?} does not exist: fix spec.subject.name and spec.subject.namespace (root Organization {:?} takes no membership for its own groups and identities, which are part of it already)",
                 target.name
             ),
         ),
-    }
+    })
 }
 
 /// Whether a group or identity may be added to a sub-organization.

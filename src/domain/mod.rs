@@ -66,7 +66,7 @@
 //! | `SubjectNotInRoot` | [`memberships`] `check_sub_users` |
 //! | `SubjectOwnedByTarget` | [`memberships`] `at_root` and `visible_in` |
 //! | `SubjectNotVisible` | [`memberships`] `at_root` and `visible_in`; [`projects`] `Placed::group_or_identity` |
-//! | `SubjectNotFound` | [`memberships`] `visible_in`; [`groups`] `PlacedGroup::nested_group` (a warning there: the nested group is left out); [`projects`] `Placed::group_or_identity` |
+//! | `SubjectNotFound` | [`memberships`] `at_root` and `visible_in`; [`groups`] `PlacedGroup::nested_group` (a warning there: the nested group is left out); [`projects`] `Placed::group_or_identity` |
 //! | `DuplicateMembership` | [`memberships`] `conclude`; [`projects`] `conclude` |
 //! | `InvalidTemporaryAccess` | [`temporary`] `check_roles`; the schema: `manifest::cel_reason` |
 //! | `RoleExpired` (a warning) | [`temporary`] `check_roles` |

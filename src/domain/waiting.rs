@@ -47,14 +47,11 @@ pub fn waiting(set: &ObjectSet, outcome: &Outcome) -> HashMap<ObjectKey, String>
             hold(model::membership_key(m), &|| {
                 let r = &m.spec.organization_ref;
                 let index = accepted();
-                index.organization(r).or_else(|| {
-                    // In a sub-organization, what comes from the root: a user's root
-                    // membership, a root's group or identity.
-                    let root = index.root_of(r)?;
-                    match subject_id(m) {
-                        (SubjectKind::User, email) => index.membership(root, &email),
-                        (kind, id) => index.owned(kind, &id),
-                    }
+                index.organization(r).or_else(|| match subject_id(m) {
+                    // In a sub-organization, a user's root membership.
+                    (SubjectKind::User, email) => index.membership(index.root_of(r)?, &email),
+                    // The group or identity itself, refused on its own.
+                    (kind, id) => index.owned(kind, &id),
                 })
             });
         }

@@ -614,7 +614,125 @@ fn a_sub_organization_group_is_not_visible_at_the_root() {
     ));
     let o = check(&set, now());
     assert_eq!(problems(&o), [("up".into(), Reason::SubjectNotVisible)]);
+    // Named from another namespace: whose it is goes unsaid.
+    let m = message(&o, Reason::SubjectNotVisible);
+    assert!(
+        m.contains("is not one root Organization \"acme\" can use"),
+        "{m}"
+    );
+    assert!(!m.contains("\"eng\""), "{m}");
+    // In the membership's own namespace (one eng admits too), it says whose it is.
+    set.sub_organizations[0].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::All,
+        selector: None,
+    });
+    set.groups[0].metadata.namespace = Some("platform".into());
+    set.memberships.last_mut().unwrap().spec.subject.namespace = None;
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("up".into(), Reason::SubjectNotVisible)]);
     assert!(message(&o, Reason::SubjectNotVisible).contains("visible there alone"));
+}
+
+/// A group or identity given a membership in a root: named from another namespace, one answer
+/// whether it is missing or a sub-organization's (the README's "What another namespace holds
+/// is not told"); named in the membership's own namespace, a missing one is missing, never "a
+/// root one", and another root's is said to be another root's.
+#[test]
+fn a_root_membership_of_a_group_or_identity_tells_nothing_of_another_namespace() {
+    let mut set = base();
+    set.identities
+        .push(identity("team-eng", "deployer", Sub, "eng"));
+    let at_acme = |name: &str, kind, subject: &str, namespace: Option<&str>| {
+        subject_in("platform", name, Root, "acme", kind, subject, namespace)
+    };
+    set.memberships.push(at_acme(
+        "theirs",
+        SubjectKind::MachineIdentity,
+        "deployer",
+        Some("team-eng"),
+    ));
+    set.memberships.push(at_acme(
+        "missing",
+        SubjectKind::MachineIdentity,
+        "nobody",
+        Some("team-eng"),
+    ));
+    let o = check(&set, now());
+    let said = |name: &str| {
+        let p = o
+            .problems
+            .iter()
+            .find(|p| p.object.as_ref().unwrap().name == name)
+            .unwrap_or_else(|| panic!("nothing on {name}: {:#?}", o.problems));
+        (p.reason, p.field.clone(), p.message.clone())
+    };
+    let (theirs, missing) = (said("theirs"), said("missing"));
+    assert_eq!(theirs.0, Reason::SubjectNotVisible);
+    assert_eq!(
+        (
+            theirs.0,
+            theirs.1.as_str(),
+            theirs.2.replace("deployer", "nobody")
+        ),
+        (missing.0, missing.1.as_str(), missing.2.clone()),
+        "the same answer, whether it exists or not"
+    );
+    assert!(
+        theirs.2.contains(
+            "MachineIdentity \"team-eng/deployer\" is not one root Organization \"acme\" can use"
+        ),
+        "{}",
+        theirs.2
+    );
+    assert!(!theirs.2.contains("\"eng\""), "{}", theirs.2);
+
+    // In its own namespace: a missing group is missing.
+    let mut set = base();
+    set.memberships
+        .push(at_acme("ghost", SubjectKind::Group, "nobody", None));
+    let o = check(&set, now());
+    assert_eq!(problems(&o), [("ghost".into(), Reason::SubjectNotFound)]);
+    assert_eq!(o.problems[0].field, "spec.subject.name");
+    let m = &o.problems[0].message;
+    assert!(
+        m.contains("Group \"platform/nobody\" does not exist") && !m.contains("already there"),
+        "{m}"
+    );
+    // One that exists but was refused on its own (by the schema, say) is not missing: the
+    // membership waits for it, and says so.
+    set.rejected.insert(suborg::domain::ObjectKey::namespaced(
+        "Group", "platform", "nobody",
+    ));
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    let waits = suborg::domain::waiting::waiting(&set, &o);
+    let ghost = suborg::domain::ObjectKey::namespaced("OrgMembership", "platform", "ghost");
+    assert_eq!(
+        waits.get(&ghost).map(String::as_str),
+        Some("waits for Group platform/nobody, which is not ready: see its status")
+    );
+
+    // Another root's group, in the membership's own namespace: it is that root's.
+    let mut set = base();
+    set.organizations.push(org("globex"));
+    set.organizations[1].spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::All,
+        selector: None,
+    });
+    set.groups
+        .push(group("platform", "reviewers", Root, "globex", vec![]));
+    set.memberships
+        .push(at_acme("borrowed", SubjectKind::Group, "reviewers", None));
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("borrowed".into(), Reason::SubjectNotVisible)]
+    );
+    let m = message(&o, Reason::SubjectNotVisible);
+    assert!(
+        m.contains("belongs to root Organization \"globex\"") && !m.contains("already there"),
+        "{m}"
+    );
 }
 
 #[test]
