@@ -278,20 +278,34 @@ fn with_state(
 
 pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>, sqlx::Error> {
     let owner = "CASE WHEN p.slug IS NULL THEN o.slug ELSE p.slug || '/' || o.slug END";
+    let counts = "(SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
+           (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group')";
+    let owners = "JOIN organizations o ON o.id = x.organization_id LEFT JOIN organizations p ON p.id = o.parent_id";
+    // The organization's own, and the root's added to it with the roles of the addition: one
+    // whose roles have all expired (or not started) is not usable there, and is left out.
     let sql = format!(
-        "SELECT 'Group', g.name, g.display_name, {owner}, \
-           (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
-           (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group') \
-         FROM groups g JOIN organizations o ON o.id = g.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
-         WHERE g.organization_id = $1 OR g.id IN (SELECT group_id FROM subject_memberships WHERE organization_id = $1) \
+        "SELECT 'Group', g.name, g.display_name, {owner}, {counts}, NULL, 0 \
+         FROM groups g {own} WHERE g.organization_id = $1 \
          UNION ALL \
-         SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL \
-         FROM machine_identities i JOIN organizations o ON o.id = i.organization_id LEFT JOIN organizations p ON p.id = o.parent_id \
-         WHERE i.organization_id = $1 OR i.id IN (SELECT identity_id FROM subject_memberships WHERE organization_id = $1)"
+         SELECT 'Group', g.name, g.display_name, {owner}, {counts}, s.roles, s.created_at \
+         FROM groups g {own} JOIN subject_memberships s ON s.group_id = g.id WHERE s.organization_id = $1 \
+         UNION ALL \
+         SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL, NULL, 0 \
+         FROM machine_identities i {owni} WHERE i.organization_id = $1 \
+         UNION ALL \
+         SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL, s.roles, s.created_at \
+         FROM machine_identities i {owni} JOIN subject_memberships s ON s.identity_id = i.id WHERE s.organization_id = $1",
+        own = owners.replace("x.", "g."),
+        owni = owners.replace("x.", "i."),
     );
     let rows = sqlx::query(&sql).bind(org_id).fetch_all(pool).await?;
+    let now = k8s_openapi::jiff::Timestamp::now();
     let mut out: Vec<OwnedInfo> = rows
         .into_iter()
+        .filter(|r| match r.get::<Option<String>, _>(6) {
+            None => true,
+            Some(roles) => super::access::in_effect(&roles, r.get(7), now).is_some(),
+        })
         .map(|r| OwnedInfo {
             kind: if r.get::<String, _>(0) == "Group" {
                 "Group"

@@ -1259,3 +1259,70 @@ fn an_empty_file_in_a_directory_is_a_warning() {
     let out = suborg(&["validate", "-f", empty.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// A root group or identity added to a sub-organization is listed there only while the
+/// addition has a role in effect: once its temporary roles have expired it is not usable
+/// there, and `get groups|identities` leaves it out.
+#[test]
+fn get_leaves_out_root_subjects_whose_addition_has_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("acme");
+    std::fs::create_dir(&manifests).unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        // The identity's addition to engineering expired long ago; the project membership
+        // through it would be refused, so it goes.
+        text = text.replace(
+            "  roles:\n    - role: deployer\n---",
+            "  roles:\n    - role: deployer\n      temporary:\n        start: \"2020-01-01T00:00:00Z\"\n        end: \"2020-01-02T00:00:00Z\"\n---",
+        );
+        let kept: Vec<&str> = text
+            .split("\n---\n")
+            .filter(|d| !d.contains("name: api-ci\n"))
+            .collect();
+        std::fs::write(
+            manifests.join(path.file_name().unwrap()),
+            kept.join("\n---\n"),
+        )
+        .unwrap();
+    }
+    let store = format!("sqlite://{}", dir.path().join("s.db").display());
+    let out = suborg(
+        &[
+            "apply",
+            "-f",
+            manifests.to_str().unwrap(),
+            "--store",
+            &store,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("RoleExpired"), "{}", text(&out));
+    let get = |what: &str| {
+        let out = suborg(
+            &[
+                "get",
+                what,
+                "--org",
+                "acme/engineering",
+                "--store",
+                &store,
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(get("identities"), serde_json::json!([]));
+    // The group's addition, with no end, is still listed.
+    assert!(
+        get("groups")
+            .to_string()
+            .contains("platform/security-reviewers")
+    );
+}
