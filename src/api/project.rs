@@ -170,4 +170,10 @@ pub struct ProjectMembershipStatus {
     /// Roles currently in effect (temporary roles disappear when they expire).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_roles: Vec<String>,
+    /// When the next temporary role in effect expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_expiry: Option<String>,
+    /// When the next temporary role still to come starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start: Option<String>,
 }

@@ -387,16 +387,8 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
     let uid = m.uid();
     let entry = uid.as_deref().and_then(|u| result.index.memberships.get(u));
     let granted_at = temporary::granted_at(&m.metadata, now);
-    let mut active = Vec::new();
-    let mut next_expiry: Option<Timestamp> = None;
-    for r in &m.spec.roles {
-        if let Ok(RoleState::Active { until }) = temporary::state(r, granted_at, now) {
-            active.push(r.role.clone());
-            if let Some(t) = until {
-                next_expiry = Some(next_expiry.map_or(t, |n| n.min(t)));
-            }
-        }
-    }
+    let times = RoleTimes::of(&m.spec.roles, granted_at, now);
+    let active = times.active.clone();
     let v = verdict(
         &model::membership_key(m),
         uid.as_deref(),
@@ -413,7 +405,43 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
         ),
         organization_id: entry.map(|(_, org)| org.clone()),
         active_roles: if entry.is_some() { active } else { vec![] },
-        next_expiry: next_expiry.map(|t| t.to_string()),
+        next_expiry: times.next_expiry.map(|t| t.to_string()),
+        next_start: times.next_start.map(|t| t.to_string()),
+    }
+}
+
+/// What a membership's roles are at `now`: those in effect, when the next of them expires, and
+/// when the next still to come starts; for the status, where tools that read fields rather
+/// than messages see when access changes.
+struct RoleTimes {
+    active: Vec<String>,
+    next_expiry: Option<Timestamp>,
+    next_start: Option<Timestamp>,
+}
+
+impl RoleTimes {
+    fn of(roles: &[crate::api::RoleBinding], granted_at: Timestamp, now: Timestamp) -> Self {
+        let earliest = |a: Option<Timestamp>, t: Timestamp| Some(a.map_or(t, |a| a.min(t)));
+        let mut times = RoleTimes {
+            active: Vec::new(),
+            next_expiry: None,
+            next_start: None,
+        };
+        for r in roles {
+            match temporary::state(r, granted_at, now) {
+                Ok(RoleState::Active { until }) => {
+                    times.active.push(r.role.clone());
+                    if let Some(t) = until {
+                        times.next_expiry = earliest(times.next_expiry, t);
+                    }
+                }
+                Ok(RoleState::Pending { starts, .. }) => {
+                    times.next_start = earliest(times.next_start, starts);
+                }
+                _ => {}
+            }
+        }
+        times
     }
 }
 
@@ -544,7 +572,8 @@ pub fn project_membership(
         .as_deref()
         .and_then(|u| result.index.project_memberships.get(u));
     let granted_at = temporary::granted_at(&m.metadata, now);
-    let active = temporary::active_roles(&m.spec.roles, granted_at, now);
+    let times = RoleTimes::of(&m.spec.roles, granted_at, now);
+    let active = times.active.clone();
     let v = verdict(
         &model::project_membership_key(m),
         uid.as_deref(),
@@ -561,5 +590,7 @@ pub fn project_membership(
         ),
         project_id: entry.map(|(_, p)| p.clone()),
         active_roles: if entry.is_some() { active } else { vec![] },
+        next_expiry: times.next_expiry.map(|t| t.to_string()),
+        next_start: times.next_start.map(|t| t.to_string()),
     }
 }

@@ -2876,3 +2876,41 @@ async fn a_store_file_replaced_while_open_is_the_one_synced() {
     assert_eq!(tree[0].members, 2, "{tree:?}");
     assert_eq!(tree[0].sub_organizations[0].members, 2, "{tree:?}");
 }
+
+/// A membership's status gives, as fields, when its next temporary role in effect expires and
+/// when its next role still to come starts: an OrgMembership's and a ProjectMembership's alike.
+#[test]
+fn statuses_say_when_temporary_roles_end_and_start() {
+    let at = |s: &str| s.parse::<Timestamp>().unwrap();
+    let now = at("2030-06-01T12:00:00Z");
+    let roles = vec![
+        role("member"),
+        temporary(
+            "admin",
+            Some("2030-06-01T00:00:00Z"),
+            Some("2030-06-02T00:00:00Z"),
+            None,
+        ),
+        temporary("viewer", Some("2030-06-01T00:00:00Z"), None, Some("13h")),
+        temporary("auditor", Some("2030-07-01T00:00:00Z"), None, Some("1h")),
+        temporary(
+            "billing",
+            Some("2030-06-15T00:00:00Z"),
+            Some("2030-06-16T00:00:00Z"),
+            None,
+        ),
+    ];
+    let result = SyncResult::default();
+    let m = carol(roles.clone());
+    let s = status::membership(&m, &result, now);
+    assert_eq!(s.next_expiry.as_deref(), Some("2030-06-01T13:00:00Z"));
+    assert_eq!(s.next_start.as_deref(), Some("2030-06-15T00:00:00Z"));
+    let mut pm = project_user("team-a", "carol-web", "web", "carol@acme.example");
+    pm.spec.roles = roles;
+    let s = status::project_membership(&pm, &result, now);
+    assert_eq!(s.next_expiry.as_deref(), Some("2030-06-01T13:00:00Z"));
+    assert_eq!(s.next_start.as_deref(), Some("2030-06-15T00:00:00Z"));
+    // Nothing temporary: neither.
+    let s = status::membership(&carol(vec![role("member")]), &result, now);
+    assert_eq!((s.next_expiry, s.next_start), (None, None));
+}
