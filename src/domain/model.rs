@@ -46,9 +46,10 @@ pub struct ObjectSet {
     /// builds on it finds it by its subject, not its name.
     pub rejected: HashSet<ObjectKey>,
     /// The uids of the organizations (roots and subs) and projects whose rows the store holds
-    /// (in a cluster, as the last sync left it): one created in the very second its root's
+    /// (in a cluster, as the last sync left it): a sub-organization holds its root being
+    /// deleted only when the store holds its rows, and one created in the very second the
     /// deletion began was there before it when the store holds it
-    /// ([`super::organizations::joins_late`]), and one created in the same second as another
+    /// ([`super::organizations::joins_late`]); one created in the same second as another
     /// that claims its slug keeps it ([`precedence`]).
     pub stored: HashSet<String>,
 }

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use kube::ResourceExt;
+use kube::api::ObjectMeta;
 
 use super::delegation;
 use super::lookup::{Presence, Roots, Subs, UserMembers};
@@ -98,12 +99,18 @@ pub(super) fn check_sub_organizations<'a>(
         if let Some(root) = roots.by_name.get(parent).map(|(_, o)| *o)
             && joins_late(s, root, &set.stored)
         {
+            // Created before the deletion began: it is late for want of rows.
+            let new = if born(s) < root.metadata.deletion_timestamp.as_ref().map(|t| t.0) {
+                "has no rows in the store, so it would be a new one"
+            } else {
+                "was created after its deletion began"
+            };
             errors.push(Problem::error(
                 Reason::ParentNotFound,
                 &key,
                 "spec.organizationRef.name",
                 format!(
-                    "Organization {parent:?} is being deleted (it stays only until its sub-organizations are gone) and takes no new sub-organizations: create {name:?} under another root"
+                    "Organization {parent:?} is being deleted (it stays only until its sub-organizations in the store are gone) and takes no new sub-organizations: {name:?} {new}; create it under another root"
                 ),
             ));
         }
@@ -148,20 +155,25 @@ pub(super) fn check_sub_organizations<'a>(
     Subs { by_name }
 }
 
-/// Whether `s` was created after its root `root` began to be deleted. A root being deleted is
-/// kept while its sub-organizations remain; one created since would keep it for good.
-/// Timestamps have whole seconds: one created in the second the deletion began came after it
-/// unless the store already holds it (`stored`, uids), as when a GitOps tool deletes a root
-/// and creates a new child under it at once, against a script that creates then deletes.
+/// Whether `s` joins its root `root` after the root began to be deleted, and so neither keeps
+/// it in the store nor is accepted under it. A root being deleted is kept while its
+/// sub-organizations in the store remain; one that joins since would keep it for good. That is
+/// one created after the deletion began (timestamps have whole seconds: one created in that very
+/// second came after it unless the store already holds it, as when a GitOps tool deletes a root
+/// and creates a new child under it at once, against a script that creates then deletes), and
+/// one whose rows the store does not hold while it holds the root's: refused before (for its
+/// name, its slug, a store conflict), it was never a sub-organization in the store, and would be
+/// a new one there. `stored` holds uids ([`ObjectSet::stored`]); it is empty before a sync has
+/// read the store, and then only the creation time counts.
 pub fn joins_late(s: &SubOrganization, root: &Organization, stored: &HashSet<String>) -> bool {
+    let in_store = |meta: &ObjectMeta| meta.uid.as_ref().is_some_and(|u| stored.contains(u));
     match (
         &root.metadata.deletion_timestamp,
         &s.metadata.creation_timestamp,
     ) {
         (Some(deleted), Some(created)) => {
             created.0 > deleted.0
-                || (created.0 == deleted.0
-                    && !s.metadata.uid.as_ref().is_some_and(|u| stored.contains(u)))
+                || (!in_store(&s.metadata) && (created.0 == deleted.0 || in_store(&root.metadata)))
         }
         _ => false,
     }

@@ -1427,6 +1427,91 @@ async fn a_root_being_deleted_is_held_while_sub_organizations_remain() {
     assert!(result.index.memberships.is_empty());
 }
 
+/// A root being deleted is held by the sub-organizations whose rows the store holds, and only
+/// by them: one refused before it had rows (for a name taken by an Organization, here) was never
+/// a sub-organization in the store, and does not keep the root waiting; one refused after it had
+/// rows keeps them, and holds the root like a Ready one.
+#[tokio::test]
+async fn a_root_being_deleted_is_held_only_by_sub_organizations_with_rows() {
+    let mut w = acme();
+    let ops_root = stored(org("ops"), "uid-ops-root");
+    let ops = stored(suborg("ops", "acme", &["bob@acme.example"]), "uid-ops");
+    let kept = stored(suborg("kept", "acme", &["bob@acme.example"]), "uid-kept");
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(ops_root))));
+    for s in [ops.clone(), kept.clone()] {
+        w.subs
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(s))));
+    }
+    let syncer = w.syncer(Duration::from_secs(300));
+    let result = syncer.sync().await;
+    let reason = |s: &SubOrganization, result: &SyncResult| {
+        ready(&status::sub_organization(s, result, now()).common)
+            .1
+            .to_owned()
+    };
+    assert_eq!(reason(&ops, &result), "NameConflict");
+    assert!(!result.index.organizations.contains_key("uid-ops"));
+    assert!(result.index.organizations.contains_key("uid-kept"));
+    // kept is refused in turn (a selector that cannot be evaluated): it keeps its rows.
+    let mut refused = kept.clone();
+    refused.metadata.generation = Some(2);
+    refused.spec.member_namespaces = Some(MemberNamespaces {
+        from: NamespacesFrom::Selector,
+        selector: Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_expressions: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                        key: "team".into(),
+                        operator: "In".into(),
+                        values: None,
+                    },
+                ]),
+                match_labels: None,
+            },
+        ),
+    });
+    w.subs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(
+            Ok(refused.clone()),
+        )));
+    let result = syncer.sync().await;
+    assert_eq!(reason(&refused, &result), "InvalidSelector");
+    assert!(result.kept.contains("uid-kept"));
+
+    let acme = deleted(object(&w.caches.organizations, "acme"));
+    w.orgs
+        .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(acme.clone()))));
+    let result = syncer.sync().await;
+    assert_eq!(
+        result.held.get("acme"),
+        Some(&vec!["eng".to_owned(), "kept".to_owned()]),
+        "ops, never in the store, does not hold acme"
+    );
+    let held = status::organization(&acme, &result, now());
+    let (_, why, message) = ready(&held.common);
+    assert_eq!(why, "HasSubOrganizations");
+    assert!(!message.contains("ops"), "{message}");
+    // ops still says why it is refused.
+    let refused = status::sub_organization(&ops, &result, now());
+    let (_, _, message) = ready(&refused.common);
+    assert!(
+        message.contains("has the name of Organization"),
+        "{message}"
+    );
+
+    // eng and kept go: acme goes with them, although ops still names it.
+    for name in ["eng", "kept"] {
+        let s = object(&w.caches.sub_organizations, name);
+        w.subs
+            .apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(s))));
+    }
+    let result = syncer.sync().await;
+    assert!(result.held.is_empty(), "{:?}", result.held);
+    assert!(result.failure.is_none(), "{:?}", result.failure);
+    assert!(!result.index.organizations.contains_key("uid-acme"));
+}
+
 /// A root the rules refused has no rows, so its children (refused with it) hold nothing: its
 /// deletion goes through, for a slug taken by an older root as for a name taken by an older
 /// SubOrganization that names it as its parent.

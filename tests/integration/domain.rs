@@ -771,6 +771,63 @@ fn a_sub_organization_of_the_second_a_deletion_began_is_late_unless_stored() {
     assert_eq!(reasons(&o), [], "{:?}", o.problems);
 }
 
+/// While its root's rows are in the store and its root is being deleted, a sub-organization
+/// whose rows the store does not hold (refused before it had any, say for a slug taken) joins
+/// late, whenever it was created: it would be a new sub-organization in the store, and would
+/// keep the root there for good ([`suborg::domain::organizations::joins_late`], which the
+/// controller asks too, to decide which children hold the root). One with rows does not; and
+/// before a sync has read the store (nothing in `stored`), only the creation time counts.
+#[test]
+fn a_sub_organization_without_rows_joins_a_root_being_deleted_late() {
+    use suborg::domain::organizations::joins_late;
+    let created = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    let mut set = base();
+    set.organizations[0].metadata.uid = Some("uid-acme".into());
+    set.organizations[0].metadata.creation_timestamp = created.clone();
+    let mut twin = suborg("twin", "acme", &["bob@x.io"]);
+    twin.spec.slug = Some("eng".into());
+    set.sub_organizations.push(twin);
+    for (s, uid) in set
+        .sub_organizations
+        .iter_mut()
+        .zip(["uid-eng", "uid-twin"])
+    {
+        s.metadata.uid = Some(uid.into());
+        s.metadata.creation_timestamp = created.clone();
+    }
+    set.stored = ["uid-acme", "uid-eng"].map(String::from).into();
+    let o = check(&set, now());
+    assert_eq!(reasons(&o), [("twin".to_string(), Reason::SlugConflict)]);
+
+    set.organizations[0].metadata.deletion_timestamp =
+        Some(Time("2026-06-01T11:00:00Z".parse().unwrap()));
+    let (root, eng, twin) = (
+        &set.organizations[0],
+        &set.sub_organizations[0],
+        &set.sub_organizations[1],
+    );
+    assert!(!joins_late(eng, root, &set.stored), "eng has rows");
+    assert!(joins_late(twin, root, &set.stored), "twin never had any");
+    assert!(
+        !joins_late(twin, root, &Default::default()),
+        "the store not read yet"
+    );
+    let o = check(&set, now());
+    assert_eq!(
+        reasons(&o),
+        [
+            ("twin".to_string(), Reason::ParentNotFound),
+            ("twin".to_string(), Reason::SlugConflict)
+        ]
+    );
+    let late = &o.problems[0].message;
+    assert!(
+        late.contains("is being deleted") && late.contains("\"twin\" has no rows in the store"),
+        "{late}"
+    );
+    assert_eq!(o.accepted.sub_organizations, [0]);
+}
+
 /// A membership its namespace may not hold takes no part in what another organization's own
 /// memberships decide: older or not, it holds no user's place there, so a team lead's
 /// namespace can neither lock a user out of the root or a sibling, nor take a re-created
