@@ -293,7 +293,7 @@ pub(super) fn check_members<'a>(
             (SubjectKind::User, OrganizationKind::SubOrganization) => {
                 placed.sub_user(members, m.spec.invite.is_some())
             }
-            _ => placed.group_or_identity(members),
+            _ => placed.group_or_identity(set, members),
         };
         if heard {
             conclude(m, i, &mut placed, &mut invites.holders, now, out);
@@ -632,13 +632,14 @@ impl Placed<'_> {
     }
 
     /// A group or identity in a project must be the project's organization's own, or a root's
-    /// added to the sub-organization. `false` when the membership is held back quietly.
-    fn group_or_identity(&mut self, members: &Members<'_>) -> bool {
+    /// added to the sub-organization. `false` when the membership is held back quietly: the
+    /// subject is refused on its own (by the rules, or before them: `set.rejected`), and says why.
+    fn group_or_identity(&mut self, set: &ObjectSet, members: &Members<'_>) -> bool {
         let in_project = self.in_project();
         let (target, kind, subject) = (&self.target, self.kind, &self.subject);
         let error = |reason, field, message| Problem::error(reason, &self.key, field, message);
         // Named from another namespace, what the project cannot use gets one answer.
-        let (subject_ns, _) = subject.split_once('/').unwrap_or_default();
+        let (subject_ns, subject_name) = subject.split_once('/').unwrap_or_default();
         let elsewhere = across(&self.key, subject_ns);
         let unusable = || {
             unusable_elsewhere(
@@ -654,6 +655,14 @@ impl Placed<'_> {
         let found = members.owned.find(kind, subject);
         let problem = match found {
             _ if elsewhere && !target.may_use_across(found) => unusable(),
+            None if set.rejected.contains(&ObjectKey::namespaced(
+                kind.as_str(),
+                subject_ns,
+                subject_name,
+            )) =>
+            {
+                return false;
+            }
             None => error(
                 Reason::SubjectNotFound,
                 "spec.subject.name",

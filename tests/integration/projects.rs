@@ -477,6 +477,41 @@ fn groups_and_identities_must_be_visible_in_the_project_organization() {
     assert!(o.accepted.project_memberships.is_empty());
 }
 
+/// A group or identity in the project membership's own namespace that exists but was refused
+/// before the rules ran (by the schema offline; unreadable, or left out for a store conflict,
+/// in a cluster) is not missing: the membership waits for it, and says so, as a sub-organization
+/// membership naming it does.
+#[test]
+fn a_project_member_refused_on_its_own_is_waited_for_not_said_missing() {
+    let mut set = base();
+    set.project_memberships = vec![project_subject(
+        "platform",
+        "billing-broken",
+        "billing",
+        SubjectKind::Group,
+        "broken",
+        None,
+    )];
+    let o = check(&set, now());
+    assert_eq!(
+        problems(&o),
+        [("billing-broken".into(), Reason::SubjectNotFound)]
+    );
+    set.rejected.insert(suborg::domain::ObjectKey::namespaced(
+        "Group", "platform", "broken",
+    ));
+    let o = check(&set, now());
+    assert!(o.problems.is_empty(), "{:#?}", o.problems);
+    assert!(o.accepted.project_memberships.is_empty());
+    let waits = suborg::domain::waiting::waiting(&set, &o);
+    let key =
+        suborg::domain::ObjectKey::namespaced("ProjectMembership", "platform", "billing-broken");
+    assert_eq!(
+        waits.get(&key).map(String::as_str),
+        Some("waits for Group platform/broken, which is not ready: see its status")
+    );
+}
+
 /// The store rows follow: a group lists no user whose membership of its organization has no
 /// role in effect, so no access flows to them through it; the membership row itself stays.
 #[test]
