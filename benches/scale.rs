@@ -403,16 +403,7 @@ impl Bench {
         }
         let creates = started.elapsed();
         let patch = |name: &String, message: &str| {
-            let status = serde_json::json!({"status": {
-                "observedGeneration": 1,
-                "conditions": [{
-                    "type": CONDITION_READY,
-                    "status": "True",
-                    "reason": "Synced",
-                    "message": message,
-                    "lastTransitionTime": format!("{:.0}", Timestamp::now()),
-                }],
-            }});
+            let status = ready_status(message);
             let api = api.clone();
             let name = name.clone();
             async move {
@@ -487,16 +478,7 @@ impl Bench {
         let writes = names
             .map(|name| {
                 let api = api.clone();
-                let status = serde_json::json!({"status": {
-                    "observedGeneration": 1,
-                    "conditions": [{
-                        "type": CONDITION_READY,
-                        "status": "True",
-                        "reason": "Synced",
-                        "message": "raw trickle",
-                        "lastTransitionTime": format!("{:.0}", Timestamp::now()),
-                    }],
-                }});
+                let status = ready_status("raw trickle");
                 let finalizer = &finalizer;
                 async move {
                     let fail = |e: kube::Error| format!("writing OrgMembership {name}: {e}");
@@ -848,6 +830,20 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// A status patch saying Ready at generation 1, as the raw rates write it.
+fn ready_status(message: &str) -> serde_json::Value {
+    serde_json::json!({"status": {
+        "observedGeneration": 1,
+        "conditions": [{
+            "type": CONDITION_READY,
+            "status": "True",
+            "reason": "Synced",
+            "message": message,
+            "lastTransitionTime": format!("{:.0}", Timestamp::now()),
+        }],
+    }})
 }
 
 /// Ready=True, computed from the object's current generation.
