@@ -198,6 +198,8 @@ pub(super) async fn let_go<K: Kind>(client: kube::Client, o: K, selector: String
         == Some(serde_json::Value::from("Orphan"));
     let rows = if orphan {
         "its rows stay in the store, no longer managed (deletionPolicy: Orphan); labelled to match again, it takes them back only with --adopt"
+    } else if K::KIND == "Organization" {
+        "its rows are removed from the store once no sub-organization of it is left there (deletionPolicy: Delete); labelled to match again, it is synced afresh"
     } else {
         "its rows are removed from the store (deletionPolicy: Delete); labelled to match again, it is synced afresh"
     };

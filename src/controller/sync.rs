@@ -551,7 +551,10 @@ impl Syncer {
         // Same objects and no temporary role due: anything the plan changes was changed in the
         // store behind suborg's back.
         // Nor after objects were left out for conflicts: they may go in now.
-        let drift = state.fingerprint == Some(fingerprint)
+        // A store file opened again is not drift either: its rows are written as a restart
+        // writes them.
+        let drift = !reopened
+            && state.fingerprint == Some(fingerprint)
             && state.result.as_ref().is_some_and(|r| {
                 r.failure.is_none()
                     && r.conflicts.is_empty()

@@ -141,10 +141,10 @@ where
 }
 
 /// Whether an object the watch says is gone has only left the watch's label selector: it still
-/// carries suborg's finalizer and is not being deleted, which an object the API server removed
-/// cannot be (the finalizer holds its deletion).
+/// carries suborg's finalizer, which an object the API server removed cannot (the finalizer
+/// holds its removal), whether or not its deletion has begun.
 fn left_the_selector<K: kube::Resource>(o: &K) -> bool {
-    o.meta().deletion_timestamp.is_none() && o.finalizers().iter().any(|f| f == FINALIZER)
+    o.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// What of an object is a reason to reconcile it: its spec (the generation), its finalizers,

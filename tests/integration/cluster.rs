@@ -692,6 +692,33 @@ async fn an_object_relabelled_out_of_the_selector_is_let_go() {
     env.clean_up().await;
 }
 
+/// A root whose deletion waits for its sub-organizations, relabelled out of the selector, is
+/// let go too: its finalizer is released and the API server finishes the deletion.
+#[tokio::test]
+#[ignore = "needs a cluster"]
+async fn a_root_being_deleted_relabelled_out_of_the_selector_is_let_go() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(env.root()).await;
+    env.apply(env.root_member("bob", "bob@acme.example")).await;
+    env.apply(env.sub(&["bob@acme.example"])).await;
+    let subs: Api<SubOrganization> = Api::all(env.client.clone());
+    wait_ready(&subs, &env.org("eng"), "True", "Synced").await;
+    let orgs: Api<Organization> = Api::all(env.client.clone());
+    let acme = env.org("acme");
+    orgs.delete(&acme, &DeleteParams::default()).await.unwrap();
+    wait_ready(&orgs, &acme, "False", "HasSubOrganizations").await;
+    orgs.patch(
+        &acme,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"suborg.io/e2e": null}}})),
+    )
+    .await
+    .unwrap();
+    wait_for(|| async { orgs.get_opt(&acme).await.unwrap().is_none() }).await;
+    env.clean_up().await;
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn a_root_waits_for_its_sub_organizations_before_leaving_the_store() {
