@@ -230,7 +230,7 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
     let key = ObjectKey::cluster("Namespace", name);
     let mut refused = super::meta::problems(meta, &key);
     refused.extend(bad_namespace_name(name, &key, "metadata.name"));
-    if !refused.is_empty() {
+    if refused.iter().any(Problem::is_error) {
         return refused
             .into_iter()
             .map(|problem| Item::Problem {
@@ -240,7 +240,14 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
             .collect();
     }
     labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
-    vec![Item::Namespace(name.to_owned(), labels)]
+    refused
+        .into_iter()
+        .map(|problem| Item::Problem {
+            counted: false,
+            problem,
+        })
+        .chain([Item::Namespace(name.to_owned(), labels)])
+        .collect()
 }
 
 /// Runs the structural schema and the CEL rules on one object, as the API server does, and
@@ -281,7 +288,8 @@ where
     // After the rules, which read no labels: a bad label hides none of their findings.
     problems.extend(super::meta::problems(value.get("metadata"), &key));
     let warning = super::meta::client_side_apply_warning(&value, &key);
-    let typed = if problems.is_empty() {
+    // Warnings (a repeated owner reference) refuse nothing.
+    let typed = if !problems.iter().any(Problem::is_error) {
         match serde_json::from_value::<K>(value) {
             Ok(t) => Some(t),
             Err(e) => {

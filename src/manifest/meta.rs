@@ -164,8 +164,26 @@ fn owner_references(references: Option<&Value>, key: &ObjectKey, out: &mut Vec<P
         }
     };
     let mut controllers = Vec::new();
+    let mut uids = std::collections::HashSet::new();
     for (i, entry) in references.iter().enumerate() {
         let at = format!("metadata.ownerReferences[{i}]");
+        // The API server keeps the first of the entries with one uid, and checks what it kept.
+        if let Some(uid) = entry
+            .get("uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            && !uids.insert(uid)
+        {
+            out.push(Problem::warning(
+                Reason::SchemaViolation,
+                key,
+                at,
+                format!(
+                    "repeats uid {uid:?} of an earlier owner reference: the API server keeps the first and drops this one"
+                ),
+            ));
+            continue;
+        }
         let empty = serde_json::Map::new();
         let fields = match entry {
             Value::Object(fields) => fields,
@@ -293,24 +311,29 @@ fn owner_version(api_version: &str) -> (&str, &str) {
 /// `kubectl.kubernetes.io/last-applied-configuration`: such an apply fails, while a
 /// server-side apply, Helm and `suborg apply` take the object.
 pub(super) fn client_side_apply_warning(document: &Value, key: &ObjectKey) -> Option<Problem> {
-    let annotations = document.get("metadata")?.get("annotations")?.as_object()?;
-    let own: usize = annotations
-        .iter()
-        .filter(|(k, _)| k.as_str() != LAST_APPLIED)
-        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
-        .sum();
+    let annotations = document
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object);
+    let own: usize = annotations.map_or(0, |a| {
+        a.iter()
+            .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum()
+    });
     if own > ANNOTATIONS_MAX_BYTES {
         return None;
     }
     // kubectl leaves an earlier copy out of the new one.
-    let applied = if annotations.contains_key(LAST_APPLIED) {
-        let mut without = document.clone();
-        without["metadata"]["annotations"]
-            .as_object_mut()?
-            .remove(LAST_APPLIED);
-        serde_json::to_string(&without).ok()?.len()
-    } else {
-        serde_json::to_string(document).ok()?.len()
+    let applied = match annotations {
+        Some(a) if a.contains_key(LAST_APPLIED) => {
+            let mut without = document.clone();
+            without["metadata"]["annotations"]
+                .as_object_mut()?
+                .remove(LAST_APPLIED);
+            go_json_len(&without)?
+        }
+        _ => go_json_len(document)?,
     };
     let total = own + LAST_APPLIED.len() + applied;
     (total > ANNOTATIONS_MAX_BYTES).then(|| {
@@ -319,14 +342,31 @@ pub(super) fn client_side_apply_warning(document: &Value, key: &ObjectKey) -> Op
             key,
             "metadata.annotations",
             format!(
-                "{own} bytes of annotations fit the API server's limit of {ANNOTATIONS_MAX_BYTES}, \
-                 but `kubectl apply` without `--server-side` (and Argo CD's default client-side \
-                 apply) adds a copy of the whole object as {LAST_APPLIED}, about {total} bytes \
-                 in all, and fails: apply it with `--server-side` (Argo CD: \
-                 `ServerSideApply=true`), or keep the annotations under half the limit"
+                "`kubectl apply` without `--server-side` (and Argo CD's default client-side \
+                 apply) copies the whole object, {applied} bytes as JSON, into the annotation \
+                 {LAST_APPLIED}: with its {own} bytes of other annotations that is about {total} \
+                 bytes, over the API server's limit of {ANNOTATIONS_MAX_BYTES} on annotations, \
+                 and that apply fails. Apply it with `--server-side` (Argo CD: \
+                 `ServerSideApply=true`); Helm and `suborg apply` take it as it is"
             ),
         )
     })
+}
+
+/// The length of `value` as Go's `encoding/json` writes it (kubectl's copy of an object):
+/// compact, with `<`, `>` and `&` written `\u003c`, `\u003e`, `\u0026`, and U+2028 and U+2029
+/// written `\u2028`, `\u2029`, where serde_json writes the characters themselves.
+fn go_json_len(value: &Value) -> Option<usize> {
+    let json = serde_json::to_string(value).ok()?;
+    let longer: usize = json
+        .chars()
+        .map(|c| match c {
+            '<' | '>' | '&' => 5,
+            '\u{2028}' | '\u{2029}' => 3,
+            _ => 0,
+        })
+        .sum();
+    Some(json.len() + longer)
 }
 
 /// The string entries of the mapping `metadata.<field>` (labels, annotations); a field that is
@@ -564,6 +604,15 @@ mod tests {
         }
         // A null entry is an entry with every field empty: four problems.
         assert_eq!(reasons(json!({"ownerReferences": [null]})).len(), 4);
+        // An entry repeating an earlier one's uid is dropped by the API server before it
+        // counts controllers: a warning, not a second controller.
+        let twice =
+            json!({"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": true});
+        let key = ObjectKey::cluster("Organization", "acme");
+        let found = problems(Some(&json!({"ownerReferences": [twice, twice]})), &key);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].is_error());
+        assert_eq!(found[0].field, "metadata.ownerReferences[1]");
     }
 
     #[test]
@@ -592,6 +641,19 @@ mod tests {
         let mut applied_before = object(100_000);
         applied_before["metadata"]["annotations"][LAST_APPLIED] = json!("y".repeat(100_000));
         assert!(client_side_apply_warning(&applied_before, &key).is_none());
+        // No annotations at all: a large spec alone doubles past the limit once copied.
+        let mut big_spec = object(0);
+        big_spec["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        big_spec["spec"]["note"] = json!("x".repeat(262_100));
+        assert!(client_side_apply_warning(&big_spec, &key).is_some());
+        // Go writes `<`, `>` and `&` as six bytes each: 40,000 of them are 240,000 bytes in the
+        // copy (kube-apiserver v1.28.7 refused this object's client-side apply).
+        let mut escaped = object(0);
+        escaped["metadata"]["annotations"]["note"] = json!("<".repeat(40_000));
+        assert!(client_side_apply_warning(&escaped, &key).is_some());
         // Past the limit itself it is an error already, not a warning.
         assert!(client_side_apply_warning(&object(ANNOTATIONS_MAX_BYTES), &key).is_none());
     }
