@@ -444,7 +444,7 @@ fn at_root(
     let (ns, name) = subject.split_once('/').unwrap_or(("", subject));
     let what = kind.as_str();
     let found = owned.find(kind, subject);
-    if across(key, ns) && !target.may_use_across(found) {
+    if across(key, ns) {
         return Some(unusable_elsewhere(
             Reason::SubjectNotVisible,
             key,

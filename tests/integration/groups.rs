@@ -686,6 +686,46 @@ fn a_root_membership_of_a_group_or_identity_tells_nothing_of_another_namespace()
     );
     assert!(!theirs.2.contains("\"eng\""), "{}", theirs.2);
 
+    // The root's own identity, named from another namespace the root admits: the same one
+    // answer as for a missing one there, not that it exists and is the root's.
+    let mut set = base();
+    set.namespaces.insert(
+        "platform-2".into(),
+        [("suborg.io/organization".to_owned(), "acme".to_owned())].into(),
+    );
+    set.identities
+        .push(identity("platform", "ci", Root, "acme"));
+    for (name, subject) in [("own", "ci"), ("absent", "nobody")] {
+        set.memberships.push(subject_in(
+            "platform-2",
+            name,
+            Root,
+            "acme",
+            SubjectKind::MachineIdentity,
+            subject,
+            Some("platform"),
+        ));
+    }
+    let o = check(&set, now());
+    let said = |name: &str| {
+        let p = o
+            .problems
+            .iter()
+            .find(|p| p.object.as_ref().unwrap().name == name)
+            .unwrap_or_else(|| panic!("nothing on {name}: {:#?}", o.problems));
+        (
+            p.reason,
+            p.field.clone(),
+            p.message.replace("\"platform/ci\"", "\"platform/nobody\""),
+        )
+    };
+    assert_eq!(
+        said("own"),
+        said("absent"),
+        "the same answer, whether it exists or not"
+    );
+    assert_eq!(said("own").0, Reason::SubjectNotVisible);
+
     // In its own namespace: a missing group is missing.
     let mut set = base();
     set.memberships
