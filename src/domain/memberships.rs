@@ -368,8 +368,17 @@ fn conclude<'a>(
         m.spec.subject.kind,
         subject.to_owned(),
     );
-    if let Some(first) = holders.get(&holder) {
-        errors.push(Problem::error(
+    // A subject that is missing, or not one the target can see, has no place to hold: naming
+    // another membership of it would tell what another namespace holds.
+    let unresolved = errors.iter().any(|p| {
+        matches!(
+            p.reason,
+            Reason::SubjectNotFound | Reason::SubjectNotVisible
+        )
+    });
+    match holders.get(&holder) {
+        _ if unresolved => {}
+        Some(first) => errors.push(Problem::error(
             Reason::DuplicateMembership,
             key,
             "spec.subject",
@@ -380,9 +389,10 @@ fn conclude<'a>(
                 target.name,
                 first.namespace.as_deref().map(|ns| format!("{ns}/{}", first.name)).unwrap_or_default()
             ),
-        ));
-    } else {
-        holders.insert(holder, key.clone());
+        )),
+        None => {
+            holders.insert(holder, key.clone());
+        }
     }
     let ok = errors.is_empty();
     out.problems.extend(errors);

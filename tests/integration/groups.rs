@@ -725,6 +725,26 @@ fn a_root_membership_of_a_group_or_identity_tells_nothing_of_another_namespace()
         "the same answer, whether it exists or not"
     );
     assert_eq!(said("own").0, Reason::SubjectNotVisible);
+    // A membership of the same missing identity in its own namespace holds no place that
+    // the one from another namespace would be told about.
+    set.memberships.push(subject_in(
+        "platform",
+        "absent-here",
+        Root,
+        "acme",
+        SubjectKind::MachineIdentity,
+        "nobody",
+        None,
+    ));
+    let o = check(&set, now());
+    let on_absent: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.object.as_ref().unwrap().name == "absent")
+        .map(|p| (p.reason, p.message.clone()))
+        .collect();
+    assert_eq!(on_absent.len(), 1, "{on_absent:#?}");
+    assert!(!on_absent[0].1.contains("absent-here"), "{on_absent:#?}");
 
     // In its own namespace: a missing group is missing.
     let mut set = base();
