@@ -280,7 +280,11 @@ pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>
     let owner = "CASE WHEN p.slug IS NULL THEN o.slug ELSE p.slug || '/' || o.slug END";
     let counts = "(SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'User'), \
            (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.member_kind = 'Group')";
-    let owners = "JOIN organizations o ON o.id = x.organization_id LEFT JOIN organizations p ON p.id = o.parent_id";
+    let owners = |t: &str| {
+        format!(
+            "JOIN organizations o ON o.id = {t}.organization_id LEFT JOIN organizations p ON p.id = o.parent_id"
+        )
+    };
     // The organization's own, and the root's added to it with the roles of the addition: one
     // whose roles have all expired (or not started) is not usable there, and is left out.
     let sql = format!(
@@ -295,17 +299,14 @@ pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>
          UNION ALL \
          SELECT 'MachineIdentity', i.name, i.display_name, {owner}, NULL, NULL, s.roles, s.created_at \
          FROM machine_identities i {owni} JOIN subject_memberships s ON s.identity_id = i.id WHERE s.organization_id = $1",
-        own = owners.replace("x.", "g."),
-        owni = owners.replace("x.", "i."),
+        own = owners("g"),
+        owni = owners("i"),
     );
     let rows = sqlx::query(&sql).bind(org_id).fetch_all(pool).await?;
     let now = k8s_openapi::jiff::Timestamp::now();
     let mut out: Vec<OwnedInfo> = rows
         .into_iter()
-        .filter(|r| match r.get::<Option<String>, _>(6) {
-            None => true,
-            Some(roles) => super::access::in_effect(&roles, r.get(7), now).is_some(),
-        })
+        .filter(|r| usable_here(r.get(6), r.get(7), now))
         .map(|r| OwnedInfo {
             kind: if r.get::<String, _>(0) == "Group" {
                 "Group"
@@ -321,6 +322,18 @@ pub(super) async fn owned(pool: &AnyPool, org_id: &str) -> Result<Vec<OwnedInfo>
         .collect();
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(out)
+}
+
+/// Whether a group or identity read with an organization is usable there at `now`: its own
+/// (`roles` `None`), or a root's added to it (`roles` of that addition, granted at
+/// `created_at_ms`) with a role in effect: an addition whose roles have all expired or not yet
+/// started lets no one in.
+fn usable_here(
+    roles: Option<String>,
+    created_at_ms: i64,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    roles.is_none_or(|r| super::access::in_effect(&r, created_at_ms, now).is_some())
 }
 
 /// The groups usable in an organization, and every edge below them.
@@ -346,10 +359,7 @@ async fn group_graph(pool: &AnyPool, org_id: &str) -> Result<GroupGraph, sqlx::E
     let now = k8s_openapi::jiff::Timestamp::now();
     let usable = rows
         .into_iter()
-        .filter(|r| match r.get::<Option<String>, _>(2) {
-            None => true,
-            Some(roles) => super::access::in_effect(&roles, r.get(3), now).is_some(),
-        })
+        .filter(|r| usable_here(r.get(2), r.get(3), now))
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let edges = sqlx::query(
