@@ -388,12 +388,11 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
     let entry = uid.as_deref().and_then(|u| result.index.memberships.get(u));
     let granted_at = temporary::granted_at(&m.metadata, now);
     let times = RoleTimes::of(&m.spec.roles, granted_at, now);
-    let active = times.active.clone();
     let v = verdict(
         &model::membership_key(m),
         uid.as_deref(),
         result,
-        entry.map(|_| in_store("roles", &active, &m.spec.roles, granted_at, now)),
+        entry.map(|_| in_store("roles", &times.active, &m.spec.roles, granted_at, now)),
     );
     OrgMembershipStatus {
         common: common(
@@ -404,7 +403,11 @@ pub fn membership(m: &OrgMembership, result: &SyncResult, now: Timestamp) -> Org
             now,
         ),
         organization_id: entry.map(|(_, org)| org.clone()),
-        active_roles: if entry.is_some() { active } else { vec![] },
+        active_roles: if entry.is_some() {
+            times.active
+        } else {
+            vec![]
+        },
         next_expiry: times.next_expiry.map(|t| t.to_string()),
         next_start: times.next_start.map(|t| t.to_string()),
     }
@@ -573,12 +576,19 @@ pub fn project_membership(
         .and_then(|u| result.index.project_memberships.get(u));
     let granted_at = temporary::granted_at(&m.metadata, now);
     let times = RoleTimes::of(&m.spec.roles, granted_at, now);
-    let active = times.active.clone();
     let v = verdict(
         &model::project_membership_key(m),
         uid.as_deref(),
         result,
-        entry.map(|_| in_store("project roles", &active, &m.spec.roles, granted_at, now)),
+        entry.map(|_| {
+            in_store(
+                "project roles",
+                &times.active,
+                &m.spec.roles,
+                granted_at,
+                now,
+            )
+        }),
     );
     ProjectMembershipStatus {
         common: common(
@@ -589,7 +599,11 @@ pub fn project_membership(
             now,
         ),
         project_id: entry.map(|(_, p)| p.clone()),
-        active_roles: if entry.is_some() { active } else { vec![] },
+        active_roles: if entry.is_some() {
+            times.active
+        } else {
+            vec![]
+        },
         next_expiry: times.next_expiry.map(|t| t.to_string()),
         next_start: times.next_start.map(|t| t.to_string()),
     }
