@@ -334,11 +334,7 @@ impl PlacedGroup<'_, '_> {
                 ))
             }
             Some(k) => Nested::Group(k),
-            None if self
-                .set
-                .rejected
-                .contains(&ObjectKey::namespaced("Group", mns, mname)) =>
-            {
+            None if self.set.rejected_on_its_own("Group", mns, mname) => {
                 Nested::LeftOut(Problem::warning(
                     Reason::GroupMemberNotInOrganization,
                     key,

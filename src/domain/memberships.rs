@@ -496,10 +496,7 @@ fn at_root(
             ),
         ),
         // It exists but is refused on its own, and says why.
-        None if set
-            .rejected
-            .contains(&ObjectKey::namespaced(what, ns, name)) =>
-        {
+        None if set.rejected_on_its_own(what, ns, name) => {
             return None;
         }
         None => Problem::error(
@@ -553,10 +550,7 @@ fn visible_in(
     let owner = match found {
         Some((Presence::Accepted, owner)) => owner,
         Some(_) => return Visibility::Quiet,
-        None if set
-            .rejected
-            .contains(&ObjectKey::namespaced(what, ns, name)) =>
-        {
+        None if set.rejected_on_its_own(what, ns, name) => {
             return Visibility::Quiet;
         }
         None => {

@@ -54,6 +54,15 @@ pub struct ObjectSet {
     pub stored: HashSet<String>,
 }
 
+impl ObjectSet {
+    /// Whether the namespaced object `kind` `namespace/name` exists but was rejected on its
+    /// own before the rules saw it ([`ObjectSet::rejected`]): what names it waits, quietly.
+    pub fn rejected_on_its_own(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        self.rejected
+            .contains(&ObjectKey::namespaced(kind, namespace, name))
+    }
+}
+
 /// Indexes into the [`ObjectSet`] of the objects every rule accepted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Accepted {

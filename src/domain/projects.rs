@@ -655,12 +655,7 @@ impl Placed<'_> {
         let found = members.owned.find(kind, subject);
         let problem = match found {
             _ if elsewhere && !target.may_use_across(found) => unusable(),
-            None if set.rejected.contains(&ObjectKey::namespaced(
-                kind.as_str(),
-                subject_ns,
-                subject_name,
-            )) =>
-            {
+            None if set.rejected_on_its_own(kind.as_str(), subject_ns, subject_name) => {
                 return false;
             }
             None => error(
