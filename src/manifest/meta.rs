@@ -72,17 +72,7 @@ pub(super) fn problems(metadata: Option<&Value>, key: &ObjectKey) -> Vec<Problem
         return out;
     };
     if let Value::Object(fields) = metadata {
-        for k in fields.keys().filter(|k| !OBJECT_META.contains(&k.as_str())) {
-            out.push(Problem::error(
-                Reason::UnknownField,
-                key,
-                format!("metadata.{k}"),
-                format!(
-                    "unknown field (known fields here: {})",
-                    OBJECT_META.join(", ")
-                ),
-            ));
-        }
+        unknown_fields(fields, OBJECT_META, "metadata", key, &mut out);
     }
     let mut bad = |field: &str, message: String| {
         out.push(Problem::error(Reason::SchemaViolation, key, field, message));
@@ -199,22 +189,10 @@ fn owner_references(references: Option<&Value>, key: &ObjectKey, out: &mut Vec<P
                 continue;
             }
         };
+        unknown_fields(fields, OWNER_REFERENCE, &at, key, out);
         let mut bad = |reason: Reason, field: String, message: String| {
             out.push(Problem::error(reason, key, field, message));
         };
-        for k in fields
-            .keys()
-            .filter(|k| !OWNER_REFERENCE.contains(&k.as_str()))
-        {
-            bad(
-                Reason::UnknownField,
-                format!("{at}.{k}"),
-                format!(
-                    "unknown field (known fields here: {})",
-                    OWNER_REFERENCE.join(", ")
-                ),
-            );
-        }
         let mut text = |field: &str| match fields.get(field) {
             None | Some(Value::Null) => Some(""),
             Some(Value::String(s)) => Some(s.as_str()),
@@ -288,6 +266,25 @@ fn owner_references(references: Option<&Value>, key: &ObjectKey, out: &mut Vec<P
                 controllers.len(),
                 controllers.join(", ")
             ),
+        ));
+    }
+}
+
+/// An `UnknownField` problem for each field of `fields` (at `at`) not in `known`, as kubectl's
+/// strict decoding refuses them.
+fn unknown_fields(
+    fields: &serde_json::Map<String, Value>,
+    known: &[&str],
+    at: &str,
+    key: &ObjectKey,
+    out: &mut Vec<Problem>,
+) {
+    for k in fields.keys().filter(|k| !known.contains(&k.as_str())) {
+        out.push(Problem::error(
+            Reason::UnknownField,
+            key,
+            format!("{at}.{k}"),
+            format!("unknown field (known fields here: {})", known.join(", ")),
         ));
     }
 }
