@@ -230,15 +230,7 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
     let key = ObjectKey::cluster("Namespace", name);
     let mut refused = super::meta::problems(meta, &key);
     refused.extend(bad_namespace_name(name, &key, "metadata.name"));
-    if refused.iter().any(Problem::is_error) {
-        return refused
-            .into_iter()
-            .map(|problem| Item::Problem {
-                counted: false,
-                problem,
-            })
-            .collect();
-    }
+    let admitted = !refused.iter().any(Problem::is_error);
     labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
     refused
         .into_iter()
@@ -246,7 +238,7 @@ fn namespace(map: &serde_json::Map<String, Value>) -> Vec<Item> {
             counted: false,
             problem,
         })
-        .chain([Item::Namespace(name.to_owned(), labels)])
+        .chain(admitted.then(|| Item::Namespace(name.to_owned(), labels)))
         .collect()
 }
 
