@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use super::status;
 use super::sync::SyncResult;
 use crate::api::{
-    AppConnection, CommonStatus, Gateway, Group, MachineIdentity, OrgMembership, Organization,
-    Project, ProjectMembership, Relay, SubOrganization,
+    AppConnection, CommonStatus, DeletionPolicy, Gateway, Group, MachineIdentity, OrgMembership,
+    Organization, Project, ProjectMembership, Relay, SubOrganization,
 };
 use crate::domain::model;
 use crate::domain::problem::ObjectKey;
@@ -36,6 +36,8 @@ pub trait Kind:
     fn desired(&self, result: &SyncResult, now: Timestamp) -> Self::Status;
     /// The common part of a status.
     fn common(status: &Self::Status) -> &CommonStatus;
+    /// What becomes of the object's rows when it goes.
+    fn deletion_policy(&self) -> DeletionPolicy;
 }
 
 /// Implements [`Kind`] for one of suborg's kinds: its status type, key function, status
@@ -68,6 +70,9 @@ macro_rules! kind {
             }
             fn common(status: &Self::Status) -> &CommonStatus {
                 &status.common
+            }
+            fn deletion_policy(&self) -> DeletionPolicy {
+                self.spec.deletion_policy
             }
         }
     };

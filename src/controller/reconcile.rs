@@ -192,11 +192,7 @@ pub const NOT_MANAGED: &str = "NotManaged";
 /// own status over this one. Tried a few times; a failure is logged.
 pub(super) async fn let_go<K: Kind>(client: kube::Client, o: K, selector: String) {
     let api = K::api(client, o.namespace().as_deref());
-    let orphan = serde_json::to_value(&o)
-        .ok()
-        .and_then(|v| v.pointer("/spec/deletionPolicy").cloned())
-        == Some(serde_json::Value::from("Orphan"));
-    let rows = if orphan {
+    let rows = if o.deletion_policy() == crate::api::DeletionPolicy::Orphan {
         "its rows stay in the store, no longer managed (deletionPolicy: Orphan); labelled to match again, it takes them back only with --adopt"
     } else if K::KIND == "Organization" {
         "its rows are removed from the store once no sub-organization of it is left there (deletionPolicy: Delete); labelled to match again, it is synced afresh"
