@@ -46,6 +46,16 @@ fn problems(o: &Outcome) -> Vec<(String, Reason)> {
         .collect()
 }
 
+/// The reason, field and message of the first problem on the object `name`.
+fn said(o: &Outcome, name: &str) -> (Reason, String, String) {
+    let p = o
+        .problems
+        .iter()
+        .find(|p| p.object.as_ref().unwrap().name == name)
+        .unwrap_or_else(|| panic!("nothing on {name}: {:#?}", o.problems));
+    (p.reason, p.field.clone(), p.message.clone())
+}
+
 fn message(o: &Outcome, reason: Reason) -> String {
     o.problems
         .iter()
@@ -658,15 +668,7 @@ fn a_root_membership_of_a_group_or_identity_tells_nothing_of_another_namespace()
         Some("team-eng"),
     ));
     let o = check(&set, now());
-    let said = |name: &str| {
-        let p = o
-            .problems
-            .iter()
-            .find(|p| p.object.as_ref().unwrap().name == name)
-            .unwrap_or_else(|| panic!("nothing on {name}: {:#?}", o.problems));
-        (p.reason, p.field.clone(), p.message.clone())
-    };
-    let (theirs, missing) = (said("theirs"), said("missing"));
+    let (theirs, missing) = (said(&o, "theirs"), said(&o, "missing"));
     assert_eq!(theirs.0, Reason::SubjectNotVisible);
     assert_eq!(
         (
@@ -708,15 +710,11 @@ fn a_root_membership_of_a_group_or_identity_tells_nothing_of_another_namespace()
     }
     let o = check(&set, now());
     let said = |name: &str| {
-        let p = o
-            .problems
-            .iter()
-            .find(|p| p.object.as_ref().unwrap().name == name)
-            .unwrap_or_else(|| panic!("nothing on {name}: {:#?}", o.problems));
+        let (reason, field, message) = said(&o, name);
         (
-            p.reason,
-            p.field.clone(),
-            p.message.replace("\"platform/ci\"", "\"platform/nobody\""),
+            reason,
+            field,
+            message.replace("\"platform/ci\"", "\"platform/nobody\""),
         )
     };
     assert_eq!(
